@@ -1,0 +1,29 @@
+//! Raw bindings generated from `wit/`. Plugin authors rarely need these directly: the SDK's traits,
+//! helpers and export macros wrap them.
+
+/// The `backend` world: imports `sandbox`, `events`, `log`; exports `adapter`.
+pub mod backend {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "aac:plugin/backend@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "aac_sdk::bindings::backend",
+        export_macro_name: "export_backend_world",
+        generate_all,
+    });
+}
+
+/// The `materializer` world: imports `log`; exports `materialize`. Shared interfaces are reused from
+/// the backend bindings so that a type means one thing across the SDK.
+pub mod materializer {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "aac:plugin/materializer@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "aac_sdk::bindings::materializer",
+        export_macro_name: "export_materializer_world",
+        with: {
+            "aac:plugin/log@0.1.0": crate::bindings::backend::aac::plugin::log,
+        },
+    });
+}

@@ -1,0 +1,229 @@
+//! Processes in the run's sandbox: a builder, streamed output and a line iterator.
+
+use std::time::Duration;
+
+use crate::bindings::backend::aac::plugin::sandbox::{
+    self, ExecError, ExecRequest, ExitStatus, OutputChunk, OutputStream, StdinMode,
+};
+
+/// Which output stream a chunk or line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// The event kind for a line of this stream: `output.stdout` or `output.stderr`.
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            Stream::Stdout => "output.stdout",
+            Stream::Stderr => "output.stderr",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<OutputStream> for Stream {
+    fn from(stream: OutputStream) -> Self {
+        match stream {
+            OutputStream::Stdout => Stream::Stdout,
+            OutputStream::Stderr => Stream::Stderr,
+        }
+    }
+}
+
+/// One line of output, without its line ending. Invalid UTF-8 is replaced, never dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// Builds an [`ExecRequest`]. The sandbox (image, mounts, network) is the runtime profile's choice.
+#[derive(Clone, Debug)]
+pub struct Command {
+    request: ExecRequest,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            request: ExecRequest {
+                argv: vec![program.into()],
+                env: Vec::new(),
+                cwd: None,
+                stdin: StdinMode::Null,
+                timeout_ms: None,
+                idle_timeout_ms: None,
+            },
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.request.argv.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.request.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.request.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.request.cwd = Some(dir.into());
+        self
+    }
+
+    /// Gives the process a stdin pipe to write with [`Process::write_stdin`].
+    pub fn piped_stdin(mut self) -> Self {
+        self.request.stdin = StdinMode::Piped;
+        self
+    }
+
+    /// Kills the process when it runs longer than `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.request.timeout_ms = Some(duration_ms(timeout));
+        self
+    }
+
+    /// Kills the process when it prints nothing for `idle`.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.request.idle_timeout_ms = Some(duration_ms(idle));
+        self
+    }
+
+    pub fn request(&self) -> &ExecRequest {
+        &self.request
+    }
+
+    /// Starts the process in the sandbox.
+    pub fn spawn(&self) -> Result<Process, ExecError> {
+        sandbox::exec(&self.request).map(|inner| Process {
+            inner,
+            partial: [Vec::new(), Vec::new()],
+            ready: std::collections::VecDeque::new(),
+            ended: false,
+        })
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A running process. Dropping it kills the process.
+pub struct Process {
+    inner: sandbox::Process,
+    /// Bytes of an unfinished line, per stream.
+    partial: [Vec<u8>; 2],
+    /// Complete lines not yet handed out.
+    ready: std::collections::VecDeque<Line>,
+    ended: bool,
+}
+
+impl Process {
+    /// The next raw chunk of output, in the order the process wrote it; `None` at the end.
+    pub fn read_chunk(&mut self) -> Option<OutputChunk> {
+        self.inner.read()
+    }
+
+    /// The next complete line from either stream, in the order lines were completed.
+    /// A final line without a newline is returned when its stream ends.
+    pub fn next_line(&mut self) -> Option<Line> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Some(line);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.inner.read() {
+                Some(chunk) => self.split_lines(chunk.stream.into(), &chunk.data),
+                None => {
+                    self.ended = true;
+                    for stream in [Stream::Stdout, Stream::Stderr] {
+                        let rest = std::mem::take(&mut self.partial[stream.index()]);
+                        if !rest.is_empty() {
+                            self.ready.push_back(line_of(stream, &rest));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// An iterator over [`next_line`](Process::next_line).
+    pub fn lines(&mut self) -> Lines<'_> {
+        Lines { process: self }
+    }
+
+    pub fn write_stdin(&self, data: &[u8]) -> Result<(), String> {
+        self.inner.write_stdin(data)
+    }
+
+    pub fn close_stdin(&self) {
+        self.inner.close_stdin()
+    }
+
+    /// Waits for the process to exit and returns its status; unread output is discarded.
+    pub fn wait(&self) -> ExitStatus {
+        self.inner.wait()
+    }
+
+    pub fn kill(&self) {
+        self.inner.kill()
+    }
+
+    fn split_lines(&mut self, stream: Stream, data: &[u8]) {
+        let mut rest = data;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let partial = &mut self.partial[stream.index()];
+            partial.extend_from_slice(&rest[..newline]);
+            let bytes = std::mem::take(partial);
+            self.ready.push_back(line_of(stream, &bytes));
+            rest = &rest[newline + 1..];
+        }
+        self.partial[stream.index()].extend_from_slice(rest);
+    }
+}
+
+fn line_of(stream: Stream, bytes: &[u8]) -> Line {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    Line {
+        stream,
+        text: String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Lines of a process's output; see [`Process::next_line`].
+pub struct Lines<'a> {
+    process: &'a mut Process,
+}
+
+impl Iterator for Lines<'_> {
+    type Item = Line;
+
+    fn next(&mut self) -> Option<Line> {
+        self.process.next_line()
+    }
+}
+
+impl ExitStatus {
+    /// True when the process exited by itself with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.killed
+    }
+}
