@@ -45,7 +45,11 @@ impl<B: Backend> GuestSession for SessionExport<B> {
 }
 
 #[doc(hidden)]
-pub fn describe_with_defaults<B: Backend>(name: &str, version: &str, description: &str) -> PluginInfo {
+pub fn describe_with_defaults<B: Backend>(
+    name: &str,
+    version: &str,
+    description: &str,
+) -> PluginInfo {
     B::describe(PluginInfo {
         name: name.to_string(),
         version: version.to_string(),

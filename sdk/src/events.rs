@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::bindings::backend::aac::plugin::events as host;
 use crate::Event;
+use crate::bindings::backend::aac::plugin::events as host;
 
 /// Emits an event whose payload is any serializable value.
 ///

@@ -41,7 +41,10 @@ impl Settings {
             Some(_) => return Err("config `env` must be an object of strings".into()),
         };
         Ok(Self {
-            shell: config.get("shell").and_then(|v| v.as_str()).map(String::from),
+            shell: config
+                .get("shell")
+                .and_then(|v| v.as_str())
+                .map(String::from),
             timeout_ms: config.get("timeout_ms").and_then(|v| v.as_u64()),
             idle_timeout_ms: config.get("idle_timeout_ms").and_then(|v| v.as_u64()),
             env,
@@ -91,19 +94,29 @@ impl Backend for Shell {
         );
 
         if status.oom_killed {
-            TurnResult::failed(FailureKind::OomKilled, "the script was killed for running out of memory")
+            TurnResult::failed(
+                FailureKind::OomKilled,
+                "the script was killed for running out of memory",
+            )
         } else if status.kill_reason.as_deref() == Some("cancelled") {
             TurnResult::cancelled("the script was cancelled")
         } else if status.killed {
             let reason = status.kill_reason.unwrap_or_else(|| "killed".into());
-            TurnResult::failed(FailureKind::TurnTimeout, format!("the script was killed: {reason}"))
+            TurnResult::failed(
+                FailureKind::TurnTimeout,
+                format!("the script was killed: {reason}"),
+            )
         } else {
             match status.code {
                 Some(0) => TurnResult::completed(),
-                Some(code) => {
-                    TurnResult::failed(FailureKind::AgentError, format!("the script exited with code {code}"))
-                }
-                None => TurnResult::failed(FailureKind::SandboxLost, "the script ended without an exit code"),
+                Some(code) => TurnResult::failed(
+                    FailureKind::AgentError,
+                    format!("the script exited with code {code}"),
+                ),
+                None => TurnResult::failed(
+                    FailureKind::SandboxLost,
+                    "the script ended without an exit code",
+                ),
             }
         }
     }

@@ -1,0 +1,98 @@
+//! How the CLI shows events, outcomes and inspections: human-readable, or JSON lines with `--json`.
+
+use std::io::Write;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use crate::local::LocalTurnReport;
+use crate::outcome::{TerminalStatus, TurnEvent};
+use crate::plugin::Inspection;
+
+pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: bool) {
+    while let Some(event) = events.recv().await {
+        if json {
+            if let Ok(line) = serde_json::to_string(&event) {
+                println!("{line}");
+            }
+            continue;
+        }
+        let text = event.payload.get("text").and_then(|t| t.as_str());
+        match (event.kind.as_str(), text) {
+            ("output.stdout", Some(text)) => println!("{text}"),
+            ("output.stderr", Some(text)) => eprintln!("{text}"),
+            ("agent.message", Some(text)) => println!("» {text}"),
+            (kind, _) => eprintln!("· {kind} {}", event.payload),
+        }
+    }
+    let _ = std::io::stdout().flush();
+}
+
+pub fn print_outcome(report: &LocalTurnReport, json: bool) {
+    if json {
+        let line = serde_json::json!({
+            "kind": "turn.result",
+            "run_id": report.run_id,
+            "workspace": report.workspace,
+            "outcome": report.outcome,
+        });
+        println!("{line}");
+        return;
+    }
+    let outcome = &report.outcome;
+    let mark = match outcome.status {
+        TerminalStatus::Completed => "✓",
+        TerminalStatus::Cancelled => "■",
+        _ => "✗",
+    };
+    let kind = outcome
+        .failure_kind
+        .map(|kind| format!(" ({kind})"))
+        .unwrap_or_default();
+    let message = outcome
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    eprintln!("{mark} turn {}{kind}{message}", outcome.status);
+    eprintln!("  workspace: {}", report.workspace.display());
+}
+
+pub fn print_inspection(inspection: &Inspection, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(inspection)?);
+        return Ok(());
+    }
+    let shape = &inspection.shape;
+    println!("plugin:      {}", inspection.path.display());
+    if let (Some(name), Some(version)) = (&inspection.name, &inspection.version) {
+        println!("name:        {name} {version}");
+    }
+    if let Some(description) = inspection.description.as_deref().filter(|d| !d.is_empty()) {
+        println!("description: {description}");
+    }
+    println!("world:       aac:plugin/{}", shape.world.as_str());
+    println!("wit version: {}", shape.wit_version);
+    println!("size:        {} bytes", shape.size_bytes);
+    let cache = match &inspection.cache_artifact {
+        Some(path) => format!(
+            "{} ({})",
+            match inspection.cache {
+                crate::plugin::CacheState::Hit => "compiled artifact cached",
+                _ => "not cached before this inspection",
+            },
+            path.display()
+        ),
+        None => "cache disabled".to_string(),
+    };
+    println!("cache:       {cache}");
+    println!("imports:");
+    for import in &shape.imports {
+        println!("  {import}");
+    }
+    println!("exports:");
+    for export in &shape.exports {
+        println!("  {export}");
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! aac-host: a host runner for AI coding-agent runs.
+//!
+//! * [`plugin`]: the WebAssembly plugin host (engine, cache, limits, host capabilities);
+//! * [`sandbox`]: where plugin processes run (Docker through bollard);
+//! * [`local`]: one local turn, plugin + sandbox + workspace, as `aac-host run` does it;
+//! * [`outcome`]: statuses, failure kinds and events shared by all of them;
+//! * [`cli`]: the command line.
+
+pub mod cli;
+pub mod local;
+pub mod outcome;
+pub mod plugin;
+pub mod sandbox;

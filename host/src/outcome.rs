@@ -1,0 +1,126 @@
+//! How turns and runs end, and what they emit: the host-side twin of the WIT `types` interface and
+//! of the manager protocol's status taxonomy.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerminalStatus {
+    Completed,
+    Failed,
+    Blocked,
+    Cancelled,
+}
+
+/// Why a turn or run did not complete. One taxonomy for plugins, host and manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    AgentError,
+    ModelError,
+    AuthError,
+    TurnTimeout,
+    BackendCrashed,
+    BackendTimeout,
+    ResourceExhausted,
+    OomKilled,
+    SandboxLost,
+    ImageUnavailable,
+    ResourceBundle,
+    LeaseLost,
+    SchemaInvalid,
+    HostError,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::AgentError => "agent-error",
+            FailureKind::ModelError => "model-error",
+            FailureKind::AuthError => "auth-error",
+            FailureKind::TurnTimeout => "turn-timeout",
+            FailureKind::BackendCrashed => "backend-crashed",
+            FailureKind::BackendTimeout => "backend-timeout",
+            FailureKind::ResourceExhausted => "resource-exhausted",
+            FailureKind::OomKilled => "oom-killed",
+            FailureKind::SandboxLost => "sandbox-lost",
+            FailureKind::ImageUnavailable => "image-unavailable",
+            FailureKind::ResourceBundle => "resource-bundle",
+            FailureKind::LeaseLost => "lease-lost",
+            FailureKind::SchemaInvalid => "schema-invalid",
+            FailureKind::HostError => "host-error",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for TerminalStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TerminalStatus::Completed => "completed",
+            TerminalStatus::Failed => "failed",
+            TerminalStatus::Blocked => "blocked",
+            TerminalStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// The end of one turn, as reported to the manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnOutcome {
+    pub status: TerminalStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+}
+
+impl TurnOutcome {
+    pub fn completed() -> Self {
+        Self {
+            status: TerminalStatus::Completed,
+            failure_kind: None,
+            message: None,
+            thread_id: None,
+            turn_id: None,
+        }
+    }
+
+    pub fn failed(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            status: TerminalStatus::Failed,
+            failure_kind: Some(kind),
+            message: Some(message.into()),
+            ..Self::completed()
+        }
+    }
+
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self {
+            status: TerminalStatus::Cancelled,
+            message: Some(message.into()),
+            ..Self::completed()
+        }
+    }
+}
+
+/// One event of a turn, numbered in the order the plugin emitted it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnEvent {
+    /// Per-run sequence number, starting at 1.
+    pub seq: u64,
+    pub command_id: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+}

@@ -1,0 +1,322 @@
+//! Backend adapters: a compiled plugin ready to instantiate, and one session (one Store) per run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+use wasmtime::component::{Component, ResourceAny};
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::backend::aac::plugin::types as wit;
+use super::bindings::backend::{Backend, BackendPre};
+use super::cache::CacheState;
+use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::failure::classify;
+use super::state::SessionState;
+use super::{PluginHost, PluginIdentity};
+use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+use crate::sandbox::{ProcessLimits, Sandbox};
+
+/// A loaded backend adapter: compiled, linked and described. Sessions are cheap to open.
+pub struct BackendPlugin {
+    host: Arc<PluginHost>,
+    pre: BackendPre<SessionState>,
+    identity: Arc<PluginIdentity>,
+    description: String,
+    cache: CacheState,
+}
+
+/// What a session needs from its caller.
+pub struct SessionOptions {
+    pub run: wit::RunInfo,
+    /// Where the plugin's processes run; `None` for a session that may not start any.
+    pub sandbox: Option<Arc<dyn Sandbox>>,
+    pub events: mpsc::UnboundedSender<TurnEvent>,
+    pub process_limits: ProcessLimits,
+    /// How long a cancelled turn may take to return before the host stops waiting for it.
+    pub cancel_grace: Duration,
+}
+
+impl BackendPlugin {
+    pub(super) async fn new(
+        host: Arc<PluginHost>,
+        path: &Path,
+        component: Component,
+        cache: CacheState,
+    ) -> Result<Self> {
+        let file_name = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        let mut identity = PluginIdentity {
+            name: file_name,
+            version: "unknown".into(),
+            path: path.to_path_buf(),
+        };
+        let instance_pre = host.linker.instantiate_pre(&component).map_err(|err| {
+            anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+        })?;
+        let pre = BackendPre::new(instance_pre).map_err(|err| {
+            anyhow::anyhow!("{identity} does not export the backend world: {err}")
+        })?;
+
+        let mut plugin = Self {
+            host,
+            pre,
+            identity: Arc::new(identity.clone()),
+            description: String::new(),
+            cache,
+        };
+        let (events, _) = mpsc::unbounded_channel();
+        let mut store = plugin.new_store(SessionOptions {
+            run: wit::RunInfo {
+                run_id: "describe".into(),
+                runtime: String::new(),
+                workspace_dir: String::new(),
+                config_json: "{}".into(),
+            },
+            sandbox: None,
+            events,
+            process_limits: ProcessLimits::default(),
+            cancel_grace: Duration::ZERO,
+        });
+        store.data_mut().cpu.start_call();
+        let info = async {
+            let bindings = plugin.pre.instantiate_async(&mut store).await?;
+            bindings
+                .aac_plugin_adapter()
+                .call_describe(&mut store)
+                .await
+        }
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!(
+                classify(store.data(), "describe", &err)
+                    .message
+                    .unwrap_or_default()
+            )
+        })?;
+        identity.name = info.name;
+        identity.version = info.version;
+        plugin.identity = Arc::new(identity);
+        plugin.description = info.description;
+        Ok(plugin)
+    }
+
+    pub fn identity(&self) -> &Arc<PluginIdentity> {
+        &self.identity
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether loading found the compiled artifact in the cache.
+    pub fn cache_state(&self) -> CacheState {
+        self.cache
+    }
+
+    fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
+        let limits = self.host.limits;
+        let state = SessionState::new(
+            self.identity.clone(),
+            &limits,
+            LogCapability {
+                run_id: options.run.run_id.clone(),
+                max_message_bytes: 16 << 10,
+            },
+            EventsCapability::new(options.events),
+            SandboxCapability::new(options.sandbox, options.process_limits),
+        );
+        let mut store = Store::new(self.host.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if ctx.data_mut().cpu.tick() {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield on every tick so one busy plugin cannot starve the other sessions.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Instantiates the plugin in a fresh Store and opens the run's session.
+    pub async fn open_session(
+        &self,
+        options: SessionOptions,
+    ) -> Result<BackendSession, TurnOutcome> {
+        let run = options.run.clone();
+        let cancel_grace = options.cancel_grace;
+        let span = info_span!("session", plugin = %self.identity.name, run = %run.run_id);
+        let mut store = self.new_store(options);
+        store.data_mut().cpu.start_call();
+        let opened = async {
+            let bindings = self.pre.instantiate_async(&mut store).await?;
+            let started = bindings
+                .aac_plugin_adapter()
+                .session()
+                .call_start(&mut store, &run)
+                .await?;
+            Ok::<_, wasmtime::Error>((bindings, started))
+        }
+        .instrument(span.clone())
+        .await;
+        match opened {
+            Ok((bindings, Ok(session))) => Ok(BackendSession {
+                store,
+                bindings,
+                session,
+                identity: self.identity.clone(),
+                broken: None,
+                cancel_grace,
+                span,
+            }),
+            Ok((_, Err(message))) => Err(TurnOutcome::failed(
+                FailureKind::BackendCrashed,
+                format!("{} refused to start the session: {message}", self.identity),
+            )),
+            Err(err) => Err(classify(store.data(), "start", &err)),
+        }
+    }
+}
+
+/// One run's session: a Store, an instance and the plugin's `session` resource.
+pub struct BackendSession {
+    store: Store<SessionState>,
+    bindings: Backend,
+    session: ResourceAny,
+    identity: Arc<PluginIdentity>,
+    /// Set once the plugin trapped or was abandoned: the instance must not be entered again.
+    broken: Option<TurnOutcome>,
+    cancel_grace: Duration,
+    span: tracing::Span,
+}
+
+impl BackendSession {
+    pub fn identity(&self) -> &Arc<PluginIdentity> {
+        &self.identity
+    }
+
+    /// Runs one turn. Cancelling `cancel` kills the turn's processes; the turn is reported as
+    /// cancelled even if the plugin ignores it, once `cancel_grace` has passed.
+    pub async fn run_turn(
+        &mut self,
+        command: wit::CommandInfo,
+        cancel: CancellationToken,
+    ) -> TurnOutcome {
+        if let Some(outcome) = &self.broken {
+            return outcome.clone();
+        }
+        let span = info_span!(parent: &self.span, "turn", command = %command.command_id);
+        let state = self.store.data_mut();
+        state.sandbox.cancel = cancel.clone();
+        state.events.command_id = command.command_id.clone();
+        state.cpu.start_call();
+
+        let grace = self.cancel_grace;
+        let adapter = self.bindings.aac_plugin_adapter();
+        let guest_session = adapter.session();
+        let call = guest_session.call_run_turn(&mut self.store, self.session, &command);
+        let abandoned = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            result = call.instrument(span) => Some(result),
+            () = abandoned => None,
+        };
+
+        let outcome = match result {
+            Some(Ok(result)) => from_wit(result),
+            Some(Err(err)) => {
+                let outcome = classify(self.store.data(), "run-turn", &err);
+                self.store.data_mut().events.push(
+                    "backend.failed",
+                    serde_json::json!({ "failure_kind": outcome.failure_kind, "message": outcome.message }),
+                );
+                self.broken = Some(outcome.clone());
+                outcome
+            }
+            None => {
+                let outcome = TurnOutcome::cancelled(format!(
+                    "{} did not return within {grace:?} of the cancellation; the turn was abandoned",
+                    self.identity
+                ));
+                self.broken = Some(outcome.clone());
+                outcome
+            }
+        };
+        if cancel.is_cancelled() && outcome.status != TerminalStatus::Cancelled {
+            // The host decides: a cancelled turn is reported as cancelled, whatever the plugin said.
+            return TurnOutcome {
+                status: TerminalStatus::Cancelled,
+                failure_kind: None,
+                message: Some(outcome.message.unwrap_or_else(|| "cancelled".into())),
+                ..outcome
+            };
+        }
+        outcome
+    }
+
+    /// Lets the plugin close the session, then drops it. Errors are logged, never fatal.
+    pub async fn close(mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.store.data_mut().cpu.start_call();
+        let closed = async {
+            self.bindings
+                .aac_plugin_adapter()
+                .session()
+                .call_close(&mut self.store, self.session)
+                .await?;
+            self.session.resource_drop_async(&mut self.store).await
+        }
+        .await;
+        if let Err(err) = closed {
+            let outcome = classify(self.store.data(), "close", &err);
+            warn!(plugin = %self.identity, message = ?outcome.message, "closing the session failed");
+        }
+    }
+}
+
+fn from_wit(result: wit::TurnResult) -> TurnOutcome {
+    TurnOutcome {
+        status: match result.status {
+            wit::TerminalStatus::Completed => TerminalStatus::Completed,
+            wit::TerminalStatus::Failed => TerminalStatus::Failed,
+            wit::TerminalStatus::Blocked => TerminalStatus::Blocked,
+            wit::TerminalStatus::Cancelled => TerminalStatus::Cancelled,
+        },
+        failure_kind: result.failure_kind.map(failure_kind_from_wit),
+        message: result.message,
+        thread_id: result.thread_id,
+        turn_id: result.turn_id,
+    }
+}
+
+fn failure_kind_from_wit(kind: wit::FailureKind) -> FailureKind {
+    use wit::FailureKind as W;
+    match kind {
+        W::AgentError => FailureKind::AgentError,
+        W::ModelError => FailureKind::ModelError,
+        W::AuthError => FailureKind::AuthError,
+        W::TurnTimeout => FailureKind::TurnTimeout,
+        W::BackendCrashed => FailureKind::BackendCrashed,
+        W::BackendTimeout => FailureKind::BackendTimeout,
+        W::ResourceExhausted => FailureKind::ResourceExhausted,
+        W::OomKilled => FailureKind::OomKilled,
+        W::SandboxLost => FailureKind::SandboxLost,
+        W::ImageUnavailable => FailureKind::ImageUnavailable,
+        W::ResourceBundle => FailureKind::ResourceBundle,
+        W::LeaseLost => FailureKind::LeaseLost,
+        W::SchemaInvalid => FailureKind::SchemaInvalid,
+        W::HostError => FailureKind::HostError,
+    }
+}

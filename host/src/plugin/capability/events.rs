@@ -1,0 +1,51 @@
+//! `aac:plugin/events`: the plugin's events, numbered per run and handed to the host's event sink.
+
+use tokio::sync::mpsc;
+
+use crate::outcome::TurnEvent;
+use crate::plugin::bindings::backend::aac::plugin::events::Host;
+use crate::plugin::bindings::backend::aac::plugin::types::Event;
+use crate::plugin::state::SessionState;
+
+/// Where a session's events go. Sequence numbers are per run and never reused.
+pub struct EventsCapability {
+    sink: mpsc::UnboundedSender<TurnEvent>,
+    next_seq: u64,
+    pub(crate) command_id: String,
+}
+
+impl EventsCapability {
+    pub fn new(sink: mpsc::UnboundedSender<TurnEvent>) -> Self {
+        Self {
+            sink,
+            next_seq: 1,
+            command_id: String::new(),
+        }
+    }
+
+    /// Emits an event on the host's own behalf (e.g. the plugin crashed).
+    pub fn push(&mut self, kind: &str, payload: serde_json::Value) {
+        let event = TurnEvent {
+            seq: self.next_seq,
+            command_id: self.command_id.clone(),
+            kind: kind.to_string(),
+            payload,
+        };
+        self.next_seq += 1;
+        // A closed sink means nobody listens any more; the turn goes on regardless.
+        let _ = self.sink.send(event);
+    }
+}
+
+impl Host for SessionState {
+    async fn emit(&mut self, event: Event) -> wasmtime::Result<()> {
+        let payload = serde_json::from_str(&event.payload_json).unwrap_or_else(|err| {
+            serde_json::json!({
+                "invalid_json": event.payload_json,
+                "error": err.to_string(),
+            })
+        });
+        self.events.push(&event.kind, payload);
+        Ok(())
+    }
+}

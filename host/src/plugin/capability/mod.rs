@@ -1,0 +1,15 @@
+//! Host capabilities offered to plugins, one module per WIT interface (like Spin's factors). Each
+//! module owns its state, stored in [`SessionState`](super::state::SessionState), and implements
+//! the generated `Host` trait.
+//!
+//! Every host call pauses the plugin's CPU budget while it runs: time spent waiting on a process is
+//! not the plugin's own CPU time.
+
+pub mod events;
+pub mod log;
+pub mod sandbox;
+
+use super::bindings::backend::aac::plugin::types;
+use super::state::SessionState;
+
+impl types::Host for SessionState {}

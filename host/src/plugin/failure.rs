@@ -1,0 +1,43 @@
+//! Turning a failed plugin call into a [`TurnOutcome`] that says what happened and to whom.
+
+use crate::outcome::{FailureKind, TurnOutcome};
+
+use super::state::SessionState;
+
+/// Classifies an error from a call into the plugin. The limits record whether they fired, so a
+/// trap caused by them is reported as what it is rather than as a crash.
+pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> TurnOutcome {
+    let who = state.identity.to_string();
+    if state.cpu.exceeded {
+        return TurnOutcome::failed(
+            FailureKind::BackendTimeout,
+            format!(
+                "{who} used more than its {:?} CPU deadline in `{call}`",
+                state.cpu.limit()
+            ),
+        );
+    }
+    if state.memory.exceeded {
+        return TurnOutcome::failed(
+            FailureKind::ResourceExhausted,
+            format!("{who} exceeded its memory limit in `{call}`"),
+        );
+    }
+    let mut message = format!("{who} crashed in `{call}`: {}", trap_summary(err));
+    let stderr = state.stderr_tail();
+    if !stderr.is_empty() {
+        message.push_str("\nplugin stderr:\n");
+        message.push_str(&stderr);
+    }
+    if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
+        message.push_str(&format!("\nbacktrace:\n{backtrace}"));
+    }
+    TurnOutcome::failed(FailureKind::BackendCrashed, message)
+}
+
+fn trap_summary(err: &wasmtime::Error) -> String {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => err.to_string(),
+    }
+}

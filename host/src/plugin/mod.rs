@@ -1,0 +1,173 @@
+//! The plugin host: one wasmtime engine, compiled-artifact cache, validation, limits, and one module
+//! per host capability offered to plugins.
+//!
+//! ```text
+//! PluginHost::load_backend(path) ─ validate ─ cache/compile ─ InstancePre ─ describe()
+//!        └─ BackendPlugin::open_session(run, sandbox, events) ─ Store per session
+//!               └─ BackendSession::run_turn(command, cancel) -> TurnOutcome
+//! ```
+
+mod backend;
+pub mod bindings;
+mod cache;
+pub mod capability;
+mod engine;
+mod failure;
+mod limits;
+mod state;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use backend::{BackendPlugin, BackendSession, SessionOptions};
+pub use cache::{ArtifactCache, CacheState};
+pub use limits::PluginLimits;
+pub use validate::{ComponentShape, World};
+
+use engine::EpochTicker;
+use state::SessionState;
+
+/// Who a plugin is, for every message that concerns it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginIdentity {
+    pub name: String,
+    pub version: String,
+    pub path: PathBuf,
+}
+
+impl fmt::Display for PluginIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "plugin `{}` {} ({})",
+            self.name,
+            self.version,
+            self.path.display()
+        )
+    }
+}
+
+/// Settings of a [`PluginHost`].
+#[derive(Clone, Debug)]
+pub struct PluginHostConfig {
+    /// Where compiled artifacts are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub limits: PluginLimits,
+}
+
+impl Default for PluginHostConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: ArtifactCache::default_dir(),
+            limits: PluginLimits::default(),
+        }
+    }
+}
+
+/// What `aac-host plugin inspect` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub shape: ComponentShape,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    /// `hit` when a compiled artifact was already cached before this inspection.
+    pub cache: CacheState,
+    pub cache_artifact: Option<PathBuf>,
+}
+
+/// Loads and runs plugins. Cheap to share: clone the `Arc`.
+pub struct PluginHost {
+    engine: Engine,
+    cache: ArtifactCache,
+    linker: Linker<SessionState>,
+    limits: PluginLimits,
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    pub fn new(config: PluginHostConfig) -> Result<Arc<Self>> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::backend::Backend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )?;
+        Ok(Arc::new(Self {
+            cache: ArtifactCache::new(&engine, config.cache_dir),
+            _ticker: EpochTicker::start(&engine),
+            engine,
+            linker,
+            limits: config.limits,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// Reads and validates a plugin file, then loads its compiled form (from cache when possible).
+    fn load_component(
+        &self,
+        path: &Path,
+    ) -> Result<(wasmtime::component::Component, ComponentShape, CacheState)> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        let shape = validate::check_component(path, &bytes)?;
+        let (component, cache) = self.cache.load(&self.engine, &bytes, path)?;
+        Ok((component, shape, cache))
+    }
+
+    /// Loads a backend adapter and asks it to describe itself.
+    pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
+        let (component, shape, cache) = self.load_component(path)?;
+        if shape.world != World::Backend {
+            anyhow::bail!(
+                "{} is a {} plugin, but a backend adapter was expected",
+                path.display(),
+                shape.world.as_str()
+            );
+        }
+        BackendPlugin::new(self.clone(), path, component, cache).await
+    }
+
+    /// Everything `plugin inspect` shows about a plugin file.
+    pub async fn inspect(self: &Arc<Self>, path: &Path) -> Result<Inspection> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        let shape = validate::check_component(path, &bytes)?;
+        let was_cached = self.cache.is_cached(&bytes);
+        let cache_artifact = self.cache.artifact_path(&bytes);
+        let info = match shape.world {
+            World::Backend => Some(self.load_backend(path).await?.identity().clone()),
+            World::Materializer => None,
+        };
+        Ok(Inspection {
+            path: path.to_path_buf(),
+            name: info.as_ref().map(|i| i.name.clone()),
+            version: info.as_ref().map(|i| i.version.clone()),
+            description: None,
+            shape,
+            cache: if was_cached {
+                CacheState::Hit
+            } else {
+                CacheState::Miss
+            },
+            cache_artifact,
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The data of one plugin [`Store`](wasmtime::Store): everything a session's host calls can reach.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::PluginIdentity;
+use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::limits::{CpuBudget, MemoryLimiter, PluginLimits};
+
+/// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there).
+const STDERR_CAPTURE: usize = 64 << 10;
+
+pub struct SessionState {
+    pub identity: Arc<PluginIdentity>,
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub stderr: MemoryOutputPipe,
+    pub memory: MemoryLimiter,
+    pub cpu: CpuBudget,
+    pub log: LogCapability,
+    pub events: EventsCapability,
+    pub sandbox: SandboxCapability,
+}
+
+impl SessionState {
+    pub fn new(
+        identity: Arc<PluginIdentity>,
+        limits: &PluginLimits,
+        log: LogCapability,
+        events: EventsCapability,
+        sandbox: SandboxCapability,
+    ) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        // Nothing is granted: no env, no args, no preopened directories, no sockets. The plugin's
+        // stderr is captured (bounded) so a panic message can be shown.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            identity,
+            table: ResourceTable::new(),
+            wasi,
+            stderr,
+            memory: MemoryLimiter::new(limits.memory_bytes),
+            cpu: CpuBudget::new(limits.call_cpu),
+            log,
+            events,
+            sandbox,
+        }
+    }
+
+    /// The tail of what the plugin wrote to stderr, for error messages.
+    pub fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+impl WasiView for SessionState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Sandboxes: where a session's processes run. The plugin asks for a command line; the sandbox spec
+//! (chosen by the operator, never by the plugin) decides image, mounts, user and network.
+//!
+//! [`SandboxDriver`] opens a [`Sandbox`] per session; [`Sandbox::exec`] starts a raw process that
+//! [`ProcessHandle`] wraps with what every driver needs: ordered output, timeouts, kill escalation
+//! and cancellation.
+
+pub mod docker;
+mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use tokio::io::AsyncWrite;
+
+pub use process::{ProcessHandle, ProcessLimits};
+
+/// What the operator decided a session's sandbox looks like.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    pub image: String,
+    /// The host directory mounted as the workspace.
+    pub workspace_host_dir: PathBuf,
+    /// Where the workspace appears inside the sandbox.
+    pub workspace_dir: String,
+    /// `uid:gid` the processes run as.
+    pub user: String,
+    /// Labels put on the container so that orphans can be found and removed.
+    pub labels: BTreeMap<String, String>,
+    /// Environment every process in the sandbox gets (before the exec request's own).
+    pub env: Vec<(String, String)>,
+    /// `none` (default) or the name of a Docker network.
+    pub network: String,
+}
+
+/// One process to start inside a sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub stdin_piped: bool,
+    pub timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutputChunk {
+    pub stream: OutputStream,
+    pub data: Bytes,
+}
+
+/// Why the host killed a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillReason {
+    Timeout,
+    IdleTimeout,
+    Cancelled,
+    Requested,
+}
+
+impl KillReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillReason::Timeout => "timeout",
+            KillReason::IdleTimeout => "idle-timeout",
+            KillReason::Cancelled => "cancelled",
+            KillReason::Requested => "requested",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub killed: Option<KillReason>,
+    pub oom_killed: bool,
+    /// Set when the sandbox failed while the process ran (daemon gone, container removed).
+    pub sandbox_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("invalid exec request: {0}")]
+    InvalidRequest(String),
+    #[error("could not start the process: {0}")]
+    SpawnFailed(String),
+    #[error("the sandbox is gone: {0}")]
+    SandboxLost(String),
+}
+
+/// A process as a driver started it; [`ProcessHandle`] adds the policy on top.
+pub struct RawProcess {
+    pub output: BoxStream<'static, anyhow::Result<OutputChunk>>,
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    pub control: Arc<dyn ProcessControl>,
+}
+
+/// Driver-specific control of a started process.
+#[async_trait]
+pub trait ProcessControl: Send + Sync {
+    /// Sends `signal` to the process and every process it started.
+    async fn signal(&self, signal: Signal) -> anyhow::Result<()>;
+    /// The exit status, once the output streams have ended.
+    async fn exit_info(&self) -> anyhow::Result<ExitInfo>;
+}
+
+/// A session's sandbox.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// A short id for logs (the container id).
+    fn id(&self) -> &str;
+    async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError>;
+    /// Removes the sandbox and everything running in it. Idempotent.
+    async fn remove(&self) -> anyhow::Result<()>;
+}
+
+/// Opens sandboxes.
+#[async_trait]
+pub trait SandboxDriver: Send + Sync {
+    async fn open(&self, spec: &SandboxSpec) -> anyhow::Result<Arc<dyn Sandbox>>;
+}

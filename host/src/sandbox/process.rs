@@ -1,0 +1,216 @@
+//! Driver-independent process policy: ordered output with backpressure, per-process timeout and idle
+//! timeout, TERM → grace → KILL escalation, cancellation, and kill-on-drop.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{ExecSpec, ExitInfo, KillReason, OutputChunk, RawProcess, Signal};
+
+/// Host-side policy for processes.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessLimits {
+    /// Time between TERM and KILL.
+    pub kill_grace: Duration,
+    /// Output chunks buffered ahead of the plugin's reads before the process is slowed down.
+    pub buffered_chunks: usize,
+}
+
+impl Default for ProcessLimits {
+    fn default() -> Self {
+        Self {
+            kill_grace: Duration::from_secs(5),
+            buffered_chunks: 64,
+        }
+    }
+}
+
+/// A running process, as the plugin host sees it.
+pub struct ProcessHandle {
+    output: mpsc::Receiver<OutputChunk>,
+    stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    kill: mpsc::UnboundedSender<KillReason>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+impl ProcessHandle {
+    /// Starts the pump task for `raw`. `cancel` kills the process with [`KillReason::Cancelled`].
+    pub fn start(
+        raw: RawProcess,
+        spec: &ExecSpec,
+        limits: ProcessLimits,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (output_tx, output_rx) = mpsc::channel(limits.buffered_chunks.max(1));
+        let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let pump = Pump {
+            timeout: spec.timeout,
+            idle_timeout: spec.idle_timeout,
+            grace: limits.kill_grace,
+            cancel,
+        };
+        tokio::spawn(pump.run(raw.output, raw.control, output_tx, kill_rx, exit_tx));
+        Self {
+            output: output_rx,
+            stdin: raw.stdin,
+            kill: kill_tx,
+            exit: exit_rx,
+        }
+    }
+
+    /// The next chunk of output; `None` once both streams have ended.
+    pub async fn read(&mut self) -> Option<OutputChunk> {
+        self.output.recv().await
+    }
+
+    pub async fn write_stdin(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("stdin is not piped or already closed"))?;
+        stdin.write_all(data).await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    pub async fn close_stdin(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.shutdown().await;
+        }
+    }
+
+    /// Waits for the exit status, discarding output nobody read.
+    pub async fn wait(&mut self) -> ExitInfo {
+        self.stdin = None;
+        self.output.close();
+        while self.output.recv().await.is_some() {}
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(info) => info.clone().unwrap_or_default(),
+            Err(_) => ExitInfo {
+                sandbox_error: Some("the process pump stopped without an exit status".into()),
+                ..ExitInfo::default()
+            },
+        }
+    }
+
+    /// Asks for the process to be killed (TERM, grace, KILL).
+    pub fn kill(&self, reason: KillReason) {
+        let _ = self.kill.send(reason);
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+}
+
+impl Drop for ProcessHandle {
+    fn drop(&mut self) {
+        if !self.has_exited() {
+            self.kill(KillReason::Requested);
+        }
+    }
+}
+
+struct Pump {
+    timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    grace: Duration,
+    cancel: CancellationToken,
+}
+
+impl Pump {
+    async fn run(
+        self,
+        mut output: futures::stream::BoxStream<'static, anyhow::Result<OutputChunk>>,
+        control: std::sync::Arc<dyn super::ProcessControl>,
+        output_tx: mpsc::Sender<OutputChunk>,
+        mut kill_rx: mpsc::UnboundedReceiver<KillReason>,
+        exit_tx: watch::Sender<Option<ExitInfo>>,
+    ) {
+        let started = Instant::now();
+        let deadline = self.timeout.map(|t| started + t);
+        let mut last_output = started;
+        let mut pending: Option<OutputChunk> = None;
+        let mut killed: Option<KillReason> = None;
+        let mut escalation: Option<tokio::task::JoinHandle<()>> = None;
+        let mut stream_error: Option<String> = None;
+        let far_future = started + Duration::from_secs(86400 * 365);
+
+        loop {
+            let idle_deadline = self.idle_timeout.map(|idle| last_output + idle);
+            let reason = tokio::select! {
+                biased;
+                chunk = output.next(), if pending.is_none() => {
+                    match chunk {
+                        Some(Ok(chunk)) => {
+                            last_output = Instant::now();
+                            pending = Some(chunk);
+                            continue;
+                        }
+                        Some(Err(err)) => {
+                            stream_error = Some(format!("{err:#}"));
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                permit = output_tx.reserve(), if pending.is_some() => {
+                    if let (Ok(permit), Some(chunk)) = (permit, pending.take()) {
+                        permit.send(chunk);
+                    }
+                    // A reader that went away only means the output is discarded.
+                    pending = None;
+                    continue;
+                }
+                Some(reason) = kill_rx.recv(), if killed.is_none() => reason,
+                _ = self.cancel.cancelled(), if killed.is_none() => KillReason::Cancelled,
+                _ = sleep_until(deadline.unwrap_or(far_future)), if killed.is_none() && deadline.is_some() => KillReason::Timeout,
+                _ = sleep_until(idle_deadline.unwrap_or(far_future)), if killed.is_none() && idle_deadline.is_some() => KillReason::IdleTimeout,
+            };
+            debug!(reason = reason.as_str(), "killing process");
+            killed = Some(reason);
+            escalation = Some(tokio::spawn(escalate(control.clone(), self.grace)));
+        }
+        if let Some(chunk) = pending.take() {
+            let _ = output_tx.send(chunk).await;
+        }
+        drop(output_tx);
+        if let Some(escalation) = escalation {
+            escalation.abort();
+        }
+
+        let mut info = match control.exit_info().await {
+            Ok(info) => info,
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), "could not read the exit status");
+                ExitInfo {
+                    sandbox_error: Some(format!("{err:#}")),
+                    ..ExitInfo::default()
+                }
+            }
+        };
+        info.killed = killed.or(info.killed);
+        if info.sandbox_error.is_none() {
+            info.sandbox_error = stream_error;
+        }
+        let _ = exit_tx.send(Some(info));
+    }
+}
+
+async fn escalate(control: std::sync::Arc<dyn super::ProcessControl>, grace: Duration) {
+    if let Err(err) = control.signal(Signal::Term).await {
+        warn!(error = %format!("{err:#}"), "TERM failed; sending KILL");
+    } else {
+        tokio::time::sleep(grace).await;
+    }
+    if let Err(err) = control.signal(Signal::Kill).await {
+        warn!(error = %format!("{err:#}"), "KILL failed");
+    }
+}

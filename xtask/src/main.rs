@@ -1,0 +1,127 @@
+//! `cargo xtask …`: everything set-up needs, so a fresh machine runs the demo or the tests with one
+//! command each.
+//!
+//! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
+//! * `test`    the same set-up, then the whole test suite;
+//! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
+//! * `plugins` builds the first-party plugins into target/plugins/;
+//! * `image`   builds the local sandbox image with `docker import`;
+//! * `docker`  makes sure a Docker engine answers (installs and starts one when root).
+
+mod docker;
+mod image;
+mod plugins;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> std::process::ExitCode {
+    match dispatch() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    match task {
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "plugins" => plugins::build_all(&plugins::FIRST_PARTY).map(|_| ()),
+        "image" => {
+            docker::ensure_engine()?;
+            image::build_busybox()
+        }
+        "docker" => docker::ensure_engine(),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|bench|plugins|image|docker>");
+            Ok(())
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn run(command: &mut Command) -> Result<()> {
+    eprintln!("$ {}", display(command));
+    let status = command
+        .status()
+        .with_context(|| format!("could not run {}", display(command)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", display(command));
+    }
+    Ok(())
+}
+
+fn display(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Set-up shared by demo and tests: engine, image, plugins.
+fn set_up(plugins: &[&str]) -> Result<PathBuf> {
+    docker::ensure_engine()?;
+    image::build_busybox()?;
+    plugins::build_all(plugins)
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+    run(cargo().args(["build", "--release", "-p", "aac-host"]))?;
+    let prompt = args.first().cloned().unwrap_or_else(|| {
+        "echo \"hello from $(id -un) in $(pwd)\"; echo 'made by the shell plugin' > hello.txt; ls -l; echo 'a line on stderr' >&2".into()
+    });
+    let workspace = root().join("target").join("demo-workspace");
+    let _ = std::fs::remove_dir_all(&workspace);
+    run(Command::new(root().join("target/release/aac-host"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(plugin_dir.join("shell.wasm"))
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg(prompt))?;
+    let written = workspace.join("hello.txt");
+    let content = std::fs::read_to_string(&written)
+        .with_context(|| format!("the turn did not leave {} on the host", written.display()))?;
+    eprintln!("host sees {}: {}", written.display(), content.trim());
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let plugin_dir = set_up(&plugins::ALL)?;
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(args)
+        .env("AAC_PLUGIN_DIR", &plugin_dir))
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+    run(cargo()
+        .args(["bench", "-p", "aac-tests", "--bench", "plugin_host"])
+        .args(args)
+        .env("AAC_PLUGIN_DIR", &plugin_dir))
+}
