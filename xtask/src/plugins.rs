@@ -7,7 +7,12 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 1] = ["shell"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 3] = ["shell", "test-misbehave", "test-wrong-version"];
+pub const ALL: [&str; 4] = [
+    "shell",
+    "test-misbehave",
+    "test-wrong-version",
+    "test-other-world",
+];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {
     ensure_target()?;

@@ -1,0 +1,25 @@
+//! Exports `acme:widgets/render`: a fine component, but not an aac-host plugin.
+
+wit_bindgen::generate!({
+    inline: "
+        package acme:widgets@1.0.0;
+
+        interface render {
+            render: func(name: string) -> string;
+        }
+
+        world widget {
+            export render;
+        }
+    ",
+});
+
+struct Widget;
+
+impl exports::acme::widgets::render::Guest for Widget {
+    fn render(name: String) -> String {
+        format!("<{name}/>")
+    }
+}
+
+export!(Widget);

@@ -1,0 +1,145 @@
+//! Shared helpers for the end-to-end tests and benchmarks: plugins built from source, a plugin
+//! host with test limits, and the Docker sandbox with the local image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aac_host::local::{DEFAULT_IMAGE, LocalTurn, LocalTurnReport, run_local_turn};
+use aac_host::outcome::TurnEvent;
+use aac_host::plugin::{PluginHost, PluginHostConfig, PluginLimits};
+use aac_host::sandbox::docker::DockerDriver;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The path of a plugin built from this repository: from `$AAC_PLUGIN_DIR` (set by `cargo xtask
+/// test`), else built now into a target directory of its own.
+pub fn plugin(package: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    if let Some(dir) = std::env::var_os("AAC_PLUGIN_DIR") {
+        let path = PathBuf::from(dir).join(format!("{package}.wasm"));
+        if path.is_file() {
+            return path;
+        }
+    }
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let target_dir = workspace_root().join("target/test-plugins");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .expect("running cargo to build a test plugin");
+    assert!(status.success(), "building plugin {package} failed");
+    target_dir
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// A plugin host with tight limits, so misbehaving plugins are caught quickly.
+pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
+    PluginHost::new(PluginHostConfig {
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        limits: PluginLimits {
+            memory_bytes: 64 << 20,
+            call_cpu: Duration::from_secs(1),
+        },
+    })
+    .expect("creating the plugin host")
+}
+
+/// The local Docker engine, with the sandbox image present (`cargo xtask image` builds it).
+pub async fn docker() -> DockerDriver {
+    let driver = DockerDriver::connect()
+        .await
+        .expect("a Docker engine must run for this test (cargo xtask test starts one)");
+    driver
+        .ensure_image(DEFAULT_IMAGE)
+        .await
+        .expect("the sandbox image must exist (cargo xtask image)");
+    driver
+}
+
+/// A local turn's report and every event it emitted, in order.
+pub struct TurnRecord {
+    pub report: LocalTurnReport,
+    pub events: Vec<TurnEvent>,
+}
+
+impl TurnRecord {
+    /// The text of every `output.<stream>` event, in order.
+    pub fn lines(&self, stream: &str) -> Vec<String> {
+        let kind = format!("output.{stream}");
+        self.events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.payload["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// Runs one turn of the shell plugin in a real container on a fresh workspace.
+pub async fn shell_turn(
+    host: &Arc<PluginHost>,
+    workspace: &Path,
+    prompt: &str,
+    config: serde_json::Value,
+    cancel: CancellationToken,
+) -> TurnRecord {
+    let driver = docker().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let turn = LocalTurn {
+        plugin: plugin("shell"),
+        workspace: Some(workspace.to_path_buf()),
+        image: DEFAULT_IMAGE.into(),
+        prompt: prompt.into(),
+        config_json: config.to_string(),
+    };
+    let report = run_local_turn(host, &driver, turn, tx, cancel)
+        .await
+        .expect("the local turn ran");
+    let mut events = Vec::new();
+    while let Some(event) = rx.recv().await {
+        events.push(event);
+    }
+    TurnRecord { report, events }
+}
+
+/// Containers of a run that still exist.
+pub async fn containers_of_run(run_id: &str) -> usize {
+    use bollard::query_parameters::ListContainersOptions;
+    let driver = docker().await;
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("dev.aac-host.run={run_id}")],
+    )]);
+    driver
+        .client()
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .expect("listing containers")
+        .len()
+}
