@@ -69,6 +69,10 @@ async fn a_component_of_another_world_is_refused_with_its_exports() {
 async fn a_component_for_another_wit_version_names_both_versions() {
     let path = plugin("test-wrong-version");
     let err = load_error(&path).await;
+    assert!(
+        err.contains(&path.display().to_string()),
+        "the file must be named: {err}"
+    );
     assert!(err.contains("was built for aac:plugin@0.2.0"), "{err}");
     assert!(err.contains("this host speaks aac:plugin@0.1.0"), "{err}");
 }

@@ -96,7 +96,7 @@ pub struct PluginHost {
 
 impl PluginHost {
     pub fn new(config: PluginHostConfig) -> Result<Arc<Self>> {
-        let engine = engine::new_engine()?;
+        let engine = engine::new_engine(&config.limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::backend::Backend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
