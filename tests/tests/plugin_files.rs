@@ -156,3 +156,28 @@ async fn inspect_reports_world_version_imports_and_cache() {
     let after = host.inspect(&path).await.unwrap();
     assert_eq!(after.cache, CacheState::Hit);
 }
+
+#[tokio::test]
+async fn a_materializer_built_with_the_sdk_targets_only_its_world() {
+    let host = test_host(None);
+    let path = plugin("test-touch-materializer");
+    let inspection = host.inspect(&path).await.unwrap();
+    assert_eq!(inspection.shape.world, World::Materializer);
+    assert_eq!(inspection.shape.exports, ["aac:plugin/materialize@0.1.0"]);
+    // The SDK generates both worlds; a materializer must not drag in the backend's imports.
+    assert!(
+        !inspection
+            .shape
+            .imports
+            .iter()
+            .any(|i| i.starts_with("aac:plugin/sandbox")),
+        "{:?}",
+        inspection.shape.imports
+    );
+
+    let err = load_error(&path).await;
+    assert!(
+        err.contains("is a materializer plugin, but a backend adapter was expected"),
+        "{err}"
+    );
+}

@@ -7,11 +7,12 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 1] = ["shell"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 4] = [
+pub const ALL: [&str; 5] = [
     "shell",
     "test-misbehave",
     "test-wrong-version",
     "test-other-world",
+    "test-touch-materializer",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {
