@@ -9,11 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::plugin::bindings::backend::aac::plugin::types::RunInfo;
-use aac_host::plugin::{PluginHost, PluginHostConfig, SessionOptions};
-use aac_host::sandbox::ProcessLimits;
+use aac_host::plugin::{PluginHost, PluginHostConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio::sync::mpsc;
 
 fn host(cache: Option<&std::path::Path>) -> Arc<PluginHost> {
     PluginHost::new(PluginHostConfig {
@@ -57,20 +54,8 @@ fn session(c: &mut Criterion) {
     let mut group = c.benchmark_group("session");
     group.bench_function("wasm", |b| {
         b.to_async(&runtime).iter(|| async {
-            let (events, _rx) = mpsc::unbounded_channel();
             let session = shell
-                .open_session(SessionOptions {
-                    run: RunInfo {
-                        run_id: "bench".into(),
-                        runtime: "shell".into(),
-                        workspace_dir: "/workspace".into(),
-                        config_json: "{}".into(),
-                    },
-                    sandbox: None,
-                    events,
-                    process_limits: ProcessLimits::default(),
-                    cancel_grace: Duration::from_secs(1),
-                })
+                .open_session(aac_tests::sandboxless_session("bench"))
                 .await
                 .unwrap();
             session.close().await;

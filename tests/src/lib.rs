@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aac_host::local::{DEFAULT_IMAGE, LocalTurn, LocalTurnReport, run_local_turn};
 use aac_host::outcome::TurnEvent;
-use aac_host::plugin::{PluginHost, PluginHostConfig, PluginLimits};
+use aac_host::plugin::bindings::backend::aac::plugin::types::RunInfo;
+use aac_host::plugin::{PluginHost, PluginHostConfig, PluginLimits, SessionOptions};
+use aac_host::sandbox::ProcessLimits;
 use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +67,23 @@ pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
         },
     })
     .expect("creating the plugin host")
+}
+
+/// Options for a session with no sandbox (for plugins that start no process). Events are dropped.
+pub fn sandboxless_session(run_id: &str) -> SessionOptions {
+    let (events, _) = mpsc::unbounded_channel();
+    SessionOptions {
+        run: RunInfo {
+            run_id: run_id.into(),
+            runtime: "test".into(),
+            workspace_dir: "/workspace".into(),
+            config_json: "{}".into(),
+        },
+        sandbox: None,
+        events,
+        process_limits: ProcessLimits::default(),
+        cancel_grace: Duration::from_secs(1),
+    }
 }
 
 /// The local Docker engine, with the sandbox image present (`cargo xtask image` builds it).

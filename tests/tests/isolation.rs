@@ -2,31 +2,16 @@
 //! failure kind and a message naming it, while a healthy session in the same host completes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aac_host::outcome::{FailureKind, TerminalStatus, TurnOutcome};
-use aac_host::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
-use aac_host::plugin::{BackendPlugin, PluginHost, SessionOptions};
-use aac_host::sandbox::ProcessLimits;
-use aac_tests::{plugin, shell_turn, test_host};
+use aac_host::plugin::bindings::backend::aac::plugin::types::CommandInfo;
+use aac_host::plugin::{BackendPlugin, PluginHost};
+use aac_tests::{plugin, sandboxless_session, shell_turn, test_host};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 async fn misbehave(plugin: Arc<BackendPlugin>, how: &str) -> TurnOutcome {
-    let (events, _rx) = mpsc::unbounded_channel();
-    let options = SessionOptions {
-        run: RunInfo {
-            run_id: format!("run-{how}"),
-            runtime: "test".into(),
-            workspace_dir: "/workspace".into(),
-            config_json: "{}".into(),
-        },
-        sandbox: None,
-        events,
-        process_limits: ProcessLimits::default(),
-        cancel_grace: Duration::from_secs(1),
-    };
+    let options = sandboxless_session(&format!("run-{how}"));
     let mut session = plugin.open_session(options).await.expect("session opens");
     let command = CommandInfo {
         command_id: format!("cmd-{how}"),

@@ -153,6 +153,13 @@ async fn inspect_reports_world_version_imports_and_cache() {
             .any(|e| e == "aac:plugin/adapter@0.1.0")
     );
     assert_eq!(before.name.as_deref(), Some("shell"));
+    assert!(
+        before
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("shell script")
+    );
     let after = host.inspect(&path).await.unwrap();
     assert_eq!(after.cache, CacheState::Hit);
 }

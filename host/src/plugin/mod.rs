@@ -152,15 +152,15 @@ impl PluginHost {
         let shape = validate::check_component(path, &bytes)?;
         let was_cached = self.cache.is_cached(&bytes);
         let cache_artifact = self.cache.artifact_path(&bytes);
-        let info = match shape.world {
-            World::Backend => Some(self.load_backend(path).await?.identity().clone()),
+        let backend = match shape.world {
+            World::Backend => Some(self.load_backend(path).await?),
             World::Materializer => None,
         };
         Ok(Inspection {
             path: path.to_path_buf(),
-            name: info.as_ref().map(|i| i.name.clone()),
-            version: info.as_ref().map(|i| i.version.clone()),
-            description: None,
+            name: backend.as_ref().map(|b| b.identity().name.clone()),
+            version: backend.as_ref().map(|b| b.identity().version.clone()),
+            description: backend.as_ref().map(|b| b.description().to_string()),
             shape,
             cache: if was_cached {
                 CacheState::Hit
