@@ -1,21 +1,25 @@
 //! One turn on this machine, without a manager: load the plugin, open a sandbox on a workspace, run
 //! the prompt as a command, and remove the sandbox on every path.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-use crate::outcome::{TurnEvent, TurnOutcome};
+use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
 use crate::plugin::{PluginHost, SessionOptions};
-use crate::sandbox::{ProcessLimits, SandboxDriver, SandboxSpec};
+use crate::sandbox::docker::labels;
+use crate::sandbox::lifetime::SessionLifetime;
+use crate::sandbox::pool::prepare_workspace;
+use crate::sandbox::{
+    NetworkMode, ProcessLimits, PullPolicy, ResourceLimits, SandboxDriver, SandboxSpec,
+};
 
 /// The image `cargo xtask image` builds, used when none is given.
 pub const DEFAULT_IMAGE: &str = "aac/busybox:latest";
@@ -32,6 +36,28 @@ pub struct LocalTurn {
     pub prompt: String,
     /// Backend configuration, a JSON object.
     pub config_json: String,
+    pub limits: ResourceLimits,
+    pub network: NetworkMode,
+    pub pull_policy: PullPolicy,
+    /// The turn is stopped when the session's maximum duration is reached.
+    pub max_duration: Duration,
+}
+
+impl LocalTurn {
+    /// A turn with the secure defaults: no network, 2 CPUs, 2 GiB, 512 pids, local images only.
+    pub fn new(plugin: PathBuf, prompt: impl Into<String>) -> Self {
+        Self {
+            plugin,
+            workspace: None,
+            image: DEFAULT_IMAGE.into(),
+            prompt: prompt.into(),
+            config_json: "{}".into(),
+            limits: ResourceLimits::default(),
+            network: NetworkMode::None,
+            pull_policy: PullPolicy::Never,
+            max_duration: SessionLifetime::default().max_duration,
+        }
+    }
 }
 
 pub struct LocalTurnReport {
@@ -42,13 +68,15 @@ pub struct LocalTurnReport {
 
 /// The `uid:gid` sandbox processes run as: the caller's own, or 1000:1000 when the caller is root
 /// (a sandbox never runs as root).
-pub fn sandbox_user() -> (u32, u32) {
+pub fn sandbox_user() -> String {
     match std::fs::metadata("/proc/self") {
-        Ok(meta) if meta.uid() != 0 => (meta.uid(), meta.gid()),
-        _ => (1000, 1000),
+        Ok(meta) if meta.uid() != 0 => format!("{}:{}", meta.uid(), meta.gid()),
+        _ => "1000:1000".into(),
     }
 }
 
+/// Runs one turn. `Err` means the host could not run it at all (bad plugin file, no engine); every
+/// other ending, including a missing image, is a [`TurnOutcome`] with its failure kind.
 pub async fn run_local_turn(
     host: &Arc<PluginHost>,
     driver: &dyn SandboxDriver,
@@ -60,21 +88,47 @@ pub async fn run_local_turn(
     let span = info_span!("run", run = %run_id);
     async {
         let plugin = host.load_backend(&turn.plugin).await?;
-        let workspace = prepare_workspace(turn.workspace.clone(), &run_id)?;
-        let (uid, gid) = sandbox_user();
-        let spec = SandboxSpec {
-            image: turn.image.clone(),
-            workspace_host_dir: workspace.clone(),
-            workspace_dir: WORKSPACE_DIR.into(),
-            user: format!("{uid}:{gid}"),
-            labels: BTreeMap::from([
-                ("dev.aac-host.run".to_string(), run_id.clone()),
-                ("dev.aac-host.runner".to_string(), "local".to_string()),
-            ]),
-            env: vec![("HOME".into(), "/tmp".into())],
-            network: "none".into(),
+        let workspace = turn
+            .workspace
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("aac-host").join(&run_id).join("workspace"));
+        let user = sandbox_user();
+        prepare_workspace(&workspace, &user)?;
+        let workspace = workspace
+            .canonicalize()
+            .with_context(|| format!("could not resolve workspace {}", workspace.display()))?;
+        let report = |outcome| LocalTurnReport {
+            run_id: run_id.clone(),
+            workspace: workspace.clone(),
+            outcome,
         };
-        let sandbox = driver.open(&spec).await?;
+
+        let mut spec = SandboxSpec::new(turn.image.clone(), workspace.clone(), user);
+        spec.labels.insert(labels::RUN.into(), run_id.clone());
+        spec.labels.insert(labels::RUNTIME.into(), plugin.identity().name.clone());
+        spec.limits = turn.limits;
+        spec.network = turn.network;
+        spec.pull_policy = turn.pull_policy;
+        spec.expires_at = SystemTime::now() + turn.max_duration;
+        let sandbox = match driver.open(&spec).await {
+            Ok(sandbox) => sandbox,
+            Err(err) => {
+                return Ok(report(TurnOutcome::failed(err.failure_kind(), format!("{err:#}"))));
+            }
+        };
+
+        // The session's maximum duration bounds the turn.
+        let lifetime_over = CancellationToken::new();
+        let watchdog = tokio::spawn({
+            let lifetime_over = lifetime_over.clone();
+            let cancel = cancel.clone();
+            let max = turn.max_duration;
+            async move {
+                tokio::time::sleep(max).await;
+                lifetime_over.cancel();
+                cancel.cancel();
+            }
+        });
 
         let outcome = async {
             let options = SessionOptions {
@@ -104,38 +158,21 @@ pub async fn run_local_turn(
             outcome
         }
         .await;
+        watchdog.abort();
+        let outcome = if lifetime_over.is_cancelled() {
+            TurnOutcome::failed(
+                FailureKind::TurnTimeout,
+                format!("the session reached its maximum duration of {:?}", turn.max_duration),
+            )
+        } else {
+            outcome
+        };
 
         if let Err(err) = sandbox.remove().await {
             warn!(error = %format!("{err:#}"), container = sandbox.id(), "could not remove the sandbox");
         }
-        Ok(LocalTurnReport {
-            run_id: run_id.clone(),
-            workspace,
-            outcome,
-        })
+        Ok(report(outcome))
     }
     .instrument(span)
     .await
-}
-
-fn prepare_workspace(requested: Option<PathBuf>, run_id: &str) -> Result<PathBuf> {
-    let dir = requested.unwrap_or_else(|| {
-        std::env::temp_dir()
-            .join("aac-host")
-            .join(run_id)
-            .join("workspace")
-    });
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("could not create workspace {}", dir.display()))?;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("could not resolve workspace {}", dir.display()))?;
-    let (uid, gid) = sandbox_user();
-    let meta = std::fs::metadata(&dir)?;
-    if meta.uid() != uid {
-        // The sandbox user must be able to write its workspace; only root can hand it over.
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .with_context(|| format!("could not give workspace {} to uid {uid}", dir.display()))?;
-    }
-    Ok(dir)
 }

@@ -116,7 +116,7 @@ impl TurnRecord {
     }
 }
 
-/// Runs one turn of the shell plugin in a real container on a fresh workspace.
+/// Runs one turn of the shell plugin in a real container on `workspace`, with default settings.
 pub async fn shell_turn(
     host: &Arc<PluginHost>,
     workspace: &Path,
@@ -124,15 +124,22 @@ pub async fn shell_turn(
     config: serde_json::Value,
     cancel: CancellationToken,
 ) -> TurnRecord {
+    let turn = LocalTurn {
+        workspace: Some(workspace.to_path_buf()),
+        config_json: config.to_string(),
+        ..LocalTurn::new(plugin("shell"), prompt)
+    };
+    local_turn(host, turn, cancel).await
+}
+
+/// Runs any local turn against the real Docker engine and collects its events.
+pub async fn local_turn(
+    host: &Arc<PluginHost>,
+    turn: LocalTurn,
+    cancel: CancellationToken,
+) -> TurnRecord {
     let driver = docker().await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let turn = LocalTurn {
-        plugin: plugin("shell"),
-        workspace: Some(workspace.to_path_buf()),
-        image: DEFAULT_IMAGE.into(),
-        prompt: prompt.into(),
-        config_json: config.to_string(),
-    };
     let report = run_local_turn(host, &driver, turn, tx, cancel)
         .await
         .expect("the local turn ran");

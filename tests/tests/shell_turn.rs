@@ -186,25 +186,30 @@ async fn cancelling_a_turn_reports_cancelled_and_removes_the_container() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_image_is_named_before_anything_runs() {
-    use aac_host::local::{LocalTurn, run_local_turn};
+async fn a_missing_image_is_image_unavailable_before_anything_runs() {
+    use aac_host::local::LocalTurn;
     let host = test_host(None);
-    let driver = aac_tests::docker().await;
     let workspace = tempfile::tempdir().unwrap();
-    let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
     let turn = LocalTurn {
-        plugin: aac_tests::plugin("shell"),
         workspace: Some(workspace.path().to_path_buf()),
         image: "aac/no-such-image:0.0.0".into(),
-        prompt: "echo never".into(),
-        config_json: "{}".into(),
+        ..LocalTurn::new(aac_tests::plugin("shell"), "echo never")
     };
-    let err = match run_local_turn(&host, &driver, turn, events, CancellationToken::new()).await {
-        Ok(report) => panic!("a turn ran without its image: {:?}", report.outcome),
-        Err(err) => format!("{err:#}"),
-    };
+    let record = aac_tests::local_turn(&host, turn, CancellationToken::new()).await;
+    let outcome = &record.report.outcome;
+    assert_eq!(
+        outcome.failure_kind,
+        Some(FailureKind::ImageUnavailable),
+        "{outcome:?}"
+    );
+    let message = outcome.message.as_deref().unwrap();
     assert!(
-        err.contains("image `aac/no-such-image:0.0.0` is not present"),
-        "{err}"
+        message.contains("image `aac/no-such-image:0.0.0` is not present"),
+        "{message}"
+    );
+    assert!(message.contains("pull policy is `never`"), "{message}");
+    assert!(
+        record.events.is_empty(),
+        "nothing may run without the image"
     );
 }

@@ -2,8 +2,10 @@
 
 mod output;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -14,6 +16,7 @@ use crate::local::{DEFAULT_IMAGE, LocalTurn, run_local_turn};
 use crate::outcome::TerminalStatus;
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
 use crate::sandbox::docker::DockerDriver;
+use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +53,8 @@ enum Command {
         /// Backend configuration as a JSON object.
         #[arg(long, default_value = "{}")]
         config: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
         /// Print events as JSON lines.
         #[arg(long)]
         json: bool,
@@ -61,6 +66,54 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+/// Sandbox settings of a local run (a runtime profile sets them for managed runs).
+#[derive(clap::Args, Debug)]
+struct SandboxArgs {
+    /// Network of the sandbox: none, bridge or per-run.
+    #[arg(long, default_value = "none", value_parser = parse_network)]
+    network: NetworkMode,
+    /// CPUs the sandbox may use.
+    #[arg(long, default_value_t = 2.0)]
+    cpus: f64,
+    /// Memory limit in MiB (no swap beyond it).
+    #[arg(long, default_value_t = 2048)]
+    memory_mib: u64,
+    /// Process limit.
+    #[arg(long, default_value_t = 512)]
+    pids: i64,
+    /// When the image may be pulled: never, if-not-present or always.
+    #[arg(long, default_value = "never", value_parser = parse_pull_policy)]
+    pull: PullPolicy,
+    /// Maximum duration of the session, in seconds.
+    #[arg(long, default_value_t = 8 * 3600)]
+    max_duration_secs: u64,
+    /// Runner id written on containers; orphans of dead hosts with this id are removed at start.
+    #[arg(long, default_value = "local", env = "AAC_RUNNER_ID")]
+    runner_id: String,
+}
+
+fn parse_network(value: &str) -> Result<NetworkMode, String> {
+    match value {
+        "none" => Ok(NetworkMode::None),
+        "bridge" => Ok(NetworkMode::Bridge),
+        "per-run" => Ok(NetworkMode::PerRun),
+        other => Err(format!(
+            "unknown network `{other}`: expected none, bridge or per-run"
+        )),
+    }
+}
+
+fn parse_pull_policy(value: &str) -> Result<PullPolicy, String> {
+    match value {
+        "never" => Ok(PullPolicy::Never),
+        "if-not-present" => Ok(PullPolicy::IfNotPresent),
+        "always" => Ok(PullPolicy::Always),
+        other => Err(format!(
+            "unknown pull policy `{other}`: expected never, if-not-present or always"
+        )),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,12 +174,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             workspace,
             image,
             config,
+            sandbox,
             json,
             prompt,
         } => {
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&config)
                 .map_err(|err| anyhow::anyhow!("--config must be a JSON object: {err}"))?;
-            let driver = DockerDriver::connect().await?;
+            let driver = DockerDriver::connect()
+                .await?
+                .with_runner_id(sandbox.runner_id.clone())
+                .with_progress(!json);
+            let reaped = driver.reap_orphans(&sandbox.runner_id).await?;
+            if reaped > 0 {
+                tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
+            }
+            if !json && std::io::stderr().is_terminal() && !host.is_cached(&plugin) {
+                eprintln!("compiling {} (cached for next time)…", plugin.display());
+            }
             let (events_tx, events_rx) = mpsc::unbounded_channel();
             let printer = tokio::spawn(output::print_events(events_rx, json));
             let cancel = CancellationToken::new();
@@ -140,11 +204,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             });
             let turn = LocalTurn {
-                plugin,
                 workspace,
                 image,
-                prompt,
                 config_json: config,
+                limits: ResourceLimits {
+                    cpus: Some(sandbox.cpus),
+                    memory_bytes: Some(sandbox.memory_mib << 20),
+                    pids: Some(sandbox.pids),
+                },
+                network: sandbox.network,
+                pull_policy: sandbox.pull,
+                max_duration: Duration::from_secs(sandbox.max_duration_secs),
+                ..LocalTurn::new(plugin, prompt)
             };
             let report = run_local_turn(&host, &driver, turn, events_tx, cancel).await;
             let _ = printer.await;

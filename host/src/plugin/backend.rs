@@ -216,6 +216,7 @@ impl BackendSession {
         let span = info_span!(parent: &self.span, "turn", command = %command.command_id);
         let state = self.store.data_mut();
         state.sandbox.cancel = cancel.clone();
+        state.sandbox.lost = None;
         state.events.command_id = command.command_id.clone();
         state.cpu.start_call();
 
@@ -252,6 +253,15 @@ impl BackendSession {
                 outcome
             }
         };
+        if let Some(lost) = self.store.data_mut().sandbox.lost.take()
+            && !cancel.is_cancelled()
+            && outcome.status != TerminalStatus::Completed
+        {
+            return TurnOutcome::failed(
+                FailureKind::SandboxLost,
+                format!("the sandbox was lost during the turn: {lost}"),
+            );
+        }
         if cancel.is_cancelled() && outcome.status != TerminalStatus::Cancelled {
             // The host decides: a cancelled turn is reported as cancelled, whatever the plugin said.
             return TurnOutcome {

@@ -132,6 +132,11 @@ impl PluginHost {
         Ok((component, shape, cache))
     }
 
+    /// Whether the compiled artifact of the plugin at `path` is already cached.
+    pub fn is_cached(&self, path: &Path) -> bool {
+        std::fs::read(path).is_ok_and(|bytes| self.cache.is_cached(&bytes))
+    }
+
     /// Loads a backend adapter and asks it to describe itself.
     pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
         let (component, shape, cache) = self.load_component(path)?;

@@ -6,13 +6,15 @@
 //! and cancellation.
 
 pub mod docker;
+pub mod lifetime;
+pub mod pool;
 mod process;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,14 +31,78 @@ pub struct SandboxSpec {
     pub workspace_host_dir: PathBuf,
     /// Where the workspace appears inside the sandbox.
     pub workspace_dir: String,
-    /// `uid:gid` the processes run as.
+    /// `uid:gid` the processes run as; never root.
     pub user: String,
-    /// Labels put on the container so that orphans can be found and removed.
+    /// `$HOME` inside the sandbox: a private tmpfs owned by `user`.
+    pub home_dir: String,
+    /// Labels put on the container (besides the ones the driver adds) so orphans can be found.
     pub labels: BTreeMap<String, String>,
     /// Environment every process in the sandbox gets (before the exec request's own).
     pub env: Vec<(String, String)>,
-    /// `none` (default) or the name of a Docker network.
-    pub network: String,
+    pub network: NetworkMode,
+    pub limits: ResourceLimits,
+    pub pull_policy: PullPolicy,
+    /// After this the container is fair game for any host's reaper.
+    pub expires_at: SystemTime,
+}
+
+impl SandboxSpec {
+    /// A spec with the secure defaults for `image` on `workspace_host_dir`.
+    pub fn new(image: impl Into<String>, workspace_host_dir: PathBuf, user: String) -> Self {
+        Self {
+            image: image.into(),
+            workspace_host_dir,
+            workspace_dir: "/workspace".into(),
+            user,
+            home_dir: "/home/aac".into(),
+            labels: BTreeMap::new(),
+            env: Vec::new(),
+            network: NetworkMode::None,
+            limits: ResourceLimits::default(),
+            pull_policy: PullPolicy::IfNotPresent,
+            expires_at: SystemTime::now() + Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// The network a sandbox gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// No network at all (the default).
+    #[default]
+    None,
+    /// Docker's default bridge, shared with other containers.
+    Bridge,
+    /// A bridge network of its own, created with the sandbox and removed with it.
+    PerRun,
+}
+
+/// cgroup limits of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResourceLimits {
+    pub cpus: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub pids: Option<i64>,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            cpus: Some(2.0),
+            memory_bytes: Some(2 << 30),
+            pids: Some(512),
+        }
+    }
+}
+
+/// When the driver may pull the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only local images; a missing one is `image-unavailable`.
+    Never,
+    #[default]
+    IfNotPresent,
+    Always,
 }
 
 /// One process to start inside a sandbox.
@@ -98,6 +164,26 @@ pub enum Signal {
     Kill,
 }
 
+/// Why a sandbox could not be opened, classified for the failure taxonomy.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The image is missing and the pull policy forbids or failed to fetch it.
+    #[error("{0}")]
+    ImageUnavailable(String),
+    /// The engine failed or does not answer.
+    #[error(transparent)]
+    Engine(#[from] anyhow::Error),
+}
+
+impl OpenError {
+    pub fn failure_kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            OpenError::ImageUnavailable(_) => crate::outcome::FailureKind::ImageUnavailable,
+            OpenError::Engine(_) => crate::outcome::FailureKind::SandboxLost,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("invalid exec request: {0}")]
@@ -132,10 +218,12 @@ pub trait Sandbox: Send + Sync {
     async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError>;
     /// Removes the sandbox and everything running in it. Idempotent.
     async fn remove(&self) -> anyhow::Result<()>;
+    /// Whether the sandbox still runs; `Err` when the engine cannot tell.
+    async fn is_alive(&self) -> anyhow::Result<bool>;
 }
 
 /// Opens sandboxes.
 #[async_trait]
 pub trait SandboxDriver: Send + Sync {
-    async fn open(&self, spec: &SandboxSpec) -> anyhow::Result<Arc<dyn Sandbox>>;
+    async fn open(&self, spec: &SandboxSpec) -> Result<Arc<dyn Sandbox>, OpenError>;
 }

@@ -17,6 +17,9 @@ pub struct SandboxCapability {
     limits: ProcessLimits,
     /// Cancelled when the current turn is cancelled: kills every process of the session.
     pub(crate) cancel: CancellationToken,
+    /// Set when the sandbox was found gone during the current turn: the host then reports
+    /// `sandbox-lost`, whatever the plugin concludes.
+    pub(crate) lost: Option<String>,
 }
 
 impl SandboxCapability {
@@ -25,6 +28,7 @@ impl SandboxCapability {
             sandbox,
             limits,
             cancel: CancellationToken::new(),
+            lost: None,
         }
     }
 }
@@ -52,7 +56,12 @@ impl Host for SessionState {
         self.cpu.leave_host();
         let raw = match started {
             Ok(raw) => raw,
-            Err(err) => return Ok(Err(exec_error(err))),
+            Err(err) => {
+                if let sandbox::ExecError::SandboxLost(message) = &err {
+                    self.sandbox.lost = Some(message.clone());
+                }
+                return Ok(Err(exec_error(err)));
+            }
         };
         let handle = ProcessHandle::start(
             raw,
@@ -109,6 +118,9 @@ impl HostProcess for SessionState {
         self.cpu.enter_host();
         let info = self.table.get_mut(&process)?.wait().await;
         self.cpu.leave_host();
+        if let Some(message) = &info.sandbox_error {
+            self.sandbox.lost = Some(message.clone());
+        }
         Ok(ExitStatus {
             code: info.code,
             killed: info.killed.is_some(),

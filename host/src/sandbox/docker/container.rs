@@ -1,0 +1,222 @@
+//! One session's container: processes via `docker exec`, liveness, OOM accounting and removal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, anyhow};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::InspectContainerOptions;
+use bollard::query_parameters::RemoveContainerOptions;
+use futures::StreamExt;
+
+use super::exec::{DockerProcess, EXEC_WRAPPER, PID_DIR};
+use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
+
+/// Prints the container's OOM-kill count (cgroup v2 or v1), using nothing but `sh`.
+const OOM_COUNT_SCRIPT: &str = r#"for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+  [ -r "$f" ] && while read -r k v; do [ "$k" = oom_kill ] && echo "$v" && exit 0; done < "$f"
+done
+echo 0"#;
+
+pub(super) struct DockerSandbox {
+    docker: Docker,
+    id: String,
+    workspace_dir: String,
+    /// A per-run network to remove with the container.
+    network: Option<String>,
+    /// OOM kills already attributed to a process.
+    oom_kills_seen: Arc<AtomicU64>,
+}
+
+impl DockerSandbox {
+    pub(super) fn new(
+        docker: Docker,
+        id: String,
+        workspace_dir: String,
+        network: Option<String>,
+    ) -> Self {
+        Self {
+            docker,
+            id,
+            workspace_dir,
+            network,
+            oom_kills_seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Counts OOM kills in a container, so a SIGKILL can be told apart from one by the OOM killer.
+pub(super) struct OomCounter {
+    docker: Docker,
+    container: String,
+    seen: Arc<AtomicU64>,
+}
+
+impl OomCounter {
+    /// True when the container had an OOM kill not yet attributed to a process.
+    pub(super) async fn new_kill(&self) -> Result<bool> {
+        let output = run_to_end(&self.docker, &self.container, OOM_COUNT_SCRIPT).await?;
+        let count: u64 = output.trim().parse().unwrap_or(0);
+        let before = self.seen.fetch_max(count, Ordering::SeqCst);
+        Ok(count > before)
+    }
+}
+
+/// Runs a short `sh -c` script as the container's user and returns its stdout.
+async fn run_to_end(docker: &Docker, container: &str, script: &str) -> Result<String> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(false),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, config).await?;
+    let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
+    else {
+        return Ok(String::new());
+    };
+    let mut text = String::new();
+    while let Some(item) = output.next().await {
+        if let LogOutput::StdOut { message } = item? {
+            text.push_str(&String::from_utf8_lossy(&message));
+        }
+    }
+    Ok(text)
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError> {
+        if spec.argv.is_empty() {
+            return Err(ExecError::InvalidRequest("argv is empty".into()));
+        }
+        let pid_file = format!("{PID_DIR}/{}.pid", uuid::Uuid::new_v4().simple());
+        let mut cmd = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            EXEC_WRAPPER.into(),
+            pid_file.clone(),
+        ];
+        cmd.extend(spec.argv.iter().cloned());
+        let config = ExecConfig {
+            attach_stdin: Some(spec.stdin_piped),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: Some(cmd),
+            working_dir: Some(
+                spec.cwd
+                    .clone()
+                    .unwrap_or_else(|| self.workspace_dir.clone()),
+            ),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(ExecError::SpawnFailed(
+                "docker started the exec detached".into(),
+            ));
+        };
+        let output = output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stdout,
+                        data: message,
+                    })),
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stderr,
+                        data: message,
+                    })),
+                    Ok(_) => None,
+                    Err(err) => Some(Err(anyhow!(err).context("the exec's output stream broke"))),
+                }
+            })
+            .boxed();
+        let control = Arc::new(DockerProcess {
+            docker: self.docker.clone(),
+            container: self.id.clone(),
+            exec_id: exec.id,
+            pid_file,
+            oom: OomCounter {
+                docker: self.docker.clone(),
+                container: self.id.clone(),
+                seen: self.oom_kills_seen.clone(),
+            },
+        });
+        Ok(RawProcess {
+            output,
+            stdin: spec.stdin_piped.then_some(input),
+            control,
+        })
+    }
+
+    async fn remove(&self) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        let removed = match self.docker.remove_container(&self.id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
+        };
+        if let Some(network) = &self.network {
+            let _ = self.docker.remove_network(network).await;
+        }
+        removed
+    }
+
+    async fn is_alive(&self) -> Result<bool> {
+        match self
+            .docker
+            .inspect_container(&self.id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => Ok(inspect
+                .state
+                .and_then(|state| state.running)
+                .unwrap_or(false)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(err) => Err(err).context("could not inspect the sandbox container"),
+        }
+    }
+}
+
+fn classify_exec_error(container: &str, err: bollard::errors::Error) -> ExecError {
+    match err {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            message,
+        } => ExecError::SandboxLost(format!("container {container}: {message}")),
+        other => ExecError::SpawnFailed(format!("container {container}: {other}")),
+    }
+}

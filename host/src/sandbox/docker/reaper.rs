@@ -1,0 +1,85 @@
+//! Start-up clean-up: removes containers left behind by a crashed host (running or stuck in
+//! Created), and any managed container past its expiry.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use tracing::{info, warn};
+
+use super::{DockerDriver, labels};
+
+impl DockerDriver {
+    /// Removes this runner's orphans and every expired managed container. Returns how many were
+    /// removed. Containers of a live host process (another `aac-host` on this machine) are kept.
+    pub async fn reap_orphans(&self, runner_id: &str) -> Result<usize> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let containers = self
+            .client()
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .context("could not list containers to reap orphans")?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for container in containers {
+            let (Some(id), Some(container_labels)) = (container.id, container.labels) else {
+                continue;
+            };
+            let ours = container_labels.get(labels::RUNNER).map(String::as_str) == Some(runner_id);
+            let orphaned = ours
+                && container_labels
+                    .get(labels::OWNER)
+                    .is_none_or(|owner| labels::owner_is_gone(owner));
+            if !orphaned && !labels::expired(&container_labels, now) {
+                continue;
+            }
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            match self.client().remove_container(&id, Some(options)).await {
+                Ok(()) => {
+                    removed += 1;
+                    info!(container = %id, state = ?container.state, "removed orphaned sandbox");
+                }
+                Err(err) => {
+                    warn!(container = %id, error = %err, "could not remove orphaned sandbox")
+                }
+            }
+        }
+        self.remove_orphaned_networks().await;
+        Ok(removed)
+    }
+
+    /// Per-run networks whose containers are all gone.
+    async fn remove_orphaned_networks(&self) {
+        use bollard::query_parameters::ListNetworksOptions;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let Ok(networks) = self
+            .client()
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+        else {
+            return;
+        };
+        for network in networks {
+            let Some(name) = network.name else { continue };
+            // Removal fails while a container still uses the network, which is what we want.
+            let _ = self.client().remove_network(&name).await;
+        }
+    }
+}
