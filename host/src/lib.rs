@@ -3,10 +3,12 @@
 //! * [`plugin`]: the WebAssembly plugin host (engine, cache, limits, host capabilities);
 //! * [`sandbox`]: where plugin processes run (Docker through bollard);
 //! * [`local`]: one local turn, plugin + sandbox + workspace, as `aac-host run` does it;
+//! * [`config`]: `aac.toml`, the runtime profiles (plugin, versions and images, sandbox limits, secrets);
 //! * [`outcome`]: statuses, failure kinds and events shared by all of them;
 //! * [`cli`]: the command line.
 
 pub mod cli;
+pub mod config;
 pub mod local;
 pub mod outcome;
 pub mod plugin;

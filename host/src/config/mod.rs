@@ -1,0 +1,264 @@
+//! `aac.toml`: runtime profiles, parsed and validated.
+//!
+//! A runtime profile names a backend plugin, the sandbox images of each version of the agent it
+//! drives, and how those sandboxes are limited; a run selects one with `NAME` or `NAME@VERSION`
+//! ([`HostConfig::select`]). See `docs/configuration.md` for every key.
+//!
+//! Every error names the file, the line and the key (`aac.toml:7: runtimes.codex.sandbox.memory:
+//! invalid size "4 gigs" (expected e.g. 512MiB or 4GiB)`); it is a [`ConfigError`] inside the
+//! `anyhow::Error`. Secret values are never part of a message.
+
+mod errors;
+mod names;
+mod raw;
+mod secrets;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+pub use errors::ConfigError;
+pub use secrets::SecretSource;
+pub use units::{format_duration, parse_duration, parse_size};
+
+/// Default of `session_idle_timeout`.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default of `max_session_duration`.
+pub const DEFAULT_MAX_SESSION_DURATION: Duration = Duration::from_secs(8 * 3600);
+
+/// The parsed `aac.toml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostConfig {
+    /// The file it was read from (or the name given to [`HostConfig::parse`]).
+    pub source: PathBuf,
+    /// Runtime profiles by name.
+    pub runtimes: BTreeMap<String, RuntimeProfile>,
+}
+
+/// A runtime and version chosen by a run's selector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectedRuntime<'a> {
+    pub profile: &'a RuntimeProfile,
+    pub version: String,
+    pub image: String,
+}
+
+/// One `[runtimes.NAME]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeProfile {
+    pub name: String,
+    /// The backend plugin; a relative path is resolved against the config file's directory.
+    pub plugin: PathBuf,
+    /// Pin of the plugin file: 64 lowercase hex digits.
+    pub plugin_sha256: Option<String>,
+    /// Always a key of `versions`.
+    pub default_version: String,
+    /// Never empty.
+    pub versions: BTreeMap<String, VersionProfile>,
+    pub sandbox: SandboxSettings,
+    /// Environment of every process in the sandbox.
+    pub env: BTreeMap<String, String>,
+    /// Environment variables of the sandbox whose values are read on the host at run time.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Sandboxes kept started and ready for this runtime's default version.
+    pub warm_pool: u32,
+    pub session_idle_timeout: Duration,
+    pub max_session_duration: Duration,
+    pub pull_policy: PullPolicy,
+    /// What the plugin itself may do; empty (nothing) unless granted.
+    pub grants: Grants,
+    /// 1-based line of the profile in [`HostConfig::source`], for messages.
+    pub line: usize,
+}
+
+/// One `versions."X"` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionProfile {
+    /// The sandbox image, e.g. `aac/codex:0.169.0`.
+    pub image: String,
+}
+
+/// `sandbox = { … }`: limits and identity of the runtime's sandboxes. An unset limit means the
+/// sandbox driver's default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SandboxSettings {
+    /// CPUs (fractional allowed), > 0.
+    pub cpus: Option<f64>,
+    /// Memory limit in bytes (swap is not allowed beyond it), at least [`MIN_MEMORY_BYTES`].
+    pub memory_bytes: Option<u64>,
+    /// Maximum number of processes, > 0.
+    pub pids: Option<i64>,
+    pub network: NetworkMode,
+    /// `uid:gid`, `uid`, `name` or `name:group`; never root.
+    pub user: Option<String>,
+}
+
+/// Docker refuses a memory limit below 6 MiB.
+pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
+
+/// The sandbox's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// No network at all.
+    #[default]
+    None,
+    /// Docker's default bridge, shared with other containers.
+    Bridge,
+    /// A bridge network of its own, created with the sandbox and removed with it.
+    PerRun,
+}
+
+impl NetworkMode {
+    /// As written in `aac.toml`: `none`, `bridge`, `per-run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::PerRun => "per-run",
+        }
+    }
+}
+
+/// When the sandbox image may be pulled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Only local images.
+    Never,
+    /// Pull when the image is not present locally.
+    #[default]
+    IfNotPresent,
+    /// Pull before every sandbox.
+    Always,
+}
+
+impl PullPolicy {
+    /// As written in `aac.toml`: `never`, `if-not-present`, `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::IfNotPresent => "if-not-present",
+            PullPolicy::Always => "always",
+        }
+    }
+}
+
+/// `grants = { … }`: what the plugin itself may do, besides driving its sandbox. A capability is
+/// used only if the plugin declares it and it is granted here; the default grants nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Hosts the plugin may reach over HTTP.
+    pub http: Vec<String>,
+    /// Host environment variables the plugin may read. Never a secret.
+    pub env: Vec<String>,
+}
+
+impl HostConfig {
+    /// Reads and validates `path`. Every error names the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("could not read config file {}: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `source` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, source: &Path) -> Result<Self> {
+        raw::parse(text, source)
+    }
+
+    /// The runtime and version a run asks for: `"codex"` (its default version) or `"codex@0.169"`.
+    /// An unknown runtime or version is an error listing the known ones.
+    pub fn select(&self, selector: &str) -> Result<SelectedRuntime<'_>> {
+        let (name, version) = match selector.split_once('@') {
+            Some((name, version)) => (name, Some(version)),
+            None => (selector, None),
+        };
+        if name.is_empty() || version.is_some_and(str::is_empty) {
+            bail!("invalid runtime selector {selector:?} (expected NAME or NAME@VERSION)");
+        }
+        let profile = self.runtimes.get(name).ok_or_else(|| {
+            let known = self.runtimes.keys().map(String::as_str).collect::<Vec<_>>();
+            ConfigError {
+                file: self.source.clone(),
+                line: None,
+                key: Some(errors::key_path(&["runtimes", name])),
+                message: format!("no runtime {name:?} (known: {})", list(&known)),
+            }
+        })?;
+        let version = version.unwrap_or(&profile.default_version);
+        let entry = profile.versions.get(version).ok_or_else(|| {
+            let known = profile
+                .versions
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>();
+            ConfigError {
+                file: self.source.clone(),
+                line: Some(profile.line),
+                key: Some(errors::key_path(&["runtimes", name, "versions"])),
+                message: format!(
+                    "no version {version:?} of runtime {name} (known: {})",
+                    list(&known)
+                ),
+            }
+        })?;
+        Ok(SelectedRuntime {
+            profile,
+            version: version.to_string(),
+            image: entry.image.clone(),
+        })
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl RuntimeProfile {
+    /// Reads every secret from the host environment or its file, as `(NAME, value)` pairs for the
+    /// sandbox's environment. Errors name the secret and where it was looked for, never a value.
+    pub fn resolve_secrets(&self) -> Result<Vec<(String, String)>> {
+        self.resolve_secrets_with(|var| std::env::var_os(var))
+    }
+
+    /// [`Self::resolve_secrets`] with environment variables looked up by `lookup`.
+    pub fn resolve_secrets_with(
+        &self,
+        lookup: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Vec<(String, String)>> {
+        self.secrets
+            .iter()
+            .map(|(key, source)| Ok((key.clone(), source.resolve(key, &self.name, &lookup)?)))
+            .collect()
+    }
+
+    /// Checks `bytes` (the plugin file) against `plugin_sha256`, when one is set.
+    pub fn verify_plugin(&self, bytes: &[u8]) -> Result<()> {
+        let Some(expected) = &self.plugin_sha256 else {
+            return Ok(());
+        };
+        let actual = hex::encode(Sha256::digest(bytes));
+        if &actual != expected {
+            bail!(
+                "plugin {} of runtime {} has sha256 {actual}, but plugin_sha256 pins {expected}",
+                self.plugin.display(),
+                self.name
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

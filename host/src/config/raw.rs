@@ -1,0 +1,398 @@
+//! The file as toml sees it (with spans), and its validation into [`HostConfig`].
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::errors::{self, ConfigError};
+use super::names::{check_user, invalid_env_name, is_env_name, is_runtime_name, is_version};
+use super::units::{ByteSize, HumanDuration};
+use super::{
+    DEFAULT_MAX_SESSION_DURATION, DEFAULT_SESSION_IDLE_TIMEOUT, Grants, HostConfig,
+    MIN_MEMORY_BYTES, NetworkMode, PullPolicy, RuntimeProfile, SandboxSettings, SecretSource,
+    VersionProfile,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    runtimes: BTreeMap<Spanned<String>, Spanned<RawProfile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    plugin: Spanned<String>,
+    plugin_sha256: Option<Spanned<String>>,
+    default_version: Spanned<String>,
+    versions: Option<Spanned<BTreeMap<Spanned<String>, RawVersion>>>,
+    #[serde(default)]
+    sandbox: RawSandbox,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<Spanned<String>, Spanned<SecretSource>>,
+    #[serde(default)]
+    warm_pool: u32,
+    session_idle_timeout: Option<Spanned<HumanDuration>>,
+    max_session_duration: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pull_policy: PullPolicy,
+    #[serde(default)]
+    grants: RawGrants,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersion {
+    image: Spanned<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    cpus: Option<Spanned<f64>>,
+    memory: Option<Spanned<ByteSize>>,
+    pids: Option<Spanned<i64>>,
+    #[serde(default)]
+    network: NetworkMode,
+    user: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    #[serde(default)]
+    http: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+}
+
+pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| errors::from_toml(&e, text, source.to_path_buf()))?;
+    let checker = Checker {
+        text,
+        source,
+        dir: source.parent().unwrap_or(Path::new("")),
+    };
+    if raw.runtimes.is_empty() {
+        return Err(ConfigError {
+            file: source.to_path_buf(),
+            line: None,
+            key: Some("runtimes".into()),
+            message: "no runtimes defined (add a [runtimes.NAME] table)".into(),
+        }
+        .into());
+    }
+    let mut runtimes = BTreeMap::new();
+    for (name, profile) in raw.runtimes {
+        let profile = checker.profile(name, profile)?;
+        runtimes.insert(profile.name.clone(), profile);
+    }
+    Ok(HostConfig {
+        source: source.to_path_buf(),
+        runtimes,
+    })
+}
+
+/// Validates one profile at a time; every error carries the line of the value at fault.
+struct Checker<'a> {
+    text: &'a str,
+    source: &'a Path,
+    dir: &'a Path,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: Range<usize>, key: &[&str], message: impl Into<String>) -> anyhow::Error {
+        ConfigError {
+            file: self.source.to_path_buf(),
+            line: Some(errors::line_of(self.text, span.start)),
+            key: Some(errors::key_path(key)),
+            message: message.into(),
+        }
+        .into()
+    }
+
+    fn profile(&self, name: Spanned<String>, raw: Spanned<RawProfile>) -> Result<RuntimeProfile> {
+        let line = errors::line_of(self.text, raw.span().start);
+        let name_span = name.span();
+        let name = name.into_inner();
+        let profile_span = raw.span();
+        let raw = raw.into_inner();
+        let n = name.as_str();
+        if !is_runtime_name(n) {
+            return Err(self.error(
+                name_span,
+                &["runtimes", n],
+                format!("invalid runtime name {n:?} (letters, digits, '.', '_' and '-', starting with a letter or digit)"),
+            ));
+        }
+
+        let plugin_text = raw.plugin.get_ref();
+        if plugin_text.trim().is_empty() {
+            return Err(self.error(
+                raw.plugin.span(),
+                &["runtimes", n, "plugin"],
+                "the plugin path is empty",
+            ));
+        }
+        let plugin = self.dir.join(plugin_text);
+
+        let plugin_sha256 = match raw.plugin_sha256 {
+            None => None,
+            Some(pin) => {
+                let hex = pin.get_ref();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(self.error(
+                        pin.span(),
+                        &["runtimes", n, "plugin_sha256"],
+                        format!("invalid sha256 {hex:?} (expected 64 hex digits)"),
+                    ));
+                }
+                Some(hex.to_ascii_lowercase())
+            }
+        };
+
+        let Some(raw_versions) = raw.versions else {
+            return Err(self.error(
+                profile_span,
+                &["runtimes", n, "versions"],
+                "no versions defined (add e.g. versions.\"1.0\".image = \"registry/image:1.0\")",
+            ));
+        };
+        let versions_span = raw_versions.span();
+        let mut versions = BTreeMap::new();
+        for (version, entry) in raw_versions.into_inner() {
+            let v = version.get_ref().as_str();
+            if !is_version(v) {
+                return Err(self.error(
+                    version.span(),
+                    &["runtimes", n, "versions", v],
+                    format!("invalid version {v:?} (no '@', spaces or control characters)"),
+                ));
+            }
+            let image = entry.image.get_ref();
+            if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.error(
+                    entry.image.span(),
+                    &["runtimes", n, "versions", v, "image"],
+                    format!("invalid image {image:?}"),
+                ));
+            }
+            versions.insert(
+                v.to_string(),
+                VersionProfile {
+                    image: image.clone(),
+                },
+            );
+        }
+        if versions.is_empty() {
+            return Err(self.error(
+                versions_span,
+                &["runtimes", n, "versions"],
+                "no versions defined",
+            ));
+        }
+        let default_version = raw.default_version.get_ref();
+        if !versions.contains_key(default_version) {
+            let known = versions.keys().map(String::as_str).collect::<Vec<_>>();
+            return Err(self.error(
+                raw.default_version.span(),
+                &["runtimes", n, "default_version"],
+                format!(
+                    "{default_version:?} is not among versions (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+
+        let sandbox = self.sandbox(n, raw.sandbox)?;
+
+        let mut env = BTreeMap::new();
+        for (key, value) in raw.env {
+            let k = key.get_ref().as_str();
+            if !is_env_name(k) {
+                return Err(self.error(
+                    key.span(),
+                    &["runtimes", n, "env", k],
+                    invalid_env_name(k),
+                ));
+            }
+            if value.get_ref().contains('\0') {
+                return Err(self.error(
+                    value.span(),
+                    &["runtimes", n, "env", k],
+                    "the value contains a NUL character",
+                ));
+            }
+            env.insert(k.to_string(), value.into_inner());
+        }
+
+        let mut secrets = BTreeMap::new();
+        for (key, source) in raw.secrets {
+            let k = key.get_ref().as_str();
+            let path = ["runtimes", n, "secrets", k];
+            if !is_env_name(k) {
+                return Err(self.error(key.span(), &path, invalid_env_name(k)));
+            }
+            if env.contains_key(k) {
+                return Err(self.error(
+                    key.span(),
+                    &path,
+                    format!("{k} is also set in env; a variable is either plain env or a secret"),
+                ));
+            }
+            let span = source.span();
+            let source = match source.into_inner() {
+                // Not quoted: a mistaken value here may be the secret itself.
+                SecretSource::Env(var) if !is_env_name(&var) => {
+                    return Err(self.error(
+                        span,
+                        &path,
+                        "env: not a valid environment variable name (letters, digits and '_', not starting \
+                         with a digit); it names the host variable holding the secret, not the secret itself",
+                    ));
+                }
+                SecretSource::File(file) if file.as_os_str().is_empty() => {
+                    return Err(self.error(span, &path, "file: the path is empty"));
+                }
+                SecretSource::File(file) => SecretSource::File(self.dir.join(file)),
+                env_source => env_source,
+            };
+            secrets.insert(k.to_string(), source);
+        }
+
+        let grants = self.grants(n, raw.grants, &secrets)?;
+
+        let session_idle_timeout = self.positive_duration(
+            raw.session_idle_timeout,
+            &["runtimes", n, "session_idle_timeout"],
+            DEFAULT_SESSION_IDLE_TIMEOUT,
+        )?;
+        let max_session_duration = self.positive_duration(
+            raw.max_session_duration,
+            &["runtimes", n, "max_session_duration"],
+            DEFAULT_MAX_SESSION_DURATION,
+        )?;
+
+        Ok(RuntimeProfile {
+            name: name.clone(),
+            plugin,
+            plugin_sha256,
+            default_version: default_version.clone(),
+            versions,
+            sandbox,
+            env,
+            secrets,
+            warm_pool: raw.warm_pool,
+            session_idle_timeout,
+            max_session_duration,
+            pull_policy: raw.pull_policy,
+            grants,
+            line,
+        })
+    }
+
+    fn sandbox(&self, n: &str, raw: RawSandbox) -> Result<SandboxSettings> {
+        if let Some(cpus) = &raw.cpus {
+            let value = *cpus.get_ref();
+            if !(value.is_finite() && value > 0.0) {
+                return Err(self.error(
+                    cpus.span(),
+                    &["runtimes", n, "sandbox", "cpus"],
+                    format!("cpus must be a number greater than 0, not {value}"),
+                ));
+            }
+        }
+        if let Some(memory) = &raw.memory {
+            let bytes = memory.get_ref().0;
+            if bytes < MIN_MEMORY_BYTES {
+                return Err(self.error(
+                    memory.span(),
+                    &["runtimes", n, "sandbox", "memory"],
+                    format!("memory of {bytes} bytes is below 6MiB, Docker's minimum"),
+                ));
+            }
+        }
+        if let Some(pids) = &raw.pids {
+            let value = *pids.get_ref();
+            if value <= 0 {
+                return Err(self.error(
+                    pids.span(),
+                    &["runtimes", n, "sandbox", "pids"],
+                    format!("pids must be greater than 0, not {value}"),
+                ));
+            }
+        }
+        if let Some(user) = &raw.user {
+            check_user(user.get_ref()).map_err(|message| {
+                self.error(user.span(), &["runtimes", n, "sandbox", "user"], message)
+            })?;
+        }
+        Ok(SandboxSettings {
+            cpus: raw.cpus.map(Spanned::into_inner),
+            memory_bytes: raw.memory.map(|m| m.into_inner().0),
+            pids: raw.pids.map(Spanned::into_inner),
+            network: raw.network,
+            user: raw.user.map(Spanned::into_inner),
+        })
+    }
+
+    fn grants(
+        &self,
+        n: &str,
+        raw: RawGrants,
+        secrets: &BTreeMap<String, SecretSource>,
+    ) -> Result<Grants> {
+        let mut grants = Grants::default();
+        for host in raw.http {
+            let h = host.get_ref();
+            if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.error(
+                    host.span(),
+                    &["runtimes", n, "grants", "http"],
+                    format!("invalid host {h:?}"),
+                ));
+            }
+            grants.http.push(host.into_inner());
+        }
+        for var in raw.env {
+            let v = var.get_ref().as_str();
+            let path = ["runtimes", n, "grants", "env"];
+            if !is_env_name(v) {
+                return Err(self.error(var.span(), &path, invalid_env_name(v)));
+            }
+            let secret = secrets
+                .iter()
+                .any(|(key, source)| key == v || *source == SecretSource::Env(v.to_string()));
+            if secret {
+                return Err(self.error(
+                    var.span(),
+                    &path,
+                    format!("{v} is a secret: secrets go into the sandbox, never into the plugin"),
+                ));
+            }
+            grants.env.push(v.to_string());
+        }
+        Ok(grants)
+    }
+
+    fn positive_duration(
+        &self,
+        raw: Option<Spanned<HumanDuration>>,
+        key: &[&str],
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration> {
+        let Some(raw) = raw else { return Ok(default) };
+        if raw.get_ref().0.is_zero() {
+            return Err(self.error(raw.span(), key, "the duration must be longer than 0s"));
+        }
+        Ok(raw.into_inner().0)
+    }
+}
