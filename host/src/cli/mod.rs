@@ -72,7 +72,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct SandboxArgs {
     /// Network of the sandbox: none, bridge or per-run.
-    #[arg(long, default_value = "none", value_parser = parse_network)]
+    #[arg(long, default_value = "none")]
     network: NetworkMode,
     /// CPUs the sandbox may use.
     #[arg(long, default_value_t = 2.0)]
@@ -84,7 +84,7 @@ struct SandboxArgs {
     #[arg(long, default_value_t = 512)]
     pids: i64,
     /// When the image may be pulled: never, if-not-present or always.
-    #[arg(long, default_value = "never", value_parser = parse_pull_policy)]
+    #[arg(long, default_value = "never")]
     pull: PullPolicy,
     /// Maximum duration of the session, in seconds.
     #[arg(long, default_value_t = 8 * 3600)]
@@ -92,28 +92,6 @@ struct SandboxArgs {
     /// Runner id written on containers; orphans of dead hosts with this id are removed at start.
     #[arg(long, default_value = "local", env = "AAC_RUNNER_ID")]
     runner_id: String,
-}
-
-fn parse_network(value: &str) -> Result<NetworkMode, String> {
-    match value {
-        "none" => Ok(NetworkMode::None),
-        "bridge" => Ok(NetworkMode::Bridge),
-        "per-run" => Ok(NetworkMode::PerRun),
-        other => Err(format!(
-            "unknown network `{other}`: expected none, bridge or per-run"
-        )),
-    }
-}
-
-fn parse_pull_policy(value: &str) -> Result<PullPolicy, String> {
-    match value {
-        "never" => Ok(PullPolicy::Never),
-        "if-not-present" => Ok(PullPolicy::IfNotPresent),
-        "always" => Ok(PullPolicy::Always),
-        other => Err(format!(
-            "unknown pull policy `{other}`: expected never, if-not-present or always"
-        )),
-    }
 }
 
 #[derive(Subcommand, Debug)]

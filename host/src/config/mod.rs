@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use errors::ConfigError;
@@ -102,53 +101,8 @@ pub struct SandboxSettings {
 /// Docker refuses a memory limit below 6 MiB.
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
-/// The sandbox's network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkMode {
-    /// No network at all.
-    #[default]
-    None,
-    /// Docker's default bridge, shared with other containers.
-    Bridge,
-    /// A bridge network of its own, created with the sandbox and removed with it.
-    PerRun,
-}
-
-impl NetworkMode {
-    /// As written in `aac.toml`: `none`, `bridge`, `per-run`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::None => "none",
-            NetworkMode::Bridge => "bridge",
-            NetworkMode::PerRun => "per-run",
-        }
-    }
-}
-
-/// When the sandbox image may be pulled.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PullPolicy {
-    /// Only local images.
-    Never,
-    /// Pull when the image is not present locally.
-    #[default]
-    IfNotPresent,
-    /// Pull before every sandbox.
-    Always,
-}
-
-impl PullPolicy {
-    /// As written in `aac.toml`: `never`, `if-not-present`, `always`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PullPolicy::Never => "never",
-            PullPolicy::IfNotPresent => "if-not-present",
-            PullPolicy::Always => "always",
-        }
-    }
-}
+/// The sandbox's network and pull policy are the sandbox module's own types.
+pub use crate::sandbox::{NetworkMode, PullPolicy};
 
 /// `grants = { … }`: what the plugin itself may do, besides driving its sandbox. A capability is
 /// used only if the plugin declares it and it is granted here; the default grants nothing.

@@ -65,8 +65,9 @@ impl SandboxSpec {
     }
 }
 
-/// The network a sandbox gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The network a sandbox gets. Written `none`, `bridge`, `per-run` in `aac.toml`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
     /// No network at all (the default).
     #[default]
@@ -75,6 +76,27 @@ pub enum NetworkMode {
     Bridge,
     /// A bridge network of its own, created with the sandbox and removed with it.
     PerRun,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::PerRun => "per-run",
+        }
+    }
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        [NetworkMode::None, NetworkMode::Bridge, NetworkMode::PerRun]
+            .into_iter()
+            .find(|mode| mode.as_str() == value)
+            .ok_or_else(|| format!("unknown network `{value}`: expected none, bridge or per-run"))
+    }
 }
 
 /// cgroup limits of a sandbox.
@@ -95,14 +117,44 @@ impl Default for ResourceLimits {
     }
 }
 
-/// When the driver may pull the image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// When the driver may pull the image. Written `never`, `if-not-present`, `always` in `aac.toml`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PullPolicy {
     /// Only local images; a missing one is `image-unavailable`.
     Never,
+    /// Pull when the image is not present locally.
     #[default]
     IfNotPresent,
+    /// Pull before every sandbox (the local copy serves if the registry cannot be reached).
     Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::IfNotPresent => "if-not-present",
+            PullPolicy::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        [
+            PullPolicy::Never,
+            PullPolicy::IfNotPresent,
+            PullPolicy::Always,
+        ]
+        .into_iter()
+        .find(|policy| policy.as_str() == value)
+        .ok_or_else(|| {
+            format!("unknown pull policy `{value}`: expected never, if-not-present or always")
+        })
+    }
 }
 
 /// One process to start inside a sandbox.
