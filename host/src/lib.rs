@@ -12,4 +12,5 @@ pub mod config;
 pub mod local;
 pub mod outcome;
 pub mod plugin;
+pub mod redact;
 pub mod sandbox;

@@ -14,6 +14,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
 use crate::plugin::{PluginHost, SessionOptions};
+use crate::redact::Redactor;
 use crate::sandbox::docker::labels;
 use crate::sandbox::lifetime::SessionLifetime;
 use crate::sandbox::pool::prepare_workspace;
@@ -41,6 +42,13 @@ pub struct LocalTurn {
     pub pull_policy: PullPolicy,
     /// The turn is stopped when the session's maximum duration is reached.
     pub max_duration: Duration,
+    /// Environment of the sandbox's processes.
+    pub env: Vec<(String, String)>,
+    /// Secrets for the sandbox's processes: in their environment, never visible to the plugin,
+    /// masked in events and logs.
+    pub secrets: Vec<(String, String)>,
+    /// `uid:gid` of the sandbox's processes; the caller's own (1000:1000 for root) when `None`.
+    pub user: Option<String>,
 }
 
 impl LocalTurn {
@@ -56,6 +64,9 @@ impl LocalTurn {
             network: NetworkMode::None,
             pull_policy: PullPolicy::Never,
             max_duration: SessionLifetime::default().max_duration,
+            env: Vec::new(),
+            secrets: Vec::new(),
+            user: None,
         }
     }
 }
@@ -92,7 +103,7 @@ pub async fn run_local_turn(
             .workspace
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("aac-host").join(&run_id).join("workspace"));
-        let user = sandbox_user();
+        let user = turn.user.clone().unwrap_or_else(sandbox_user);
         prepare_workspace(&workspace, &user)?;
         let workspace = workspace
             .canonicalize()
@@ -110,6 +121,8 @@ pub async fn run_local_turn(
         spec.network = turn.network;
         spec.pull_policy = turn.pull_policy;
         spec.expires_at = SystemTime::now() + turn.max_duration;
+        spec.env = turn.env.iter().chain(&turn.secrets).cloned().collect();
+        let redactor = Redactor::new(turn.secrets.iter().map(|(_, value)| value.clone()));
         let sandbox = match driver.open(&spec).await {
             Ok(sandbox) => sandbox,
             Err(err) => {
@@ -142,6 +155,7 @@ pub async fn run_local_turn(
                 events,
                 process_limits: ProcessLimits::default(),
                 cancel_grace: Duration::from_secs(10),
+                redactor,
             };
             let mut session = match plugin.open_session(options).await {
                 Ok(session) => session,

@@ -83,6 +83,7 @@ pub fn sandboxless_session(run_id: &str) -> SessionOptions {
         events,
         process_limits: ProcessLimits::default(),
         cancel_grace: Duration::from_secs(1),
+        redactor: Default::default(),
     }
 }
 
@@ -148,6 +149,19 @@ pub async fn local_turn(
         events.push(event);
     }
     TurnRecord { report, events }
+}
+
+/// The `aac-host` binary of this build (`cargo test --workspace` builds it).
+pub fn aac_host_binary() -> PathBuf {
+    // target/<profile>/deps/<test> → target/<profile>/aac-host
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe.parent().unwrap().parent().unwrap().join("aac-host");
+    assert!(
+        path.is_file(),
+        "{} missing: run the tests through `cargo xtask test`",
+        path.display()
+    );
+    path
 }
 
 /// Containers of a run that still exist.

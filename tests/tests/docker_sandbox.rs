@@ -12,7 +12,7 @@ use aac_host::outcome::{FailureKind, TerminalStatus};
 use aac_host::sandbox::docker::{DockerDriver, labels};
 use aac_host::sandbox::pool::WarmPool;
 use aac_host::sandbox::{ResourceLimits, SandboxDriver, SandboxSpec};
-use aac_tests::{docker, local_turn, plugin, shell_turn, test_host};
+use aac_tests::{aac_host_binary, docker, local_turn, plugin, shell_turn, test_host};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -335,18 +335,6 @@ async fn no_container_is_left_after_a_failed_turn() {
     .await;
     assert_eq!(record.report.outcome.status, TerminalStatus::Failed);
     assert_eq!(aac_tests::containers_of_run(&record.report.run_id).await, 0);
-}
-
-fn aac_host_binary() -> PathBuf {
-    // target/debug/deps/<test> → target/debug/aac-host (built by `cargo test --workspace`).
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("aac-host");
-    assert!(
-        path.is_file(),
-        "{} missing: run the tests through `cargo xtask test`",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

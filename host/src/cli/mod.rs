@@ -1,22 +1,15 @@
 //! The `aac-host` command line.
 
 mod output;
+mod run;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::local::{DEFAULT_IMAGE, LocalTurn, run_local_turn};
-use crate::outcome::TerminalStatus;
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
-use crate::sandbox::docker::DockerDriver;
-use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,58 +33,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
-    Run {
-        /// The backend adapter (.wasm component).
-        #[arg(long)]
-        plugin: PathBuf,
-        /// Host directory used as the workspace (default: a fresh temporary directory).
-        #[arg(long)]
-        workspace: Option<PathBuf>,
-        /// Sandbox image.
-        #[arg(long, default_value = DEFAULT_IMAGE)]
-        image: String,
-        /// Backend configuration as a JSON object.
-        #[arg(long, default_value = "{}")]
-        config: String,
-        #[command(flatten)]
-        sandbox: SandboxArgs,
-        /// Print events as JSON lines.
-        #[arg(long)]
-        json: bool,
-        /// The prompt: the command the agent works on.
-        prompt: String,
-    },
+    Run(Box<run::RunArgs>),
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
     },
-}
-
-/// Sandbox settings of a local run (a runtime profile sets them for managed runs).
-#[derive(clap::Args, Debug)]
-struct SandboxArgs {
-    /// Network of the sandbox: none, bridge or per-run.
-    #[arg(long, default_value = "none")]
-    network: NetworkMode,
-    /// CPUs the sandbox may use.
-    #[arg(long, default_value_t = 2.0)]
-    cpus: f64,
-    /// Memory limit in MiB (no swap beyond it).
-    #[arg(long, default_value_t = 2048)]
-    memory_mib: u64,
-    /// Process limit.
-    #[arg(long, default_value_t = 512)]
-    pids: i64,
-    /// When the image may be pulled: never, if-not-present or always.
-    #[arg(long, default_value = "never")]
-    pull: PullPolicy,
-    /// Maximum duration of the session, in seconds.
-    #[arg(long, default_value_t = 8 * 3600)]
-    max_duration_secs: u64,
-    /// Runner id written on containers; orphans of dead hosts with this id are removed at start.
-    #[arg(long, default_value = "local", env = "AAC_RUNNER_ID")]
-    runner_id: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,65 +94,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     let host = PluginHost::new(config)?;
     match cli.command {
-        Command::Run {
-            plugin,
-            workspace,
-            image,
-            config,
-            sandbox,
-            json,
-            prompt,
-        } => {
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&config)
-                .map_err(|err| anyhow::anyhow!("--config must be a JSON object: {err}"))?;
-            let driver = DockerDriver::connect()
-                .await?
-                .with_runner_id(sandbox.runner_id.clone())
-                .with_progress(!json);
-            let reaped = driver.reap_orphans(&sandbox.runner_id).await?;
-            if reaped > 0 {
-                tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
-            }
-            if !json && std::io::stderr().is_terminal() && !host.is_cached(&plugin) {
-                eprintln!("compiling {} (cached for next time)…", plugin.display());
-            }
-            let (events_tx, events_rx) = mpsc::unbounded_channel();
-            let printer = tokio::spawn(output::print_events(events_rx, json));
-            let cancel = CancellationToken::new();
-            tokio::spawn({
-                let cancel = cancel.clone();
-                async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("cancelling the turn…");
-                        cancel.cancel();
-                    }
-                }
-            });
-            let turn = LocalTurn {
-                workspace,
-                image,
-                config_json: config,
-                limits: ResourceLimits {
-                    cpus: Some(sandbox.cpus),
-                    memory_bytes: Some(sandbox.memory_mib << 20),
-                    pids: Some(sandbox.pids),
-                },
-                network: sandbox.network,
-                pull_policy: sandbox.pull,
-                max_duration: Duration::from_secs(sandbox.max_duration_secs),
-                ..LocalTurn::new(plugin, prompt)
-            };
-            let report = run_local_turn(&host, &driver, turn, events_tx, cancel).await;
-            let _ = printer.await;
-            let report = report?;
-            output::print_outcome(&report, json);
-            Ok(ExitCode::from(match report.outcome.status {
-                TerminalStatus::Completed => 0,
-                TerminalStatus::Failed => 1,
-                TerminalStatus::Blocked => 3,
-                TerminalStatus::Cancelled => 130,
-            }))
-        }
+        Command::Run(args) => run::run(&host, *args).await,
         Command::Plugin {
             command: PluginCommand::Inspect { path, json },
         } => {

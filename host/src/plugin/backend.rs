@@ -19,6 +19,7 @@ use super::failure::classify;
 use super::state::SessionState;
 use super::{PluginHost, PluginIdentity};
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+use crate::redact::Redactor;
 use crate::sandbox::{ProcessLimits, Sandbox};
 
 /// A loaded backend adapter: compiled, linked and described. Sessions are cheap to open.
@@ -39,6 +40,8 @@ pub struct SessionOptions {
     pub process_limits: ProcessLimits,
     /// How long a cancelled turn may take to return before the host stops waiting for it.
     pub cancel_grace: Duration,
+    /// Secret values to mask in the session's events and logs.
+    pub redactor: Redactor,
 }
 
 impl BackendPlugin {
@@ -83,6 +86,7 @@ impl BackendPlugin {
             events,
             process_limits: ProcessLimits::default(),
             cancel_grace: Duration::ZERO,
+            redactor: Redactor::default(),
         });
         store.data_mut().cpu.start_call();
         let info = async {
@@ -128,8 +132,9 @@ impl BackendPlugin {
             LogCapability {
                 run_id: options.run.run_id.clone(),
                 max_message_bytes: 16 << 10,
+                redactor: options.redactor.clone(),
             },
-            EventsCapability::new(options.events),
+            EventsCapability::new(options.events, options.redactor),
             SandboxCapability::new(options.sandbox, options.process_limits),
         );
         let mut store = Store::new(self.host.engine(), state);

@@ -6,29 +6,33 @@ use crate::outcome::TurnEvent;
 use crate::plugin::bindings::backend::aac::plugin::events::Host;
 use crate::plugin::bindings::backend::aac::plugin::types::Event;
 use crate::plugin::state::SessionState;
+use crate::redact::Redactor;
 
 /// Where a session's events go. Sequence numbers are per run and never reused.
 pub struct EventsCapability {
     sink: mpsc::UnboundedSender<TurnEvent>,
+    redactor: Redactor,
     next_seq: u64,
     pub(crate) command_id: String,
 }
 
 impl EventsCapability {
-    pub fn new(sink: mpsc::UnboundedSender<TurnEvent>) -> Self {
+    pub fn new(sink: mpsc::UnboundedSender<TurnEvent>, redactor: Redactor) -> Self {
         Self {
             sink,
+            redactor,
             next_seq: 1,
             command_id: String::new(),
         }
     }
 
     /// Emits an event on the host's own behalf (e.g. the plugin crashed).
-    pub fn push(&mut self, kind: &str, payload: serde_json::Value) {
+    pub fn push(&mut self, kind: &str, mut payload: serde_json::Value) {
+        self.redactor.redact_json(&mut payload);
         let event = TurnEvent {
             seq: self.next_seq,
             command_id: self.command_id.clone(),
-            kind: kind.to_string(),
+            kind: self.redactor.redact_str(kind).into_owned(),
             payload,
         };
         self.next_seq += 1;

@@ -7,11 +7,12 @@ pub struct LogCapability {
     pub run_id: String,
     /// Longest message kept; the rest is cut with a marker.
     pub max_message_bytes: usize,
+    pub redactor: crate::redact::Redactor,
 }
 
 impl Host for SessionState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let mut message = message;
+        let mut message = self.log.redactor.redact_str(&message).into_owned();
         if message.len() > self.log.max_message_bytes {
             let mut cut = self.log.max_message_bytes;
             while !message.is_char_boundary(cut) {

@@ -176,10 +176,15 @@ impl DockerDriver {
             .workspace_host_dir
             .to_str()
             .ok_or_else(|| anyhow!("workspace path {:?} is not UTF-8", spec.workspace_host_dir))?;
+        // tmpfs takes numeric ids only; a named user gets a HOME it may not own.
         let (uid, gid) = spec
             .user
             .split_once(':')
             .unwrap_or((spec.user.as_str(), spec.user.as_str()));
+        let owner = match (uid.parse::<u32>(), gid.parse::<u32>()) {
+            (Ok(uid), Ok(gid)) => format!(",uid={uid},gid={gid}"),
+            _ => String::new(),
+        };
         let mut container_labels: HashMap<String, String> =
             spec.labels.clone().into_iter().collect();
         container_labels.extend([
@@ -206,7 +211,7 @@ impl DockerDriver {
                 ),
                 (
                     spec.home_dir.clone(),
-                    format!("rw,nosuid,nodev,size=256m,mode=0700,uid={uid},gid={gid}"),
+                    format!("rw,nosuid,nodev,size=256m,mode=0700{owner}"),
                 ),
             ])),
             pids_limit: limits.pids,
