@@ -121,7 +121,7 @@ fn test(args: &[String]) -> Result<()> {
 fn bench(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
     run(cargo()
-        .args(["bench", "-p", "aac-tests", "--bench", "plugin_host"])
+        .args(["bench", "-p", "aac-tests"])
         .args(args)
         .env("AAC_PLUGIN_DIR", &plugin_dir))
 }

@@ -18,12 +18,19 @@ use super::{
     ExecSpec, OpenError, ProcessHandle, ProcessLimits, Sandbox, SandboxDriver, SandboxSpec,
 };
 
+/// A pooled container proven alive this recently is handed out without asking the engine again.
+/// Older ones are checked first; a container that dies after hand-out is `sandbox-lost` on its
+/// first exec either way.
+const FRESHNESS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A sandbox with the workspace directory it was created on.
 pub struct PooledSandbox {
     pub sandbox: Arc<dyn Sandbox>,
     pub workspace: PathBuf,
     /// True when it came from the pool, false for a cold start.
     pub warm: bool,
+    /// When the sandbox was last proven alive.
+    verified_at: std::time::Instant,
 }
 
 pub struct WarmPool {
@@ -85,6 +92,9 @@ impl WarmPool {
             let candidate = self.ready.lock().expect("pool lock").pop_front();
             self.refill.notify_one();
             let Some(candidate) = candidate else { break };
+            if candidate.verified_at.elapsed() < FRESHNESS {
+                return Ok(candidate);
+            }
             // A container that died while waiting is discarded, never handed out.
             match candidate.sandbox.is_alive().await {
                 Ok(true) => return Ok(candidate),
@@ -124,6 +134,7 @@ impl WarmPool {
             sandbox,
             workspace,
             warm: true,
+            verified_at: std::time::Instant::now(),
         })
     }
 
@@ -134,6 +145,7 @@ impl WarmPool {
             argv: vec!["true".into()],
             ..ExecSpec::default()
         };
+        let mut pooled = pooled;
         let ready = match pooled.sandbox.exec(probe.clone()).await {
             Ok(raw) => {
                 let mut handle =
@@ -149,6 +161,7 @@ impl WarmPool {
                 self.template.image
             )));
         }
+        pooled.verified_at = std::time::Instant::now();
         Ok(pooled)
     }
 

@@ -13,7 +13,7 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 
-use super::exec::{DockerProcess, EXEC_WRAPPER, PID_DIR};
+use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
 /// Prints the container's OOM-kill count (cgroup v2 or v1), using nothing but `sh`.
@@ -98,7 +98,7 @@ impl Sandbox for DockerSandbox {
         if spec.argv.is_empty() {
             return Err(ExecError::InvalidRequest("argv is empty".into()));
         }
-        let pid_file = format!("{PID_DIR}/{}.pid", uuid::Uuid::new_v4().simple());
+        let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
         let mut cmd = vec![
             "/bin/sh".to_string(),
             "-c".into(),

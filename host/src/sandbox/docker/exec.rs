@@ -13,11 +13,13 @@ use tracing::warn;
 use super::container::OomCounter;
 use crate::sandbox::{ExitInfo, ProcessControl, Signal};
 
-pub(super) const PID_DIR: &str = "/tmp/.aac-exec";
+/// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
+pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
 /// Records the shell's pid (which `exec` hands to the real program), then runs the program.
 /// Docker has no API to signal an exec, so the pid is how a kill finds it.
-pub(super) const EXEC_WRAPPER: &str = r#"mkdir -p "${0%/*}" && echo $$ > "$0" && exec "$@""#;
+/// Only shell builtins run before `exec`, so the wrapper costs no extra process.
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$0" && exec "$@""#;
 
 /// Sends a signal to a recorded pid and all its descendants, collected before any is signalled.
 const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
