@@ -164,14 +164,11 @@ pub fn aac_host_binary() -> PathBuf {
     path
 }
 
-/// Containers of a run that still exist.
-pub async fn containers_of_run(run_id: &str) -> usize {
+/// Ids of the containers (in any state) carrying `label` (`key` or `key=value`).
+pub async fn containers_with_label(label: &str) -> Vec<String> {
     use bollard::query_parameters::ListContainersOptions;
     let driver = docker().await;
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("dev.aac-host.run={run_id}")],
-    )]);
+    let filters = std::collections::HashMap::from([("label".to_string(), vec![label.to_string()])]);
     driver
         .client()
         .list_containers(Some(ListContainersOptions {
@@ -181,5 +178,14 @@ pub async fn containers_of_run(run_id: &str) -> usize {
         }))
         .await
         .expect("listing containers")
+        .into_iter()
+        .filter_map(|container| container.id)
+        .collect()
+}
+
+/// Containers of a run that still exist.
+pub async fn containers_of_run(run_id: &str) -> usize {
+    containers_with_label(&format!("dev.aac-host.run={run_id}"))
+        .await
         .len()
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use aac_host::local::{DEFAULT_IMAGE, LocalTurn, sandbox_user};
 use aac_host::outcome::{FailureKind, TerminalStatus};
-use aac_host::sandbox::docker::{DockerDriver, labels};
+use aac_host::sandbox::docker::labels;
 use aac_host::sandbox::pool::WarmPool;
 use aac_host::sandbox::{ResourceLimits, SandboxDriver, SandboxSpec};
-use aac_tests::{aac_host_binary, docker, local_turn, plugin, shell_turn, test_host};
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use aac_tests::{
+    aac_host_binary, containers_with_label, docker, local_turn, plugin, shell_turn, test_host,
+};
+use bollard::query_parameters::InspectContainerOptions;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -30,22 +32,6 @@ fn rand_suffix() -> u64 {
         .unwrap()
         .subsec_nanos() as u64
         % 1000
-}
-
-async fn containers_with_label(driver: &DockerDriver, label: &str) -> Vec<String> {
-    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-    driver
-        .client()
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
 }
 
 fn spec(workspace: PathBuf) -> SandboxSpec {
@@ -231,7 +217,7 @@ async fn a_container_dying_mid_turn_is_sandbox_lost() {
     // Find the turn's container once it runs, and kill it from outside.
     let mut victim = None;
     for _ in 0..100 {
-        let running = containers_with_label(&driver, labels::RUN).await;
+        let running = containers_with_label(labels::RUN).await;
         for id in running {
             let inspect = driver
                 .client()
@@ -316,8 +302,7 @@ async fn the_warm_pool_hands_out_ready_containers_refills_and_falls_back_to_cold
         pooled.sandbox.remove().await.unwrap();
     }
     pool.shutdown().await;
-    let docker = docker().await;
-    let left = containers_with_label(&docker, &format!("{}={runner}", labels::RUNNER)).await;
+    let left = containers_with_label(&format!("{}={runner}", labels::RUNNER)).await;
     assert!(left.is_empty(), "containers left after shutdown: {left:?}");
 }
 
@@ -355,7 +340,7 @@ async fn a_killed_host_leaves_orphans_that_the_next_start_removes() {
     let label = format!("{}={runner}", labels::RUNNER);
     let mut seen = Vec::new();
     for _ in 0..300 {
-        seen = containers_with_label(&driver, &label).await;
+        seen = containers_with_label(&label).await;
         if !seen.is_empty() {
             break;
         }
@@ -366,7 +351,7 @@ async fn a_killed_host_leaves_orphans_that_the_next_start_removes() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     assert_eq!(
-        containers_with_label(&driver, &label).await.len(),
+        containers_with_label(&label).await.len(),
         1,
         "the orphan is still there"
     );
@@ -393,7 +378,7 @@ async fn a_killed_host_leaves_orphans_that_the_next_start_removes() {
 
     let removed = driver.reap_orphans(&runner).await.unwrap();
     assert_eq!(removed, 2);
-    assert!(containers_with_label(&driver, &label).await.is_empty());
+    assert!(containers_with_label(&label).await.is_empty());
     let gone = driver
         .client()
         .inspect_container(&created.id, None::<InspectContainerOptions>)

@@ -194,20 +194,24 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn is_alive(&self) -> Result<bool> {
-        match self
-            .docker
-            .inspect_container(&self.id, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) => Ok(inspect
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(err) => Err(err).context("could not inspect the sandbox container"),
-        }
+        container_running(&self.docker, &self.id).await
+    }
+}
+
+/// Whether a container is running; a container that no longer exists is not.
+pub(super) async fn container_running(docker: &Docker, id: &str) -> Result<bool> {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(inspect) => Ok(inspect
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("could not inspect container {id}")),
     }
 }
 

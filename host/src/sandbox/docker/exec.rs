@@ -7,10 +7,9 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::exec::StartExecOptions;
 use bollard::models::ExecConfig;
-use bollard::query_parameters::InspectContainerOptions;
 use tracing::warn;
 
-use super::container::OomCounter;
+use super::container::{OomCounter, container_running};
 use crate::sandbox::{ExitInfo, ProcessControl, Signal};
 
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
@@ -46,7 +45,7 @@ impl DockerProcess {
             return None;
         }
         for _ in 0..5 {
-            match self.container_running().await {
+            match container_running(&self.docker, &self.container).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Ok(false) => {
                     return Some(format!(
@@ -58,23 +57,6 @@ impl DockerProcess {
             }
         }
         None
-    }
-
-    async fn container_running(&self) -> Result<bool> {
-        match self
-            .docker
-            .inspect_container(&self.container, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) => Ok(inspect
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false)),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(err) => Err(err).context("the Docker engine stopped answering"),
-        }
     }
 }
 
