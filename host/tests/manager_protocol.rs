@@ -739,3 +739,81 @@ async fn bad_requests_get_json_errors() {
     assert_eq!(resp.status().as_u16(), 400);
     handle.shutdown().await.unwrap();
 }
+
+/// The manager goes away mid-run and comes back on the same address and file: the runner's
+/// append, retried through the outage, lands once; a follower reconnects and sees every event
+/// exactly once; the terminal status arrives after recovery.
+#[tokio::test]
+async fn runner_and_follower_ride_through_a_manager_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.redb");
+    let clock = ManualClock::default();
+    let (handle, client) = start_manager(&db, &clock).await;
+    let addr = handle.addr();
+    let patient = client.clone().with_retry(RetryPolicy {
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        deadline: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    });
+    let run = client.create_run(shell_run()).await.unwrap();
+    let r1 = runner(&client, "one").await;
+    let t = client.claim(&run.id, &r1, LEASE).await.unwrap().lease_token;
+    let cmd = client.enqueue(&run.id, prompt("p")).await.unwrap();
+    client
+        .append_events(&run.id, &t, &batch(1..=2, &cmd.id))
+        .await
+        .unwrap();
+
+    let follower = {
+        let client = patient.clone();
+        let id = run.id.clone();
+        tokio::spawn(async move {
+            let mut stream = client.follow_events(&id, 0).await.unwrap();
+            let mut seqs = Vec::new();
+            while let Some(e) = stream.next().await {
+                seqs.push(e.unwrap().seq);
+            }
+            seqs
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    handle.shutdown().await.unwrap();
+
+    // While the manager is down the runner keeps retrying its batch.
+    let appender = {
+        let client = patient.clone();
+        let (id, t, c) = (run.id.clone(), t.clone(), cmd.id.clone());
+        tokio::spawn(async move { client.append_events(&id, &t, &batch(2..=5, &c)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let config = ManagerConfig::new(TOKEN).with_clock(Arc::new(clock.clone()));
+    let manager = Manager::open(&db, config).unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let handle = aac_host::manager::server::start_on(listener, manager).unwrap();
+
+    let reply = appender.await.unwrap().unwrap();
+    assert_eq!(reply.last_seq, 5);
+    patient
+        .run_status(
+            &run.id,
+            &t,
+            &RunStatusUpdate {
+                status: TerminalStatus::Completed,
+                failure_kind: None,
+                message: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(follower.await.unwrap(), [1, 2, 3, 4, 5]);
+    let seqs: Vec<_> = client
+        .events(&run.id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    handle.shutdown().await.unwrap();
+}

@@ -623,9 +623,77 @@ impl ManagerClient {
     }
 
     /// Follows the run's events after `after`: the stream ends once the run is terminal and every
-    /// event was delivered (or the manager shuts down).
+    /// event was delivered. A broken connection (a manager restart, say) is reopened from the last
+    /// delivered sequence number, with the retry policy, so no event is lost or repeated.
     pub async fn follow_events(&self, run: &str, after: u64) -> Result<EventStream> {
-        self.event_stream(run, after, true).await
+        let first = self.event_stream(run, after, true).await?;
+        struct Resume {
+            client: ManagerClient,
+            run: String,
+            after: u64,
+            inner: Option<EventStream>,
+            quiet_reconnects: u32,
+            done: bool,
+        }
+        let state = Resume {
+            client: self.clone(),
+            run: run.to_owned(),
+            after,
+            inner: Some(first),
+            quiet_reconnects: 0,
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut s| async move {
+            loop {
+                if s.done {
+                    return None;
+                }
+                let inner = match &mut s.inner {
+                    Some(inner) => inner,
+                    None => {
+                        if s.quiet_reconnects > 0 {
+                            tokio::time::sleep(s.client.retry.backoff(s.quiet_reconnects)).await;
+                        }
+                        s.quiet_reconnects += 1;
+                        match s.client.event_stream(&s.run, s.after, true).await {
+                            Ok(inner) => s.inner.insert(inner),
+                            Err(e) => {
+                                s.done = true;
+                                return Some((Err(e), s));
+                            }
+                        }
+                    }
+                };
+                match inner.next().await {
+                    Some(Ok(e)) if e.seq <= s.after => continue,
+                    Some(Ok(e)) => {
+                        s.after = e.seq;
+                        s.quiet_reconnects = 0;
+                        return Some((Ok(e), s));
+                    }
+                    Some(Err(e @ ClientError::SchemaInvalid { .. })) => {
+                        s.done = true;
+                        return Some((Err(e), s));
+                    }
+                    Some(Err(_)) | None => {
+                        s.inner = None;
+                        match s.client.get_run(&s.run).await {
+                            Ok(run)
+                                if run.status.is_terminal() && run.last_event_seq <= s.after =>
+                            {
+                                return None;
+                            }
+                            Ok(_) => continue,
+                            Err(e) => {
+                                s.done = true;
+                                return Some((Err(e), s));
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 
     async fn event_stream(&self, run: &str, after: u64, follow: bool) -> Result<EventStream> {
