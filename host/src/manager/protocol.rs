@@ -180,6 +180,7 @@ pub mod error_code {
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const BAD_REQUEST: &str = "bad-request";
     pub const NOT_FOUND: &str = "not-found";
+    pub const METHOD_NOT_ALLOWED: &str = "method-not-allowed";
     /// Claim: another runner holds a live lease.
     pub const LEASE_CONFLICT: &str = "lease-conflict";
     /// Runner mutation: the lease token is not the run's current one.

@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use super::Manager;
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{
-    AppendEvents, ClaimNextRequest, ClaimRequest, CreateRun, EnqueueCommand, HeartbeatRequest,
-    LEASE_TOKEN_HEADER, MAX_WAIT_SECONDS, NDJSON, RegisterRunner, RunList, RunStatus,
-    RunStatusUpdate,
+    AppendEvents, ClaimNextRequest, ClaimRequest, CreateRun, EnqueueCommand, ErrorBody,
+    HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_WAIT_SECONDS, NDJSON, RegisterRunner, RunList,
+    RunStatus, RunStatusUpdate, error_code,
 };
 use crate::outcome::TurnOutcome;
 
@@ -57,10 +57,11 @@ async fn not_found() -> ManagerError {
 }
 
 async fn method_not_allowed() -> Response {
-    let mut r =
-        ManagerError::BadRequest("method not allowed on this endpoint".into()).into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
+    let body = ErrorBody {
+        error: error_code::METHOD_NOT_ALLOWED.into(),
+        message: "method not allowed on this endpoint".into(),
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 /// A JSON body; an empty body is `T::default()` when `T` allows it.
