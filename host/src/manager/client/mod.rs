@@ -8,156 +8,29 @@
 //! Retried creations are safe: the client picks the ids of runners, runs and commands it creates,
 //! and the manager treats a repeated id with the same body as the same object.
 
+mod error;
+mod events;
+mod retry;
+
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use rand::Rng;
+use futures::Stream;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use error::ClientError;
+pub use retry::RetryPolicy;
 
 use super::protocol::{
     AppendEvents, AppendReply, ClaimNextRequest, ClaimRequest, Command, CommandBatch, CreateRun,
     EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER, Lease,
     RegisterRunner, Run, RunList, RunStatus, RunStatusUpdate, Runner, error_code, valid_id,
 };
-use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
-
-/// When and how long to retry.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Delay before the first retry.
-    pub initial_backoff: Duration,
-    /// Largest delay between two attempts.
-    pub max_backoff: Duration,
-    /// Growth of the delay per attempt.
-    pub multiplier: f64,
-    /// Fraction of each delay that is random: 0.5 means a delay in [d/2, d].
-    pub jitter: f64,
-    /// No retry starts later than this after the first attempt.
-    pub deadline: Duration,
-    /// A `Retry-After` larger than this is cut to it.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(30),
-            multiplier: 2.0,
-            jitter: 0.5,
-            deadline: Duration::from_secs(300),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// One attempt, no retry.
-    pub fn none() -> Self {
-        Self {
-            deadline: Duration::ZERO,
-            ..Self::default()
-        }
-    }
-
-    /// The delay before retry number `retry` (1-based), jitter included.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let base = self.initial_backoff.as_secs_f64()
-            * self
-                .multiplier
-                .max(1.0)
-                .powi(retry.saturating_sub(1).min(64) as i32);
-        let capped = base.min(self.max_backoff.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 - jitter * rand::rng().random::<f64>();
-        Duration::from_secs_f64(capped * factor)
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// 401: the manager refused the bearer token.
-    #[error("{endpoint}: unauthorized: {message}")]
-    Unauthorized { endpoint: String, message: String },
-    /// 409 `lease-conflict` (claim: another runner holds the run) or `lease-lost` (a runner
-    /// mutation with a stale lease token: stop working on the run).
-    #[error("{endpoint}: {code}: {message}")]
-    Lease {
-        endpoint: String,
-        code: String,
-        message: String,
-    },
-    /// Any other non-retryable status (4xx), with the manager's error code and message.
-    #[error("{endpoint}: HTTP {status} {code}: {message}")]
-    Status {
-        endpoint: String,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// Retryable failures (429, 5xx, connection errors) went on past the retry deadline.
-    #[error("{endpoint}: gave up after {attempts} attempt(s): {last}")]
-    Unavailable {
-        endpoint: String,
-        attempts: u32,
-        status: Option<u16>,
-        last: String,
-    },
-    /// The reply was not the JSON the protocol says.
-    #[error("{endpoint}: schema-invalid: {message}")]
-    SchemaInvalid { endpoint: String, message: String },
-    /// The request could not be built (bad base URL, bad id).
-    #[error("{endpoint}: {message}")]
-    Request { endpoint: String, message: String },
-}
-
-impl ClientError {
-    /// The endpoint, e.g. `POST /v1/runs/run_1/heartbeat`.
-    pub fn endpoint(&self) -> &str {
-        match self {
-            ClientError::Unauthorized { endpoint, .. }
-            | ClientError::Lease { endpoint, .. }
-            | ClientError::Status { endpoint, .. }
-            | ClientError::Unavailable { endpoint, .. }
-            | ClientError::SchemaInvalid { endpoint, .. }
-            | ClientError::Request { endpoint, .. } => endpoint,
-        }
-    }
-
-    /// The HTTP status, when the manager answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Unauthorized { .. } => Some(401),
-            ClientError::Lease { .. } => Some(409),
-            ClientError::Status { status, .. } => Some(*status),
-            ClientError::Unavailable { status, .. } => *status,
-            _ => None,
-        }
-    }
-
-    pub fn is_lease_lost(&self) -> bool {
-        matches!(self, ClientError::Lease { code, .. } if code == error_code::LEASE_LOST)
-    }
-
-    pub fn is_lease_conflict(&self) -> bool {
-        matches!(self, ClientError::Lease { code, .. } if code == error_code::LEASE_CONFLICT)
-    }
-
-    /// The failure kind a runner reports when this error ends its work.
-    pub fn failure_kind(&self) -> FailureKind {
-        match self {
-            ClientError::SchemaInvalid { .. } => FailureKind::SchemaInvalid,
-            ClientError::Lease { .. } => FailureKind::LeaseLost,
-            _ => FailureKind::HostError,
-        }
-    }
-}
+use crate::outcome::{TurnEvent, TurnOutcome};
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -610,147 +483,5 @@ impl ManagerClient {
         seg("cancel command", cmd)?;
         let path = format!("/runs/{run}/commands/{cmd}/cancel");
         self.call(Method::POST, &path, Self::NO_BODY, None).await
-    }
-
-    /// The events stored after sequence `after`, now.
-    pub async fn events(&self, run: &str, after: u64) -> Result<Vec<TurnEvent>> {
-        let mut stream = self.event_stream(run, after, false).await?;
-        let mut out = Vec::new();
-        while let Some(e) = stream.next().await {
-            out.push(e?);
-        }
-        Ok(out)
-    }
-
-    /// Follows the run's events after `after`: the stream ends once the run is terminal and every
-    /// event was delivered. A broken connection (a manager restart, say) is reopened from the last
-    /// delivered sequence number, with the retry policy, so no event is lost or repeated.
-    pub async fn follow_events(&self, run: &str, after: u64) -> Result<EventStream> {
-        let first = self.event_stream(run, after, true).await?;
-        struct Resume {
-            client: ManagerClient,
-            run: String,
-            after: u64,
-            inner: Option<EventStream>,
-            quiet_reconnects: u32,
-            done: bool,
-        }
-        let state = Resume {
-            client: self.clone(),
-            run: run.to_owned(),
-            after,
-            inner: Some(first),
-            quiet_reconnects: 0,
-            done: false,
-        };
-        let stream = futures::stream::unfold(state, |mut s| async move {
-            loop {
-                if s.done {
-                    return None;
-                }
-                let inner = match &mut s.inner {
-                    Some(inner) => inner,
-                    None => {
-                        if s.quiet_reconnects > 0 {
-                            tokio::time::sleep(s.client.retry.backoff(s.quiet_reconnects)).await;
-                        }
-                        s.quiet_reconnects += 1;
-                        match s.client.event_stream(&s.run, s.after, true).await {
-                            Ok(inner) => s.inner.insert(inner),
-                            Err(e) => {
-                                s.done = true;
-                                return Some((Err(e), s));
-                            }
-                        }
-                    }
-                };
-                match inner.next().await {
-                    Some(Ok(e)) if e.seq <= s.after => continue,
-                    Some(Ok(e)) => {
-                        s.after = e.seq;
-                        s.quiet_reconnects = 0;
-                        return Some((Ok(e), s));
-                    }
-                    Some(Err(e @ ClientError::SchemaInvalid { .. })) => {
-                        s.done = true;
-                        return Some((Err(e), s));
-                    }
-                    Some(Err(_)) | None => {
-                        s.inner = None;
-                        match s.client.get_run(&s.run).await {
-                            Ok(run)
-                                if run.status.is_terminal() && run.last_event_seq <= s.after =>
-                            {
-                                return None;
-                            }
-                            Ok(_) => continue,
-                            Err(e) => {
-                                s.done = true;
-                                return Some((Err(e), s));
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Box::pin(stream))
-    }
-
-    async fn event_stream(&self, run: &str, after: u64, follow: bool) -> Result<EventStream> {
-        seg("events", run)?;
-        let path = format!("/runs/{run}/events?after={after}&follow={follow}");
-        let timeout = (!follow).then_some(self.request_timeout);
-        let (endpoint, resp) = self.send(Method::GET, &path, None, None, timeout).await?;
-        struct S {
-            body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-            buf: Vec<u8>,
-            endpoint: String,
-            done: bool,
-        }
-        let state = S {
-            body: Box::pin(resp.bytes_stream()),
-            buf: Vec::new(),
-            endpoint,
-            done: false,
-        };
-        let stream = futures::stream::unfold(state, |mut s| async move {
-            loop {
-                if s.done {
-                    return None;
-                }
-                if let Some(pos) = s.buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = s.buf.drain(..=pos).collect();
-                    let line = &line[..line.len() - 1];
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
-                    let item = decode::<TurnEvent>(&s.endpoint, line);
-                    s.done = item.is_err();
-                    return Some((item, s));
-                }
-                match s.body.next().await {
-                    Some(Ok(chunk)) => s.buf.extend_from_slice(&chunk),
-                    Some(Err(e)) => {
-                        s.done = true;
-                        let err = ClientError::Unavailable {
-                            endpoint: s.endpoint.clone(),
-                            attempts: 1,
-                            status: None,
-                            last: format!("event stream broke: {e}"),
-                        };
-                        return Some((Err(err), s));
-                    }
-                    None => {
-                        s.done = true;
-                        if s.buf.iter().all(u8::is_ascii_whitespace) {
-                            return None;
-                        }
-                        let item = decode::<TurnEvent>(&s.endpoint, &s.buf);
-                        return Some((item, s));
-                    }
-                }
-            }
-        });
-        Ok(Box::pin(stream))
     }
 }
