@@ -295,3 +295,30 @@ fn backoff_grows_is_capped_and_jittered() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reply_cut_off_mid_body_is_retried() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/v1/runs/{run}",
+        get(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                        Ok(r#"{"id":"run_1","#),
+                        Err(std::io::Error::other("manager died")),
+                    ];
+                    axum::body::Body::from_stream(futures::stream::iter(chunks)).into_response()
+                } else {
+                    ([(header::CONTENT_TYPE, "application/json")], RUN_JSON).into_response()
+                }
+            }
+        }),
+    );
+    let url = serve(app).await;
+    let run = client(&url).get_run("run_1").await.unwrap();
+    assert_eq!(run.id, "run_1");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::Method;
 
-use super::{ClientError, EventStream, ManagerClient, Result, decode, seg};
+use super::{ClientError, EventStream, ManagerClient, Reply, Result, decode, seg};
 use crate::outcome::TurnEvent;
 
 impl ManagerClient {
@@ -98,7 +98,15 @@ impl ManagerClient {
         seg("events", run)?;
         let path = format!("/runs/{run}/events?after={after}&follow={follow}");
         let timeout = (!follow).then_some(self.request_timeout);
-        let (endpoint, resp) = self.send(Method::GET, &path, None, None, timeout).await?;
+        let (endpoint, reply) = self
+            .send(Method::GET, &path, None, None, timeout, false)
+            .await?;
+        let Reply::Streaming(resp) = reply else {
+            return Err(ClientError::Request {
+                endpoint,
+                message: "internal: expected a streaming reply".into(),
+            });
+        };
         struct S {
             body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
             buf: Vec<u8>,

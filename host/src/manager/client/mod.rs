@@ -37,6 +37,21 @@ type Result<T> = std::result::Result<T, ClientError>;
 /// A stream of events as the manager stores them.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<TurnEvent>> + Send>>;
 
+/// A 2xx reply: read whole (JSON calls) or left open (event streams).
+enum Reply {
+    Buffered(StatusCode, Bytes),
+    Streaming(reqwest::Response),
+}
+
+impl Reply {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Reply::Buffered(_, b) => b,
+            Reply::Streaming(_) => &[],
+        }
+    }
+}
+
 /// A typed client of one manager.
 #[derive(Clone)]
 pub struct ManagerClient {
@@ -140,7 +155,8 @@ impl ManagerClient {
         body: Option<Bytes>,
         lease: Option<&str>,
         timeout: Option<Duration>,
-    ) -> Result<(String, reqwest::Response)> {
+        buffer: bool,
+    ) -> Result<(String, Reply)> {
         let endpoint = format!("{method} /v1{path}");
         let url = format!("{}/v1{path}", self.base);
         let start = Instant::now();
@@ -161,7 +177,17 @@ impl ManagerClient {
                 req = req.header(LEASE_TOKEN_HEADER, l);
             }
             let (status, retry_after, last) = match req.send().await {
-                Ok(resp) if resp.status().is_success() => return Ok((endpoint, resp)),
+                Ok(resp) if resp.status().is_success() && !buffer => {
+                    return Ok((endpoint, Reply::Streaming(resp)));
+                }
+                Ok(resp) if resp.status().is_success() => {
+                    let status = resp.status();
+                    match resp.bytes().await {
+                        Ok(b) => return Ok((endpoint, Reply::Buffered(status, b))),
+                        // The manager went away mid-reply: like a connection error, retried.
+                        Err(e) => (None, None, format!("reading the reply: {e}")),
+                    }
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -268,14 +294,10 @@ impl ManagerClient {
             })?)),
             None => None,
         };
-        let (endpoint, resp) = self.send(method, path, body, lease, Some(timeout)).await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Unavailable {
-            endpoint: endpoint.clone(),
-            attempts: 1,
-            status: None,
-            last: format!("reading the reply: {e}"),
-        })?;
-        decode(&endpoint, &bytes)
+        let (endpoint, reply) = self
+            .send(method, path, body, lease, Some(timeout), true)
+            .await?;
+        decode(&endpoint, reply.bytes())
     }
 
     const NO_BODY: Option<&'static ()> = None;
@@ -319,20 +341,20 @@ impl ManagerClient {
             backends,
         };
         let body = Bytes::from(serde_json::to_vec(&req).expect("plain struct"));
-        let (endpoint, resp) = self
+        let (endpoint, reply) = self
             .send(
                 Method::POST,
                 "/claim-next",
                 Some(body),
                 None,
                 Some(self.request_timeout),
+                true,
             )
             .await?;
-        if resp.status() == StatusCode::NO_CONTENT {
+        if let Reply::Buffered(StatusCode::NO_CONTENT, _) = reply {
             return Ok(None);
         }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        decode(&endpoint, &bytes).map(Some)
+        decode(&endpoint, reply.bytes()).map(Some)
     }
 
     /// Extends the lease (by `lease`, or the claim's length); the reply carries cancellation.
