@@ -817,3 +817,25 @@ async fn runner_and_follower_ride_through_a_manager_restart() {
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn long_poll_wakes_on_cancellation() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let (handle, client) = start_manager(&dir.path().join("m.redb"), &clock).await;
+    let run = client.create_run(shell_run()).await.unwrap();
+    let r1 = runner(&client, "one").await;
+    client.claim(&run.id, &r1, LEASE).await.unwrap();
+    let poller = {
+        let client = client.clone();
+        let id = run.id.clone();
+        tokio::spawn(async move { client.poll_commands(&id, 0, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.cancel_run(&run.id).await.unwrap();
+    let batch = poller.await.unwrap().unwrap();
+    assert!(batch.commands.is_empty());
+    assert!(batch.cancel_requested);
+    assert_eq!(batch.run_status, RunStatus::Running);
+    handle.shutdown().await.unwrap();
+}
