@@ -29,6 +29,15 @@ impl Hub {
         }
     }
 
+    /// Bumps the run, then drops its channel: it ended, and waiters that saw the bump re-read the
+    /// store, find it terminal and return. Later subscribers get a fresh channel.
+    pub(crate) fn bump_and_forget(&self, run: &str) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = runs.remove(run) {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
     /// The server is shutting down: every waiter returns.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);

@@ -157,7 +157,11 @@ async fn heartbeat(
 async fn cancel_run(State(m): State<Manager>, Path(run): Path<String>) -> Result<Response> {
     let r = run.clone();
     let out = m.blocking(move |s| s.cancel_run(&r)).await?;
-    m.hub().bump(&run);
+    if out.status.is_terminal() {
+        m.hub().bump_and_forget(&run);
+    } else {
+        m.hub().bump(&run);
+    }
     Ok(Json(out).into_response())
 }
 
@@ -173,7 +177,7 @@ async fn run_status(
     let out = m
         .blocking(move |s| s.set_run_status(&r, &token, req))
         .await?;
-    m.hub().bump(&run);
+    m.hub().bump_and_forget(&run);
     Ok(Json(out).into_response())
 }
 
