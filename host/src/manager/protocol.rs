@@ -1,0 +1,334 @@
+//! Protocol v1: the JSON bodies exchanged under `/v1`. See `docs/protocol.md` and `docs/openapi.yaml`.
+//!
+//! Times are milliseconds since the Unix epoch (`*_ms`). Statuses and failure kinds are kebab-case,
+//! the taxonomy of [`crate::outcome`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+
+/// Path prefix of every endpoint.
+pub const API_PREFIX: &str = "/v1";
+/// Header carrying the lease token on every runner-side mutation.
+pub const LEASE_TOKEN_HEADER: &str = "x-lease-token";
+/// Content type of the event stream.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Lease length used when a claim names none.
+pub const DEFAULT_LEASE_SECONDS: u64 = 60;
+/// Longest lease a manager grants.
+pub const MAX_LEASE_SECONDS: u64 = 3600;
+/// Longest long-poll wait a manager honours.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// Where a run is in its life. `queued` also covers a run whose runner's lease expired: it can be
+/// claimed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Blocked,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Blocked => "blocked",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl From<TerminalStatus> for RunStatus {
+    fn from(s: TerminalStatus) -> Self {
+        match s {
+            TerminalStatus::Completed => RunStatus::Completed,
+            TerminalStatus::Failed => RunStatus::Failed,
+            TerminalStatus::Blocked => RunStatus::Blocked,
+            TerminalStatus::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a command (one agent turn) is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandStatus {
+    /// Enqueued, not yet acknowledged by a runner.
+    Queued,
+    /// A runner acknowledged it and is running the turn.
+    Acked,
+    Completed,
+    Failed,
+    Blocked,
+    Cancelled,
+}
+
+impl CommandStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, CommandStatus::Queued | CommandStatus::Acked)
+    }
+}
+
+impl From<TerminalStatus> for CommandStatus {
+    fn from(s: TerminalStatus) -> Self {
+        match s {
+            TerminalStatus::Completed => CommandStatus::Completed,
+            TerminalStatus::Failed => CommandStatus::Failed,
+            TerminalStatus::Blocked => CommandStatus::Blocked,
+            TerminalStatus::Cancelled => CommandStatus::Cancelled,
+        }
+    }
+}
+
+/// A reference to the files a run starts from, materialized into its workspace once per run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// Which materializer handles it, e.g. `git`, `tar`, `dir`.
+    pub kind: String,
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// A run as the manager reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub status: RunStatus,
+    /// Backend profile, e.g. `shell` or `codex@0.169`.
+    pub backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleRef>,
+    #[serde(default)]
+    pub config: serde_json::Value,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// The runner holding (or that last held) the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at_ms: Option<u64>,
+    /// A client asked for the run to be cancelled; the runner sees it on its next heartbeat.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Highest event sequence number stored (0: none).
+    #[serde(default)]
+    pub last_event_seq: u64,
+    /// Events the runner reported it had to drop.
+    #[serde(default)]
+    pub dropped_events: u64,
+    /// Highest command sequence number enqueued (0: none).
+    #[serde(default)]
+    pub last_command_seq: u64,
+}
+
+/// A command: one agent turn of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: String,
+    pub run_id: String,
+    /// Per-run sequence number, starting at 1.
+    pub seq: u64,
+    pub prompt: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub status: CommandStatus,
+    pub created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at_ms: Option<u64>,
+    #[serde(default)]
+    pub cancel_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<TurnOutcome>,
+}
+
+/// The body of every error reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, one of [`error_code`].
+    pub error: String,
+    pub message: String,
+}
+
+/// The error codes a manager answers with.
+pub mod error_code {
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const BAD_REQUEST: &str = "bad-request";
+    pub const NOT_FOUND: &str = "not-found";
+    pub const METHOD_NOT_ALLOWED: &str = "method-not-allowed";
+    /// Claim: another runner holds a live lease.
+    pub const LEASE_CONFLICT: &str = "lease-conflict";
+    /// Runner mutation: the lease token is not the run's current one.
+    pub const LEASE_LOST: &str = "lease-lost";
+    /// The run already ended.
+    pub const RUN_TERMINAL: &str = "run-terminal";
+    /// An id was reused with a different body.
+    pub const ID_CONFLICT: &str = "id-conflict";
+    pub const INTERNAL: &str = "internal";
+}
+
+// ---- runner side ----
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRunner {
+    /// Client-chosen id, so a retried registration is idempotent. The manager picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    /// Free-form placement metadata (host, pod, job…).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub registered_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub runner_id: String,
+    /// Lease length; default [`DEFAULT_LEASE_SECONDS`], at most [`MAX_LEASE_SECONDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimNextRequest {
+    pub runner_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+    /// Only runs whose backend profile is one of these (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub run: Run,
+    /// Send it as the `X-Lease-Token` header on every runner mutation of this run.
+    pub lease_token: String,
+    pub lease_expires_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// New lease length from now; the claim's length when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    pub lease_expires_at_ms: u64,
+    pub run_status: RunStatus,
+    /// The run was cancelled: stop the turn, report `cancelled`.
+    pub cancel_run: bool,
+    /// Commands (acked, not finished) whose cancellation was asked for.
+    pub cancel_commands: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandBatch {
+    /// Commands with a sequence number greater than `after`, in order.
+    pub commands: Vec<Command>,
+    pub run_status: RunStatus,
+    pub cancel_requested: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppendEvents {
+    pub events: Vec<TurnEvent>,
+    /// Events the runner had to drop since its previous batch (added to the run's count).
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendReply {
+    /// Highest sequence number stored for the run after this batch.
+    pub last_seq: u64,
+    /// How many events of this batch were new.
+    pub stored: u64,
+    /// Run total of dropped events.
+    pub dropped_events: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatusUpdate {
+    pub status: TerminalStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---- client side ----
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateRun {
+    /// Client-chosen id (idempotent create); the manager picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleRef>,
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnqueueCommand {
+    /// Client-chosen id (idempotent enqueue); the manager picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub prompt: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+/// Checks an id chosen by a client: 1 to 128 characters of `[A-Za-z0-9_.-]`, not `.` or `..`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

@@ -1,0 +1,191 @@
+//! The embedded manager's HTTP server (axum): protocol v1 over a [`Store`].
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use aac_host::manager::server::{Manager, ManagerConfig, start};
+//! let manager = Manager::open("manager.redb", ManagerConfig::new("secret-token"))?;
+//! let handle = start(manager).await?; // 127.0.0.1, any free port
+//! println!("manager at {}", handle.url());
+//! handle.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod notify;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::clock::{Clock, SystemClock};
+use super::error::ManagerError;
+use super::store::Store;
+use notify::Hub;
+
+/// How a manager is set up.
+#[derive(Clone)]
+pub struct ManagerConfig {
+    /// Bearer tokens accepted on every endpoint (at least one).
+    pub tokens: Vec<String>,
+    /// Time for lease expiry; the system clock unless a test injects a manual one.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ManagerConfig {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            tokens: vec![token.into()],
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+struct Inner {
+    store: Store,
+    hub: Hub,
+    tokens: Vec<String>,
+}
+
+/// The embedded manager: store, wake-ups and auth. Cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl Manager {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: impl AsRef<Path>, config: ManagerConfig) -> Result<Self, ManagerError> {
+        let store = Store::open(path, config.clock.clone())?;
+        Self::with_store(store, config.tokens)
+    }
+
+    pub fn with_store(store: Store, tokens: Vec<String>) -> Result<Self, ManagerError> {
+        if tokens.is_empty() || tokens.iter().any(|t| t.is_empty()) {
+            return Err(ManagerError::BadRequest(
+                "the manager needs at least one non-empty bearer token".into(),
+            ));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                hub: Hub::default(),
+                tokens,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Runs `f` on the store off the async threads (redb commits fsync).
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ManagerError> + Send + 'static,
+    ) -> Result<T, ManagerError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ManagerError::Storage(format!("store task failed: {e}")))?
+    }
+
+    /// The protocol's routes, behind bearer-token auth.
+    pub fn router(&self) -> Router {
+        routes::router(self.clone())
+    }
+}
+
+/// Serves the protocol on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, manager: Manager) -> std::io::Result<()> {
+    serve_with_shutdown(listener, manager, std::future::pending()).await
+}
+
+/// Serves until `signal` resolves; then long-polls and event streams end, in-flight requests
+/// finish and the store is released.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    manager: Manager,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = manager.router();
+    let closing = manager.clone();
+    drop(manager);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            signal.await;
+            closing.hub().close();
+        })
+        .await
+}
+
+/// A manager serving in the background (see [`start`]).
+pub struct ManagerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl ManagerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the base URL for [`super::client::ManagerClient`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits until the store file is released.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+impl Drop for ManagerHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the manager on `127.0.0.1` on a free port, in the background.
+pub async fn start(manager: Manager) -> std::io::Result<ManagerHandle> {
+    start_on(TcpListener::bind(("127.0.0.1", 0)).await?, manager)
+}
+
+/// Starts the manager on `listener`, in the background.
+pub fn start_on(listener: TcpListener, manager: Manager) -> std::io::Result<ManagerHandle> {
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_with_shutdown(listener, manager, async move {
+        let _ = rx.await;
+    }));
+    Ok(ManagerHandle {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,485 @@
+//! The durable store of the embedded manager: one redb file holding runners, runs (with their
+//! lease), commands and events. Every mutation is one write transaction committed with redb's
+//! default durability (fsync), so an accepted request survives a crash or restart.
+//!
+//! Methods are synchronous; the server calls them from `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+mod commands;
+mod events;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::clock::Clock;
+use super::error::ManagerError;
+use super::protocol::{
+    ClaimNextRequest, ClaimRequest, Command, CommandStatus, CreateRun, DEFAULT_LEASE_SECONDS,
+    HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS, RegisterRunner, Run, RunStatus,
+    RunStatusUpdate, Runner, valid_id,
+};
+
+type Result<T> = std::result::Result<T, ManagerError>;
+
+const RUNNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("runners");
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+/// (run id, command seq) → command.
+const COMMANDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("commands");
+/// "run id \0 command id" → command seq.
+const COMMAND_IDS: TableDefinition<&str, u64> = TableDefinition::new("command_ids");
+/// (run id, event seq) → event.
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+
+/// A run as stored: the public view plus its lease (the token is never shown to clients).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunRecord {
+    run: Run,
+    lease: Option<LeaseRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LeaseRecord {
+    token: String,
+    runner_id: String,
+    expires_at_ms: u64,
+    lease_ms: u64,
+}
+
+impl RunRecord {
+    /// The run as clients see it at `now`: a running run whose lease expired is `queued` again.
+    fn view(&self, now: u64) -> Run {
+        let mut run = self.run.clone();
+        if run.status == RunStatus::Running
+            && self.lease.as_ref().is_none_or(|l| l.expires_at_ms <= now)
+        {
+            run.status = RunStatus::Queued;
+        }
+        run
+    }
+}
+
+/// The manager's durable state.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(b)?)
+}
+
+fn lease_ms(seconds: Option<u64>) -> Result<u64> {
+    let s = seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
+    if s == 0 || s > MAX_LEASE_SECONDS {
+        return Err(ManagerError::BadRequest(format!(
+            "lease_seconds must be between 1 and {MAX_LEASE_SECONDS}, got {s}"
+        )));
+    }
+    Ok(s * 1000)
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn check_id(id: &Option<String>, what: &str) -> Result<()> {
+    match id {
+        Some(id) if !valid_id(id) => Err(ManagerError::BadRequest(format!(
+            "{what} id {id:?} is not 1-128 characters of [A-Za-z0-9_.-]"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn command_key(run: &str, cmd: &str) -> String {
+    format!("{run}\0{cmd}")
+}
+
+fn run_not_found(run: &str) -> ManagerError {
+    ManagerError::NotFound(format!("run {run} does not exist"))
+}
+
+/// The lease token must be the run's current one, and the run must not have ended.
+fn check_lease(rec: &RunRecord, token: &str) -> Result<()> {
+    match &rec.lease {
+        Some(l) if l.token == token => {}
+        Some(l) => {
+            return Err(ManagerError::LeaseLost(format!(
+                "lease token is not the current lease of run {} (held by runner {})",
+                rec.run.id, l.runner_id
+            )));
+        }
+        None => {
+            return Err(ManagerError::LeaseLost(format!(
+                "run {} has no lease; claim it first",
+                rec.run.id
+            )));
+        }
+    }
+    if rec.run.status.is_terminal() {
+        return Err(ManagerError::RunTerminal(format!(
+            "run {} already ended: {}",
+            rec.run.id, rec.run.status
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (or creates) the store file.
+    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let db = Database::create(path.as_ref())?;
+        let tx = db.begin_write()?;
+        tx.open_table(RUNNERS)?;
+        tx.open_table(RUNS)?;
+        tx.open_table(COMMANDS)?;
+        tx.open_table(COMMAND_IDS)?;
+        tx.open_table(EVENTS)?;
+        tx.commit()?;
+        Ok(Self {
+            db: Arc::new(db),
+            clock,
+        })
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Reads a run record inside a write transaction.
+    fn load_run(table: &redb::Table<&str, &[u8]>, run: &str) -> Result<RunRecord> {
+        match table.get(run)? {
+            Some(v) => decode(v.value()),
+            None => Err(run_not_found(run)),
+        }
+    }
+
+    fn save_run(table: &mut redb::Table<&str, &[u8]>, rec: &RunRecord) -> Result<()> {
+        table.insert(rec.run.id.as_str(), encode(rec)?.as_slice())?;
+        Ok(())
+    }
+
+    fn read_run(&self, run: &str) -> Result<RunRecord> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RUNS)?;
+        match table.get(run)? {
+            Some(v) => decode(v.value()),
+            None => Err(run_not_found(run)),
+        }
+    }
+
+    // ---- runners ----
+
+    pub fn register_runner(&self, req: RegisterRunner) -> Result<Runner> {
+        check_id(&req.id, "runner")?;
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        let runner = {
+            let mut table = tx.open_table(RUNNERS)?;
+            let id = req.id.clone().unwrap_or_else(|| new_id("rnr"));
+            let existing: Option<Runner> = match table.get(id.as_str())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            let runner = Runner {
+                id: id.clone(),
+                name: req.name,
+                labels: req.labels,
+                registered_at_ms: existing.map_or(now, |r| r.registered_at_ms),
+            };
+            table.insert(id.as_str(), encode(&runner)?.as_slice())?;
+            runner
+        };
+        tx.commit()?;
+        Ok(runner)
+    }
+
+    fn runner_exists(tx: &redb::WriteTransaction, id: &str) -> Result<()> {
+        let table = tx.open_table(RUNNERS)?;
+        if table.get(id)?.is_none() {
+            return Err(ManagerError::NotFound(format!(
+                "runner {id} is not registered"
+            )));
+        }
+        Ok(())
+    }
+
+    // ---- runs ----
+
+    pub fn create_run(&self, req: CreateRun) -> Result<Run> {
+        check_id(&req.id, "run")?;
+        if req.backend.trim().is_empty() {
+            return Err(ManagerError::BadRequest("backend must not be empty".into()));
+        }
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        let run = {
+            let mut table = tx.open_table(RUNS)?;
+            let id = req.id.clone().unwrap_or_else(|| new_id("run"));
+            if let Some(existing) = table.get(id.as_str())? {
+                let rec: RunRecord = decode(existing.value())?;
+                if rec.run.backend == req.backend
+                    && rec.run.bundle == req.bundle
+                    && rec.run.config == req.config
+                {
+                    return Ok(rec.view(now));
+                }
+                return Err(ManagerError::IdConflict(format!(
+                    "run {id} already exists with a different body"
+                )));
+            }
+            let rec = RunRecord {
+                run: Run {
+                    id,
+                    status: RunStatus::Queued,
+                    backend: req.backend,
+                    bundle: req.bundle,
+                    config: req.config,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                    runner_id: None,
+                    lease_expires_at_ms: None,
+                    cancel_requested: false,
+                    failure_kind: None,
+                    message: None,
+                    last_event_seq: 0,
+                    dropped_events: 0,
+                    last_command_seq: 0,
+                },
+                lease: None,
+            };
+            Self::save_run(&mut table, &rec)?;
+            rec.run
+        };
+        tx.commit()?;
+        Ok(run)
+    }
+
+    pub fn get_run(&self, run: &str) -> Result<Run> {
+        Ok(self.read_run(run)?.view(self.now_ms()))
+    }
+
+    /// Runs oldest first, optionally only those with `status`, at most `limit`.
+    pub fn list_runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<Run>> {
+        let now = self.now_ms();
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RUNS)?;
+        let mut runs = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            let run = decode::<RunRecord>(v.value())?.view(now);
+            if status.is_none_or(|s| s == run.status) {
+                runs.push(run);
+            }
+        }
+        runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        runs.truncate(limit);
+        Ok(runs)
+    }
+
+    /// Takes (or re-takes) the lease of `rec` for `runner_id`; fails when another runner holds a
+    /// live one.
+    fn take_lease(rec: &mut RunRecord, runner_id: &str, lease_ms: u64, now: u64) -> Result<Lease> {
+        if rec.run.status.is_terminal() {
+            return Err(ManagerError::RunTerminal(format!(
+                "run {} already ended: {}",
+                rec.run.id, rec.run.status
+            )));
+        }
+        if let Some(l) = &rec.lease
+            && l.runner_id != runner_id
+            && l.expires_at_ms > now
+        {
+            return Err(ManagerError::LeaseConflict(format!(
+                "run {} is leased by runner {} for another {} ms",
+                rec.run.id,
+                l.runner_id,
+                l.expires_at_ms - now
+            )));
+        }
+        let lease = LeaseRecord {
+            token: new_id("lease"),
+            runner_id: runner_id.to_owned(),
+            expires_at_ms: now + lease_ms,
+            lease_ms,
+        };
+        rec.run.status = RunStatus::Running;
+        rec.run.runner_id = Some(runner_id.to_owned());
+        rec.run.lease_expires_at_ms = Some(lease.expires_at_ms);
+        rec.run.updated_at_ms = now;
+        let out = Lease {
+            run: rec.run.clone(),
+            lease_token: lease.token.clone(),
+            lease_expires_at_ms: lease.expires_at_ms,
+        };
+        rec.lease = Some(lease);
+        Ok(out)
+    }
+
+    pub fn claim(&self, run: &str, req: ClaimRequest) -> Result<Lease> {
+        let lease_ms = lease_ms(req.lease_seconds)?;
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        Self::runner_exists(&tx, &req.runner_id)?;
+        let lease = {
+            let mut table = tx.open_table(RUNS)?;
+            let mut rec = Self::load_run(&table, run)?;
+            let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
+            Self::save_run(&mut table, &rec)?;
+            lease
+        };
+        tx.commit()?;
+        Ok(lease)
+    }
+
+    /// Claims the oldest claimable run (queued, or whose lease expired); `None` when there is none.
+    pub fn claim_next(&self, req: ClaimNextRequest) -> Result<Option<Lease>> {
+        let lease_ms = lease_ms(req.lease_seconds)?;
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        Self::runner_exists(&tx, &req.runner_id)?;
+        let lease = {
+            let mut table = tx.open_table(RUNS)?;
+            let mut best: Option<RunRecord> = None;
+            for entry in table.iter()? {
+                let (_, v) = entry?;
+                let rec: RunRecord = decode(v.value())?;
+                let claimable = rec.view(now).status == RunStatus::Queued;
+                let wanted = req
+                    .backends
+                    .as_ref()
+                    .is_none_or(|b| b.contains(&rec.run.backend));
+                let older = best.as_ref().is_none_or(|b| {
+                    (rec.run.created_at_ms, &rec.run.id) < (b.run.created_at_ms, &b.run.id)
+                });
+                if claimable && wanted && older {
+                    best = Some(rec);
+                }
+            }
+            match best {
+                None => None,
+                Some(mut rec) => {
+                    let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
+                    Self::save_run(&mut table, &rec)?;
+                    Some(lease)
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(lease)
+    }
+
+    pub fn heartbeat(
+        &self,
+        run: &str,
+        token: &str,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatReply> {
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        let reply = {
+            let mut table = tx.open_table(RUNS)?;
+            let mut rec = Self::load_run(&table, run)?;
+            check_lease(&rec, token)?;
+            let lease = rec.lease.as_mut().expect("checked");
+            if let Some(s) = req.lease_seconds {
+                lease.lease_ms = lease_ms(Some(s))?;
+            }
+            lease.expires_at_ms = now + lease.lease_ms;
+            let expires = lease.expires_at_ms;
+            rec.run.lease_expires_at_ms = Some(expires);
+            rec.run.updated_at_ms = now;
+            Self::save_run(&mut table, &rec)?;
+
+            let commands = tx.open_table(COMMANDS)?;
+            let mut cancel_commands = Vec::new();
+            for entry in commands.range((run, 0)..=(run, u64::MAX))? {
+                let (_, v) = entry?;
+                let cmd: Command = decode(v.value())?;
+                if cmd.cancel_requested && !cmd.status.is_terminal() {
+                    cancel_commands.push(cmd.id);
+                }
+            }
+            HeartbeatReply {
+                lease_expires_at_ms: expires,
+                run_status: rec.run.status,
+                cancel_run: rec.run.cancel_requested,
+                cancel_commands,
+            }
+        };
+        tx.commit()?;
+        Ok(reply)
+    }
+
+    /// Client cancel. A run nobody works on (queued, or its lease expired) ends `cancelled` at once;
+    /// a leased run gets `cancel_requested`, which its runner sees on the next heartbeat.
+    pub fn cancel_run(&self, run: &str) -> Result<Run> {
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut table = tx.open_table(RUNS)?;
+            let mut rec = Self::load_run(&table, run)?;
+            if !rec.run.status.is_terminal() {
+                rec.run.cancel_requested = true;
+                rec.run.updated_at_ms = now;
+                if rec.view(now).status == RunStatus::Queued {
+                    rec.run.status = RunStatus::Cancelled;
+                    rec.run.message = Some("cancelled before a runner took it".into());
+                    let mut commands = tx.open_table(COMMANDS)?;
+                    let mut open = Vec::new();
+                    for entry in commands.range((run, 0)..=(run, u64::MAX))? {
+                        let (k, v) = entry?;
+                        let cmd: Command = decode(v.value())?;
+                        if !cmd.status.is_terminal() {
+                            open.push((k.value().1, cmd));
+                        }
+                    }
+                    for (seq, mut cmd) in open {
+                        cmd.status = CommandStatus::Cancelled;
+                        cmd.cancel_requested = true;
+                        commands.insert((run, seq), encode(&cmd)?.as_slice())?;
+                    }
+                }
+                Self::save_run(&mut table, &rec)?;
+            }
+            rec.view(now)
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Terminal run status from the lease holder. Repeating it with the same lease is a no-op.
+    pub fn set_run_status(&self, run: &str, token: &str, req: RunStatusUpdate) -> Result<Run> {
+        let now = self.now_ms();
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut table = tx.open_table(RUNS)?;
+            let mut rec = Self::load_run(&table, run)?;
+            let same_lease = rec.lease.as_ref().is_some_and(|l| l.token == token);
+            if rec.run.status.is_terminal() && same_lease {
+                return Ok(rec.view(now));
+            }
+            check_lease(&rec, token)?;
+            rec.run.status = req.status.into();
+            rec.run.failure_kind = req.failure_kind;
+            rec.run.message = req.message;
+            rec.run.updated_at_ms = now;
+            if let Some(l) = rec.lease.as_mut() {
+                l.expires_at_ms = now;
+            }
+            rec.run.lease_expires_at_ms = None;
+            Self::save_run(&mut table, &rec)?;
+            rec.view(now)
+        };
+        tx.commit()?;
+        Ok(out)
+    }
+}
