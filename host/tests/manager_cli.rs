@@ -81,3 +81,58 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
     );
     manager.stop().await;
 }
+
+async fn runs_cli(url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
+        .args(["runs", "--manager-url", url])
+        .args(args)
+        .env("AAC_MANAGER_TOKEN", "cli-test-token")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn json_of(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_runs_commands_drive_a_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let manager = ManagerProcess::start(port, &dir.path().join("manager.redb"));
+    wait_until_up(&ManagerClient::new(&url, "cli-test-token").unwrap()).await;
+
+    let run = json_of(
+        &runs_cli(
+            &url,
+            &["create", "shell", "--config", r#"{"shell":"/bin/sh"}"#],
+        )
+        .await,
+    );
+    let run_id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(run["status"], "queued");
+
+    let command = json_of(&runs_cli(&url, &["enqueue", &run_id, "echo hi"]).await);
+    assert_eq!(command["prompt"], "echo hi");
+
+    let listed = json_of(&runs_cli(&url, &["list", "--status", "queued"]).await);
+    assert!(listed.to_string().contains(&run_id), "{listed}");
+
+    let cancelled = json_of(&runs_cli(&url, &["cancel", &run_id]).await);
+    assert_eq!(cancelled["id"], run_id.as_str());
+
+    let bad = runs_cli(&url, &["list", "--status", "bogus"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown status `bogus`"));
+
+    let not_object = runs_cli(&url, &["create", "shell", "--config", "[1]"]).await;
+    assert_eq!(not_object.status.code(), Some(2));
+    manager.stop().await;
+}

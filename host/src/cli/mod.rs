@@ -2,6 +2,7 @@
 
 mod output;
 mod run;
+mod runs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Create, enqueue, cancel, inspect and follow runs on a manager.
+    Runs(runs::RunsArgs),
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -107,9 +110,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         },
         ..PluginHostConfig::default()
     };
-    let host = PluginHost::new(config)?;
+    // Only the commands that load plugins pay for an engine.
+    let plugin_host = || PluginHost::new(config.clone());
     match cli.command {
-        Command::Run(args) => run::run(&host, *args).await,
+        Command::Run(args) => run::run(&plugin_host()?, *args).await,
+        Command::Runs(args) => runs::runs(args).await,
         Command::Manager {
             listen,
             db,
@@ -145,7 +150,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Inspect { path, json },
         } => {
-            let inspection = host.inspect(&path).await?;
+            let inspection = plugin_host()?.inspect(&path).await?;
             output::print_inspection(&inspection, json)?;
             Ok(ExitCode::SUCCESS)
         }

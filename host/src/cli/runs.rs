@@ -1,0 +1,169 @@
+//! `aac-host runs …`: the client side of the manager protocol, against any manager.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+
+use crate::manager::ManagerClient;
+use crate::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
+
+#[derive(clap::Args, Debug)]
+pub struct RunsArgs {
+    /// The manager's base URL.
+    #[arg(long, env = "AAC_MANAGER_URL", default_value = "http://127.0.0.1:7420")]
+    manager_url: String,
+    /// Bearer token.
+    #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token (instead of --token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum RunsCommand {
+    /// Create a queued run for a backend profile (`shell`, `codex@0.169`…).
+    Create {
+        backend: String,
+        /// Backend configuration as a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
+    /// Enqueue a command (an agent turn) on a run.
+    Enqueue {
+        run: String,
+        prompt: String,
+        /// Extra payload as a JSON object.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// Cancel a run, or one of its commands.
+    Cancel {
+        run: String,
+        #[arg(long)]
+        command: Option<String>,
+    },
+    /// Show a run.
+    Get { run: String },
+    /// List runs, optionally by status.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Print a run's events as JSON lines; `--follow` waits for more until the run ends.
+    Events {
+        run: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+fn json_object(flag: &str, text: &str) -> Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{flag} must be a JSON object"))?;
+    if !value.is_object() {
+        bail!("{flag} must be a JSON object, got {value}");
+    }
+    Ok(value)
+}
+
+fn print(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
+    let token = match (args.token, args.token_file) {
+        (Some(token), _) => token,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .with_context(|| format!("could not read token file {}", file.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
+    };
+    let client = ManagerClient::new(&args.manager_url, token)?;
+    match args.command {
+        RunsCommand::Create { backend, config } => {
+            let config = json_object("--config", &config)?;
+            print(
+                &client
+                    .create_run(CreateRun {
+                        id: None,
+                        backend,
+                        bundle: None,
+                        config,
+                    })
+                    .await?,
+            )?;
+        }
+        RunsCommand::Enqueue {
+            run,
+            prompt,
+            payload,
+        } => {
+            let payload = json_object("--payload", &payload)?;
+            print(
+                &client
+                    .enqueue(
+                        &run,
+                        EnqueueCommand {
+                            id: None,
+                            prompt,
+                            payload,
+                        },
+                    )
+                    .await?,
+            )?;
+        }
+        RunsCommand::Cancel {
+            run,
+            command: Some(command),
+        } => print(&client.cancel_command(&run, &command).await?)?,
+        RunsCommand::Cancel { run, command: None } => print(&client.cancel_run(&run).await?)?,
+        RunsCommand::Get { run } => print(&client.get_run(&run).await?)?,
+        RunsCommand::List { status } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(text) => Some(parse_status(text)?),
+            };
+            print(&client.list_runs(status).await?)?;
+        }
+        RunsCommand::Events { run, after, follow } => {
+            if follow {
+                let mut stream = client.follow_events(&run, after).await?;
+                while let Some(event) = stream.next().await {
+                    println!("{}", serde_json::to_string(&event?)?);
+                }
+            } else {
+                for event in client.events(&run, after).await? {
+                    println!("{}", serde_json::to_string(&event)?);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_status(text: &str) -> Result<RunStatus> {
+    let all = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Blocked,
+        RunStatus::Cancelled,
+    ];
+    all.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+        let known: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        anyhow::anyhow!(
+            "unknown status `{text}`: expected one of {}",
+            known.join(", ")
+        )
+    })
+}
