@@ -79,14 +79,7 @@ async fn every_documented_endpoint_exists_and_needs_the_token() {
 fn taxonomy_and_error_codes_are_documented() {
     let json = |v: serde_json::Value| v.as_str().unwrap().to_owned();
     let mut words: Vec<String> = Vec::new();
-    for s in [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Failed,
-        RunStatus::Blocked,
-        RunStatus::Cancelled,
-    ] {
+    for s in RunStatus::ALL {
         words.push(json(serde_json::to_value(s).unwrap()));
     }
     words.push(json(serde_json::to_value(CommandStatus::Acked).unwrap()));

@@ -51,8 +51,9 @@ enum RunsCommand {
     Get { run: String },
     /// List runs, optionally by status.
     List {
+        /// Only runs with this status (queued, running, completed, failed, blocked, cancelled).
         #[arg(long)]
-        status: Option<String>,
+        status: Option<RunStatus>,
     },
     /// Print a run's events as JSON lines; `--follow` waits for more until the run ends.
     Events {
@@ -127,13 +128,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
         } => print(&client.cancel_command(&run, &command).await?)?,
         RunsCommand::Cancel { run, command: None } => print(&client.cancel_run(&run).await?)?,
         RunsCommand::Get { run } => print(&client.get_run(&run).await?)?,
-        RunsCommand::List { status } => {
-            let status = match status.as_deref() {
-                None => None,
-                Some(text) => Some(parse_status(text)?),
-            };
-            print(&client.list_runs(status).await?)?;
-        }
+        RunsCommand::List { status } => print(&client.list_runs(status).await?)?,
         RunsCommand::Events { run, after, follow } => {
             if follow {
                 let mut stream = client.follow_events(&run, after).await?;
@@ -148,22 +143,4 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_status(text: &str) -> Result<RunStatus> {
-    let all = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Failed,
-        RunStatus::Blocked,
-        RunStatus::Cancelled,
-    ];
-    all.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
-        let known: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
-        anyhow::anyhow!(
-            "unknown status `{text}`: expected one of {}",
-            known.join(", ")
-        )
-    })
 }

@@ -35,6 +35,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Blocked,
+        RunStatus::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running)
     }
@@ -59,6 +68,23 @@ impl From<TerminalStatus> for RunStatus {
             TerminalStatus::Blocked => RunStatus::Blocked,
             TerminalStatus::Cancelled => RunStatus::Cancelled,
         }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown status `{text}`: expected one of {}",
+                    known.join(", ")
+                )
+            })
     }
 }
 

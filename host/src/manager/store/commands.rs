@@ -90,34 +90,23 @@ impl Store {
     }
 
     fn load_command(tx: &redb::WriteTransaction, run: &str, cmd: &str) -> Result<(u64, Command)> {
-        let ids = tx.open_table(COMMAND_IDS)?;
-        let seq = ids
-            .get(command_key(run, cmd).as_str())?
-            .map(|v| v.value())
-            .ok_or_else(|| {
-                ManagerError::NotFound(format!("command {cmd} of run {run} does not exist"))
-            })?;
-        let commands = tx.open_table(COMMANDS)?;
-        let v = commands
-            .get((run, seq))?
-            .ok_or_else(|| ManagerError::Storage(format!("command {cmd} of run {run} lost")))?;
-        Ok((seq, decode(v.value())?))
+        find_command(
+            &tx.open_table(COMMAND_IDS)?,
+            &tx.open_table(COMMANDS)?,
+            run,
+            cmd,
+        )
     }
 
     pub fn get_command(&self, run: &str, cmd: &str) -> Result<Command> {
         let tx = self.db.begin_read()?;
-        let ids = tx.open_table(COMMAND_IDS)?;
-        let seq = ids
-            .get(command_key(run, cmd).as_str())?
-            .map(|v| v.value())
-            .ok_or_else(|| {
-                ManagerError::NotFound(format!("command {cmd} of run {run} does not exist"))
-            })?;
-        let commands = tx.open_table(COMMANDS)?;
-        let v = commands
-            .get((run, seq))?
-            .ok_or_else(|| ManagerError::Storage(format!("command {cmd} of run {run} lost")))?;
-        decode(v.value())
+        let (_, command) = find_command(
+            &tx.open_table(COMMAND_IDS)?,
+            &tx.open_table(COMMANDS)?,
+            run,
+            cmd,
+        )?;
+        Ok(command)
     }
 
     /// Applies `f` to a command under the run's lease and stores the result.
@@ -185,4 +174,23 @@ impl Store {
             }
         })
     }
+}
+
+/// A command by id, through either a read or a write transaction's tables.
+fn find_command(
+    ids: &impl ReadableTable<&'static str, u64>,
+    commands: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    run: &str,
+    cmd: &str,
+) -> Result<(u64, Command)> {
+    let seq = ids
+        .get(command_key(run, cmd).as_str())?
+        .map(|v| v.value())
+        .ok_or_else(|| {
+            ManagerError::NotFound(format!("command {cmd} of run {run} does not exist"))
+        })?;
+    let v = commands
+        .get((run, seq))?
+        .ok_or_else(|| ManagerError::Storage(format!("command {cmd} of run {run} lost")))?;
+    Ok((seq, decode(v.value())?))
 }
