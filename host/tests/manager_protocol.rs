@@ -507,18 +507,7 @@ async fn follow_streams_events_until_the_run_is_terminal() {
         .await
         .unwrap();
 
-    let follower = {
-        let client = client.clone();
-        let id = run.id.clone();
-        tokio::spawn(async move {
-            let mut stream = client.follow_events(&id, 0).await.unwrap();
-            let mut seqs = Vec::new();
-            while let Some(e) = stream.next().await {
-                seqs.push(e.unwrap().seq);
-            }
-            seqs
-        })
-    };
+    let follower = spawn_follower(client.clone(), run.id.clone());
     tokio::time::sleep(Duration::from_millis(50)).await;
     client
         .append_events(&run.id, &t, &batch(3..=4, &cmd.id))
@@ -765,18 +754,7 @@ async fn runner_and_follower_ride_through_a_manager_restart() {
         .await
         .unwrap();
 
-    let follower = {
-        let client = patient.clone();
-        let id = run.id.clone();
-        tokio::spawn(async move {
-            let mut stream = client.follow_events(&id, 0).await.unwrap();
-            let mut seqs = Vec::new();
-            while let Some(e) = stream.next().await {
-                seqs.push(e.unwrap().seq);
-            }
-            seqs
-        })
-    };
+    let follower = spawn_follower(patient.clone(), run.id.clone());
     tokio::time::sleep(Duration::from_millis(50)).await;
     handle.shutdown().await.unwrap();
 
@@ -838,4 +816,16 @@ async fn long_poll_wakes_on_cancellation() {
     assert!(batch.cancel_requested);
     assert_eq!(batch.run_status, RunStatus::Running);
     handle.shutdown().await.unwrap();
+}
+
+/// Follows a run's events from the start until the stream ends; yields the sequence numbers seen.
+fn spawn_follower(client: ManagerClient, run: String) -> tokio::task::JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut stream = client.follow_events(&run, 0).await.unwrap();
+        let mut seqs = Vec::new();
+        while let Some(e) = stream.next().await {
+            seqs.push(e.unwrap().seq);
+        }
+        seqs
+    })
 }
