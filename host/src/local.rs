@@ -1,31 +1,32 @@
-//! One turn on this machine, without a manager: load the plugin, open a sandbox on a workspace, run
-//! the prompt as a command, and remove the sandbox on every path.
+//! One turn on this machine, through the same code path as production: an embedded manager on
+//! loopback (a fresh store in the temp dir), a run with one command, and a one-shot runner working
+//! on it. Events are followed from the manager, as any client would.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::warn;
 
-use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
-use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
-use crate::plugin::{PluginHost, SessionOptions};
-use crate::redact::Redactor;
-use crate::sandbox::docker::labels;
+use crate::manager::ManagerClient;
+use crate::manager::protocol::{CreateRun, EnqueueCommand};
+use crate::manager::server::{self, Manager, ManagerConfig};
+use crate::outcome::{TurnEvent, TurnOutcome};
+use crate::plugin::PluginHost;
+use crate::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
 use crate::sandbox::lifetime::SessionLifetime;
-use crate::sandbox::pool::prepare_workspace;
-use crate::sandbox::{
-    NetworkMode, ProcessLimits, PullPolicy, ResourceLimits, SandboxDriver, SandboxSpec,
-};
+use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits, SandboxDriver};
 
-/// The image `cargo xtask image` builds, used when none is given.
-pub const DEFAULT_IMAGE: &str = "aac/busybox:latest";
-/// Where the workspace is mounted inside the sandbox.
-pub const WORKSPACE_DIR: &str = "/workspace";
+pub use crate::runner::profile::DEFAULT_IMAGE;
+pub use crate::runner::session::WORKSPACE_DIR;
+
+/// The runner id of local runs: containers carry it, and the next local run reaps its orphans.
+pub const LOCAL_RUNNER_ID: &str = "local";
 
 /// One local turn.
 #[derive(Clone, Debug)]
@@ -69,6 +70,20 @@ impl LocalTurn {
             user: None,
         }
     }
+
+    fn profile(&self) -> RunProfile {
+        RunProfile {
+            image: self.image.clone(),
+            limits: self.limits,
+            network: self.network,
+            pull_policy: self.pull_policy,
+            env: self.env.clone(),
+            secrets: self.secrets.clone(),
+            user: self.user.clone(),
+            max_duration: self.max_duration,
+            ..RunProfile::new(self.plugin.clone())
+        }
+    }
 }
 
 pub struct LocalTurnReport {
@@ -86,107 +101,167 @@ pub fn sandbox_user() -> String {
     }
 }
 
-/// Runs one turn. `Err` means the host could not run it at all (bad plugin file, no engine); every
-/// other ending, including a missing image, is a [`TurnOutcome`] with its failure kind.
-pub async fn run_local_turn(
+/// Runs one turn. `Err` means the host could not run it at all (bad plugin file, no engine, no
+/// manager); every other ending, including a missing image, is a [`TurnOutcome`] with its
+/// failure kind.
+pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
     host: &Arc<PluginHost>,
-    driver: &dyn SandboxDriver,
+    driver: &D,
     turn: LocalTurn,
     events: mpsc::UnboundedSender<TurnEvent>,
     cancel: CancellationToken,
 ) -> Result<LocalTurnReport> {
+    // A bad plugin file is the caller's error, reported before any manager or sandbox starts.
+    host.load_backend(&turn.plugin).await?;
+    let config_json: serde_json::Value = serde_json::from_str(&turn.config_json)
+        .context("the backend configuration is not valid JSON")?;
     let run_id = format!("local-{}", uuid::Uuid::new_v4().simple());
-    let span = info_span!("run", run = %run_id);
-    async {
-        let plugin = host.load_backend(&turn.plugin).await?;
-        let workspace = turn
-            .workspace
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("aac-host").join(&run_id).join("workspace"));
-        let user = turn.user.clone().unwrap_or_else(sandbox_user);
-        prepare_workspace(&workspace, &user)?;
-        let workspace = workspace
-            .canonicalize()
-            .with_context(|| format!("could not resolve workspace {}", workspace.display()))?;
-        let report = |outcome| LocalTurnReport {
-            run_id: run_id.clone(),
-            workspace: workspace.clone(),
-            outcome,
-        };
+    let scratch = std::env::temp_dir().join("aac-host").join(&run_id);
+    let workspace = turn
+        .workspace
+        .clone()
+        .unwrap_or_else(|| scratch.join("workspace"));
 
-        let mut spec = SandboxSpec::new(turn.image.clone(), workspace.clone(), user);
-        spec.labels.insert(labels::RUN.into(), run_id.clone());
-        spec.labels.insert(labels::RUNTIME.into(), plugin.identity().name.clone());
-        spec.limits = turn.limits;
-        spec.network = turn.network;
-        spec.pull_policy = turn.pull_policy;
-        spec.expires_at = SystemTime::now() + turn.max_duration;
-        spec.env = turn.env.iter().chain(&turn.secrets).cloned().collect();
-        let redactor = Redactor::new(turn.secrets.iter().map(|(_, value)| value.clone()));
-        let sandbox = match driver.open(&spec).await {
-            Ok(sandbox) => sandbox,
-            Err(err) => {
-                return Ok(report(TurnOutcome::failed(err.failure_kind(), format!("{err:#}"))));
-            }
-        };
-
-        // The session's maximum duration bounds the turn.
-        let lifetime_over = CancellationToken::new();
-        let watchdog = tokio::spawn({
-            let lifetime_over = lifetime_over.clone();
-            let cancel = cancel.clone();
-            let max = turn.max_duration;
-            async move {
-                tokio::time::sleep(max).await;
-                lifetime_over.cancel();
-                cancel.cancel();
-            }
-        });
-
-        let outcome = async {
-            let options = SessionOptions {
-                run: RunInfo {
-                    run_id: run_id.clone(),
-                    runtime: plugin.identity().name.clone(),
-                    workspace_dir: WORKSPACE_DIR.into(),
-                    config_json: turn.config_json.clone(),
-                },
-                sandbox: Some(sandbox.clone()),
-                events,
-                process_limits: ProcessLimits::default(),
-                cancel_grace: Duration::from_secs(10),
-                redactor,
-            };
-            let mut session = match plugin.open_session(options).await {
-                Ok(session) => session,
-                Err(outcome) => return outcome,
-            };
-            let command = CommandInfo {
-                command_id: "cmd-1".into(),
-                sequence: 1,
+    let embedded = EmbeddedManager::start(&scratch).await?;
+    let client = embedded.client.clone();
+    let profile = turn.profile();
+    client
+        .create_run(CreateRun {
+            id: Some(run_id.clone()),
+            backend: profile.runtime.clone(),
+            bundle: None,
+            config: config_json,
+        })
+        .await?;
+    client
+        .enqueue(
+            &run_id,
+            EnqueueCommand {
+                id: Some("cmd-1".into()),
                 prompt: turn.prompt.clone(),
-                payload_json: "{}".into(),
-            };
-            let outcome = session.run_turn(command, cancel).await;
-            session.close().await;
-            outcome
-        }
-        .await;
-        watchdog.abort();
-        let outcome = if lifetime_over.is_cancelled() {
-            TurnOutcome::failed(
-                FailureKind::TurnTimeout,
-                format!("the session reached its maximum duration of {:?}", turn.max_duration),
-            )
-        } else {
-            outcome
-        };
+                payload: serde_json::json!({}),
+            },
+        )
+        .await?;
 
-        if let Err(err) = sandbox.remove().await {
-            warn!(error = %format!("{err:#}"), container = sandbox.id(), "could not remove the sandbox");
+    let mut config = RunnerConfig::new(LOCAL_RUNNER_ID);
+    config.mode = RunMode::OneShot;
+    config.workspace = Some(workspace.clone());
+    let runner = Runner::new(
+        client.clone(),
+        host.clone(),
+        Arc::new(driver.clone()),
+        Profiles::Fixed(profile),
+        config,
+    );
+    runner.register().await?;
+
+    let follower = tokio::spawn(forward_events(client.clone(), run_id.clone(), events));
+    let canceller = tokio::spawn({
+        let client = client.clone();
+        let run_id = run_id.clone();
+        async move {
+            cancel.cancelled().await;
+            if let Err(err) = client.cancel_run(&run_id).await {
+                warn!(error = %err, "could not cancel the run");
+            }
         }
-        Ok(report(outcome))
+    });
+    let result = runner.run(&run_id).await;
+    canceller.abort();
+    let report = match result {
+        Ok(report) => report,
+        // Cancelled before the runner claimed it: the manager ended the run at once.
+        Err(err)
+            if client
+                .get_run(&run_id)
+                .await
+                .is_ok_and(|run| run.status.is_terminal()) =>
+        {
+            follower.abort();
+            embedded.stop(&scratch).await;
+            return Ok(LocalTurnReport {
+                run_id,
+                workspace,
+                outcome: TurnOutcome::cancelled(format!("cancelled before it started: {err}")),
+            });
+        }
+        Err(err) => {
+            follower.abort();
+            embedded.stop(&scratch).await;
+            return Err(err.into());
+        }
+    };
+    if report.reported {
+        let _ = follower.await;
+    } else {
+        follower.abort();
     }
-    .instrument(span)
-    .await
+    embedded.stop(&scratch).await;
+    let outcome = match report.commands.into_iter().next() {
+        Some((_, outcome)) => outcome,
+        None => report.outcome,
+    };
+    Ok(LocalTurnReport {
+        run_id,
+        workspace: report.workspace.unwrap_or(workspace),
+        outcome,
+    })
+}
+
+/// The manager a local run talks to: on loopback, with a store file of its own.
+struct EmbeddedManager {
+    handle: server::ManagerHandle,
+    client: ManagerClient,
+}
+
+impl EmbeddedManager {
+    async fn start(scratch: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(scratch)
+            .with_context(|| format!("could not create {}", scratch.display()))?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let db = scratch.join("manager.redb");
+        let manager = Manager::open(&db, ManagerConfig::new(token.clone()))
+            .with_context(|| format!("could not open the manager store {}", db.display()))?;
+        let handle = server::start(manager)
+            .await
+            .context("could not start the embedded manager")?;
+        let client = ManagerClient::new(handle.url(), token)?;
+        Ok(Self { handle, client })
+    }
+
+    async fn stop(self, scratch: &std::path::Path) {
+        if let Err(err) = self.handle.shutdown().await {
+            warn!(error = %err, "the embedded manager did not stop cleanly");
+        }
+        let _ = std::fs::remove_file(scratch.join("manager.redb"));
+    }
+}
+
+/// Copies the run's events, as the manager stores them, into `events` until the run ends.
+async fn forward_events(
+    client: ManagerClient,
+    run_id: String,
+    events: mpsc::UnboundedSender<TurnEvent>,
+) {
+    let mut stream = match client.follow_events(&run_id, 0).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            warn!(error = %err, "could not follow the run's events");
+            return;
+        }
+    };
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, "following the run's events failed");
+                return;
+            }
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The `aac-host` command line.
 
 mod output;
+mod profile_args;
 mod run;
+mod runner;
 mod runs;
 
 use std::path::PathBuf;
@@ -16,7 +18,11 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
 #[command(
     name = "aac-host",
     version,
-    about = "Host runner for AI coding-agent runs"
+    about = "Host runner for AI coding-agent runs",
+    long_about = "Host runner for AI coding-agent runs.\n\n\
+        Runner mode (no subcommand): aac-host --plugin codex.wasm --manager-url URL --run-id ID \
+        works on one run; --max-runs N claims queued runs and works on up to N at once.",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
@@ -28,7 +34,10 @@ struct Cli {
     no_cache: bool,
 
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+
+    #[command(flatten)]
+    runner: runner::RunnerArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,7 +121,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     // Only the commands that load plugins pay for an engine.
     let plugin_host = || PluginHost::new(config.clone());
-    match cli.command {
+    let Some(command) = cli.command else {
+        if !cli.runner.wanted() {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            return Ok(ExitCode::from(2));
+        }
+        return runner::run(plugin_host()?, cli.runner).await;
+    };
+    match command {
         Command::Run(args) => run::run(&plugin_host()?, *args).await,
         Command::Runs(args) => runs::runs(args).await,
         Command::Manager {

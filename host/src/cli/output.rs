@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::local::LocalTurnReport;
 use crate::outcome::{TerminalStatus, TurnEvent};
 use crate::plugin::Inspection;
+use crate::runner::RunReport;
 
 pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: bool) {
     while let Some(event) = events.recv().await {
@@ -26,6 +27,55 @@ pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: 
         }
     }
     let _ = std::io::stdout().flush();
+}
+
+/// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled.
+pub fn exit_code(status: TerminalStatus) -> std::process::ExitCode {
+    std::process::ExitCode::from(match status {
+        TerminalStatus::Completed => 0,
+        TerminalStatus::Failed => 1,
+        TerminalStatus::Blocked => 3,
+        TerminalStatus::Cancelled => 130,
+    })
+}
+
+/// How a run this runner worked on ended.
+pub fn print_run_report(report: &RunReport, json: bool) {
+    if json {
+        let line = serde_json::json!({
+            "kind": "run.result",
+            "run_id": report.run_id,
+            "outcome": report.outcome,
+            "commands": report.commands.iter().map(|(id, outcome)| serde_json::json!({"id": id, "outcome": outcome})).collect::<Vec<_>>(),
+            "events_sent": report.events.sent,
+            "events_dropped": report.events.dropped,
+            "reported": report.reported,
+        });
+        println!("{line}");
+        return;
+    }
+    let outcome = &report.outcome;
+    let kind = outcome
+        .failure_kind
+        .map(|kind| format!(" ({kind})"))
+        .unwrap_or_default();
+    let message = outcome
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    eprintln!(
+        "run {} {}{kind}{message} — {} command(s), {} event(s) sent{}",
+        report.run_id,
+        outcome.status,
+        report.commands.len(),
+        report.events.sent,
+        if report.reported {
+            ""
+        } else {
+            ", status NOT accepted by the manager"
+        }
+    );
 }
 
 pub fn print_outcome(report: &LocalTurnReport, json: bool) {

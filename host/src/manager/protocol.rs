@@ -284,6 +284,24 @@ pub struct HeartbeatReply {
     pub cancel_commands: Vec<String>,
 }
 
+/// Cancellation asked for and not yet carried out: what a runner watches (long-poll) during a turn,
+/// so a cancel reaches it in milliseconds rather than at its next heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    pub run_status: RunStatus,
+    /// The run was cancelled: stop the turn, report `cancelled`.
+    pub cancel_run: bool,
+    /// Commands (acked, not finished) whose cancellation was asked for.
+    pub cancel_commands: Vec<String>,
+}
+
+impl Cancellation {
+    /// Whether a runner has something to act on: a cancellation, or a run that ended.
+    pub fn is_pending(&self) -> bool {
+        self.cancel_run || !self.cancel_commands.is_empty() || self.run_status.is_terminal()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CommandBatch {
     /// Commands with a sequence number greater than `after`, in order.

@@ -208,6 +208,11 @@ impl BackendSession {
         &self.identity
     }
 
+    /// Numbers the session's next event after `seq` (the run's last stored event).
+    pub fn continue_events_after(&mut self, seq: u64) {
+        self.store.data_mut().events.continue_after(seq);
+    }
+
     /// Runs one turn. Cancelling `cancel` kills the turn's processes; the turn is reported as
     /// cancelled even if the plugin ignores it, once `cancel_grace` has passed.
     pub async fn run_turn(

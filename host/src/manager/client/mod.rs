@@ -26,9 +26,9 @@ pub use error::ClientError;
 pub use retry::RetryPolicy;
 
 use super::protocol::{
-    AppendEvents, AppendReply, ClaimNextRequest, ClaimRequest, Command, CommandBatch, CreateRun,
-    EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER, Lease,
-    RegisterRunner, Run, RunList, RunStatus, RunStatusUpdate, Runner, error_code, valid_id,
+    AppendEvents, AppendReply, Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandBatch,
+    CreateRun, EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER,
+    Lease, RegisterRunner, Run, RunList, RunStatus, RunStatusUpdate, Runner, error_code, valid_id,
 };
 use crate::outcome::{TurnEvent, TurnOutcome};
 
@@ -386,6 +386,21 @@ impl ManagerClient {
     ) -> Result<CommandBatch> {
         seg("poll commands", run)?;
         let path = format!("/runs/{run}/commands?after={after}&wait={}", wait.as_secs());
+        self.call_with_timeout(
+            Method::GET,
+            &path,
+            Self::NO_BODY,
+            None,
+            self.request_timeout + wait,
+        )
+        .await
+    }
+
+    /// The run's pending cancellation; waits up to `wait` for one (long-poll). A runner keeps one
+    /// open while a turn runs.
+    pub async fn watch_cancellation(&self, run: &str, wait: Duration) -> Result<Cancellation> {
+        seg("watch cancellation", run)?;
+        let path = format!("/runs/{run}/cancellation?wait={}", wait.as_secs());
         self.call_with_timeout(
             Method::GET,
             &path,

@@ -34,6 +34,7 @@ pub(super) fn router(manager: Manager) -> Router {
         .route("/runs/{run}/claim", post(claim))
         .route("/runs/{run}/heartbeat", post(heartbeat))
         .route("/runs/{run}/cancel", post(cancel_run))
+        .route("/runs/{run}/cancellation", get(watch_cancellation))
         .route("/runs/{run}/status", post(run_status))
         .route("/runs/{run}/commands", get(poll_commands).post(enqueue))
         .route("/runs/{run}/commands/{cmd}", get(get_command))
@@ -225,6 +226,32 @@ async fn poll_commands(
             || m.hub().is_closing();
         if ready || !wait_change(&mut rx, deadline).await {
             return Ok(Json(batch).into_response());
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait: Option<u64>,
+}
+
+/// Long-poll: answers as soon as a cancellation of the run or of one of its acked commands is
+/// pending or the run ended, or after `wait` seconds.
+async fn watch_cancellation(
+    State(m): State<Manager>,
+    Path(run): Path<String>,
+    q: std::result::Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let q = query(q)?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut rx = m.hub().subscribe(&run);
+    loop {
+        rx.borrow_and_update();
+        let r = run.clone();
+        let state = m.blocking(move |s| s.cancellation(&r)).await?;
+        if state.is_pending() || m.hub().is_closing() || !wait_change(&mut rx, deadline).await {
+            return Ok(Json(state).into_response());
         }
     }
 }

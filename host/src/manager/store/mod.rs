@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::clock::Clock;
 use super::error::ManagerError;
 use super::protocol::{
-    ClaimNextRequest, ClaimRequest, Command, CommandStatus, CreateRun, DEFAULT_LEASE_SECONDS,
-    HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS, RegisterRunner, Run, RunStatus,
-    RunStatusUpdate, Runner, valid_id,
+    Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandStatus, CreateRun,
+    DEFAULT_LEASE_SECONDS, HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS,
+    RegisterRunner, Run, RunStatus, RunStatusUpdate, Runner, valid_id,
 };
 
 type Result<T> = std::result::Result<T, ManagerError>;
@@ -131,6 +131,22 @@ fn check_lease(rec: &RunRecord, token: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Acked, unfinished commands of `run` whose cancellation was asked for.
+fn commands_to_cancel(
+    commands: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    run: &str,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in commands.range((run, 0)..=(run, u64::MAX))? {
+        let (_, v) = entry?;
+        let cmd: Command = decode(v.value())?;
+        if cmd.cancel_requested && !cmd.status.is_terminal() {
+            ids.push(cmd.id);
+        }
+    }
+    Ok(ids)
 }
 
 impl Store {
@@ -399,24 +415,31 @@ impl Store {
             rec.run.updated_at_ms = now;
             Self::save_run(&mut table, &rec)?;
 
-            let commands = tx.open_table(COMMANDS)?;
-            let mut cancel_commands = Vec::new();
-            for entry in commands.range((run, 0)..=(run, u64::MAX))? {
-                let (_, v) = entry?;
-                let cmd: Command = decode(v.value())?;
-                if cmd.cancel_requested && !cmd.status.is_terminal() {
-                    cancel_commands.push(cmd.id);
-                }
-            }
             HeartbeatReply {
                 lease_expires_at_ms: expires,
                 run_status: rec.run.status,
                 cancel_run: rec.run.cancel_requested,
-                cancel_commands,
+                cancel_commands: commands_to_cancel(&tx.open_table(COMMANDS)?, run)?,
             }
         };
         tx.commit()?;
         Ok(reply)
+    }
+
+    /// The run's pending cancellation (read-only; what a runner watches during a turn).
+    pub fn cancellation(&self, run: &str) -> Result<Cancellation> {
+        let now = self.now_ms();
+        let tx = self.db.begin_read()?;
+        let rec: RunRecord = match tx.open_table(RUNS)?.get(run)? {
+            Some(v) => decode(v.value())?,
+            None => return Err(run_not_found(run)),
+        };
+        let view = rec.view(now);
+        Ok(Cancellation {
+            run_status: view.status,
+            cancel_run: view.cancel_requested,
+            cancel_commands: commands_to_cancel(&tx.open_table(COMMANDS)?, run)?,
+        })
     }
 
     /// Client cancel. A run nobody works on (queued, or its lease expired) ends `cancelled` at once;

@@ -26,6 +26,12 @@ impl EventsCapability {
         }
     }
 
+    /// Numbers the next event `after + 1`: a run taken over from another runner goes on after the
+    /// events the manager already has.
+    pub fn continue_after(&mut self, after: u64) {
+        self.next_seq = self.next_seq.max(after + 1);
+    }
+
     /// Emits an event on the host's own behalf (e.g. the plugin crashed).
     pub fn push(&mut self, kind: &str, mut payload: serde_json::Value) {
         self.redactor.redact_json(&mut payload);

@@ -1,0 +1,148 @@
+//! Runner mode: `aac-host --plugin PATH --manager-url URL --run-id ID` works on one run;
+//! `--max-runs N` instead claims queued runs, up to N at once (pool mode).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::output;
+use super::profile_args::ProfileArgs;
+use crate::config::parse_duration;
+use crate::manager::ManagerClient;
+use crate::plugin::PluginHost;
+use crate::runner::{RunMode, Runner, RunnerConfig, Shutdown};
+use crate::sandbox::docker::DockerDriver;
+
+/// Exit code when the run could not be claimed (another runner holds it, or it ended).
+pub const EXIT_NOT_CLAIMED: u8 = 4;
+
+#[derive(clap::Args, Debug)]
+pub struct RunnerArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// The manager's base URL.
+    #[arg(long, env = "AAC_MANAGER_URL")]
+    manager_url: Option<String>,
+    /// File holding the bearer token (else $AAC_MANAGER_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The run to work on.
+    #[arg(long, conflicts_with = "max_runs")]
+    run_id: Option<String>,
+    /// Pool mode: claim queued runs and work on up to N at once.
+    #[arg(long)]
+    max_runs: Option<usize>,
+    /// Run the queued commands, then end the run (pool mode: exit once no run is queued).
+    #[arg(long)]
+    one_shot: bool,
+    /// End a run when no command arrived for this long (default: the profile's, else 15m).
+    #[arg(long, value_parser = duration)]
+    idle_timeout: Option<Duration>,
+    /// Lease length asked for; heartbeats every third of it.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    lease: Duration,
+    /// This runner's id (on the manager and on its containers).
+    #[arg(long, env = "AAC_RUNNER_ID")]
+    runner_id: Option<String>,
+    /// Where run workspaces are created.
+    #[arg(long)]
+    workspace_root: Option<PathBuf>,
+    /// Quiet progress; the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|err| err.to_string())
+}
+
+impl RunnerArgs {
+    /// Whether runner mode was asked for at all.
+    pub fn wanted(&self) -> bool {
+        self.manager_url.is_some() || self.run_id.is_some() || self.max_runs.is_some()
+    }
+
+    fn token(&self) -> Result<String> {
+        if let Some(file) = &self.token_file {
+            return Ok(std::fs::read_to_string(file)
+                .with_context(|| format!("could not read token file {}", file.display()))?
+                .trim()
+                .to_string());
+        }
+        std::env::var("AAC_MANAGER_TOKEN")
+            .map_err(|_| anyhow::anyhow!("give --token-file or set AAC_MANAGER_TOKEN"))
+    }
+}
+
+pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
+    let Some(url) = args.manager_url.clone() else {
+        bail!("runner mode needs --manager-url (or AAC_MANAGER_URL)");
+    };
+    if args.run_id.is_none() && args.max_runs.is_none() {
+        bail!("give --run-id ID (one run) or --max-runs N (pool mode)");
+    }
+    let profiles = args.profile.profiles()?;
+    let client = ManagerClient::new(url, args.token()?)?;
+    let runner_id = args
+        .runner_id
+        .clone()
+        .unwrap_or_else(|| format!("rnr_{}", uuid::Uuid::new_v4().simple()));
+    let driver = DockerDriver::connect()
+        .await?
+        .with_runner_id(runner_id.clone())
+        .with_progress(!args.json);
+    let reaped = driver.reap_orphans(&runner_id).await?;
+    if reaped > 0 {
+        tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
+    }
+
+    let mut config = RunnerConfig::new(runner_id);
+    config.lease = args.lease;
+    config.idle_timeout = args.idle_timeout;
+    config.mode = if args.one_shot {
+        RunMode::OneShot
+    } else {
+        RunMode::UntilIdle
+    };
+    if let Some(root) = &args.workspace_root {
+        config.workspace_root = root.clone();
+    }
+    let shutdown = Shutdown::new();
+    shutdown
+        .listen_for_signals()
+        .context("could not listen for signals")?;
+    let runner = Arc::new(
+        Runner::new(client, host, Arc::new(driver), profiles, config).with_shutdown(shutdown),
+    );
+    runner.register().await?;
+
+    if let Some(run_id) = &args.run_id {
+        return match runner.run(run_id).await {
+            Ok(report) => {
+                output::print_run_report(&report, args.json);
+                Ok(output::exit_code(report.status()))
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Ok(ExitCode::from(if err.is_conflict() {
+                    EXIT_NOT_CLAIMED
+                } else {
+                    2
+                }))
+            }
+        };
+    }
+    runner.prewarm(args.json).await?;
+    let report = runner.serve(args.max_runs.unwrap_or(1)).await?;
+    for run in &report.runs {
+        output::print_run_report(run, args.json);
+    }
+    Ok(if report.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

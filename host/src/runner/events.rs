@@ -1,0 +1,272 @@
+//! Shipping a run's events to the manager: buffered in order, sent in batches (up to
+//! [`BatchPolicy::max_events`] events or [`BatchPolicy::max_delay`] after the first one waiting),
+//! retried by the client's backoff, and flushed on demand before any terminal status. When the
+//! buffer is full, new events are dropped and the count goes with the next batch.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{Instrument, warn};
+
+use crate::manager::protocol::AppendEvents;
+use crate::manager::{ClientError, ManagerClient};
+use crate::outcome::TurnEvent;
+
+/// How events are grouped into requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Most events in one request.
+    pub max_events: usize,
+    /// Longest an event waits for companions before it is sent.
+    pub max_delay: Duration,
+    /// Most events held while the manager is slow or away; later ones are dropped and counted.
+    pub max_buffered: usize,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        Self {
+            max_events: 100,
+            max_delay: Duration::from_millis(200),
+            max_buffered: 100_000,
+        }
+    }
+}
+
+impl BatchPolicy {
+    /// One request per event: the baseline the benchmarks compare batching with.
+    pub fn per_event() -> Self {
+        Self {
+            max_events: 1,
+            max_delay: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}
+
+/// What the shipper did over its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShipStats {
+    pub sent: u64,
+    pub requests: u64,
+    pub dropped: u64,
+}
+
+/// Why events could not be delivered.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ShipError {
+    pub message: String,
+    /// The manager fenced the runner or the run ended: retrying is pointless.
+    pub fatal: bool,
+}
+
+/// The sending end a session writes its events into, and the handle to flush them.
+pub struct EventShipper {
+    flush: mpsc::UnboundedSender<oneshot::Sender<Result<ShipStats, ShipError>>>,
+    task: JoinHandle<ShipStats>,
+}
+
+impl EventShipper {
+    /// Starts shipping to `run`; returns the sink for the session's events.
+    pub fn start(
+        client: &ManagerClient,
+        run: String,
+        token: String,
+        policy: BatchPolicy,
+    ) -> (mpsc::UnboundedSender<TurnEvent>, Self) {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let shipper = Shipper {
+            client: client.clone(),
+            run,
+            token,
+            policy,
+            buffer: VecDeque::new(),
+            oldest: None,
+            unreported_drops: 0,
+            stats: ShipStats::default(),
+            failed: None,
+        };
+        let task = tokio::spawn(
+            shipper
+                .run(events_rx, flush_rx)
+                .instrument(tracing::Span::current()),
+        );
+        (
+            events_tx,
+            Self {
+                flush: flush_tx,
+                task,
+            },
+        )
+    }
+
+    /// Sends everything emitted so far; resolves once the manager stored it (or it cannot).
+    pub async fn flush(&self) -> Result<ShipStats, ShipError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ShipError {
+            message: "the event shipper stopped".into(),
+            fatal: true,
+        };
+        self.flush.send(tx).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Stops after shipping what it can; all senders must be dropped first.
+    pub async fn finish(self) -> ShipStats {
+        drop(self.flush);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+struct Shipper {
+    client: ManagerClient,
+    run: String,
+    token: String,
+    policy: BatchPolicy,
+    buffer: VecDeque<TurnEvent>,
+    /// When the oldest buffered event arrived.
+    oldest: Option<Instant>,
+    unreported_drops: u64,
+    stats: ShipStats,
+    /// Set once delivery failed for good; later events are counted as dropped.
+    failed: Option<ShipError>,
+}
+
+impl Shipper {
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<TurnEvent>,
+        mut flushes: mpsc::UnboundedReceiver<oneshot::Sender<Result<ShipStats, ShipError>>>,
+    ) -> ShipStats {
+        let mut events_open = true;
+        let mut flushes_open = true;
+        while events_open || flushes_open {
+            let due = self.oldest.map(|t| t + self.policy.max_delay);
+            tokio::select! {
+                event = events.recv(), if events_open => match event {
+                    Some(event) => {
+                        self.push(event);
+                        while let Ok(event) = events.try_recv() {
+                            self.push(event);
+                        }
+                        if self.buffer.len() >= self.policy.max_events {
+                            self.ship_full_batches().await;
+                        }
+                    }
+                    None => events_open = false,
+                },
+                request = flushes.recv(), if flushes_open => match request {
+                    Some(reply) => {
+                        while let Ok(event) = events.try_recv() {
+                            self.push(event);
+                        }
+                        let result = self.ship_all().await.map(|()| self.stats);
+                        let _ = reply.send(result);
+                    }
+                    None => flushes_open = false,
+                },
+                () = sleep_until_opt(due), if due.is_some() => {
+                    let _ = self.ship_batch().await;
+                }
+            }
+        }
+        let _ = self.ship_all().await;
+        self.stats
+    }
+
+    fn push(&mut self, event: TurnEvent) {
+        if self.failed.is_some() || self.buffer.len() >= self.policy.max_buffered {
+            self.unreported_drops += 1;
+            self.stats.dropped += 1;
+            return;
+        }
+        if self.buffer.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
+        self.buffer.push_back(event);
+    }
+
+    async fn ship_full_batches(&mut self) {
+        while self.buffer.len() >= self.policy.max_events {
+            if self.ship_batch().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn ship_all(&mut self) -> Result<(), ShipError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        while !self.buffer.is_empty() || self.unreported_drops > 0 {
+            self.ship_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the oldest batch; on success it leaves the buffer.
+    async fn ship_batch(&mut self) -> Result<(), ShipError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let n = self.buffer.len().min(self.policy.max_events.max(1));
+        let batch = AppendEvents {
+            events: self.buffer.iter().take(n).cloned().collect(),
+            dropped: self.unreported_drops,
+        };
+        match self
+            .client
+            .append_events(&self.run, &self.token, &batch)
+            .await
+        {
+            Ok(_) => {
+                self.buffer.drain(..n);
+                self.stats.sent += n as u64;
+                self.stats.requests += 1;
+                self.unreported_drops = 0;
+                self.oldest = (!self.buffer.is_empty()).then(Instant::now);
+                Ok(())
+            }
+            Err(err) => {
+                let fatal = is_fatal(&err);
+                let error = ShipError {
+                    message: format!("could not deliver {n} event(s): {err}"),
+                    fatal,
+                };
+                warn!(error = %error, fatal, "event delivery failed");
+                if fatal {
+                    self.stats.dropped += self.buffer.len() as u64;
+                    self.buffer.clear();
+                    self.oldest = None;
+                    self.failed = Some(error.clone());
+                } else {
+                    // Try again after the next event or flush, or a batch delay from now.
+                    self.oldest = Some(Instant::now());
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+fn is_fatal(err: &ClientError) -> bool {
+    matches!(
+        err,
+        ClientError::Lease { .. }
+            | ClientError::Unauthorized { .. }
+            | ClientError::Status { .. }
+            | ClientError::Request { .. }
+    )
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

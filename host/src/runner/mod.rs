@@ -1,0 +1,232 @@
+//! The runner: takes runs from a manager and works on them.
+//!
+//! For one run ([`Runner::run`]): claim → one successful heartbeat before any work → heartbeat
+//! every lease/3 with jitter ([`lease`]) while a long-poll watches for cancellation
+//! ([`cancel_watch`]) → poll commands → ack → open the session on the first command ([`session`])
+//! → run the turn, events streamed in batches ([`events`]) → flush → command status → next
+//! command. The run ends when its commands are done (one-shot), when none arrived for the idle
+//! timeout, when it is cancelled, when the runner drains ([`shutdown`]), or when the lease is lost;
+//! then its terminal status is reported, after every event.
+//!
+//! Pool mode ([`Runner::serve`]) claims queued runs and works on up to `max_runs` at once.
+
+pub mod cancel_watch;
+pub mod events;
+pub mod lease;
+mod pool_mode;
+pub mod profile;
+pub mod session;
+pub mod shutdown;
+pub mod signals;
+mod work;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::Mutex;
+
+pub use events::{BatchPolicy, ShipStats};
+pub use pool_mode::ServeReport;
+pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
+pub use shutdown::Shutdown;
+
+use crate::manager::protocol::RegisterRunner;
+use crate::manager::{ClientError, ManagerClient};
+use crate::outcome::{FailureKind, TerminalStatus, TurnOutcome};
+use crate::plugin::{BackendPlugin, PluginHost};
+use crate::sandbox::SandboxDriver;
+use crate::sandbox::pool::WarmPool;
+
+/// How long a run waits for commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Run the commands queued when the run is claimed (and any that arrive meanwhile), then end.
+    OneShot,
+    /// Wait for commands until none arrived for the idle timeout.
+    UntilIdle,
+}
+
+/// A runner's settings.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    pub runner_id: String,
+    /// Lease length asked for on claim and renewed by each heartbeat.
+    pub lease: Duration,
+    pub mode: RunMode,
+    /// Overrides the profile's session idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Each run's workspace is `<workspace_root>/<run id>/workspace`.
+    pub workspace_root: PathBuf,
+    /// One fixed workspace instead (a local run).
+    pub workspace: Option<PathBuf>,
+    /// How long a cancelled turn may take to return before it is abandoned.
+    pub cancel_grace: Duration,
+    pub batch: BatchPolicy,
+    /// Longest single long-poll for commands.
+    pub poll_wait: Duration,
+}
+
+impl RunnerConfig {
+    pub fn new(runner_id: impl Into<String>) -> Self {
+        Self {
+            runner_id: runner_id.into(),
+            lease: Duration::from_secs(60),
+            mode: RunMode::UntilIdle,
+            idle_timeout: None,
+            workspace_root: std::env::temp_dir().join("aac-host").join("runs"),
+            workspace: None,
+            cancel_grace: Duration::from_secs(10),
+            batch: BatchPolicy::default(),
+            poll_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a runner could not start working on a run. Nothing was done on the run.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not register runner {runner}: {source}")]
+    Register { runner: String, source: ClientError },
+    #[error("could not claim run {run}: {source}")]
+    Claim { run: String, source: ClientError },
+    #[error("the first heartbeat of run {run} failed, so no work was started: {source}")]
+    FirstHeartbeat { run: String, source: ClientError },
+}
+
+impl StartError {
+    /// Another runner holds the run.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StartError::Claim { source, .. } if source.is_lease_conflict())
+    }
+}
+
+/// How one run ended, as far as this runner saw it.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub run_id: String,
+    /// The terminal status this runner reported (or would have, had it been able to).
+    pub outcome: TurnOutcome,
+    /// Each command this runner ran, in order, with its outcome.
+    pub commands: Vec<(String, TurnOutcome)>,
+    pub events: ShipStats,
+    /// The manager accepted the terminal status.
+    pub reported: bool,
+    /// The host directory used as the run's workspace, once a session opened.
+    pub workspace: Option<PathBuf>,
+}
+
+impl RunReport {
+    pub fn status(&self) -> TerminalStatus {
+        self.outcome.status
+    }
+
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        self.outcome.failure_kind
+    }
+}
+
+/// A runner: one manager, one plugin host, one sandbox driver, any number of runs.
+pub struct Runner {
+    client: ManagerClient,
+    host: Arc<PluginHost>,
+    driver: Arc<dyn SandboxDriver>,
+    profiles: Profiles,
+    config: RunnerConfig,
+    shutdown: Shutdown,
+    /// Loaded plugins by path: compiled once per runner process.
+    plugins: Mutex<HashMap<PathBuf, Arc<BackendPlugin>>>,
+    /// Warm pools by runtime and image (pool mode).
+    pools: Mutex<HashMap<String, Arc<WarmPool>>>,
+}
+
+impl Runner {
+    pub fn new(
+        client: ManagerClient,
+        host: Arc<PluginHost>,
+        driver: Arc<dyn SandboxDriver>,
+        profiles: Profiles,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            client,
+            host,
+            driver,
+            profiles,
+            config,
+            shutdown: Shutdown::new(),
+            plugins: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Uses `shutdown` (e.g. one wired to signals) instead of a private one.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// Registers this runner with the manager (idempotent: the id is the runner id).
+    pub async fn register(&self) -> Result<(), StartError> {
+        let mut labels = std::collections::BTreeMap::new();
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            labels.insert("host".to_string(), host.trim().to_string());
+        }
+        labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        self.client
+            .register_runner(RegisterRunner {
+                id: Some(self.config.runner_id.clone()),
+                name: self.config.runner_id.clone(),
+                labels,
+            })
+            .await
+            .map(|_| ())
+            .map_err(|source| StartError::Register {
+                runner: self.config.runner_id.clone(),
+                source,
+            })
+    }
+
+    /// Claims `run` and works on it until it ends. A claim conflict or a failed first heartbeat
+    /// returns at once, without doing any work.
+    pub async fn run(&self, run: &str) -> Result<RunReport, StartError> {
+        let lease = self
+            .client
+            .claim(run, &self.config.runner_id, self.config.lease)
+            .await
+            .map_err(|source| StartError::Claim {
+                run: run.to_string(),
+                source,
+            })?;
+        self.work(lease).await
+    }
+
+    /// The loaded plugin at `path`, compiled (or read from the cache) on first use.
+    async fn plugin(&self, path: &Path) -> Result<Arc<BackendPlugin>> {
+        let mut plugins = self.plugins.lock().await;
+        if let Some(plugin) = plugins.get(path) {
+            return Ok(plugin.clone());
+        }
+        let plugin = Arc::new(self.host.load_backend(path).await?);
+        plugins.insert(path.to_path_buf(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Removes every pooled sandbox.
+    pub async fn close_pools(&self) {
+        let pools: Vec<_> = self.pools.lock().await.drain().map(|(_, p)| p).collect();
+        for pool in pools {
+            pool.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Which plugin and which sandbox a run gets: a [`RunProfile`], resolved from the run's backend
+//! profile (`codex@0.169`) by the runtime profiles of `aac.toml`, or fixed by the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::config::{DEFAULT_MAX_SESSION_DURATION, DEFAULT_SESSION_IDLE_TIMEOUT, HostConfig};
+use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits};
+
+/// The image `cargo xtask image` builds, used when none is given.
+pub const DEFAULT_IMAGE: &str = "aac/busybox:latest";
+
+/// Everything a run's session needs besides the run itself.
+#[derive(Clone, Debug)]
+pub struct RunProfile {
+    /// Runtime name and version, written on containers (`shell`, `codex@0.169`).
+    pub runtime: String,
+    pub plugin: PathBuf,
+    pub image: String,
+    pub limits: ResourceLimits,
+    pub network: NetworkMode,
+    pub pull_policy: PullPolicy,
+    /// Environment of the sandbox's processes.
+    pub env: Vec<(String, String)>,
+    /// Secrets for the sandbox's processes: never visible to the plugin, masked in events and logs.
+    pub secrets: Vec<(String, String)>,
+    /// `uid:gid` of the sandbox's processes; the caller's own (1000:1000 for root) when `None`.
+    pub user: Option<String>,
+    /// The session ends when no command arrives for this long.
+    pub idle_timeout: Duration,
+    /// The session ends (its turn stopped as `turn-timeout`) after this long in all.
+    pub max_duration: Duration,
+    /// Started sandboxes kept ready for this profile (pool mode only).
+    pub warm_pool: u32,
+}
+
+impl RunProfile {
+    /// A profile with the secure defaults: no network, 2 CPUs, 2 GiB, 512 pids, local images only.
+    pub fn new(plugin: PathBuf) -> Self {
+        let runtime = plugin
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        Self {
+            runtime,
+            plugin,
+            image: DEFAULT_IMAGE.into(),
+            limits: ResourceLimits::default(),
+            network: NetworkMode::None,
+            pull_policy: PullPolicy::Never,
+            env: Vec::new(),
+            secrets: Vec::new(),
+            user: None,
+            idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            max_duration: DEFAULT_MAX_SESSION_DURATION,
+            warm_pool: 0,
+        }
+    }
+
+    /// The profile `selector` (`NAME` or `NAME@VERSION`) picks in `config`: checks the plugin's
+    /// pin and reads the secrets, so a bad profile fails before any sandbox starts.
+    pub fn from_config(config: &HostConfig, selector: &str) -> Result<Self> {
+        let selected = config.select(selector)?;
+        let profile = selected.profile;
+        let bytes = std::fs::read(&profile.plugin).with_context(|| {
+            format!(
+                "could not read plugin file {} of runtime {}",
+                profile.plugin.display(),
+                profile.name
+            )
+        })?;
+        profile.verify_plugin(&bytes)?;
+        let defaults = ResourceLimits::default();
+        Ok(Self {
+            runtime: format!("{}@{}", profile.name, selected.version),
+            plugin: profile.plugin.clone(),
+            image: selected.image.clone(),
+            limits: ResourceLimits {
+                cpus: profile.sandbox.cpus.or(defaults.cpus),
+                memory_bytes: profile.sandbox.memory_bytes.or(defaults.memory_bytes),
+                pids: profile.sandbox.pids.or(defaults.pids),
+            },
+            network: profile.sandbox.network,
+            pull_policy: profile.pull_policy,
+            env: profile.env.clone().into_iter().collect(),
+            secrets: profile.resolve_secrets()?,
+            user: profile.sandbox.user.clone(),
+            idle_timeout: profile.session_idle_timeout,
+            max_duration: profile.max_session_duration,
+            warm_pool: profile.warm_pool,
+        })
+    }
+}
+
+/// Where a runner finds the profile of a run.
+#[derive(Clone, Debug)]
+pub enum Profiles {
+    /// Every run gets this profile (`--plugin PATH` and sandbox flags).
+    Fixed(RunProfile),
+    /// A run's backend profile selects a runtime of `aac.toml`.
+    Config(HostConfig),
+}
+
+impl Profiles {
+    /// The profile of a run whose backend profile is `backend`.
+    pub fn resolve(&self, backend: &str) -> Result<RunProfile> {
+        match self {
+            Profiles::Fixed(profile) => Ok(profile.clone()),
+            Profiles::Config(config) => RunProfile::from_config(config, backend),
+        }
+    }
+
+    /// The backend profiles this runner can serve, for `claim-next`; `None` means any.
+    pub fn backends(&self) -> Option<Vec<String>> {
+        match self {
+            Profiles::Fixed(_) => None,
+            Profiles::Config(config) => Some(
+                config
+                    .runtimes
+                    .values()
+                    .flat_map(|profile| {
+                        std::iter::once(profile.name.clone()).chain(
+                            profile
+                                .versions
+                                .keys()
+                                .map(move |version| format!("{}@{version}", profile.name)),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! A run's session: its workspace, its sandbox (warm from a pool or started cold) and its backend
+//! session (one plugin Store), opened at the run's first command and reused by every later one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::profile::RunProfile;
+use crate::manager::protocol::{Command, Run};
+use crate::outcome::{TurnEvent, TurnOutcome};
+use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
+use crate::plugin::{BackendPlugin, BackendSession, SessionOptions};
+use crate::redact::Redactor;
+use crate::sandbox::docker::labels;
+use crate::sandbox::pool::{WarmPool, prepare_workspace};
+use crate::sandbox::{ProcessLimits, Sandbox, SandboxDriver, SandboxSpec};
+
+/// Where the workspace is mounted inside the sandbox.
+pub const WORKSPACE_DIR: &str = "/workspace";
+
+/// Where a run's sandbox comes from.
+pub enum SandboxSource<'a> {
+    /// A fresh container on `workspace`.
+    Cold {
+        driver: &'a dyn SandboxDriver,
+        workspace: PathBuf,
+    },
+    /// A started container of the profile's warm pool, with the workspace it was created on.
+    Pool(&'a WarmPool),
+}
+
+/// What opening a session needs besides the plugin and profile.
+pub struct SessionRequest<'a> {
+    pub run: &'a Run,
+    pub events: mpsc::UnboundedSender<TurnEvent>,
+    /// The highest event sequence number already stored for the run (a re-claimed run goes on).
+    pub last_event_seq: u64,
+    pub cancel_grace: Duration,
+}
+
+pub struct RunSession {
+    backend: BackendSession,
+    sandbox: Arc<dyn Sandbox>,
+    pub workspace: PathBuf,
+    /// Whether the sandbox came from a warm pool.
+    pub warm: bool,
+}
+
+/// The sandbox of a run with this profile. (The driver labels it with its runner id.)
+pub fn sandbox_spec(profile: &RunProfile, workspace: PathBuf) -> SandboxSpec {
+    let user = profile
+        .user
+        .clone()
+        .unwrap_or_else(crate::local::sandbox_user);
+    let mut spec = SandboxSpec::new(profile.image.clone(), workspace, user);
+    spec.labels
+        .insert(labels::RUNTIME.into(), profile.runtime.clone());
+    spec.limits = profile.limits;
+    spec.network = profile.network;
+    spec.pull_policy = profile.pull_policy;
+    spec.expires_at = SystemTime::now() + profile.max_duration;
+    spec.env = profile
+        .env
+        .iter()
+        .chain(&profile.secrets)
+        .cloned()
+        .collect();
+    spec
+}
+
+impl RunSession {
+    /// Opens the sandbox and the backend session. A failure is the outcome to report for the
+    /// command that needed them (image missing, plugin refused to start…).
+    pub async fn open(
+        plugin: &BackendPlugin,
+        profile: &RunProfile,
+        source: SandboxSource<'_>,
+        request: SessionRequest<'_>,
+    ) -> Result<Self, TurnOutcome> {
+        let (sandbox, workspace, warm) = match source {
+            SandboxSource::Pool(pool) => {
+                let pooled = pool.acquire().await.map_err(open_failed)?;
+                (pooled.sandbox, pooled.workspace, pooled.warm)
+            }
+            SandboxSource::Cold { driver, workspace } => {
+                let mut spec = sandbox_spec(profile, workspace.clone());
+                prepare_workspace(&workspace, &spec.user).map_err(open_failed)?;
+                spec.labels
+                    .insert(labels::RUN.into(), request.run.id.clone());
+                (
+                    driver.open(&spec).await.map_err(open_failed)?,
+                    workspace,
+                    false,
+                )
+            }
+        };
+        let options = SessionOptions {
+            run: RunInfo {
+                run_id: request.run.id.clone(),
+                runtime: profile.runtime.clone(),
+                workspace_dir: WORKSPACE_DIR.into(),
+                config_json: request.run.config.to_string(),
+            },
+            sandbox: Some(sandbox.clone()),
+            events: request.events,
+            process_limits: ProcessLimits::default(),
+            cancel_grace: request.cancel_grace,
+            redactor: Redactor::new(profile.secrets.iter().map(|(_, value)| value.clone())),
+        };
+        match plugin.open_session(options).await {
+            Ok(mut backend) => {
+                backend.continue_events_after(request.last_event_seq);
+                Ok(Self {
+                    backend,
+                    sandbox,
+                    workspace,
+                    warm,
+                })
+            }
+            Err(outcome) => {
+                remove(&sandbox).await;
+                Err(outcome)
+            }
+        }
+    }
+
+    /// Runs `command` as one turn of the session.
+    pub async fn run_turn(&mut self, command: &Command, cancel: CancellationToken) -> TurnOutcome {
+        let info = CommandInfo {
+            command_id: command.id.clone(),
+            sequence: command.seq,
+            prompt: command.prompt.clone(),
+            payload_json: command.payload.to_string(),
+        };
+        self.backend.run_turn(info, cancel).await
+    }
+
+    /// Closes the backend session and removes the sandbox.
+    pub async fn close(self) {
+        self.backend.close().await;
+        remove(&self.sandbox).await;
+    }
+}
+
+fn open_failed(err: crate::sandbox::OpenError) -> TurnOutcome {
+    TurnOutcome::failed(err.failure_kind(), format!("{err:#}"))
+}
+
+async fn remove(sandbox: &Arc<dyn Sandbox>) {
+    if let Err(err) = sandbox.remove().await {
+        warn!(error = %format!("{err:#}"), container = sandbox.id(), "could not remove the sandbox");
+    }
+}

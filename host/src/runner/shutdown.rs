@@ -1,0 +1,86 @@
+//! Shutdown by signal: the first SIGTERM (or Ctrl-C) drains — finish the current turn, report, take
+//! no new work — and the second cancels the turns still running.
+
+use tokio_util::sync::CancellationToken;
+
+/// The two stages of a shutdown, shared by every run of a runner process.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    drain: CancellationToken,
+    abort: CancellationToken,
+}
+
+/// What a shutdown request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownStage {
+    Drain,
+    Abort,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves to the next stage: drain first, then abort.
+    pub fn request(&self) -> ShutdownStage {
+        if self.drain.is_cancelled() {
+            self.abort.cancel();
+            ShutdownStage::Abort
+        } else {
+            self.drain.cancel();
+            ShutdownStage::Drain
+        }
+    }
+
+    /// Cancelled once no new work may start.
+    pub fn draining(&self) -> &CancellationToken {
+        &self.drain
+    }
+
+    /// Cancelled once running turns must stop.
+    pub fn aborting(&self) -> &CancellationToken {
+        &self.abort
+    }
+
+    /// Turns SIGTERM and SIGINT into [`Shutdown::request`] for the life of the process.
+    pub fn listen_for_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(()) = term.recv() => {}
+                    Some(()) = int.recv() => {}
+                    else => return,
+                }
+                match shutdown.request() {
+                    ShutdownStage::Drain => tracing::warn!(
+                        "shutdown requested: finishing the current turns (signal again to cancel them)"
+                    ),
+                    ShutdownStage::Abort => {
+                        tracing::warn!("second signal: cancelling the running turns")
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_request_drains_second_aborts() {
+        let shutdown = Shutdown::new();
+        assert!(!shutdown.draining().is_cancelled());
+        assert_eq!(shutdown.request(), ShutdownStage::Drain);
+        assert!(shutdown.draining().is_cancelled() && !shutdown.aborting().is_cancelled());
+        assert_eq!(shutdown.request(), ShutdownStage::Abort);
+        assert!(shutdown.aborting().is_cancelled());
+    }
+}
