@@ -15,6 +15,9 @@ use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod fault_proxy;
+pub mod runs;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -1,0 +1,377 @@
+//! The runner's life against a real embedded manager over HTTP, with the shell plugin in real
+//! containers: session reuse, idle timeout, leases, cancellation, faults of the manager.
+
+use std::time::Duration;
+
+use aac_host::manager::ManagerClient;
+use aac_host::manager::protocol::{CommandStatus, EnqueueCommand, RunStatus};
+use aac_host::outcome::{FailureKind, TerminalStatus};
+use aac_host::runner::RunMode;
+use aac_tests::fault_proxy::{FaultAction, FaultProxy};
+use aac_tests::runs::{
+    TestManager, is_line, runner_config, shell_runner, unregistered_shell_runner, wait_for_event,
+};
+use aac_tests::{containers_of_run, test_host};
+use axum::http::Method;
+
+/// Every stored event's seq, in order, is 1..=n with no gap or repeat.
+async fn assert_contiguous_events(client: &ManagerClient, run: &str) -> Vec<String> {
+    let events = client.events(run, 0).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, expected, "event sequence of run {run}");
+    events
+        .iter()
+        .filter(|e| e.kind.starts_with("output."))
+        .map(|e| e.payload["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_a_run_share_one_session_and_end_completed() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    // /tmp is the container's own tmpfs: the second command sees the first one's file only if
+    // both ran in the same sandbox.
+    let run = manager
+        .shell_run(&[
+            "echo one > /tmp/marker; echo first",
+            "cat /tmp/marker; echo second",
+        ])
+        .await;
+    let runner = shell_runner(client.clone(), &host, runner_config("r-reuse", root.path())).await;
+    let report = runner.run(&run.id).await.unwrap();
+
+    assert_eq!(report.status(), TerminalStatus::Completed, "{report:?}");
+    assert!(report.reported);
+    assert_eq!(report.commands.len(), 2);
+    let lines = assert_contiguous_events(&client, &run.id).await;
+    assert_eq!(lines, ["first", "one", "second"]);
+    for id in ["c1", "c2"] {
+        let command = client.get_command(&run.id, id).await.unwrap();
+        assert_eq!(command.status, CommandStatus::Completed);
+    }
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Completed);
+    assert_eq!(
+        containers_of_run(&run.id).await,
+        0,
+        "the sandbox is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_run_waits_for_commands_then_ends_after_the_idle_timeout() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo early"]).await;
+    let mut config = runner_config("r-idle", root.path());
+    config.mode = RunMode::UntilIdle;
+    config.idle_timeout = Some(Duration::from_secs(2));
+    let runner = shell_runner(client.clone(), &host, config).await;
+    let run_id = run.id.clone();
+    let work = tokio::spawn(async move { runner.run(&run_id).await });
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "early")).await;
+    client
+        .enqueue(
+            &run.id,
+            EnqueueCommand {
+                id: Some("late".into()),
+                prompt: "echo late".into(),
+                payload: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    let report = work.await.unwrap().unwrap();
+    assert_eq!(report.status(), TerminalStatus::Completed);
+    assert_eq!(
+        report.commands.len(),
+        2,
+        "the late command ran in the same run"
+    );
+    assert!(
+        report.outcome.message.is_none(),
+        "the run ends as its last command did"
+    );
+    let lines = assert_contiguous_events(&client, &run.id).await;
+    assert_eq!(lines, ["early", "late"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_conflict_returns_at_once_without_work() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo never"]).await;
+    client
+        .register_runner(aac_host::manager::protocol::RegisterRunner {
+            id: Some("someone-else".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .claim(&run.id, "someone-else", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let runner = shell_runner(client.clone(), &host, runner_config("r-late", root.path())).await;
+    let err = runner.run(&run.id).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let command = client.get_command(&run.id, "c1").await.unwrap();
+    assert_eq!(command.status, CommandStatus::Queued, "nothing was acked");
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_racing_for_one_run_exactly_one_works() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo once"]).await;
+    let a = shell_runner(client.clone(), &host, runner_config("r-a", root.path())).await;
+    let b = shell_runner(client.clone(), &host, runner_config("r-b", root.path())).await;
+    let (ra, rb) = tokio::join!(a.run(&run.id), b.run(&run.id));
+    let (worked, refused): (Vec<_>, Vec<_>) = [ra, rb].into_iter().partition(Result::is_ok);
+    assert_eq!(worked.len(), 1, "exactly one runner works");
+    assert!(refused[0].as_ref().unwrap_err().is_conflict());
+    let lines = assert_contiguous_events(&client, &run.id).await;
+    assert_eq!(lines, ["once"], "the command ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_first_heartbeat_means_no_work() {
+    let manager = TestManager::start().await;
+    let proxy = FaultProxy::start(&manager.url()).await;
+    proxy.inject(Method::POST, "/heartbeat", FaultAction::Status(503));
+    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo never"]).await;
+    let mut config = runner_config("r-nobeat", root.path());
+    config.lease = Duration::from_secs(2);
+    let runner = shell_runner(client, &host, config).await;
+
+    let err = runner.run(&run.id).await.unwrap_err();
+    assert!(err.to_string().contains("first heartbeat"), "{err}");
+    assert_eq!(proxy.count("/ack"), 0, "no command was acked");
+    assert_eq!(proxy.count("/commands"), 0, "no command was even polled");
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_heartbeats_mid_turn_stops_the_turn_as_lease_lost() {
+    let manager = TestManager::start().await;
+    let proxy = FaultProxy::start(&manager.url()).await;
+    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo started; sleep 60"]).await;
+    let mut config = runner_config("r-lost", root.path());
+    config.lease = Duration::from_secs(2);
+    let runner = shell_runner(client, &host, config).await;
+    let run_id = run.id.clone();
+    let work = tokio::spawn(async move { runner.run(&run_id).await });
+
+    wait_for_event(&manager.client(), &run.id, |e| is_line(e, "started")).await;
+    proxy.inject(Method::POST, "/heartbeat", FaultAction::Status(503));
+    let report = work.await.unwrap().unwrap();
+    assert_eq!(
+        report.failure_kind(),
+        Some(FailureKind::LeaseLost),
+        "{report:?}"
+    );
+    let (_, turn) = &report.commands[0];
+    assert_eq!(turn.failure_kind, Some(FailureKind::LeaseLost));
+    assert_eq!(
+        containers_of_run(&run.id).await,
+        0,
+        "the turn's sandbox is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_restart_mid_run_loses_and_duplicates_no_event() {
+    let mut manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager
+        .shell_run(&["i=1; while [ $i -le 40 ]; do echo line$i; i=$((i+1)); sleep 0.05; done"])
+        .await;
+    let mut config = runner_config("r-restart", root.path());
+    config.lease = Duration::from_secs(10);
+    let runner = shell_runner(client.clone(), &host, config).await;
+    let run_id = run.id.clone();
+    let work = tokio::spawn(async move { runner.run(&run_id).await });
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "line5")).await;
+    manager.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    manager.restart().await;
+
+    let report = work.await.unwrap().unwrap();
+    assert_eq!(report.status(), TerminalStatus::Completed, "{report:?}");
+    assert!(
+        report.reported,
+        "the terminal status arrived after recovery"
+    );
+    let lines = assert_contiguous_events(&client, &run.id).await;
+    let expected: Vec<String> = (1..=40).map(|i| format!("line{i}")).collect();
+    assert_eq!(lines, expected, "every line once, in order");
+    assert_eq!(
+        client.get_run(&run.id).await.unwrap().status,
+        RunStatus::Completed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_before_it_starts_is_not_worked_on() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo never"]).await;
+    let cancelled = client.cancel_run(&run.id).await.unwrap();
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+
+    let runner = shell_runner(client.clone(), &host, runner_config("r-pre", root.path())).await;
+    let err = runner.run(&run.id).await.unwrap_err();
+    assert!(err.to_string().contains("run-terminal"), "{err}");
+    let command = client.get_command(&run.id, "c1").await.unwrap();
+    assert_eq!(command.status, CommandStatus::Cancelled);
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_mid_turn_kills_the_turn_and_ends_the_run_cancelled() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager
+        .shell_run(&["echo started; sleep 60", "echo never"])
+        .await;
+    let runner = shell_runner(
+        client.clone(),
+        &host,
+        runner_config("r-cancel", root.path()),
+    )
+    .await;
+    let run_id = run.id.clone();
+    let work = tokio::spawn(async move { runner.run(&run_id).await });
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    client.cancel_run(&run.id).await.unwrap();
+    let report = work.await.unwrap().unwrap();
+    assert_eq!(report.status(), TerminalStatus::Cancelled, "{report:?}");
+    assert_eq!(report.commands.len(), 1, "the second command never ran");
+    assert_eq!(
+        client.get_command(&run.id, "c1").await.unwrap().status,
+        CommandStatus::Cancelled
+    );
+    assert_eq!(
+        client.get_run(&run.id).await.unwrap().status,
+        RunStatus::Cancelled
+    );
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_one_command_lets_the_run_go_on() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager
+        .shell_run(&["echo started; sleep 60", "echo next"])
+        .await;
+    let runner = shell_runner(client.clone(), &host, runner_config("r-cmd", root.path())).await;
+    let run_id = run.id.clone();
+    let work = tokio::spawn(async move { runner.run(&run_id).await });
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    client.cancel_command(&run.id, "c1").await.unwrap();
+    let report = work.await.unwrap().unwrap();
+    assert_eq!(report.commands[0].1.status, TerminalStatus::Cancelled);
+    assert_eq!(report.commands[1].1.status, TerminalStatus::Completed);
+    assert_eq!(report.status(), TerminalStatus::Completed);
+    let lines = assert_contiguous_events(&client, &run.id).await;
+    assert_eq!(lines, ["started", "next"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_manager_reply_fails_the_run_as_schema_invalid() {
+    let manager = TestManager::start().await;
+    let proxy = FaultProxy::start(&manager.url()).await;
+    proxy.inject(
+        Method::GET,
+        "/commands",
+        FaultAction::Garbage(r#"{"commands": "not a list"}"#),
+    );
+    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo never"]).await;
+    let runner = shell_runner(client, &host, runner_config("r-garbage", root.path())).await;
+
+    let report = runner.run(&run.id).await.unwrap();
+    assert_eq!(report.failure_kind(), Some(FailureKind::SchemaInvalid));
+    let message = report.outcome.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("GET /v1/runs/") && message.contains("CommandBatch"),
+        "the message names the endpoint and the expected shape: {message}"
+    );
+    let stored = manager.client().get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.failure_kind, Some(FailureKind::SchemaInvalid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_before_any_work() {
+    let manager = TestManager::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let run = manager.shell_run(&["echo never"]).await;
+    let client = ManagerClient::new(manager.url(), "wrong").unwrap();
+    let runner =
+        unregistered_shell_runner(client, &host, runner_config("r-401", root.path())).await;
+    let err = runner.register().await.unwrap_err();
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+    let err = runner.run(&run.id).await.unwrap_err();
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+    let stored = manager.client().get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Queued, "no effect on the run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_works_on_every_queued_run() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        runs.push(manager.shell_run(&[&format!("echo run{i}")]).await.id);
+    }
+    let runner = std::sync::Arc::new(
+        shell_runner(client.clone(), &host, runner_config("r-pool", root.path())).await,
+    );
+    let report = runner.serve(3).await.unwrap();
+    assert_eq!(report.runs.len(), 4, "{report:?}");
+    for (i, run) in runs.iter().enumerate() {
+        let stored = client.get_run(run).await.unwrap();
+        assert_eq!(stored.status, RunStatus::Completed);
+        assert_eq!(stored.runner_id.as_deref(), Some("r-pool"));
+        let lines = assert_contiguous_events(&client, run).await;
+        assert_eq!(lines, [format!("run{i}")]);
+    }
+}
