@@ -1,0 +1,138 @@
+//! Runner mode of the `aac-host` binary against a real manager: SIGTERM drains, a second SIGTERM
+//! cancels, a claim conflict exits at once with its own code.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aac_host::manager::protocol::{CommandStatus, RegisterRunner, RunStatus};
+use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
+use aac_tests::{aac_host_binary, containers_of_run, plugin};
+
+fn runner_process(
+    manager: &TestManager,
+    run: &str,
+    runner_id: &str,
+    cache: &std::path::Path,
+) -> Child {
+    Command::new(aac_host_binary())
+        .args(["--plugin"])
+        .arg(plugin("shell"))
+        .args(["--manager-url", &manager.url(), "--run-id", run])
+        .args([
+            "--runner-id",
+            runner_id,
+            "--one-shot",
+            "--lease",
+            "5s",
+            "--json",
+        ])
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting aac-host")
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait(child: Child) -> (i32, String) {
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sigterm_drains_the_turn_and_reports_the_status() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager
+        .shell_run(&["echo started; sleep 2; echo finished", "echo never"])
+        .await;
+    let child = runner_process(&manager, &run.id, "cli-drain", cache.path());
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    sigterm(&child);
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 0, "{output}");
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Completed, "{output}");
+    let events = client.events(&run.id, 0).await.unwrap();
+    assert!(
+        events.iter().any(|e| is_line(e, "finished")),
+        "the turn ran to its end"
+    );
+    assert_eq!(
+        client.get_command(&run.id, "c2").await.unwrap().status,
+        CommandStatus::Queued,
+        "no new command starts while draining"
+    );
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_cancels_the_turn() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&["echo started; sleep 60"]).await;
+    let child = runner_process(&manager, &run.id, "cli-abort", cache.path());
+
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 130, "{output}");
+    assert_eq!(
+        client.get_run(&run.id).await.unwrap().status,
+        RunStatus::Cancelled
+    );
+    assert_eq!(
+        client.get_command(&run.id, "c1").await.unwrap().status,
+        CommandStatus::Cancelled
+    );
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_conflict_exits_with_code_4_at_once() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&["echo never"]).await;
+    client
+        .register_runner(RegisterRunner {
+            id: Some("holder".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .claim(&run.id, "holder", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let child = runner_process(&manager, &run.id, "cli-late", cache.path());
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 4, "{output}");
+    assert!(output.contains("lease-conflict"), "{output}");
+    assert_eq!(
+        client.get_command(&run.id, "c1").await.unwrap().status,
+        CommandStatus::Queued
+    );
+}
