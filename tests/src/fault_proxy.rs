@@ -31,8 +31,8 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     faults: Arc<Mutex<Vec<Fault>>>,
-    /// Every request seen, as `METHOD path`.
-    seen: Arc<Mutex<Vec<String>>>,
+    /// Every request seen, as `METHOD path?query`, with when it arrived.
+    seen: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
 }
 
 pub struct FaultProxy {
@@ -81,8 +81,13 @@ impl FaultProxy {
             .lock()
             .unwrap()
             .iter()
-            .filter(|line| line.split('?').next().unwrap_or("").ends_with(path_suffix))
+            .filter(|(line, _)| line.split('?').next().unwrap_or("").ends_with(path_suffix))
             .count()
+    }
+
+    /// Requests seen so far, as `METHOD path?query`, with when each arrived.
+    pub fn requests(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared.seen.lock().unwrap().clone()
     }
 }
 
@@ -100,11 +105,10 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.clone());
-    shared
-        .seen
-        .lock()
-        .unwrap()
-        .push(format!("{method} {path_and_query}"));
+    shared.seen.lock().unwrap().push((
+        format!("{method} {path_and_query}"),
+        std::time::Instant::now(),
+    ));
     let fault = shared
         .faults
         .lock()

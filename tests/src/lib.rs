@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod fault_proxy;
+pub mod recording;
 pub mod runs;
 
 fn workspace_root() -> PathBuf {

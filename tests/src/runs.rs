@@ -160,3 +160,21 @@ pub async fn wait_for_event(
 pub fn is_line(event: &TurnEvent, text: &str) -> bool {
     event.kind.starts_with("output.") && event.payload["text"] == text
 }
+
+/// A registered runner of the shell plugin on any sandbox driver.
+pub async fn shell_runner_on(
+    client: ManagerClient,
+    host: &Arc<PluginHost>,
+    config: RunnerConfig,
+    driver: Arc<dyn aac_host::sandbox::SandboxDriver>,
+) -> Runner {
+    let runner = Runner::new(
+        client,
+        host.clone(),
+        driver,
+        Profiles::Fixed(RunProfile::new(plugin("shell"))),
+        config,
+    );
+    runner.register().await.expect("registering the runner");
+    runner
+}

@@ -375,3 +375,104 @@ async fn pool_mode_works_on_every_queued_run() {
         assert_eq!(lines, [format!("run{i}")]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_hands_runs_warm_sandboxes_and_removes_the_pool_at_the_end() {
+    use aac_host::config::HostConfig;
+    use aac_host::runner::{Profiles, Runner};
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let root = tempfile::tempdir().unwrap();
+    let host = test_host(None);
+    let toml = format!(
+        "[runtimes.shell]\nplugin = {:?}\ndefault_version = \"1\"\nversions.\"1\".image = \"aac/busybox:latest\"\nwarm_pool = 2\n",
+        aac_tests::plugin("shell")
+    );
+    let config = HostConfig::parse(&toml, std::path::Path::new("aac.toml")).unwrap();
+    let runs = [
+        manager.shell_run(&["echo a"]).await.id,
+        manager.shell_run(&["echo b"]).await.id,
+    ];
+    let driver = aac_tests::docker().await.with_runner_id("r-warm");
+    let runner = std::sync::Arc::new(Runner::new(
+        client.clone(),
+        host.clone(),
+        std::sync::Arc::new(driver),
+        Profiles::Config(config),
+        runner_config("r-warm", root.path()),
+    ));
+    runner.register().await.unwrap();
+    runner.prewarm(true).await.unwrap();
+    let report = runner.serve(2).await.unwrap();
+
+    assert_eq!(report.runs.len(), 2, "{report:?}");
+    for run in &report.runs {
+        assert_eq!(run.status(), TerminalStatus::Completed, "{run:?}");
+        assert!(
+            run.warm_sandbox,
+            "run {} started on a warm sandbox",
+            run.run_id
+        );
+    }
+    for run in &runs {
+        assert_eq!(
+            client.get_run(run).await.unwrap().status,
+            RunStatus::Completed
+        );
+    }
+    let left = aac_tests::containers_with_label("dev.aac-host.runner=r-warm").await;
+    assert!(left.is_empty(), "pooled sandboxes are removed: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_over_the_buffer_bound_are_dropped_and_counted() {
+    use aac_host::manager::protocol::RegisterRunner;
+    use aac_host::outcome::TurnEvent;
+    use aac_host::runner::BatchPolicy;
+    use aac_host::runner::events::EventShipper;
+    let mut manager = TestManager::start().await;
+    let client = manager.client();
+    let run = manager.shell_run(&[]).await;
+    client
+        .register_runner(RegisterRunner {
+            id: Some("r-drop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let lease = client
+        .claim(&run.id, "r-drop", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The manager is away while 20 events arrive; the runner may hold only 5.
+    manager.stop().await;
+    let policy = BatchPolicy {
+        max_buffered: 5,
+        ..BatchPolicy::default()
+    };
+    let (events, shipper) = EventShipper::start(&client, run.id.clone(), lease.lease_token, policy);
+    for seq in 1..=20 {
+        events
+            .send(TurnEvent {
+                seq,
+                command_id: "c1".into(),
+                kind: "output.stdout".into(),
+                payload: serde_json::json!({ "text": seq.to_string() }),
+            })
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    manager.restart().await;
+    let stats = shipper.flush().await.unwrap();
+    assert!(stats.dropped > 0, "{stats:?}");
+    assert_eq!(stats.sent + stats.dropped, 20, "{stats:?}");
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(
+        stored.dropped_events, stats.dropped,
+        "the drop count reached the manager"
+    );
+    assert_eq!(
+        client.events(&run.id, 0).await.unwrap().len() as u64,
+        stats.sent
+    );
+}

@@ -120,6 +120,8 @@ fn test(args: &[String]) -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+    // The pool-mode benchmark runs the real binary of the bench profile.
+    run(cargo().args(["build", "--release", "-p", "aac-host"]))?;
     run(cargo()
         .args(["bench", "-p", "aac-tests"])
         .args(args)

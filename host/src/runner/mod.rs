@@ -116,6 +116,8 @@ pub struct RunReport {
     pub reported: bool,
     /// The host directory used as the run's workspace, once a session opened.
     pub workspace: Option<PathBuf>,
+    /// Whether the run's sandbox came from a warm pool.
+    pub warm_sandbox: bool,
 }
 
 impl RunReport {

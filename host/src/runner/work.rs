@@ -131,6 +131,7 @@ impl Runner {
                     events: Default::default(),
                     reported: false,
                     workspace: None,
+                    warm_sandbox: false,
                 },
                 run,
                 token: lease_token,
@@ -353,6 +354,7 @@ impl RunWork<'_> {
             match self.open_session(profile).await {
                 Ok(session) => {
                     self.report.workspace = Some(session.workspace.clone());
+                    self.report.warm_sandbox = session.warm;
                     self.session = Some(session);
                     self.session_deadline = Some(Instant::now() + profile.max_duration);
                 }

@@ -42,6 +42,8 @@ pub struct WarmPool {
     refill: Arc<Notify>,
     filled: Notify,
     shutdown: tokio_util::sync::CancellationToken,
+    /// The background refill, awaited on shutdown so no creation in flight outlives the pool.
+    refill_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl WarmPool {
@@ -62,11 +64,13 @@ impl WarmPool {
             refill: Arc::new(Notify::new()),
             filled: Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            refill_task: Mutex::new(None),
         });
-        tokio::spawn(Self::refill_loop(
+        let task = tokio::spawn(Self::refill_loop(
             Arc::downgrade(&pool),
             pool.shutdown.clone(),
         ));
+        *pool.refill_task.lock().expect("pool lock") = Some(task);
         pool.refill.notify_one();
         pool
     }
@@ -113,9 +117,14 @@ impl WarmPool {
         Ok(cold)
     }
 
-    /// Removes every pooled container and stops refilling.
+    /// Stops refilling (waiting for a creation in flight, which removes its container) and removes
+    /// every pooled container.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        let task = self.refill_task.lock().expect("pool lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         let drained: Vec<_> = self.ready.lock().expect("pool lock").drain(..).collect();
         for pooled in drained {
             let _ = pooled.sandbox.remove().await;
