@@ -15,6 +15,8 @@ use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod bundle;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -64,6 +66,8 @@ pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
         limits: PluginLimits {
             memory_bytes: 64 << 20,
             call_cpu: Duration::from_secs(1),
+            turn_cpu: Duration::from_secs(1),
+            ..PluginLimits::default()
         },
     })
     .expect("creating the plugin host")

@@ -15,7 +15,8 @@ use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
-use super::failure::classify;
+use super::failure::{check_result_size, classify};
+use super::limits::PluginLimits;
 use super::state::SessionState;
 use super::{PluginHost, PluginIdentity};
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
@@ -29,6 +30,7 @@ pub struct BackendPlugin {
     identity: Arc<PluginIdentity>,
     description: String,
     cache: CacheState,
+    limits: PluginLimits,
 }
 
 /// What a session needs from its caller.
@@ -68,6 +70,7 @@ impl BackendPlugin {
         })?;
 
         let mut plugin = Self {
+            limits: host.limits,
             host,
             pre,
             identity: Arc::new(identity.clone()),
@@ -104,6 +107,12 @@ impl BackendPlugin {
                     .unwrap_or_default()
             )
         })?;
+        check_result_size(
+            store.data(),
+            "describe",
+            [&info.name, &info.version, &info.description].map(String::as_str),
+        )
+        .map_err(|outcome| anyhow::anyhow!(outcome.message.unwrap_or_default()))?;
         identity.name = info.name;
         identity.version = info.version;
         plugin.identity = Arc::new(identity);
@@ -124,8 +133,22 @@ impl BackendPlugin {
         self.cache
     }
 
+    /// Runs this plugin's sessions under other limits than the host's defaults (a runtime's
+    /// `limits`). Memory cannot go above the host's: the engine reserved that much per session.
+    pub fn with_limits(mut self, limits: PluginLimits) -> Self {
+        self.limits = PluginLimits {
+            memory_bytes: limits.memory_bytes.min(self.host.limits.memory_bytes),
+            ..limits
+        };
+        self
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
     fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
-        let limits = self.host.limits;
+        let limits = self.limits;
         let state = SessionState::new(
             self.identity.clone(),
             &limits,
@@ -134,7 +157,7 @@ impl BackendPlugin {
                 max_message_bytes: 16 << 10,
                 redactor: options.redactor.clone(),
             },
-            EventsCapability::new(options.events, options.redactor),
+            EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
             SandboxCapability::new(options.sandbox, options.process_limits),
         );
         let mut store = Store::new(self.host.engine(), state);
@@ -223,7 +246,8 @@ impl BackendSession {
         state.sandbox.cancel = cancel.clone();
         state.sandbox.lost = None;
         state.events.command_id = command.command_id.clone();
-        state.cpu.start_call();
+        state.cpu.start_turn();
+        state.events.start_turn();
 
         let grace = self.cancel_grace;
         let adapter = self.bindings.aac_plugin_adapter();
@@ -239,7 +263,20 @@ impl BackendSession {
         };
 
         let outcome = match result {
-            Some(Ok(result)) => from_wit(result),
+            Some(Ok(result)) => match check_result_size(
+                self.store.data(),
+                "run-turn",
+                [&result.message, &result.thread_id, &result.turn_id]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            ) {
+                Ok(()) => from_wit(result),
+                Err(outcome) => {
+                    self.broken = Some(outcome.clone());
+                    outcome
+                }
+            },
             Some(Err(err)) => {
                 let outcome = classify(self.store.data(), "run-turn", &err);
                 self.store.data_mut().events.push(

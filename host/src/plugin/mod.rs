@@ -5,6 +5,8 @@
 //! PluginHost::load_backend(path) ─ validate ─ cache/compile ─ InstancePre ─ describe()
 //!        └─ BackendPlugin::open_session(run, sandbox, events) ─ Store per session
 //!               └─ BackendSession::run_turn(command, cancel) -> TurnOutcome
+//! PluginHost::load_materializer(path, integrity) ─ integrity ─ validate ─ compile ─ describe()
+//!        └─ MaterializerPlugin::materialize(bundle, workspace, options) -> MaterializeSummary
 //! ```
 
 mod backend;
@@ -13,7 +15,9 @@ mod cache;
 pub mod capability;
 mod engine;
 mod failure;
+pub mod integrity;
 mod limits;
+pub mod materializer;
 mod state;
 mod validate;
 
@@ -28,7 +32,12 @@ use wasmtime::component::Linker;
 
 pub use backend::{BackendPlugin, BackendSession, SessionOptions};
 pub use cache::{ArtifactCache, CacheState};
+pub use capability::declared::Capabilities;
+pub use integrity::{Integrity, IntegrityReport, TrustedKey};
 pub use limits::PluginLimits;
+pub use materializer::{
+    BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary, MaterializerPlugin,
+};
 pub use validate::{ComponentShape, World};
 
 use engine::EpochTicker;
@@ -83,6 +92,27 @@ pub struct Inspection {
     /// `hit` when a compiled artifact was already cached before this inspection.
     pub cache: CacheState,
     pub cache_artifact: Option<PathBuf>,
+    /// Declared by the plugin; granted by the operator and effective once a runtime is known.
+    pub capabilities: CapabilityReport,
+}
+
+/// Declared, granted and effective capabilities of a plugin, for `plugin inspect`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CapabilityReport {
+    pub declared: Capabilities,
+    /// `None` when no runtime profile was given.
+    pub granted: Option<Capabilities>,
+    pub effective: Option<Capabilities>,
+}
+
+impl Inspection {
+    /// Fills in what `grants` (a runtime's, or the materializer's) give this plugin.
+    pub fn with_grants(mut self, grants: &crate::config::Grants) -> Self {
+        let caps = &mut self.capabilities;
+        caps.granted = Some(Capabilities::granted(grants));
+        caps.effective = Some(Capabilities::effective(&caps.declared, grants));
+        self
+    }
 }
 
 /// Loads and runs plugins. Cheap to share: clone the `Arc`.
@@ -137,6 +167,46 @@ impl PluginHost {
         std::fs::read(path).is_ok_and(|bytes| self.cache.is_cached(&bytes))
     }
 
+    /// Loads a resource-bundle materializer after checking the file's integrity (sha256 pin,
+    /// signature) and asks it to describe itself.
+    pub async fn load_materializer(
+        self: &Arc<Self>,
+        path: &Path,
+        integrity: &Integrity,
+    ) -> Result<MaterializerPlugin> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        integrity::check(path, &bytes, integrity)?;
+        let shape = validate::check_component(path, &bytes)?;
+        if shape.world != World::Materializer {
+            anyhow::bail!(
+                "{} is a {} plugin, but a materializer was expected",
+                path.display(),
+                shape.world.as_str()
+            );
+        }
+        let declared = capability::declared::read_declared(&bytes).with_context(|| {
+            format!(
+                "plugin {} declares its capabilities wrongly",
+                path.display()
+            )
+        })?;
+        let (component, _) = self.cache.load(&self.engine, &bytes, path)?;
+        MaterializerPlugin::new(self.clone(), path, component, declared).await
+    }
+
+    /// [`Self::load_backend`] after checking the file's integrity (sha256 pin, signature).
+    pub async fn load_backend_checked(
+        self: &Arc<Self>,
+        path: &Path,
+        integrity: &Integrity,
+    ) -> Result<BackendPlugin> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        integrity::check(path, &bytes, integrity)?;
+        self.load_backend(path).await
+    }
+
     /// Loads a backend adapter and asks it to describe itself.
     pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
         let (component, shape, cache) = self.load_component(path)?;
@@ -157,15 +227,33 @@ impl PluginHost {
         let shape = validate::check_component(path, &bytes)?;
         let was_cached = self.cache.is_cached(&bytes);
         let cache_artifact = self.cache.artifact_path(&bytes);
-        let backend = match shape.world {
-            World::Backend => Some(self.load_backend(path).await?),
-            World::Materializer => None,
+        let declared = capability::declared::read_declared(&bytes).with_context(|| {
+            format!(
+                "plugin {} declares its capabilities wrongly",
+                path.display()
+            )
+        })?;
+        let (identity, description) = match shape.world {
+            World::Backend => {
+                let backend = self.load_backend(path).await?;
+                (
+                    backend.identity().clone(),
+                    backend.description().to_string(),
+                )
+            }
+            World::Materializer => {
+                let materializer = self.load_materializer(path, &Integrity::default()).await?;
+                (
+                    materializer.identity().clone(),
+                    materializer.description().to_string(),
+                )
+            }
         };
         Ok(Inspection {
             path: path.to_path_buf(),
-            name: backend.as_ref().map(|b| b.identity().name.clone()),
-            version: backend.as_ref().map(|b| b.identity().version.clone()),
-            description: backend.as_ref().map(|b| b.description().to_string()),
+            name: Some(identity.name.clone()),
+            version: Some(identity.version.clone()),
+            description: Some(description),
             shape,
             cache: if was_cached {
                 CacheState::Hit
@@ -173,6 +261,11 @@ impl PluginHost {
                 CacheState::Miss
             },
             cache_artifact,
+            capabilities: CapabilityReport {
+                declared,
+                granted: None,
+                effective: None,
+            },
         })
     }
 }

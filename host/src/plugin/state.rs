@@ -7,7 +7,10 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::PluginIdentity;
-use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::capability::{
+    archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
+    sandbox::SandboxCapability,
+};
 use super::limits::{CpuBudget, MemoryLimiter, PluginLimits};
 
 /// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there).
@@ -18,11 +21,16 @@ pub struct SessionState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub stderr: MemoryOutputPipe,
+    pub limits: PluginLimits,
     pub memory: MemoryLimiter,
     pub cpu: CpuBudget,
     pub log: LogCapability,
     pub events: EventsCapability,
     pub sandbox: SandboxCapability,
+    /// The local archive of a materializer's bundle; none for backends.
+    pub archive: ArchiveCapability,
+    /// wasi:http with the effective allowlist; linked only for plugins that may use it.
+    pub http: HttpCapability,
 }
 
 impl SessionState {
@@ -42,16 +50,20 @@ impl SessionState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let http = HttpCapability::deny_all(identity.to_string());
         Self {
             identity,
             table: ResourceTable::new(),
             wasi,
             stderr,
+            limits: *limits,
             memory: MemoryLimiter::new(limits.memory_bytes),
-            cpu: CpuBudget::new(limits.call_cpu),
+            cpu: CpuBudget::new(limits.call_cpu, limits.turn_cpu),
             log,
             events,
             sandbox,
+            archive: ArchiveCapability::default(),
+            http,
         }
     }
 

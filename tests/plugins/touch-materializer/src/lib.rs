@@ -2,12 +2,16 @@
 
 use std::path::Path;
 
-use aac_sdk::{BundleRef, MaterializeError, Materializer, Summary};
+use aac_sdk::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
 
 struct Touch;
 
 impl Materializer for Touch {
-    fn materialize(bundle: BundleRef, workspace: &Path) -> Result<Summary, MaterializeError> {
+    fn materialize(
+        bundle: BundleRef,
+        workspace: &Path,
+        _limits: BundleLimits,
+    ) -> Result<Summary, MaterializeError> {
         let marker = workspace.join(".materialized");
         std::fs::write(&marker, bundle.location.as_bytes())
             .map_err(|err| MaterializeError::at_entry(".materialized", err.to_string()))?;
