@@ -7,13 +7,14 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 2] = ["shell", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "shell",
     "bundle",
     "test-misbehave",
     "test-wrong-version",
     "test-other-world",
     "test-touch-materializer",
+    "test-hostile",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {

@@ -14,11 +14,13 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
+use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
 use super::failure::{check_result_size, classify};
 use super::limits::PluginLimits;
 use super::state::SessionState;
 use super::{PluginHost, PluginIdentity};
+use crate::config::Grants;
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
 use crate::redact::Redactor;
 use crate::sandbox::{ProcessLimits, Sandbox};
@@ -31,6 +33,9 @@ pub struct BackendPlugin {
     description: String,
     cache: CacheState,
     limits: PluginLimits,
+    declared: Capabilities,
+    /// Declared ∧ granted; nothing until [`Self::with_grants`].
+    effective: Capabilities,
 }
 
 /// What a session needs from its caller.
@@ -52,6 +57,7 @@ impl BackendPlugin {
         path: &Path,
         component: Component,
         cache: CacheState,
+        declared: Capabilities,
     ) -> Result<Self> {
         let file_name = path
             .file_stem()
@@ -76,6 +82,8 @@ impl BackendPlugin {
             identity: Arc::new(identity.clone()),
             description: String::new(),
             cache,
+            declared,
+            effective: Capabilities::default(),
         };
         let (events, _) = mpsc::unbounded_channel();
         let mut store = plugin.new_store(SessionOptions {
@@ -147,6 +155,24 @@ impl BackendPlugin {
         self.limits
     }
 
+    /// Gives this plugin's sessions what it declares and `grants` allows (a runtime's `grants`):
+    /// those host environment variables, and wasi:http to those hosts. Without this call a
+    /// session gets nothing.
+    pub fn with_grants(mut self, grants: &Grants) -> Self {
+        self.effective = Capabilities::effective(&self.declared, grants);
+        self
+    }
+
+    /// What the plugin declares it needs (its `aac:capabilities` section).
+    pub fn declared(&self) -> &Capabilities {
+        &self.declared
+    }
+
+    /// What its sessions get: declared ∧ granted.
+    pub fn effective(&self) -> &Capabilities {
+        &self.effective
+    }
+
     fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
         let limits = self.limits;
         let state = SessionState::new(
@@ -160,6 +186,10 @@ impl BackendPlugin {
             EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
             SandboxCapability::new(options.sandbox, options.process_limits),
         );
+        let mut state = state;
+        if !self.effective.is_empty() {
+            state.grant(&self.effective);
+        }
         let mut store = Store::new(self.host.engine(), state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);

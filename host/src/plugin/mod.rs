@@ -129,6 +129,8 @@ impl PluginHost {
         let engine = engine::new_engine(&config.limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Linked so that plugins using it load; every request is refused unless granted.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::backend::Backend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state| state,
@@ -210,6 +212,15 @@ impl PluginHost {
     /// Loads a backend adapter and asks it to describe itself.
     pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
         let (component, shape, cache) = self.load_component(path)?;
+        let declared = std::fs::read(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| capability::declared::read_declared(&bytes))
+            .with_context(|| {
+                format!(
+                    "plugin {} declares its capabilities wrongly",
+                    path.display()
+                )
+            })?;
         if shape.world != World::Backend {
             anyhow::bail!(
                 "{} is a {} plugin, but a backend adapter was expected",
@@ -217,7 +228,7 @@ impl PluginHost {
                 shape.world.as_str()
             );
         }
-        BackendPlugin::new(self.clone(), path, component, cache).await
+        BackendPlugin::new(self.clone(), path, component, cache, declared).await
     }
 
     /// Everything `plugin inspect` shows about a plugin file.

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::PluginIdentity;
+use super::capability::declared::Capabilities;
 use super::capability::{
     archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
     sandbox::SandboxCapability,
@@ -42,14 +43,7 @@ impl SessionState {
         sandbox: SandboxCapability,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        // Nothing is granted: no env, no args, no preopened directories, no sockets. The plugin's
-        // stderr is captured (bounded) so a panic message can be shown.
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = denied_wasi(&stderr).build();
         let http = HttpCapability::deny_all(identity.to_string());
         Self {
             identity,
@@ -67,6 +61,18 @@ impl SessionState {
         }
     }
 
+    /// Grants `effective` (declared ∧ granted): its host environment variables and HTTP hosts.
+    pub fn grant(&mut self, effective: &Capabilities) {
+        let mut wasi = denied_wasi(&self.stderr);
+        for var in &effective.env {
+            if let Some(value) = std::env::var_os(var).and_then(|v| v.into_string().ok()) {
+                wasi.env(var, value);
+            }
+        }
+        self.wasi = wasi.build();
+        self.http = HttpCapability::new(self.identity.to_string(), effective.clone());
+    }
+
     /// The tail of what the plugin wrote to stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
         let bytes = self.stderr.contents();
@@ -74,6 +80,18 @@ impl SessionState {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
+}
+
+/// WASI granting nothing: no env, no args, no preopened directories, no sockets. The plugin's
+/// stderr is captured (bounded) so a panic message can be shown.
+pub fn denied_wasi(stderr: &MemoryOutputPipe) -> WasiCtxBuilder {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
 }
 
 impl WasiView for SessionState {

@@ -32,7 +32,7 @@ use super::capability::http::HttpCapability;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
 use super::failure::{check_result_size, classify};
 use super::limits::PluginLimits;
-use super::state::SessionState;
+use super::state::{SessionState, denied_wasi};
 use super::{PluginHost, PluginIdentity};
 use crate::config::Grants;
 use crate::manager::protocol::BundleRef;
@@ -362,12 +362,8 @@ fn materializer_wasi(
     staging: &Path,
     effective: &Capabilities,
 ) -> Result<WasiCtx> {
-    let mut builder = WasiCtx::builder();
+    let mut builder = denied_wasi(&state.stderr);
     builder
-        .stderr(state.stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
         // File writes are the whole job: doing them on this thread avoids a blocking-pool hop per
         // call, which dominates for bundles of many small files.
         .allow_blocking_current_thread(true);
