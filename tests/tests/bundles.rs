@@ -437,3 +437,74 @@ async fn a_bundle_is_fetched_over_http_from_a_granted_host_only() {
         "{failure:?}"
     );
 }
+
+#[tokio::test]
+async fn a_materializer_is_refused_unless_its_pin_and_signature_check_out() {
+    use aac_host::plugin::TrustedKey;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.wasm");
+    let bytes = std::fs::read(plugin("bundle")).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let signing = SigningKey::from_bytes(&[9; 32]);
+    let trusted =
+        TrustedKey::from_hex("release", &hex::encode(signing.verifying_key().as_bytes())).unwrap();
+    let host = test_host(None);
+    let refusal = |integrity: Integrity| {
+        let host = host.clone();
+        let path = path.clone();
+        async move {
+            match host.load_materializer(&path, &integrity).await {
+                Ok(_) => panic!("the plugin must be refused"),
+                Err(err) => format!("{err:#}"),
+            }
+        }
+    };
+
+    let err = refusal(Integrity {
+        sha256: Some(sha256_hex(b"something else")),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        err.contains(&format!("plugin {} refused", path.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("its sha256 is {}", sha256_hex(&bytes))),
+        "{err}"
+    );
+
+    let required = Integrity {
+        sha256: Some(sha256_hex(&bytes)),
+        keys: vec![trusted],
+        require_signature: true,
+    };
+    let err = refusal(required.clone()).await;
+    assert!(err.contains("bundle.wasm.sig does not exist"), "{err}");
+
+    // Signed by another key: refused.
+    let other = SigningKey::from_bytes(&[8; 32]);
+    std::fs::write(
+        dir.path().join("bundle.wasm.sig"),
+        other.sign(&bytes).to_bytes(),
+    )
+    .unwrap();
+    let err = refusal(required.clone()).await;
+    assert!(
+        err.contains("not valid for any trusted key (release)"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("bundle.wasm.sig"),
+        signing.sign(&bytes).to_bytes(),
+    )
+    .unwrap();
+    let plugin = host
+        .load_materializer(&path, &required)
+        .await
+        .expect("signed and pinned");
+    assert_eq!(plugin.identity().name, "bundle");
+}

@@ -94,6 +94,8 @@ pub struct Inspection {
     pub cache_artifact: Option<PathBuf>,
     /// Declared by the plugin; granted by the operator and effective once a runtime is known.
     pub capabilities: CapabilityReport,
+    /// The integrity checks that passed, once a configuration says what to check.
+    pub integrity: Option<IntegrityReport>,
 }
 
 /// Declared, granted and effective capabilities of a plugin, for `plugin inspect`.
@@ -112,6 +114,14 @@ impl Inspection {
         caps.granted = Some(Capabilities::granted(grants));
         caps.effective = Some(Capabilities::effective(&caps.declared, grants));
         self
+    }
+
+    /// Checks the file against `integrity` (pin, signature); a refusal is the error.
+    pub fn with_integrity(mut self, integrity: &Integrity) -> Result<Self> {
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("could not read plugin file {}", self.path.display()))?;
+        self.integrity = Some(integrity::check(&self.path, &bytes, integrity)?);
+        Ok(self)
     }
 }
 
@@ -277,6 +287,7 @@ impl PluginHost {
                 granted: None,
                 effective: None,
             },
+            integrity: None,
         })
     }
 }
