@@ -195,3 +195,32 @@ cpu = "5m"
         "expected 64 hex digits",
     );
 }
+
+/// The `[limits]`, `[trust]` and `[bundles]` examples of the docs and aac.example.toml parse.
+#[test]
+fn documented_examples_parse() {
+    let docs = [
+        include_str!("../../../docs/configuration.md"),
+        include_str!("../../../docs/bundles.md"),
+    ];
+    let mut seen = 0;
+    for doc in docs {
+        for block in doc.split("```toml\n").skip(1) {
+            let block = &block[..block.find("```").unwrap()];
+            if ["[limits]", "[trust]", "[bundles]"]
+                .iter()
+                .any(|table| block.starts_with(table))
+            {
+                parse(&format!("{RUNTIME}{block}"))
+                    .unwrap_or_else(|err| panic!("{err:#}\n{block}"));
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3);
+    let example = parse(include_str!("../../../aac.example.toml")).unwrap();
+    assert_eq!(example.limits, PluginLimits::default());
+    let bundles = example.bundles.unwrap();
+    assert_eq!(bundles.limits, BundleLimits::default());
+    assert_eq!(bundles.cpu, Duration::from_secs(120));
+}
