@@ -125,6 +125,14 @@ impl Inspection {
     }
 }
 
+/// A plugin file read, checked and compiled.
+struct LoadedComponent {
+    component: wasmtime::component::Component,
+    shape: ComponentShape,
+    cache: CacheState,
+    declared: Capabilities,
+}
+
 /// Loads and runs plugins. Cheap to share: clone the `Arc`.
 pub struct PluginHost {
     engine: Engine,
@@ -163,15 +171,24 @@ impl PluginHost {
     }
 
     /// Reads and validates a plugin file, then loads its compiled form (from cache when possible).
-    fn load_component(
-        &self,
-        path: &Path,
-    ) -> Result<(wasmtime::component::Component, ComponentShape, CacheState)> {
+    fn load_component(&self, path: &Path, integrity: &Integrity) -> Result<LoadedComponent> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        integrity::check(path, &bytes, integrity)?;
         let shape = validate::check_component(path, &bytes)?;
+        let declared = capability::declared::read_declared(&bytes).with_context(|| {
+            format!(
+                "plugin {} declares its capabilities wrongly",
+                path.display()
+            )
+        })?;
         let (component, cache) = self.cache.load(&self.engine, &bytes, path)?;
-        Ok((component, shape, cache))
+        Ok(LoadedComponent {
+            component,
+            shape,
+            cache,
+            declared,
+        })
     }
 
     /// Whether the compiled artifact of the plugin at `path` is already cached.
@@ -186,51 +203,35 @@ impl PluginHost {
         path: &Path,
         integrity: &Integrity,
     ) -> Result<MaterializerPlugin> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("could not read plugin file {}", path.display()))?;
-        integrity::check(path, &bytes, integrity)?;
-        let shape = validate::check_component(path, &bytes)?;
-        if shape.world != World::Materializer {
+        let loaded = self.load_component(path, integrity)?;
+        if loaded.shape.world != World::Materializer {
             anyhow::bail!(
                 "{} is a {} plugin, but a materializer was expected",
                 path.display(),
-                shape.world.as_str()
+                loaded.shape.world.as_str()
             );
         }
-        let declared = capability::declared::read_declared(&bytes).with_context(|| {
-            format!(
-                "plugin {} declares its capabilities wrongly",
-                path.display()
-            )
-        })?;
-        let (component, _) = self.cache.load(&self.engine, &bytes, path)?;
-        MaterializerPlugin::new(self.clone(), path, component, declared).await
+        MaterializerPlugin::new(self.clone(), path, loaded.component, loaded.declared).await
     }
 
-    /// [`Self::load_backend`] after checking the file's integrity (sha256 pin, signature).
+    /// Loads a backend adapter and asks it to describe itself.
+    pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
+        self.load_backend_checked(path, &Integrity::default()).await
+    }
+
+    /// [`Self::load_backend`] after checking the file's integrity (sha256 pin, signature), e.g.
+    /// with a runtime profile's `integrity()`.
     pub async fn load_backend_checked(
         self: &Arc<Self>,
         path: &Path,
         integrity: &Integrity,
     ) -> Result<BackendPlugin> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("could not read plugin file {}", path.display()))?;
-        integrity::check(path, &bytes, integrity)?;
-        self.load_backend(path).await
-    }
-
-    /// Loads a backend adapter and asks it to describe itself.
-    pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
-        let (component, shape, cache) = self.load_component(path)?;
-        let declared = std::fs::read(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| capability::declared::read_declared(&bytes))
-            .with_context(|| {
-                format!(
-                    "plugin {} declares its capabilities wrongly",
-                    path.display()
-                )
-            })?;
+        let LoadedComponent {
+            component,
+            shape,
+            cache,
+            declared,
+        } = self.load_component(path, integrity)?;
         if shape.world != World::Backend {
             anyhow::bail!(
                 "{} is a {} plugin, but a backend adapter was expected",
