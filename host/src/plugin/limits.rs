@@ -33,7 +33,7 @@ impl Default for PluginLimits {
             call_cpu: Duration::from_secs(10),
             turn_cpu: Duration::from_secs(10),
             event_bytes: 256 << 10,
-            events_per_second: 1000,
+            events_per_second: 10_000,
             turn_output_bytes: 64 << 20,
             result_bytes: 64 << 10,
         }
