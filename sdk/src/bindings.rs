@@ -13,7 +13,7 @@ pub mod backend {
     });
 }
 
-/// The `materializer` world: imports `log`; exports `materialize`. Shared interfaces are reused from
+/// The `materializer` world: imports `log` and `archive`; exports `materialize`. Shared interfaces are reused from
 /// the backend bindings so that a type means one thing across the SDK.
 pub mod materializer {
     wit_bindgen::generate!({
@@ -24,6 +24,7 @@ pub mod materializer {
         export_macro_name: "export_materializer_world",
         with: {
             "aac:plugin/log@0.1.0": crate::bindings::backend::aac::plugin::log,
+            "aac:plugin/types@0.1.0": crate::bindings::backend::aac::plugin::types,
         },
     });
 }

@@ -28,19 +28,21 @@
 //!
 //! Build with `cargo build --target wasm32-wasip2`; the resulting `.wasm` is the plugin.
 
+pub mod archive;
 pub mod bindings;
 pub mod events;
 pub mod log;
 pub mod process;
 
 mod backend;
+mod capabilities;
 mod materializer;
 mod types;
 
 pub use process::{Command, Line, Process, Stream};
 
 pub use backend::{Backend, SessionExport};
-pub use materializer::{BundleRef, MaterializeError, Materializer, Summary};
+pub use materializer::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
 
 pub use bindings::backend::aac::plugin::types::{
     CommandInfo, Event, FailureKind, PluginInfo, RunInfo, TerminalStatus, TurnResult,
@@ -52,5 +54,5 @@ pub const WIT_VERSION: &str = "0.1.0";
 #[doc(hidden)]
 pub mod __private {
     pub use crate::backend::describe_with_defaults;
-    pub use crate::materializer::materialize_with;
+    pub use crate::materializer::{describe_materializer_with_defaults, materialize_with};
 }

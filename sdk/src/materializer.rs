@@ -2,16 +2,28 @@
 
 use std::path::Path;
 
+use crate::PluginInfo;
 pub use crate::bindings::materializer::exports::aac::plugin::materialize::{
-    BundleRef, MaterializeError, Summary,
+    BundleLimits, BundleRef, MaterializeError, Summary,
 };
 
 /// A resource-bundle materializer: writes a run's files into its workspace.
 ///
 /// `workspace` is the only directory the host preopens for the call; everything must be written
-/// below it.
+/// below it. A local archive is read with [`crate::archive::Reader`]; a bundle over HTTP is
+/// fetched with `wasi:http` from a host the operator granted.
 pub trait Materializer: 'static {
-    fn materialize(bundle: BundleRef, workspace: &Path) -> Result<Summary, MaterializeError>;
+    fn materialize(
+        bundle: BundleRef,
+        workspace: &Path,
+        limits: BundleLimits,
+    ) -> Result<Summary, MaterializeError>;
+
+    /// What the host shows about this plugin. The default is the crate's name, version and
+    /// description from `Cargo.toml`.
+    fn describe(defaults: PluginInfo) -> PluginInfo {
+        defaults
+    }
 }
 
 impl MaterializeError {
@@ -36,8 +48,22 @@ impl MaterializeError {
 pub fn materialize_with<M: Materializer>(
     bundle: BundleRef,
     workspace_dir: String,
+    limits: BundleLimits,
 ) -> Result<Summary, MaterializeError> {
-    M::materialize(bundle, Path::new(&workspace_dir))
+    M::materialize(bundle, Path::new(&workspace_dir), limits)
+}
+
+#[doc(hidden)]
+pub fn describe_materializer_with_defaults<M: Materializer>(
+    name: &str,
+    version: &str,
+    description: &str,
+) -> PluginInfo {
+    M::describe(PluginInfo {
+        name: name.into(),
+        version: version.into(),
+        description: description.into(),
+    })
 }
 
 /// Exports a [`Materializer`] implementation as the plugin's `materialize` interface.
@@ -50,11 +76,20 @@ macro_rules! export_materializer {
         impl $crate::bindings::materializer::exports::aac::plugin::materialize::Guest
             for __AacMaterializerExport
         {
+            fn describe() -> $crate::PluginInfo {
+                $crate::__private::describe_materializer_with_defaults::<$materializer>(
+                    env!("CARGO_PKG_NAME"),
+                    env!("CARGO_PKG_VERSION"),
+                    env!("CARGO_PKG_DESCRIPTION"),
+                )
+            }
+
             fn materialize(
                 bundle: $crate::BundleRef,
                 workspace_dir: String,
+                limits: $crate::BundleLimits,
             ) -> Result<$crate::Summary, $crate::MaterializeError> {
-                $crate::__private::materialize_with::<$materializer>(bundle, workspace_dir)
+                $crate::__private::materialize_with::<$materializer>(bundle, workspace_dir, limits)
             }
         }
 

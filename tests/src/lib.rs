@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub mod fault_proxy;
 pub mod recording;
 pub mod runs;
+pub mod bundle;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,6 +69,10 @@ pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
         limits: PluginLimits {
             memory_bytes: 64 << 20,
             call_cpu: Duration::from_secs(1),
+            turn_cpu: Duration::from_secs(1),
+            events_per_second: 1000,
+            turn_output_bytes: 4 << 20,
+            ..PluginLimits::default()
         },
     })
     .expect("creating the plugin host")

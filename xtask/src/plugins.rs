@@ -5,14 +5,16 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 /// Plugins operators use.
-pub const FIRST_PARTY: [&str; 1] = ["shell"];
+pub const FIRST_PARTY: [&str; 2] = ["shell", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 7] = [
     "shell",
+    "bundle",
     "test-misbehave",
     "test-wrong-version",
     "test-other-world",
     "test-touch-materializer",
+    "test-hostile",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {

@@ -70,11 +70,18 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PluginCommand {
-    /// Show a plugin's world, WIT version, imports, exports, size and cache state.
+    /// Show a plugin's world, WIT version, imports, exports, size, cache state and capabilities
+    /// (declared; with --config also granted, effective, and the integrity checks).
     Inspect {
         path: PathBuf,
         #[arg(long)]
         json: bool,
+        /// aac.toml: show what it grants the plugin and check its pin and signature.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The runtime whose grants apply (default: [bundles] for a materializer).
+        #[arg(long, requires = "config")]
+        runtime: Option<String>,
     },
 }
 
@@ -165,9 +172,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
-            command: PluginCommand::Inspect { path, json },
+            command:
+                PluginCommand::Inspect {
+                    path,
+                    json,
+                    config,
+                    runtime,
+                },
         } => {
-            let inspection = plugin_host()?.inspect(&path).await?;
+            let mut inspection = plugin_host()?.inspect(&path).await?;
+            if let Some(config) = config {
+                inspection = output::apply_config(inspection, &config, runtime.as_deref())?;
+            }
             output::print_inspection(&inspection, json)?;
             Ok(ExitCode::SUCCESS)
         }

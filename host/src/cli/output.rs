@@ -144,5 +144,70 @@ pub fn print_inspection(inspection: &Inspection, json: bool) -> Result<()> {
     for export in &shape.exports {
         println!("  {export}");
     }
+    let caps = &inspection.capabilities;
+    println!("capabilities:");
+    println!("  declared:  {}", show_caps(Some(&caps.declared)));
+    println!("  granted:   {}", show_caps(caps.granted.as_ref()));
+    println!("  effective: {}", show_caps(caps.effective.as_ref()));
+    if let Some(integrity) = &inspection.integrity {
+        println!("integrity:");
+        println!(
+            "  sha256:    {}{}",
+            integrity.sha256,
+            if integrity.pinned { " (pinned)" } else { "" }
+        );
+        let signature = match (&integrity.signature_file, &integrity.signed_by) {
+            (_, Some(key)) => format!("valid, by {key}"),
+            (Some(file), None) => {
+                format!("{} present, no trusted keys to check it", file.display())
+            }
+            (None, None) => "none".into(),
+        };
+        println!("  signature: {signature}");
+    }
     Ok(())
+}
+
+fn show_caps(caps: Option<&crate::plugin::Capabilities>) -> String {
+    let Some(caps) = caps else {
+        return "(give --config to see)".into();
+    };
+    if caps.is_empty() {
+        return "nothing".into();
+    }
+    let mut parts = Vec::new();
+    if !caps.http.is_empty() {
+        parts.push(format!("http [{}]", caps.http.join(", ")));
+    }
+    if !caps.env.is_empty() {
+        parts.push(format!("env [{}]", caps.env.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// What `--config` (and `--runtime`) add to an inspection: the grants that apply and the integrity
+/// checks of that runtime (or of `[bundles]` for a materializer).
+pub fn apply_config(
+    inspection: Inspection,
+    config: &std::path::Path,
+    runtime: Option<&str>,
+) -> Result<Inspection> {
+    let config = crate::config::HostConfig::load(config)?;
+    let (grants, integrity) = match (runtime, inspection.shape.world) {
+        (Some(selector), _) => {
+            let profile = config.select(selector)?.profile;
+            (profile.grants.clone(), profile.integrity())
+        }
+        (None, crate::plugin::World::Materializer) => match &config.bundles {
+            Some(bundles) => (bundles.grants.clone(), bundles.integrity()),
+            None => anyhow::bail!(
+                "{} has no [bundles] table to take grants from",
+                config.source.display()
+            ),
+        },
+        (None, crate::plugin::World::Backend) => {
+            anyhow::bail!("give --runtime NAME: the grants of a backend are per runtime")
+        }
+    };
+    inspection.with_grants(&grants).with_integrity(&integrity)
 }

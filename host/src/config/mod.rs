@@ -10,6 +10,7 @@
 
 mod errors;
 mod names;
+mod plugin_settings;
 mod raw;
 mod secrets;
 pub mod units;
@@ -38,6 +39,48 @@ pub struct HostConfig {
     pub source: PathBuf,
     /// Runtime profiles by name.
     pub runtimes: BTreeMap<String, RuntimeProfile>,
+    /// `[limits]`: plugin limits of every runtime that sets none of its own.
+    pub limits: PluginLimits,
+    /// `[trust]`: keys plugin signatures are checked against.
+    pub trust: TrustSettings,
+    /// `[bundles]`: the resource-bundle materializer, when runs carry bundles.
+    pub bundles: Option<BundleSettings>,
+}
+
+/// `[trust]` (or a runtime's `trust`, which adds keys): ed25519 public keys, 64 hex digits each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustSettings {
+    pub keys: Vec<String>,
+    /// Refuse plugins without a valid `<plugin>.sig`.
+    pub require_signature: bool,
+}
+
+/// `[bundles]`: which materializer writes runs' bundles into workspaces, and its bounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BundleSettings {
+    pub plugin: PathBuf,
+    pub plugin_sha256: Option<String>,
+    /// What the materializer may do (e.g. the hosts bundles are fetched from).
+    pub grants: Grants,
+    pub limits: BundleLimits,
+    /// CPU budget of one `materialize` call.
+    pub cpu: Duration,
+    /// `[trust]` plus `bundles.trust`.
+    pub trust: TrustSettings,
+}
+
+impl BundleSettings {
+    pub fn integrity(&self) -> Integrity {
+        self.trust.integrity(self.plugin_sha256.as_ref())
+    }
+
+    pub fn options(&self) -> MaterializeOptions {
+        MaterializeOptions {
+            grants: self.grants.clone(),
+            bundle_limits: self.limits,
+            cpu: Some(self.cpu),
+        }
+    }
 }
 
 /// A runtime and version chosen by a run's selector.
@@ -72,6 +115,10 @@ pub struct RuntimeProfile {
     pub pull_policy: PullPolicy,
     /// What the plugin itself may do; empty (nothing) unless granted.
     pub grants: Grants,
+    /// `[limits]` with the runtime's own `limits` applied.
+    pub limits: PluginLimits,
+    /// `[trust]` with the runtime's own `trust` applied.
+    pub trust: TrustSettings,
     /// 1-based line of the profile in [`HostConfig::source`], for messages.
     pub line: usize,
 }
@@ -103,6 +150,8 @@ pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
 /// The sandbox's network and pull policy are the sandbox module's own types.
 pub use crate::sandbox::{NetworkMode, PullPolicy};
+
+use crate::plugin::{BundleLimits, Integrity, MaterializeOptions, PluginLimits};
 
 /// `grants = { … }`: what the plugin itself may do, besides driving its sandbox. A capability is
 /// used only if the plugin declares it and it is granted here; the default grants nothing.
@@ -195,6 +244,11 @@ impl RuntimeProfile {
             .iter()
             .map(|(key, source)| Ok((key.clone(), source.resolve(key, &self.name, &lookup)?)))
             .collect()
+    }
+
+    /// What the runtime's plugin file must satisfy: its pin and the trusted keys.
+    pub fn integrity(&self) -> Integrity {
+        self.trust.integrity(self.plugin_sha256.as_ref())
     }
 
     /// Checks `bytes` (the plugin file) against `plugin_sha256`, when one is set.

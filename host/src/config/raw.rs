@@ -10,18 +10,25 @@ use toml::Spanned;
 
 use super::errors::{self, ConfigError};
 use super::names::{check_user, invalid_env_name, is_env_name, is_runtime_name, is_version};
+use super::plugin_settings::{RawBundles, RawLimits, RawTrust};
 use super::units::{ByteSize, HumanDuration};
 use super::{
     DEFAULT_MAX_SESSION_DURATION, DEFAULT_SESSION_IDLE_TIMEOUT, Grants, HostConfig,
     MIN_MEMORY_BYTES, NetworkMode, PullPolicy, RuntimeProfile, SandboxSettings, SecretSource,
-    VersionProfile,
+    TrustSettings, VersionProfile,
 };
+use crate::plugin::PluginLimits;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     runtimes: BTreeMap<Spanned<String>, Spanned<RawProfile>>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    trust: RawTrust,
+    bundles: Option<RawBundles>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +52,10 @@ struct RawProfile {
     pull_policy: PullPolicy,
     #[serde(default)]
     grants: RawGrants,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    trust: RawTrust,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +77,7 @@ struct RawSandbox {
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawGrants {
+pub(super) struct RawGrants {
     #[serde(default)]
     http: Vec<Spanned<String>>,
     #[serde(default)]
@@ -90,26 +101,40 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         }
         .into());
     }
+    let limits = checker.limits(raw.limits, &["limits"], PluginLimits::default(), None)?;
+    let trust = checker.trust(raw.trust, &["trust"], &TrustSettings::default())?;
+    let bundles = raw
+        .bundles
+        .map(|bundles| checker.bundles(bundles, &trust))
+        .transpose()?;
     let mut runtimes = BTreeMap::new();
     for (name, profile) in raw.runtimes {
-        let profile = checker.profile(name, profile)?;
+        let profile = checker.profile(name, profile, &limits, &trust)?;
         runtimes.insert(profile.name.clone(), profile);
     }
     Ok(HostConfig {
         source: source.to_path_buf(),
         runtimes,
+        limits,
+        trust,
+        bundles,
     })
 }
 
 /// Validates one profile at a time; every error carries the line of the value at fault.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     text: &'a str,
     source: &'a Path,
-    dir: &'a Path,
+    pub(super) dir: &'a Path,
 }
 
 impl Checker<'_> {
-    fn error(&self, span: Range<usize>, key: &[&str], message: impl Into<String>) -> anyhow::Error {
+    pub(super) fn error(
+        &self,
+        span: Range<usize>,
+        key: &[&str],
+        message: impl Into<String>,
+    ) -> anyhow::Error {
         ConfigError {
             file: self.source.to_path_buf(),
             line: Some(errors::line_of(self.text, span.start)),
@@ -119,7 +144,13 @@ impl Checker<'_> {
         .into()
     }
 
-    fn profile(&self, name: Spanned<String>, raw: Spanned<RawProfile>) -> Result<RuntimeProfile> {
+    fn profile(
+        &self,
+        name: Spanned<String>,
+        raw: Spanned<RawProfile>,
+        host_limits: &PluginLimits,
+        host_trust: &TrustSettings,
+    ) -> Result<RuntimeProfile> {
         let line = errors::line_of(self.text, raw.span().start);
         let name_span = name.span();
         let name = name.into_inner();
@@ -144,20 +175,8 @@ impl Checker<'_> {
         }
         let plugin = self.dir.join(plugin_text);
 
-        let plugin_sha256 = match raw.plugin_sha256 {
-            None => None,
-            Some(pin) => {
-                let hex = pin.get_ref();
-                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(self.error(
-                        pin.span(),
-                        &["runtimes", n, "plugin_sha256"],
-                        format!("invalid sha256 {hex:?} (expected 64 hex digits)"),
-                    ));
-                }
-                Some(hex.to_ascii_lowercase())
-            }
-        };
+        let plugin_sha256 =
+            self.sha256_pin(raw.plugin_sha256, &["runtimes", n, "plugin_sha256"])?;
 
         let Some(raw_versions) = raw.versions else {
             return Err(self.error(
@@ -268,7 +287,14 @@ impl Checker<'_> {
             secrets.insert(k.to_string(), source);
         }
 
-        let grants = self.grants(n, raw.grants, &secrets)?;
+        let grants = self.grant_list(raw.grants, &["runtimes", n], &secrets)?;
+        let limits = self.limits(
+            raw.limits,
+            &["runtimes", n, "limits"],
+            *host_limits,
+            Some(host_limits.memory_bytes),
+        )?;
+        let trust = self.trust(raw.trust, &["runtimes", n, "trust"], host_trust)?;
 
         let session_idle_timeout = self.positive_duration(
             raw.session_idle_timeout,
@@ -295,6 +321,8 @@ impl Checker<'_> {
             max_session_duration,
             pull_policy: raw.pull_policy,
             grants,
+            limits,
+            trust,
             line,
         })
     }
@@ -344,10 +372,29 @@ impl Checker<'_> {
         })
     }
 
-    fn grants(
+    /// A pin: 64 hex digits, kept lowercase.
+    pub(super) fn sha256_pin(
         &self,
-        n: &str,
+        pin: Option<Spanned<String>>,
+        key: &[&str],
+    ) -> Result<Option<String>> {
+        let Some(pin) = pin else { return Ok(None) };
+        let hex = pin.get_ref();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(self.error(
+                pin.span(),
+                key,
+                format!("invalid sha256 {hex:?} (expected 64 hex digits)"),
+            ));
+        }
+        Ok(Some(hex.to_ascii_lowercase()))
+    }
+
+    /// `grants` below `owner` (`["runtimes", NAME]` or `["bundles"]`).
+    pub(super) fn grant_list(
+        &self,
         raw: RawGrants,
+        owner: &[&str],
         secrets: &BTreeMap<String, SecretSource>,
     ) -> Result<Grants> {
         let mut grants = Grants::default();
@@ -356,7 +403,7 @@ impl Checker<'_> {
             if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(self.error(
                     host.span(),
-                    &["runtimes", n, "grants", "http"],
+                    &[owner, &["grants", "http"]].concat(),
                     format!("invalid host {h:?}"),
                 ));
             }
@@ -364,7 +411,7 @@ impl Checker<'_> {
         }
         for var in raw.env {
             let v = var.get_ref().as_str();
-            let path = ["runtimes", n, "grants", "env"];
+            let path = [owner, &["grants", "env"]].concat();
             if !is_env_name(v) {
                 return Err(self.error(var.span(), &path, invalid_env_name(v)));
             }

@@ -128,7 +128,8 @@ impl From<TerminalStatus> for CommandStatus {
 /// A reference to the files a run starts from, materialized into its workspace once per run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRef {
-    /// Which materializer handles it, e.g. `git`, `tar`, `dir`.
+    /// How the bundle is fetched: `archive` (a local tar, `location` is its path) or `http` (a URL);
+    /// see docs/bundles.md.
     pub kind: String,
     pub location: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

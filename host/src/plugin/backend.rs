@@ -14,10 +14,13 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
+use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
-use super::failure::classify;
+use super::failure::{check_result_size, classify};
+use super::limits::PluginLimits;
 use super::state::SessionState;
 use super::{PluginHost, PluginIdentity};
+use crate::config::Grants;
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
 use crate::redact::Redactor;
 use crate::sandbox::{ProcessLimits, Sandbox};
@@ -29,6 +32,10 @@ pub struct BackendPlugin {
     identity: Arc<PluginIdentity>,
     description: String,
     cache: CacheState,
+    limits: PluginLimits,
+    declared: Capabilities,
+    /// Declared ∧ granted; nothing until [`Self::with_grants`].
+    effective: Capabilities,
 }
 
 /// What a session needs from its caller.
@@ -50,6 +57,7 @@ impl BackendPlugin {
         path: &Path,
         component: Component,
         cache: CacheState,
+        declared: Capabilities,
     ) -> Result<Self> {
         let file_name = path
             .file_stem()
@@ -68,11 +76,14 @@ impl BackendPlugin {
         })?;
 
         let mut plugin = Self {
+            limits: host.limits,
             host,
             pre,
             identity: Arc::new(identity.clone()),
             description: String::new(),
             cache,
+            declared,
+            effective: Capabilities::default(),
         };
         let (events, _) = mpsc::unbounded_channel();
         let mut store = plugin.new_store(SessionOptions {
@@ -104,6 +115,12 @@ impl BackendPlugin {
                     .unwrap_or_default()
             )
         })?;
+        check_result_size(
+            store.data(),
+            "describe",
+            [&info.name, &info.version, &info.description].map(String::as_str),
+        )
+        .map_err(|outcome| anyhow::anyhow!(outcome.message.unwrap_or_default()))?;
         identity.name = info.name;
         identity.version = info.version;
         plugin.identity = Arc::new(identity);
@@ -124,8 +141,40 @@ impl BackendPlugin {
         self.cache
     }
 
+    /// Runs this plugin's sessions under other limits than the host's defaults (a runtime's
+    /// `limits`). Memory cannot go above the host's: the engine reserved that much per session.
+    pub fn with_limits(mut self, limits: PluginLimits) -> Self {
+        self.limits = PluginLimits {
+            memory_bytes: limits.memory_bytes.min(self.host.limits.memory_bytes),
+            ..limits
+        };
+        self
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// Gives this plugin's sessions what it declares and `grants` allows (a runtime's `grants`):
+    /// those host environment variables, and wasi:http to those hosts. Without this call a
+    /// session gets nothing.
+    pub fn with_grants(mut self, grants: &Grants) -> Self {
+        self.effective = Capabilities::effective(&self.declared, grants);
+        self
+    }
+
+    /// What the plugin declares it needs (its `aac:capabilities` section).
+    pub fn declared(&self) -> &Capabilities {
+        &self.declared
+    }
+
+    /// What its sessions get: declared ∧ granted.
+    pub fn effective(&self) -> &Capabilities {
+        &self.effective
+    }
+
     fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
-        let limits = self.host.limits;
+        let limits = self.limits;
         let state = SessionState::new(
             self.identity.clone(),
             &limits,
@@ -134,9 +183,13 @@ impl BackendPlugin {
                 max_message_bytes: 16 << 10,
                 redactor: options.redactor.clone(),
             },
-            EventsCapability::new(options.events, options.redactor),
+            EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
             SandboxCapability::new(options.sandbox, options.process_limits),
         );
+        let mut state = state;
+        if !self.effective.is_empty() {
+            state.grant(&self.effective);
+        }
         let mut store = Store::new(self.host.engine(), state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
@@ -228,7 +281,8 @@ impl BackendSession {
         state.sandbox.cancel = cancel.clone();
         state.sandbox.lost = None;
         state.events.command_id = command.command_id.clone();
-        state.cpu.start_call();
+        state.cpu.start_turn();
+        state.events.start_turn();
 
         let grace = self.cancel_grace;
         let adapter = self.bindings.aac_plugin_adapter();
@@ -244,7 +298,20 @@ impl BackendSession {
         };
 
         let outcome = match result {
-            Some(Ok(result)) => from_wit(result),
+            Some(Ok(result)) => match check_result_size(
+                self.store.data(),
+                "run-turn",
+                [&result.message, &result.thread_id, &result.turn_id]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            ) {
+                Ok(()) => from_wit(result),
+                Err(outcome) => {
+                    self.broken = Some(outcome.clone());
+                    outcome
+                }
+            },
             Some(Err(err)) => {
                 let outcome = classify(self.store.data(), "run-turn", &err);
                 self.store.data_mut().events.push(

@@ -22,6 +22,7 @@ pub mod materializer {
         exports: { default: async },
         with: {
             "aac:plugin/log": super::backend::aac::plugin::log,
+            "aac:plugin/types": super::backend::aac::plugin::types,
         },
     });
 }

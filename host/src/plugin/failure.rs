@@ -17,6 +17,12 @@ pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> Turn
             ),
         );
     }
+    if let Some(reason) = &state.events.exceeded {
+        return TurnOutcome::failed(
+            FailureKind::ResourceExhausted,
+            format!("{who} went past an event limit in `{call}`: {reason}"),
+        );
+    }
     if state.memory.exceeded {
         return TurnOutcome::failed(
             FailureKind::ResourceExhausted,
@@ -39,5 +45,25 @@ fn trap_summary(err: &wasmtime::Error) -> String {
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("trap: {trap}"),
         None => err.to_string(),
+    }
+}
+
+/// Refuses strings a plugin returned that are longer than `result_bytes`: a plugin must not make
+/// the host carry (and ship) arbitrarily large results.
+pub fn check_result_size<'a>(
+    state: &SessionState,
+    call: &str,
+    strings: impl IntoIterator<Item = &'a str>,
+) -> Result<(), TurnOutcome> {
+    let limit = state.limits.result_bytes;
+    match strings.into_iter().map(str::len).max() {
+        Some(len) if len > limit => Err(TurnOutcome::failed(
+            FailureKind::ResourceExhausted,
+            format!(
+                "{} returned a string of {len} bytes from `{call}`, over the limit of {limit} bytes",
+                state.identity
+            ),
+        )),
+        _ => Ok(()),
     }
 }

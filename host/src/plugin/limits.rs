@@ -5,13 +5,25 @@ use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
 
-/// Limits applied to every session of a plugin.
-#[derive(Clone, Copy, Debug)]
+/// Limits applied to every session of a plugin. Going past any of them ends that session only,
+/// with a failure kind naming the limit (`backend-timeout` for CPU, `resource-exhausted` else).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PluginLimits {
     /// Linear memory per session, across all of the component's memories.
     pub memory_bytes: usize,
-    /// CPU time the plugin's own code may use in one call (`start`, `run-turn`, `close`).
+    /// CPU time the plugin's own code may use in one call other than a turn (`describe`, `start`,
+    /// `close`, `materialize`).
     pub call_cpu: Duration,
+    /// CPU time the plugin's own code may use in one `run-turn`.
+    pub turn_cpu: Duration,
+    /// Largest event (kind + payload) the plugin may emit.
+    pub event_bytes: usize,
+    /// Sustained events per second; a burst of as many is allowed at once.
+    pub events_per_second: u32,
+    /// Bytes of events one turn may emit in total: what the host buffers before shipping.
+    pub turn_output_bytes: u64,
+    /// Longest string a plugin may return in a result (a turn's message, ids, its description).
+    pub result_bytes: usize,
 }
 
 impl Default for PluginLimits {
@@ -19,6 +31,11 @@ impl Default for PluginLimits {
         Self {
             memory_bytes: 256 << 20,
             call_cpu: Duration::from_secs(10),
+            turn_cpu: Duration::from_secs(10),
+            event_bytes: 256 << 10,
+            events_per_second: 10_000,
+            turn_output_bytes: 64 << 20,
+            result_bytes: 64 << 10,
         }
     }
 }
@@ -69,6 +86,8 @@ impl ResourceLimiter for MemoryLimiter {
 
 /// CPU time of the plugin's code in the current call.
 pub struct CpuBudget {
+    call_limit: Duration,
+    turn_limit: Duration,
     limit: Duration,
     used: Duration,
     /// When the plugin's code last resumed: at call start, or when a host call returned.
@@ -77,9 +96,11 @@ pub struct CpuBudget {
 }
 
 impl CpuBudget {
-    pub fn new(limit: Duration) -> Self {
+    pub fn new(call_limit: Duration, turn_limit: Duration) -> Self {
         Self {
-            limit,
+            call_limit,
+            turn_limit,
+            limit: call_limit,
             used: Duration::ZERO,
             resumed_at: None,
             exceeded: false,
@@ -90,8 +111,16 @@ impl CpuBudget {
         self.limit
     }
 
-    /// A new export call starts.
+    /// A new export call other than a turn starts.
     pub fn start_call(&mut self) {
+        self.limit = self.call_limit;
+        self.used = Duration::ZERO;
+        self.resumed_at = Some(Instant::now());
+    }
+
+    /// A `run-turn` call starts.
+    pub fn start_turn(&mut self) {
+        self.limit = self.turn_limit;
         self.used = Duration::ZERO;
         self.resumed_at = Some(Instant::now());
     }

@@ -5,6 +5,8 @@
 //! PluginHost::load_backend(path) ─ validate ─ cache/compile ─ InstancePre ─ describe()
 //!        └─ BackendPlugin::open_session(run, sandbox, events) ─ Store per session
 //!               └─ BackendSession::run_turn(command, cancel) -> TurnOutcome
+//! PluginHost::load_materializer(path, integrity) ─ integrity ─ validate ─ compile ─ describe()
+//!        └─ MaterializerPlugin::materialize(bundle, workspace, options) -> MaterializeSummary
 //! ```
 
 mod backend;
@@ -13,7 +15,9 @@ mod cache;
 pub mod capability;
 mod engine;
 mod failure;
+pub mod integrity;
 mod limits;
+pub mod materializer;
 mod state;
 mod validate;
 
@@ -28,7 +32,12 @@ use wasmtime::component::Linker;
 
 pub use backend::{BackendPlugin, BackendSession, SessionOptions};
 pub use cache::{ArtifactCache, CacheState};
+pub use capability::declared::Capabilities;
+pub use integrity::{Integrity, IntegrityReport, TrustedKey};
 pub use limits::PluginLimits;
+pub use materializer::{
+    BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary, MaterializerPlugin,
+};
 pub use validate::{ComponentShape, World};
 
 use engine::EpochTicker;
@@ -83,6 +92,45 @@ pub struct Inspection {
     /// `hit` when a compiled artifact was already cached before this inspection.
     pub cache: CacheState,
     pub cache_artifact: Option<PathBuf>,
+    /// Declared by the plugin; granted by the operator and effective once a runtime is known.
+    pub capabilities: CapabilityReport,
+    /// The integrity checks that passed, once a configuration says what to check.
+    pub integrity: Option<IntegrityReport>,
+}
+
+/// Declared, granted and effective capabilities of a plugin, for `plugin inspect`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CapabilityReport {
+    pub declared: Capabilities,
+    /// `None` when no runtime profile was given.
+    pub granted: Option<Capabilities>,
+    pub effective: Option<Capabilities>,
+}
+
+impl Inspection {
+    /// Fills in what `grants` (a runtime's, or the materializer's) give this plugin.
+    pub fn with_grants(mut self, grants: &crate::config::Grants) -> Self {
+        let caps = &mut self.capabilities;
+        caps.granted = Some(Capabilities::granted(grants));
+        caps.effective = Some(Capabilities::effective(&caps.declared, grants));
+        self
+    }
+
+    /// Checks the file against `integrity` (pin, signature); a refusal is the error.
+    pub fn with_integrity(mut self, integrity: &Integrity) -> Result<Self> {
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("could not read plugin file {}", self.path.display()))?;
+        self.integrity = Some(integrity::check(&self.path, &bytes, integrity)?);
+        Ok(self)
+    }
+}
+
+/// A plugin file read, checked and compiled.
+struct LoadedComponent {
+    component: wasmtime::component::Component,
+    shape: ComponentShape,
+    cache: CacheState,
+    declared: Capabilities,
 }
 
 /// Loads and runs plugins. Cheap to share: clone the `Arc`.
@@ -99,6 +147,8 @@ impl PluginHost {
         let engine = engine::new_engine(&config.limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Linked so that plugins using it load; every request is refused unless granted.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::backend::Backend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state| state,
@@ -121,15 +171,24 @@ impl PluginHost {
     }
 
     /// Reads and validates a plugin file, then loads its compiled form (from cache when possible).
-    fn load_component(
-        &self,
-        path: &Path,
-    ) -> Result<(wasmtime::component::Component, ComponentShape, CacheState)> {
+    fn load_component(&self, path: &Path, integrity: &Integrity) -> Result<LoadedComponent> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("could not read plugin file {}", path.display()))?;
+        integrity::check(path, &bytes, integrity)?;
         let shape = validate::check_component(path, &bytes)?;
+        let declared = capability::declared::read_declared(&bytes).with_context(|| {
+            format!(
+                "plugin {} declares its capabilities wrongly",
+                path.display()
+            )
+        })?;
         let (component, cache) = self.cache.load(&self.engine, &bytes, path)?;
-        Ok((component, shape, cache))
+        Ok(LoadedComponent {
+            component,
+            shape,
+            cache,
+            declared,
+        })
     }
 
     /// Whether the compiled artifact of the plugin at `path` is already cached.
@@ -137,9 +196,42 @@ impl PluginHost {
         std::fs::read(path).is_ok_and(|bytes| self.cache.is_cached(&bytes))
     }
 
+    /// Loads a resource-bundle materializer after checking the file's integrity (sha256 pin,
+    /// signature) and asks it to describe itself.
+    pub async fn load_materializer(
+        self: &Arc<Self>,
+        path: &Path,
+        integrity: &Integrity,
+    ) -> Result<MaterializerPlugin> {
+        let loaded = self.load_component(path, integrity)?;
+        if loaded.shape.world != World::Materializer {
+            anyhow::bail!(
+                "{} is a {} plugin, but a materializer was expected",
+                path.display(),
+                loaded.shape.world.as_str()
+            );
+        }
+        MaterializerPlugin::new(self.clone(), path, loaded.component, loaded.declared).await
+    }
+
     /// Loads a backend adapter and asks it to describe itself.
     pub async fn load_backend(self: &Arc<Self>, path: &Path) -> Result<BackendPlugin> {
-        let (component, shape, cache) = self.load_component(path)?;
+        self.load_backend_checked(path, &Integrity::default()).await
+    }
+
+    /// [`Self::load_backend`] after checking the file's integrity (sha256 pin, signature), e.g.
+    /// with a runtime profile's `integrity()`.
+    pub async fn load_backend_checked(
+        self: &Arc<Self>,
+        path: &Path,
+        integrity: &Integrity,
+    ) -> Result<BackendPlugin> {
+        let LoadedComponent {
+            component,
+            shape,
+            cache,
+            declared,
+        } = self.load_component(path, integrity)?;
         if shape.world != World::Backend {
             anyhow::bail!(
                 "{} is a {} plugin, but a backend adapter was expected",
@@ -147,7 +239,7 @@ impl PluginHost {
                 shape.world.as_str()
             );
         }
-        BackendPlugin::new(self.clone(), path, component, cache).await
+        BackendPlugin::new(self.clone(), path, component, cache, declared).await
     }
 
     /// Everything `plugin inspect` shows about a plugin file.
@@ -157,15 +249,33 @@ impl PluginHost {
         let shape = validate::check_component(path, &bytes)?;
         let was_cached = self.cache.is_cached(&bytes);
         let cache_artifact = self.cache.artifact_path(&bytes);
-        let backend = match shape.world {
-            World::Backend => Some(self.load_backend(path).await?),
-            World::Materializer => None,
+        let declared = capability::declared::read_declared(&bytes).with_context(|| {
+            format!(
+                "plugin {} declares its capabilities wrongly",
+                path.display()
+            )
+        })?;
+        let (identity, description) = match shape.world {
+            World::Backend => {
+                let backend = self.load_backend(path).await?;
+                (
+                    backend.identity().clone(),
+                    backend.description().to_string(),
+                )
+            }
+            World::Materializer => {
+                let materializer = self.load_materializer(path, &Integrity::default()).await?;
+                (
+                    materializer.identity().clone(),
+                    materializer.description().to_string(),
+                )
+            }
         };
         Ok(Inspection {
             path: path.to_path_buf(),
-            name: backend.as_ref().map(|b| b.identity().name.clone()),
-            version: backend.as_ref().map(|b| b.identity().version.clone()),
-            description: backend.as_ref().map(|b| b.description().to_string()),
+            name: Some(identity.name.clone()),
+            version: Some(identity.version.clone()),
+            description: Some(description),
             shape,
             cache: if was_cached {
                 CacheState::Hit
@@ -173,6 +283,12 @@ impl PluginHost {
                 CacheState::Miss
             },
             cache_artifact,
+            capabilities: CapabilityReport {
+                declared,
+                granted: None,
+                effective: None,
+            },
+            integrity: None,
         })
     }
 }

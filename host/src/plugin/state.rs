@@ -4,10 +4,14 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::PluginIdentity;
-use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::capability::declared::Capabilities;
+use super::capability::{
+    archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
+    sandbox::SandboxCapability,
+};
 use super::limits::{CpuBudget, MemoryLimiter, PluginLimits};
 
 /// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there).
@@ -18,11 +22,16 @@ pub struct SessionState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub stderr: MemoryOutputPipe,
+    pub limits: PluginLimits,
     pub memory: MemoryLimiter,
     pub cpu: CpuBudget,
     pub log: LogCapability,
     pub events: EventsCapability,
     pub sandbox: SandboxCapability,
+    /// The local archive of a materializer's bundle; none for backends.
+    pub archive: ArchiveCapability,
+    /// wasi:http with the effective allowlist; linked only for plugins that may use it.
+    pub http: HttpCapability,
 }
 
 impl SessionState {
@@ -34,25 +43,34 @@ impl SessionState {
         sandbox: SandboxCapability,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        // Nothing is granted: no env, no args, no preopened directories, no sockets. The plugin's
-        // stderr is captured (bounded) so a panic message can be shown.
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = denied_wasi(&stderr).build();
+        let http = HttpCapability::deny_all(identity.to_string());
         Self {
             identity,
             table: ResourceTable::new(),
             wasi,
             stderr,
+            limits: *limits,
             memory: MemoryLimiter::new(limits.memory_bytes),
-            cpu: CpuBudget::new(limits.call_cpu),
+            cpu: CpuBudget::new(limits.call_cpu, limits.turn_cpu),
             log,
             events,
             sandbox,
+            archive: ArchiveCapability::default(),
+            http,
         }
+    }
+
+    /// Grants `effective` (declared ∧ granted): its host environment variables and HTTP hosts.
+    pub fn grant(&mut self, effective: &Capabilities) {
+        let mut wasi = denied_wasi(&self.stderr);
+        for var in &effective.env {
+            if let Some(value) = std::env::var_os(var).and_then(|v| v.into_string().ok()) {
+                wasi.env(var, value);
+            }
+        }
+        self.wasi = wasi.build();
+        self.http = HttpCapability::new(self.identity.to_string(), effective.clone());
     }
 
     /// The tail of what the plugin wrote to stderr, for error messages.
@@ -62,6 +80,18 @@ impl SessionState {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
+}
+
+/// WASI granting nothing: no env, no args, no preopened directories, no sockets. The plugin's
+/// stderr is captured (bounded) so a panic message can be shown.
+pub fn denied_wasi(stderr: &MemoryOutputPipe) -> WasiCtxBuilder {
+    let mut builder = WasiCtx::builder();
+    builder
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
 }
 
 impl WasiView for SessionState {

@@ -1,10 +1,16 @@
 //! `aac:plugin/events`: the plugin's events, numbered per run and handed to the host's event sink.
+//!
+//! Limits: one event's size, a sustained rate (token bucket with a burst of one second's worth) and
+//! the bytes one turn may emit. Going past one ends the session with `resource-exhausted`.
+
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use crate::outcome::TurnEvent;
 use crate::plugin::bindings::backend::aac::plugin::events::Host;
 use crate::plugin::bindings::backend::aac::plugin::types::Event;
+use crate::plugin::limits::PluginLimits;
 use crate::plugin::state::SessionState;
 use crate::redact::Redactor;
 
@@ -14,15 +20,51 @@ pub struct EventsCapability {
     redactor: Redactor,
     next_seq: u64,
     pub(crate) command_id: String,
+    limits: EventLimits,
+    turn_bytes: u64,
+    tokens: f64,
+    refilled: Instant,
+    /// Why the session was ended by an event limit, once it was.
+    pub(crate) exceeded: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EventLimits {
+    pub event_bytes: usize,
+    pub per_second: u32,
+    pub turn_bytes: u64,
+}
+
+impl From<&PluginLimits> for EventLimits {
+    fn from(limits: &PluginLimits) -> Self {
+        Self {
+            event_bytes: limits.event_bytes,
+            per_second: limits.events_per_second,
+            turn_bytes: limits.turn_output_bytes,
+        }
+    }
 }
 
 impl EventsCapability {
     pub fn new(sink: mpsc::UnboundedSender<TurnEvent>, redactor: Redactor) -> Self {
+        Self::with_limits(sink, redactor, (&PluginLimits::default()).into())
+    }
+
+    pub fn with_limits(
+        sink: mpsc::UnboundedSender<TurnEvent>,
+        redactor: Redactor,
+        limits: EventLimits,
+    ) -> Self {
         Self {
             sink,
             redactor,
             next_seq: 1,
             command_id: String::new(),
+            limits,
+            turn_bytes: 0,
+            tokens: f64::from(limits.per_second),
+            refilled: Instant::now(),
+            exceeded: None,
         }
     }
 
@@ -30,6 +72,11 @@ impl EventsCapability {
     /// events the manager already has.
     pub fn continue_after(&mut self, after: u64) {
         self.next_seq = self.next_seq.max(after + 1);
+    }
+
+    /// A turn starts: its output budget is full again.
+    pub fn start_turn(&mut self) {
+        self.turn_bytes = 0;
     }
 
     /// Emits an event on the host's own behalf (e.g. the plugin crashed).
@@ -45,10 +92,49 @@ impl EventsCapability {
         // A closed sink means nobody listens any more; the turn goes on regardless.
         let _ = self.sink.send(event);
     }
+
+    /// Checks one event from the plugin against the limits; `Err` names the limit it broke.
+    fn admit(&mut self, size: usize) -> Result<(), String> {
+        let limits = self.limits;
+        if size > limits.event_bytes {
+            return Err(format!(
+                "an event of {size} bytes is over the limit of {} bytes per event",
+                limits.event_bytes
+            ));
+        }
+        self.turn_bytes += size as u64;
+        if self.turn_bytes > limits.turn_bytes {
+            return Err(format!(
+                "the turn emitted more than its limit of {} bytes of events",
+                limits.turn_bytes
+            ));
+        }
+        let now = Instant::now();
+        let rate = f64::from(limits.per_second);
+        self.tokens =
+            (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(rate);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return Err(format!(
+                "events came faster than the limit of {} per second",
+                limits.per_second
+            ));
+        }
+        self.tokens -= 1.0;
+        Ok(())
+    }
 }
 
 impl Host for SessionState {
     async fn emit(&mut self, event: Event) -> wasmtime::Result<()> {
+        if let Err(reason) = self
+            .events
+            .admit(event.kind.len() + event.payload_json.len())
+        {
+            // Trapping ends the session; `failure::classify` reports it as resource-exhausted.
+            self.events.exceeded = Some(reason.clone());
+            return Err(wasmtime::Error::msg(reason));
+        }
         let payload = serde_json::from_str(&event.payload_json).unwrap_or_else(|err| {
             serde_json::json!({
                 "invalid_json": event.payload_json,

@@ -5,7 +5,10 @@
 //! Every host call pauses the plugin's CPU budget while it runs: time spent waiting on a process is
 //! not the plugin's own CPU time.
 
+pub mod archive;
+pub mod declared;
 pub mod events;
+pub mod http;
 pub mod log;
 pub mod sandbox;
 

@@ -1,13 +1,52 @@
-//! Writes `.materialized` (the bundle's location) into the workspace.
+//! Writes `.materialized` (the bundle's location) into the workspace. Locations starting with
+//! `hostile:` misbehave instead: `hostile:escape` tries to write beside the workspace and read
+//! host files and reports what it observed as its error; `hostile:spin` never returns;
+//! `hostile:partial` writes a file and then fails.
 
 use std::path::Path;
 
-use aac_sdk::{BundleRef, MaterializeError, Materializer, Summary};
+use aac_sdk::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
 
 struct Touch;
 
 impl Materializer for Touch {
-    fn materialize(bundle: BundleRef, workspace: &Path) -> Result<Summary, MaterializeError> {
+    fn materialize(
+        bundle: BundleRef,
+        workspace: &Path,
+        _limits: BundleLimits,
+    ) -> Result<Summary, MaterializeError> {
+        match bundle.location.as_str() {
+            "hostile:escape" => {
+                let observe = |what: &str, result: std::io::Result<()>| match result {
+                    Ok(()) => format!("LEAK {what}"),
+                    Err(err) => format!("denied {what} ({err})"),
+                };
+                let seen = [
+                    observe(
+                        "write ../escaped",
+                        std::fs::write(workspace.join("../escaped"), "x"),
+                    ),
+                    observe("write /tmp/escaped", std::fs::write("/tmp/escaped", "x")),
+                    observe("read /etc/passwd", std::fs::read("/etc/passwd").map(|_| ())),
+                ];
+                return Err(MaterializeError::new(seen.join("; ")));
+            }
+            "hostile:spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "hostile:partial" => {
+                std::fs::write(workspace.join("half-written"), "x")
+                    .map_err(|err| MaterializeError::new(err.to_string()))?;
+                return Err(MaterializeError::at_entry(
+                    "second",
+                    "failing after a write",
+                ));
+            }
+            _ => {}
+        }
         let marker = workspace.join(".materialized");
         std::fs::write(&marker, bundle.location.as_bytes())
             .map_err(|err| MaterializeError::at_entry(".materialized", err.to_string()))?;

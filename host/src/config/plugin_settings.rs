@@ -1,0 +1,234 @@
+//! The plugin side of `aac.toml`: `[limits]` (and a runtime's `limits`), `[trust]` (and a runtime's
+//! `trust`), and `[bundles]`, the resource-bundle materializer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::{Checker, RawGrants};
+use super::units::{ByteSize, HumanDuration};
+use super::{BundleSettings, Grants, TrustSettings};
+use crate::plugin::{BundleLimits, Integrity, PluginLimits, TrustedKey};
+
+/// Default CPU budget of one `materialize` call: hashing a large bundle takes a while.
+pub const DEFAULT_MATERIALIZE_CPU: Duration = Duration::from_secs(120);
+/// Plugins get less than this much memory only by mistake.
+const MIN_PLUGIN_MEMORY: u64 = 1 << 20;
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    memory: Option<Spanned<ByteSize>>,
+    call_cpu: Option<Spanned<HumanDuration>>,
+    turn_cpu: Option<Spanned<HumanDuration>>,
+    event_size: Option<Spanned<ByteSize>>,
+    events_per_second: Option<Spanned<u32>>,
+    turn_output: Option<Spanned<ByteSize>>,
+    result_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrust {
+    #[serde(default)]
+    keys: Vec<Spanned<String>>,
+    require_signature: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBundles {
+    plugin: Spanned<String>,
+    plugin_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    grants: RawGrants,
+    max_files: Option<Spanned<u64>>,
+    max_bytes: Option<Spanned<ByteSize>>,
+    cpu: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    trust: RawTrust,
+}
+
+impl Checker<'_> {
+    /// `base` with the values `raw` sets; `key` is where `raw` sits (`["limits"]` or
+    /// `["runtimes", NAME, "limits"]`). A runtime cannot raise memory above the host's `[limits]`:
+    /// the engine reserves that much per plugin instance.
+    pub(super) fn limits(
+        &self,
+        raw: RawLimits,
+        key: &[&str],
+        base: PluginLimits,
+        ceiling: Option<usize>,
+    ) -> Result<PluginLimits> {
+        let path = |leaf: &'static str| [key, &[leaf]].concat();
+        let mut limits = base;
+        if let Some(memory) = raw.memory {
+            let bytes = memory.get_ref().0;
+            if bytes < MIN_PLUGIN_MEMORY {
+                return Err(self.error(
+                    memory.span(),
+                    &path("memory"),
+                    format!("{bytes} bytes is below the minimum of 1MiB"),
+                ));
+            }
+            if let Some(ceiling) = ceiling
+                && bytes > ceiling as u64
+            {
+                return Err(self.error(
+                    memory.span(),
+                    &path("memory"),
+                    format!("{bytes} bytes is above the host's [limits] memory of {ceiling} bytes"),
+                ));
+            }
+            limits.memory_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        for (raw, leaf, field) in [
+            (raw.call_cpu, "call_cpu", &mut limits.call_cpu),
+            (raw.turn_cpu, "turn_cpu", &mut limits.turn_cpu),
+        ] {
+            if let Some(value) = raw {
+                if value.get_ref().0.is_zero() {
+                    return Err(self.error(
+                        value.span(),
+                        &path(leaf),
+                        "the duration must be longer than 0s",
+                    ));
+                }
+                *field = value.into_inner().0;
+            }
+        }
+        let positive = |value: &Spanned<ByteSize>, leaf: &'static str| {
+            if value.get_ref().0 == 0 {
+                Err(self.error(value.span(), &path(leaf), "the size must be greater than 0"))
+            } else {
+                Ok(value.get_ref().0)
+            }
+        };
+        if let Some(value) = &raw.event_size {
+            limits.event_bytes = positive(value, "event_size")? as usize;
+        }
+        if let Some(value) = &raw.turn_output {
+            limits.turn_output_bytes = positive(value, "turn_output")?;
+        }
+        if let Some(value) = &raw.result_size {
+            limits.result_bytes = positive(value, "result_size")? as usize;
+        }
+        if let Some(value) = raw.events_per_second {
+            if *value.get_ref() == 0 {
+                return Err(self.error(
+                    value.span(),
+                    &path("events_per_second"),
+                    "must be greater than 0",
+                ));
+            }
+            limits.events_per_second = value.into_inner();
+        }
+        Ok(limits)
+    }
+
+    /// Keys are 64 hex digits (an ed25519 public key); a runtime's keys add to the host's.
+    pub(super) fn trust(
+        &self,
+        raw: RawTrust,
+        key: &[&str],
+        base: &TrustSettings,
+    ) -> Result<TrustSettings> {
+        let mut trust = base.clone();
+        for hex_key in raw.keys {
+            let text = hex_key.get_ref().trim().to_ascii_lowercase();
+            TrustedKey::from_hex("", &text).map_err(|err| {
+                self.error(
+                    hex_key.span(),
+                    &[key, &["keys"]].concat(),
+                    format!("{err:#}"),
+                )
+            })?;
+            if !trust.keys.contains(&text) {
+                trust.keys.push(text);
+            }
+        }
+        if let Some(required) = raw.require_signature {
+            trust.require_signature = required;
+        }
+        Ok(trust)
+    }
+
+    pub(super) fn bundles(&self, raw: RawBundles, trust: &TrustSettings) -> Result<BundleSettings> {
+        let key = ["bundles"];
+        if raw.plugin.get_ref().trim().is_empty() {
+            return Err(self.error(
+                raw.plugin.span(),
+                &["bundles", "plugin"],
+                "the plugin path is empty",
+            ));
+        }
+        let plugin: PathBuf = self.dir.join(raw.plugin.get_ref());
+        let plugin_sha256 = self.sha256_pin(raw.plugin_sha256, &["bundles", "plugin_sha256"])?;
+        let grants: Grants = self.grant_list(raw.grants, &key, &Default::default())?;
+        let mut limits = BundleLimits::default();
+        if let Some(files) = raw.max_files {
+            if *files.get_ref() == 0 {
+                return Err(self.error(
+                    files.span(),
+                    &["bundles", "max_files"],
+                    "must be greater than 0",
+                ));
+            }
+            limits.max_files = files.into_inner();
+        }
+        if let Some(bytes) = raw.max_bytes {
+            if bytes.get_ref().0 == 0 {
+                return Err(self.error(
+                    bytes.span(),
+                    &["bundles", "max_bytes"],
+                    "the size must be greater than 0",
+                ));
+            }
+            limits.max_bytes = bytes.into_inner().0;
+        }
+        let cpu = match raw.cpu {
+            Some(cpu) if cpu.get_ref().0.is_zero() => {
+                return Err(self.error(
+                    cpu.span(),
+                    &["bundles", "cpu"],
+                    "the duration must be longer than 0s",
+                ));
+            }
+            Some(cpu) => cpu.into_inner().0,
+            None => DEFAULT_MATERIALIZE_CPU,
+        };
+        let trust = self.trust(raw.trust, &["bundles", "trust"], trust)?;
+        Ok(BundleSettings {
+            plugin,
+            plugin_sha256,
+            grants,
+            limits,
+            cpu,
+            trust,
+        })
+    }
+}
+
+impl TrustSettings {
+    /// What a plugin file under these settings (and an optional pin) must satisfy.
+    pub fn integrity(&self, sha256: Option<&String>) -> Integrity {
+        Integrity {
+            sha256: sha256.cloned(),
+            keys: self
+                .keys
+                .iter()
+                .filter_map(|hex_key| {
+                    TrustedKey::from_hex(format!("key {}…", &hex_key[..16]), hex_key).ok()
+                })
+                .collect(),
+            require_signature: self.require_signature,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "plugin_settings_tests.rs"]
+mod tests;
