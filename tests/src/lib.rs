@@ -15,10 +15,10 @@ use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod bundle;
 pub mod fault_proxy;
 pub mod recording;
 pub mod runs;
-pub mod bundle;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
