@@ -60,7 +60,7 @@ fn has(program: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

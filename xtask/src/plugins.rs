@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 /// Plugins operators use.
-pub const FIRST_PARTY: [&str; 1] = ["shell"];
+pub const FIRST_PARTY: [&str; 3] = ["shell", "codex", "claude-code"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 8] = [
     "shell",
+    "codex",
+    "claude-code",
+    "test-codex-parse",
     "test-misbehave",
     "test-wrong-version",
     "test-other-world",
