@@ -15,6 +15,13 @@ use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod agent_turns;
+pub mod mock_anthropic;
+pub mod mock_http;
+pub mod mock_openai;
+
+pub use agent_turns::{AgentRun, run_agent_turns};
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
