@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aac_host::local::{WORKSPACE_DIR, sandbox_user};
 use aac_host::outcome::{TurnEvent, TurnOutcome};
 use aac_host::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
-use aac_host::plugin::{PluginHost, SessionOptions};
+use aac_host::plugin::{BackendPlugin, PluginHost, SessionOptions};
 use aac_host::sandbox::docker::labels;
 use aac_host::sandbox::pool::prepare_workspace;
 use aac_host::sandbox::{NetworkMode, ProcessLimits, PullPolicy, SandboxDriver, SandboxSpec};
@@ -61,11 +61,28 @@ pub async fn run_agent_turns(
     prompts: &[&str],
     cancel: CancellationToken,
 ) -> AgentRun {
+    let backend = load_agent_plugin(plugin).await;
+    run_agent_turns_with(&backend, image, config, workspace, prompts, cancel).await
+}
+
+/// Loads a backend plugin built from this repository (`plugin` is its package name).
+pub async fn load_agent_plugin(plugin: &str) -> BackendPlugin {
     let host: Arc<PluginHost> = crate::test_host(None);
-    let backend = host
-        .load_backend(&crate::plugin(plugin))
+    host.load_backend(&crate::plugin(plugin))
         .await
-        .expect("loading the backend plugin");
+        .expect("loading the backend plugin")
+}
+
+/// [`run_agent_turns`] with a plugin loaded once (benchmarks repeat runs without recompiling).
+pub async fn run_agent_turns_with(
+    backend: &BackendPlugin,
+    image: &str,
+    config: serde_json::Value,
+    workspace: &Path,
+    prompts: &[&str],
+    cancel: CancellationToken,
+) -> AgentRun {
+    let plugin = backend.identity().name.as_str();
     let driver = crate::docker().await;
     driver
         .ensure_image(image)

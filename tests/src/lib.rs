@@ -20,7 +20,7 @@ pub mod mock_anthropic;
 pub mod mock_http;
 pub mod mock_openai;
 
-pub use agent_turns::{AgentRun, run_agent_turns};
+pub use agent_turns::{AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

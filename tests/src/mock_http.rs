@@ -48,6 +48,8 @@ struct Shared {
     /// Paths that take a scripted reply, e.g. `/v1/responses`.
     model_paths: Vec<String>,
     replies: Mutex<VecDeque<Reply>>,
+    /// Answers model requests once the queue is empty (benchmarks repeat one turn).
+    fallback: Mutex<Option<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     /// Ends stalled responses when the server is dropped.
     closing: CancellationToken,
@@ -66,6 +68,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             model_paths: model_paths.iter().map(|p| p.to_string()).collect(),
             replies: Mutex::new(VecDeque::new()),
+            fallback: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             closing: CancellationToken::new(),
         });
@@ -94,6 +97,11 @@ impl MockServer {
     /// Queues the reply for the next model request.
     pub fn push(&self, reply: Reply) {
         self.shared.replies.lock().unwrap().push_back(reply);
+    }
+
+    /// Answers every model request with `reply` once the queue is empty.
+    pub fn set_fallback(&self, reply: Reply) {
+        *self.shared.fallback.lock().unwrap() = Some(reply);
     }
 
     /// Every request received so far, in order.
@@ -125,7 +133,8 @@ impl Drop for MockServer {
 fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let reply = if method == Method::POST && shared.model_paths.contains(&path) {
-        shared.replies.lock().unwrap().pop_front()
+        let queued = shared.replies.lock().unwrap().pop_front();
+        queued.or_else(|| shared.fallback.lock().unwrap().clone())
     } else {
         None
     };
