@@ -111,6 +111,17 @@ fn npm_pack(spec: &str) -> Result<PathBuf> {
     if file.is_file() {
         return Ok(file);
     }
+    if !super::docker::has("npm") {
+        if !super::docker::is_root() {
+            bail!("npm is needed to download {spec}: install it (Debian package `npm`)");
+        }
+        super::run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        super::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "npm"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
     super::run(
         Command::new("npm")
             .args(["pack", "--silent", spec, "--pack-destination"])

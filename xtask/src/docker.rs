@@ -52,7 +52,7 @@ fn engine_answers() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn has(program: &str) -> bool {
+pub fn has(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())

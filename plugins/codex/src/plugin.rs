@@ -17,6 +17,7 @@ struct Codex {
     run: RunInfo,
     /// The thread every later turn resumes, once Codex has printed `thread.started`.
     thread_id: Option<String>,
+    /// Turns run on that thread, for turn ids.
     turns: u64,
 }
 
@@ -100,8 +101,12 @@ impl Backend for Codex {
         };
 
         let stream = mapper.state();
-        if let Some(thread_id) = &stream.thread_id {
+        if let Some(thread_id) = &stream.thread_id
+            && self.thread_id.as_ref() != Some(thread_id)
+        {
+            // A new thread (the first, or a fresh one after a turn that never started one).
             self.thread_id = Some(thread_id.clone());
+            self.turns = 0;
         }
         self.turns += 1;
         let stderr_tail = Vec::from(stderr_tail).join(" | ");
