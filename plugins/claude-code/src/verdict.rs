@@ -43,20 +43,20 @@ pub fn decide(
             "claude was killed for running out of memory".into(),
         );
     }
-    let has_result = stream.result.is_some();
-    match exit.kill_reason.as_deref() {
-        Some("cancelled") => return Verdict::Cancelled("the turn was cancelled".into()),
+    match (exit.kill_reason.as_deref(), &stream.result) {
+        (Some("cancelled"), _) => return Verdict::Cancelled("the turn was cancelled".into()),
+        // A CLI that printed its result and then hung has finished the turn: the result decides.
+        (Some("idle-timeout"), Some(result)) => return from_result(result),
         // The CLI can hang without ever printing its result line: the watchdog ends the turn.
-        Some("idle-timeout") => {
+        (Some("idle-timeout"), None) => {
             return Verdict::Failed(
                 Failure::TurnTimeout,
                 format!(
-                    "claude printed nothing for {idle_timeout_ms} ms (idle watchdog){}",
-                    if has_result { "" } else { "; no result line" }
+                    "claude printed nothing for {idle_timeout_ms} ms (idle watchdog); no result line"
                 ),
             );
         }
-        Some(reason) if exit.killed => {
+        (Some(reason), _) if exit.killed => {
             return Verdict::Failed(Failure::TurnTimeout, format!("claude was killed: {reason}"));
         }
         _ => {}
@@ -157,7 +157,8 @@ mod tests {
             ..ResultLine::default()
         });
         let cases: Vec<(Exit, StreamState, Verdict)> = vec![
-            (exited(0), success, Verdict::Completed),
+            (exited(0), success.clone(), Verdict::Completed),
+            (killed("idle-timeout"), success, Verdict::Completed),
             (
                 exited(1),
                 api_error(Some(500), "API Error: 500 boom"),
