@@ -10,7 +10,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aac_host::outcome::TerminalStatus;
 use aac_host::plugin::bindings::backend::aac::plugin::types::CommandInfo;
@@ -43,7 +43,7 @@ fn codex_stream(turns: usize) -> String {
     lines.join("\n")
 }
 
-/// The native baseline: the same mapping and serialization the plugin does, no host around it.
+/// The native baseline: the same mapping the plugin does, no host around it.
 fn parse_native(stream: &str) -> (u64, u64) {
     let mut mapper = Mapper::new();
     let mut mapped = Vec::new();
@@ -52,7 +52,7 @@ fn parse_native(stream: &str) -> (u64, u64) {
         mapper.map_line(line, &mut mapped);
         for event in mapped.drain(..) {
             count += 1;
-            bytes += event.payload.to_string().len() as u64;
+            bytes += event.payload.len() as u64;
         }
     }
     (count, bytes)
@@ -74,6 +74,30 @@ fn codex_parse(c: &mut Criterion) {
         prompt: stream.clone(),
         payload_json: payload.into(),
     };
+
+    // Criterion measures one side after the other; on a shared machine the load can change in
+    // between. Alternating the two sides gives a ratio both saw under the same load.
+    let (mut native, mut wasm) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        let started = Instant::now();
+        std::hint::black_box(parse_native(&stream));
+        native.push(started.elapsed());
+        let started = Instant::now();
+        runtime.block_on(session.run_turn(command("{}"), CancellationToken::new()));
+        wasm.push(started.elapsed());
+    }
+    native.sort();
+    wasm.sort();
+    eprintln!(
+        "codex_parse interleaved x30: native min {:?} median {:?}; wasm min {:?} median {:?}; \
+         wasm/native throughput: min {:.2}, median {:.2}",
+        native[0],
+        native[15],
+        wasm[0],
+        wasm[15],
+        native[0].as_secs_f64() / wasm[0].as_secs_f64(),
+        native[15].as_secs_f64() / wasm[15].as_secs_f64(),
+    );
 
     let mut group = c.benchmark_group("codex_parse");
     group

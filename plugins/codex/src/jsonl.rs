@@ -1,21 +1,21 @@
 //! Codex's `exec --json` JSONL → aac events, as a pure function of the lines (no WIT, no I/O), so
 //! it is unit-tested and benchmarked natively as well as run inside the plugin.
 //!
-//! The mapping table lives in docs/plugins/codex.md.
+//! Lines are read into borrowed structs and every field an event passes on is copied as raw JSON
+//! text: no value tree is built and nothing is re-escaped, which keeps allocations (slow inside
+//! wasm) to a few per line. The mapping table lives in docs/plugins/codex.md.
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::fmt::Write;
 
-/// One aac event: a dotted kind and a JSON payload.
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One aac event: a dotted kind and its payload as JSON text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub kind: &'static str,
-    pub payload: Value,
-}
-
-impl Event {
-    fn new(kind: &'static str, payload: Value) -> Self {
-        Self { kind, payload }
-    }
+    pub payload: String,
 }
 
 /// What a turn's stream said about how it ended.
@@ -26,6 +26,62 @@ pub struct StreamState {
     pub turn_completed: bool,
     /// The message of the last `turn.failed` or top-level `error` line.
     pub error: Option<String>,
+}
+
+type Raw<'a> = Option<&'a RawValue>;
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    thread_id: Option<String>,
+    #[serde(borrow, default)]
+    usage: Raw<'a>,
+    #[serde(borrow, default)]
+    item: Raw<'a>,
+    error: Option<ErrorField>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorField {
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Raw<'a>,
+    #[serde(borrow, default)]
+    text: Raw<'a>,
+    #[serde(borrow, default)]
+    command: Raw<'a>,
+    #[serde(borrow, default)]
+    aggregated_output: Raw<'a>,
+    #[serde(borrow, default)]
+    exit_code: Raw<'a>,
+    #[serde(borrow, default)]
+    status: Raw<'a>,
+    #[serde(borrow, default)]
+    changes: Raw<'a>,
+    #[serde(borrow, default)]
+    server: Raw<'a>,
+    #[serde(borrow, default)]
+    tool: Raw<'a>,
+    #[serde(borrow, default)]
+    arguments: Raw<'a>,
+    #[serde(borrow, default)]
+    result: Raw<'a>,
+    #[serde(borrow, default)]
+    error: Raw<'a>,
+    #[serde(borrow, default)]
+    query: Raw<'a>,
+    #[serde(borrow, default)]
+    items: Raw<'a>,
+    #[serde(borrow, default)]
+    message: Raw<'a>,
 }
 
 /// Maps Codex's JSONL lines to events, remembering what decides the turn's status.
@@ -44,164 +100,227 @@ impl Mapper {
     }
 
     /// Maps one stdout line, appending its events to `out`. A line that is not a JSON object is
-    /// kept as `output.stdout`, never dropped.
+    /// kept as `output.stdout`, an object of an unknown shape as `agent.raw`: never dropped.
     pub fn map_line(&mut self, line: &str, out: &mut Vec<Event>) {
         let line = line.trim();
         if line.is_empty() {
             return;
         }
-        match serde_json::from_str::<Value>(line) {
-            Ok(value @ Value::Object(_)) => self.map_value(value, out),
-            _ => out.push(Event::new("output.stdout", json!({ "text": line }))),
+        if !line.starts_with('{') {
+            return out.push(text_event("output.stdout", line));
+        }
+        match serde_json::from_str::<Line>(line) {
+            Ok(parsed) => {
+                if !self.map_parsed(parsed, out) {
+                    out.push(raw_event(line));
+                }
+            }
+            Err(_) if serde_json::from_str::<&RawValue>(line).is_ok() => out.push(raw_event(line)),
+            Err(_) => out.push(text_event("output.stdout", line)),
         }
     }
 
-    fn map_value(&mut self, mut value: Value, out: &mut Vec<Event>) {
-        let kind = value["type"].as_str().unwrap_or_default().to_string();
-        match kind.as_str() {
+    /// False when the line is not one this mapping knows.
+    fn map_parsed(&mut self, line: Line, out: &mut Vec<Event>) -> bool {
+        let Some(kind) = line.kind else { return false };
+        match kind.as_ref() {
             "thread.started" => {
-                let thread_id = value["thread_id"].as_str().map(String::from);
-                self.state.thread_id.clone_from(&thread_id);
-                out.push(Event::new(
-                    "agent.thread",
-                    json!({ "thread_id": thread_id }),
-                ));
+                let mut payload = Object::new();
+                payload.string("thread_id", line.thread_id.as_deref());
+                out.push(payload.event("agent.thread"));
+                self.state.thread_id = line.thread_id;
             }
-            "turn.started" => out.push(Event::new("turn.started", json!({}))),
+            "turn.started" => out.push(Object::new().event("turn.started")),
             "turn.completed" => {
                 self.state.turn_completed = true;
-                out.push(Event::new("agent.usage", take(&mut value, "usage")));
+                let usage = line.usage.map_or("null", RawValue::get);
+                out.push(Event {
+                    kind: "agent.usage",
+                    payload: usage.to_string(),
+                });
             }
-            "turn.failed" => {
-                let message = text(&value["error"]["message"]);
-                self.state.error = Some(message.clone());
-                out.push(Event::new(
-                    "agent.error",
-                    json!({ "message": message, "source": "turn.failed" }),
-                ));
-            }
-            "error" => {
-                let message = text(&value["message"]);
-                self.state.error = Some(message.clone());
-                out.push(Event::new(
-                    "agent.error",
-                    json!({ "message": message, "source": "error" }),
-                ));
+            "turn.failed" | "error" => {
+                let (message, source) = if kind == "error" {
+                    (line.message, "error")
+                } else {
+                    (line.error.and_then(|e| e.message), "turn.failed")
+                };
+                let message = message.unwrap_or_else(|| "unknown error".into());
+                let mut payload = Object::new();
+                payload.string("message", Some(&message));
+                payload.string("source", Some(source));
+                out.push(payload.event("agent.error"));
+                self.state.error = Some(message);
             }
             "item.started" | "item.updated" | "item.completed" => {
                 let phase = &kind["item.".len()..];
-                map_item(phase, take(&mut value, "item"), out);
+                let Some(raw) = line.item else { return false };
+                let Ok(item) = serde_json::from_str::<Item>(raw.get()) else {
+                    return false;
+                };
+                map_item(phase, &item, raw, out);
             }
-            _ => out.push(Event::new("agent.raw", value)),
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn map_item(phase: &str, item: &Item, raw: &RawValue, out: &mut Vec<Event>) {
+    let kind = item.kind.as_deref().unwrap_or_default();
+    let completed = phase == "completed";
+    let mut p = Object::new();
+    p.raw("id", item.id);
+    let event = match (kind, phase) {
+        ("agent_message", "completed") => {
+            p.raw("text", item.text);
+            "agent.message"
+        }
+        ("reasoning", "completed") => {
+            p.raw("text", item.text);
+            "agent.reasoning"
+        }
+        ("file_change", "completed") => {
+            p.raw("changes", item.changes);
+            p.raw("status", item.status);
+            "file.changed"
+        }
+        // Started/updated messages, reasoning and file changes say nothing the completed one
+        // does not.
+        ("agent_message" | "reasoning" | "file_change", _) => return,
+        ("command_execution", "started") => {
+            p.raw("command", item.command);
+            "command.started"
+        }
+        ("command_execution", "completed") => {
+            p.raw("command", item.command);
+            p.raw("exit_code", item.exit_code);
+            p.raw("output", item.aggregated_output);
+            p.raw("status", item.status);
+            "command.completed"
+        }
+        ("command_execution", _) => return,
+        ("mcp_tool_call", _) => {
+            for (key, value) in [
+                ("server", item.server),
+                ("tool", item.tool),
+                ("arguments", item.arguments),
+                ("result", item.result),
+                ("error", item.error),
+                ("status", item.status),
+            ] {
+                p.raw(key, value);
+            }
+            if completed {
+                "tool.completed"
+            } else {
+                "tool.started"
+            }
+        }
+        ("web_search", _) => {
+            p.string("tool", Some("web_search"));
+            p.raw("query", item.query);
+            if completed {
+                "tool.completed"
+            } else {
+                "tool.started"
+            }
+        }
+        ("todo_list", _) => {
+            p.raw("items", item.items);
+            "agent.plan"
+        }
+        // Codex reports non-fatal problems (e.g. a model without catalog metadata) as error items.
+        ("error", _) => {
+            p.raw("message", item.message);
+            "agent.warning"
+        }
+        _ => {
+            p.string("phase", Some(phase));
+            p.raw("item", Some(raw));
+            "agent.item"
+        }
+    };
+    out.push(p.event(event));
+}
+
+/// Writes a JSON object field by field; keys are fixed names that need no escaping.
+struct Object(String);
+
+impl Object {
+    fn new() -> Self {
+        Object(String::with_capacity(128))
+    }
+
+    fn key(&mut self, key: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+    }
+
+    fn raw(&mut self, key: &str, value: Raw) {
+        self.key(key);
+        self.0.push_str(value.map_or("null", RawValue::get));
+    }
+
+    fn string(&mut self, key: &str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            // serde_json escapes the string; writing into a String cannot fail.
+            Some(text) => {
+                let _ = write!(self.0, "{}", serde_json::Value::from(text));
+            }
+            None => self.0.push_str("null"),
+        }
+    }
+
+    fn event(mut self, kind: &'static str) -> Event {
+        if self.0.is_empty() {
+            self.0.push('{');
+        }
+        self.0.push('}');
+        Event {
+            kind,
+            payload: self.0,
         }
     }
 }
 
-fn map_item(phase: &str, mut item: Value, out: &mut Vec<Event>) {
-    let id = take(&mut item, "id");
-    let item_type = item["type"].as_str().unwrap_or_default().to_string();
-    let completed = phase == "completed";
-    match (item_type.as_str(), phase) {
-        ("agent_message", "completed") => out.push(Event::new(
-            "agent.message",
-            json!({ "id": id, "text": take(&mut item, "text") }),
-        )),
-        ("reasoning", "completed") => out.push(Event::new(
-            "agent.reasoning",
-            json!({ "id": id, "text": take(&mut item, "text") }),
-        )),
-        ("agent_message" | "reasoning", _) => {}
-        ("command_execution", "started") => out.push(Event::new(
-            "command.started",
-            json!({ "id": id, "command": take(&mut item, "command") }),
-        )),
-        ("command_execution", "completed") => out.push(Event::new(
-            "command.completed",
-            json!({
-                "id": id,
-                "command": take(&mut item, "command"),
-                "exit_code": take(&mut item, "exit_code"),
-                "output": take(&mut item, "aggregated_output"),
-                "status": take(&mut item, "status"),
-            }),
-        )),
-        ("command_execution", _) => {}
-        ("file_change", "completed") => out.push(Event::new(
-            "file.changed",
-            json!({
-                "id": id,
-                "changes": take(&mut item, "changes"),
-                "status": take(&mut item, "status"),
-            }),
-        )),
-        ("file_change", _) => {}
-        ("mcp_tool_call", _) => out.push(Event::new(
-            if completed {
-                "tool.completed"
-            } else {
-                "tool.started"
-            },
-            json!({
-                "id": id,
-                "server": take(&mut item, "server"),
-                "tool": take(&mut item, "tool"),
-                "arguments": take(&mut item, "arguments"),
-                "result": take(&mut item, "result"),
-                "error": take(&mut item, "error"),
-                "status": take(&mut item, "status"),
-            }),
-        )),
-        ("web_search", _) => out.push(Event::new(
-            if completed {
-                "tool.completed"
-            } else {
-                "tool.started"
-            },
-            json!({ "id": id, "tool": "web_search", "query": take(&mut item, "query") }),
-        )),
-        ("todo_list", _) => out.push(Event::new(
-            "agent.plan",
-            json!({ "id": id, "items": take(&mut item, "items") }),
-        )),
-        // Codex reports non-fatal problems (e.g. a model without catalog metadata) as error items.
-        ("error", _) => out.push(Event::new(
-            "agent.warning",
-            json!({ "id": id, "message": take(&mut item, "message") }),
-        )),
-        _ => out.push(Event::new(
-            "agent.item",
-            json!({ "id": id, "phase": phase, "item": item }),
-        )),
-    }
+fn text_event(kind: &'static str, text: &str) -> Event {
+    let mut payload = Object::new();
+    payload.string("text", Some(text));
+    payload.event(kind)
 }
 
-/// Moves a field out of a JSON object (`null` when absent).
-fn take(value: &mut Value, key: &str) -> Value {
-    value
-        .as_object_mut()
-        .and_then(|object| object.remove(key))
-        .unwrap_or(Value::Null)
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "unknown error".into(),
-        other => other.to_string(),
+fn raw_event(line: &str) -> Event {
+    Event {
+        kind: "agent.raw",
+        payload: line.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
-    fn map_all(lines: &[&str]) -> (Vec<Event>, StreamState) {
+    fn map_all(lines: &[&str]) -> (Vec<(&'static str, Value)>, StreamState) {
         let mut mapper = Mapper::new();
         let mut out = Vec::new();
         for line in lines {
             mapper.map_line(line, &mut out);
         }
-        (out, mapper.state().clone())
+        let events = out
+            .into_iter()
+            .map(|e| {
+                let payload = serde_json::from_str(&e.payload)
+                    .unwrap_or_else(|err| panic!("{} payload {:?}: {err}", e.kind, e.payload));
+                (e.kind, payload)
+            })
+            .collect();
+        (events, mapper.state().clone())
     }
 
     #[test]
@@ -210,11 +329,11 @@ mod tests {
             r#"{"type":"thread.started","thread_id":"t-1"}"#,
             r#"{"type":"turn.started"}"#,
             r#"{"type":"item.started","item":{"id":"item_0","type":"command_execution","command":"/bin/sh -lc 'echo hi > out.txt'","aggregated_output":"","exit_code":null,"status":"in_progress"}}"#,
-            r#"{"type":"item.completed","item":{"id":"item_0","type":"command_execution","command":"/bin/sh -lc 'echo hi > out.txt'","aggregated_output":"","exit_code":0,"status":"completed"}}"#,
-            r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"done"}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_0","type":"command_execution","command":"/bin/sh -lc 'echo hi > out.txt'","aggregated_output":"a \"quoted\"\nline","exit_code":0,"status":"completed"}}"#,
+            r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"done \u00e9"}}"#,
             r#"{"type":"turn.completed","usage":{"input_tokens":20,"cached_input_tokens":0,"output_tokens":5}}"#,
         ]);
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.0).collect();
         assert_eq!(
             kinds,
             [
@@ -226,10 +345,15 @@ mod tests {
                 "agent.usage"
             ]
         );
-        assert_eq!(events[0].payload["thread_id"], "t-1");
-        assert_eq!(events[3].payload["exit_code"], 0);
-        assert_eq!(events[4].payload, json!({ "id": "item_1", "text": "done" }));
-        assert_eq!(events[5].payload["input_tokens"], 20);
+        assert_eq!(events[0].1, json!({ "thread_id": "t-1" }));
+        assert_eq!(events[1].1, json!({}));
+        assert_eq!(
+            events[3].1,
+            json!({ "id": "item_0", "command": "/bin/sh -lc 'echo hi > out.txt'",
+                    "exit_code": 0, "output": "a \"quoted\"\nline", "status": "completed" })
+        );
+        assert_eq!(events[4].1, json!({ "id": "item_1", "text": "done é" }));
+        assert_eq!(events[5].1["input_tokens"], 20);
         assert_eq!(state.thread_id.as_deref(), Some("t-1"));
         assert!(state.turn_completed);
         assert_eq!(state.error, None);
@@ -238,11 +362,22 @@ mod tests {
     #[test]
     fn failures_are_remembered() {
         let (events, state) = map_all(&[
-            r#"{"type":"error","message":"stream disconnected"}"#,
+            r#"{"type":"error","message":"stream \"disconnected\""}"#,
             r#"{"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized"}}"#,
         ]);
-        assert_eq!(events.len(), 2);
-        assert!(events.iter().all(|e| e.kind == "agent.error"));
+        assert_eq!(
+            events,
+            [
+                (
+                    "agent.error",
+                    json!({ "message": "stream \"disconnected\"", "source": "error" })
+                ),
+                (
+                    "agent.error",
+                    json!({ "message": "unexpected status 401 Unauthorized", "source": "turn.failed" })
+                ),
+            ]
+        );
         assert_eq!(
             state.error.as_deref(),
             Some("unexpected status 401 Unauthorized")
@@ -259,10 +394,12 @@ mod tests {
             r#"{"type":"item.updated","item":{"id":"p","type":"todo_list","items":[{"text":"x","completed":false}]}}"#,
             r#"{"type":"item.completed","item":{"id":"n","type":"something_new"}}"#,
             r#"{"type":"session.configured","x":1}"#,
+            r#"{"no_type":true}"#,
             "not json at all",
+            "{broken json",
             "",
         ]);
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.0).collect();
         assert_eq!(
             kinds,
             [
@@ -272,11 +409,17 @@ mod tests {
                 "agent.plan",
                 "agent.item",
                 "agent.raw",
+                "agent.raw",
+                "output.stdout",
                 "output.stdout"
             ]
         );
-        assert_eq!(events[0].payload["changes"][0]["path"], "a.rs");
-        assert_eq!(events[4].payload["item"]["type"], "something_new");
-        assert_eq!(events[6].payload["text"], "not json at all");
+        assert_eq!(events[0].1["changes"][0]["path"], "a.rs");
+        assert_eq!(events[1].1["message"], "Model metadata not found");
+        assert_eq!(events[2].1["server"], "s");
+        assert_eq!(events[3].1["items"][0]["text"], "x");
+        assert_eq!(events[4].1["item"]["type"], "something_new");
+        assert_eq!(events[5].1, json!({"type": "session.configured", "x": 1}));
+        assert_eq!(events[7].1["text"], "not json at all");
     }
 }

@@ -71,7 +71,7 @@ impl Backend for Codex {
                 Stream::Stdout => {
                     mapper.map_line(&line.text, &mut mapped);
                     for event in mapped.drain(..) {
-                        events::emit_raw(event.kind, event.payload.to_string());
+                        events::emit_raw(event.kind, event.payload);
                     }
                 }
                 Stream::Stderr => {

@@ -2,7 +2,7 @@
 //! very same source file the codex plugin compiles (`plugins/codex/src/jsonl.rs`, included by path:
 //! depending on the codex crate would link its exports twice). The payload decides the work:
 //!
-//! * `{}`: map every line and serialize every event's payload, as the codex plugin does before it
+//! * `{}`: map every line to events (payloads as JSON text), as the codex plugin does before it
 //!   emits; one `bench.parsed` event reports the counts;
 //! * `{"emit": true}`: also emit every event through the host, exactly as the codex plugin does.
 
@@ -28,11 +28,10 @@ impl Backend for CodexParse {
             lines += 1;
             mapper.map_line(line, &mut mapped);
             for event in mapped.drain(..) {
-                let payload = event.payload.to_string();
                 count += 1;
-                bytes += payload.len() as u64;
+                bytes += event.payload.len() as u64;
                 if emit {
-                    events::emit_raw(event.kind, payload);
+                    events::emit_raw(event.kind, event.payload);
                 }
             }
         }
