@@ -65,9 +65,13 @@ pub fn describe_with_defaults<B: Backend>(
 #[macro_export]
 macro_rules! export_backend {
     ($backend:ty) => {
+        // Exports only exist in the wasm component; a native build (workspace tests, clippy) of the
+        // plugin crate links without them.
+        #[cfg(target_family = "wasm")]
         #[doc(hidden)]
         struct __AacBackendExport;
 
+        #[cfg(target_family = "wasm")]
         impl $crate::bindings::backend::exports::aac::plugin::adapter::Guest for __AacBackendExport {
             type Session = $crate::SessionExport<$backend>;
 
@@ -80,6 +84,16 @@ macro_rules! export_backend {
             }
         }
 
+        #[cfg(target_family = "wasm")]
         $crate::bindings::backend::export_backend_world!(__AacBackendExport with_types_in $crate::bindings::backend);
+
+        // Natively the backend is still reachable, so its code is checked like the wasm build's.
+        #[cfg(not(target_family = "wasm"))]
+        const _: () = {
+            let _ = <$backend as $crate::Backend>::start;
+            let _ = <$backend as $crate::Backend>::run_turn;
+            let _ = <$backend as $crate::Backend>::close;
+            let _ = <$backend as $crate::Backend>::describe;
+        };
     };
 }

@@ -70,9 +70,13 @@ pub fn describe_materializer_with_defaults<M: Materializer>(
 #[macro_export]
 macro_rules! export_materializer {
     ($materializer:ty) => {
+        // Exports only exist in the wasm component; a native build (workspace tests, clippy) of the
+        // plugin crate links without them.
+        #[cfg(target_family = "wasm")]
         #[doc(hidden)]
         struct __AacMaterializerExport;
 
+        #[cfg(target_family = "wasm")]
         impl $crate::bindings::materializer::exports::aac::plugin::materialize::Guest
             for __AacMaterializerExport
         {
@@ -93,8 +97,16 @@ macro_rules! export_materializer {
             }
         }
 
+        #[cfg(target_family = "wasm")]
         $crate::bindings::materializer::export_materializer_world!(
             __AacMaterializerExport with_types_in $crate::bindings::materializer
         );
+
+        // Natively the materializer is still reachable, so its code is checked like the wasm build's.
+        #[cfg(not(target_family = "wasm"))]
+        const _: () = {
+            let _ = <$materializer as $crate::Materializer>::materialize;
+            let _ = <$materializer as $crate::Materializer>::describe;
+        };
     };
 }

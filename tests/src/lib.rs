@@ -15,10 +15,16 @@ use aac_host::sandbox::docker::DockerDriver;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod agent_turns;
 pub mod bundle;
 pub mod fault_proxy;
+pub mod mock_anthropic;
+pub mod mock_http;
+pub mod mock_openai;
 pub mod recording;
 pub mod runs;
+
+pub use agent_turns::{AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -52,7 +52,7 @@ fn engine_answers() -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn has(program: &str) -> bool {
+pub fn has(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
@@ -60,7 +60,7 @@ fn has(program: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -2,9 +2,10 @@
 //! `docker import`.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 pub const BUSYBOX_IMAGE: &str = "aac/busybox:latest";
 
@@ -59,21 +60,32 @@ const APPLETS: &[&str] = &[
 ];
 
 pub fn build_busybox() -> Result<()> {
-    let exists = Command::new("docker")
-        .args(["image", "inspect", BUSYBOX_IMAGE])
+    if image_exists(BUSYBOX_IMAGE) {
+        return Ok(());
+    }
+    let rootfs = super::root().join("target/images/busybox-rootfs");
+    busybox_rootfs(&rootfs)?;
+    import(&rootfs, BUSYBOX_IMAGE, &["ENV PATH=/bin"])
+}
+
+/// Whether the local engine already has `tag`.
+pub fn image_exists(tag: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", tag])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|status| status.success());
-    if exists {
-        return Ok(());
-    }
+        .is_ok_and(|status| status.success())
+}
+
+/// A fresh rootfs at `rootfs`: busybox and its applets, a non-root `agent` user (1000:1000),
+/// world-writable /tmp and an empty /workspace.
+pub fn busybox_rootfs(rootfs: &Path) -> Result<()> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
-        .find(|path| std::path::Path::new(path).exists())
+        .find(|path| Path::new(path).exists())
         .context("busybox-static is not installed (apt-get install busybox-static)")?;
-    let rootfs = super::root().join("target/images/busybox-rootfs");
-    let _ = std::fs::remove_dir_all(&rootfs);
+    let _ = std::fs::remove_dir_all(rootfs);
     for dir in [
         "bin",
         "etc",
@@ -97,25 +109,33 @@ pub fn build_busybox() -> Result<()> {
         "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n",
     )?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nagent:x:1000:\n")?;
-    let tar = super::root().join("target/images/busybox.tar");
-    super::run(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .args(["--owner=0", "--group=0", "--mode=u+w", "."]),
-    )?;
-    super::run(
-        Command::new("docker")
-            .args([
-                "import",
-                "--change",
-                "ENV PATH=/bin",
-                "--change",
-                "USER 1000:1000",
-            ])
-            .arg(&tar)
-            .arg(BUSYBOX_IMAGE),
-    )
+    Ok(())
+}
+
+/// Imports `rootfs` as image `tag`, owned by root, running as 1000:1000, with extra `changes`
+/// (Dockerfile instructions such as `ENV PATH=…`). The tar is streamed, never written to disk.
+pub fn import(rootfs: &Path, tag: &str, changes: &[&str]) -> Result<()> {
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .args(["-cf", "-", "--owner=0", "--group=0", "--mode=u+w", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not run tar")?;
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for change in changes.iter().chain(&["USER 1000:1000"]) {
+        import.args(["--change", change]);
+    }
+    import
+        .arg("-")
+        .arg(tag)
+        .stdin(tar.stdout.take().context("tar's stdout")?);
+    let imported = super::run(&mut import);
+    let tarred = tar.wait().context("waiting for tar")?;
+    imported?;
+    if !tarred.success() {
+        bail!("tar of {} failed with {tarred}", rootfs.display());
+    }
+    Ok(())
 }

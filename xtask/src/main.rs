@@ -6,8 +6,10 @@
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
 //! * `plugins` builds the first-party plugins into target/plugins/;
 //! * `image`   builds the local sandbox image with `docker import`;
+//! * `images`  that image plus the agent CLI images (real Codex and Claude Code CLIs from npm);
 //! * `docker`  makes sure a Docker engine answers (installs and starts one when root).
 
+mod agent_images;
 mod docker;
 mod image;
 mod plugins;
@@ -40,9 +42,14 @@ fn dispatch() -> Result<()> {
             docker::ensure_engine()?;
             image::build_busybox()
         }
+        "images" => {
+            docker::ensure_engine()?;
+            image::build_busybox()?;
+            agent_images::build_all()
+        }
         "docker" => docker::ensure_engine(),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench|plugins|image|docker>");
+            eprintln!("usage: cargo xtask <demo|test|bench|plugins|image|images|docker>");
             Ok(())
         }
     }
@@ -112,6 +119,7 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
+    agent_images::build_all()?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
@@ -119,7 +127,10 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+    let mut plugins = plugins::FIRST_PARTY.to_vec();
+    plugins.push("test-codex-parse");
+    let plugin_dir = set_up(&plugins)?;
+    agent_images::build_all()?;
     // The pool-mode benchmark runs the real binary of the bench profile.
     run(cargo().args(["build", "--release", "-p", "aac-host"]))?;
     run(cargo()

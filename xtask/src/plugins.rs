@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 /// Plugins operators use.
-pub const FIRST_PARTY: [&str; 2] = ["shell", "bundle"];
+pub const FIRST_PARTY: [&str; 4] = ["shell", "codex", "claude-code", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 10] = [
     "shell",
+    "codex",
+    "claude-code",
     "bundle",
+    "test-codex-parse",
     "test-misbehave",
     "test-wrong-version",
     "test-other-world",

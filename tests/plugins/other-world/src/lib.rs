@@ -1,5 +1,8 @@
 //! Exports `acme:widgets/render`: a fine component, but not an aac-host plugin.
 
+// Only a wasm component: natively (workspace builds) the crate is empty.
+#![cfg(target_family = "wasm")]
+
 wit_bindgen::generate!({
     inline: "
         package acme:widgets@1.0.0;

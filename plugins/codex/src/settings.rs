@@ -1,0 +1,271 @@
+//! The plugin's settings (run config merged with each command's payload) and the `codex exec`
+//! command line they give. Pure: no WIT, unit-tested natively.
+
+use serde_json::{Map, Value};
+
+/// The default idle watchdog: Codex prints at least one line per item, so ten silent minutes
+/// means it hangs.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 600_000;
+
+/// `-c` overrides every turn gets, for a CLI inside a sandbox: no update check, no analytics, no
+/// plugin marketplace fetch at start, no endless reconnects. A run's `config` can override them.
+const BASE_OVERRIDES: &[(&str, &str)] = &[
+    ("check_for_update_on_startup", "false"),
+    ("analytics.enabled", "false"),
+    ("features.plugins", "false"),
+    ("features.unbounded_connection_retries", "false"),
+];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub binary: String,
+    pub model: Option<String>,
+    pub provider: Option<Provider>,
+    pub idle_timeout_ms: u64,
+    pub timeout_ms: Option<u64>,
+    /// `-c key=value` overrides, value already TOML.
+    pub overrides: Vec<(String, String)>,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A custom model provider, written as `model_providers.<id>.*` overrides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub base_url: String,
+    pub wire_api: String,
+    pub env_key: Option<String>,
+    pub request_max_retries: Option<u64>,
+    pub stream_max_retries: Option<u64>,
+}
+
+impl Settings {
+    /// Reads the run's config, with the command's payload overriding it key by key.
+    pub fn from_json(config_json: &str, payload_json: &str) -> Result<Self, String> {
+        let mut config = object(config_json, "run config")?;
+        config.extend(object(payload_json, "command payload")?);
+        let provider = match config.get("provider") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(p)) => Some(Provider {
+                id: string(p, "id")?.unwrap_or_else(|| "aac".into()),
+                name: string(p, "name")?.unwrap_or_else(|| "aac".into()),
+                base_url: string(p, "base_url")?.ok_or("config `provider.base_url` is required")?,
+                wire_api: string(p, "wire_api")?.unwrap_or_else(|| "responses".into()),
+                env_key: string(p, "env_key")?,
+                request_max_retries: number(p, "request_max_retries")?,
+                stream_max_retries: number(p, "stream_max_retries")?,
+            }),
+            Some(_) => return Err("config `provider` must be an object".into()),
+        };
+        let overrides = match config.get("config") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), toml_value(value)?)))
+                .collect::<Result<_, String>>()?,
+            Some(_) => return Err("config `config` must be an object of Codex settings".into()),
+        };
+        Ok(Self {
+            binary: string(&config, "binary")?.unwrap_or_else(|| "codex".into()),
+            model: string(&config, "model")?,
+            provider,
+            idle_timeout_ms: number(&config, "idle_timeout_ms")?.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+            timeout_ms: number(&config, "timeout_ms")?,
+            overrides,
+            extra_args: strings(&config, "extra_args")?,
+            env: env(&config)?,
+        })
+    }
+
+    /// The command line of one turn: a new thread, or `resume <thread_id>`.
+    pub fn argv(&self, prompt: &str, resume: Option<&str>) -> Vec<String> {
+        let mut argv = vec![self.binary.clone(), "exec".into()];
+        if resume.is_some() {
+            argv.push("resume".into());
+        }
+        argv.extend(
+            [
+                "--json",
+                "--skip-git-repo-check",
+                // The container is the sandbox; Codex's own (bwrap/landlock) fails inside one.
+                "--dangerously-bypass-approvals-and-sandbox",
+            ]
+            .map(String::from),
+        );
+        for (key, value) in self.all_overrides() {
+            argv.push("-c".into());
+            argv.push(format!("{key}={value}"));
+        }
+        argv.extend(self.extra_args.iter().cloned());
+        // `--` so a prompt starting with `-` is not read as a flag.
+        argv.push("--".into());
+        argv.extend(resume.map(String::from));
+        argv.push(prompt.into());
+        argv
+    }
+
+    fn all_overrides(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = BASE_OVERRIDES
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let quoted = |text: &str| Value::String(text.into()).to_string();
+        if let Some(model) = &self.model {
+            all.push(("model".into(), quoted(model)));
+        }
+        if let Some(p) = &self.provider {
+            let key = |field: &str| format!("model_providers.{}.{field}", p.id);
+            all.push(("model_provider".into(), quoted(&p.id)));
+            all.push((key("name"), quoted(&p.name)));
+            all.push((key("base_url"), quoted(&p.base_url)));
+            all.push((key("wire_api"), quoted(&p.wire_api)));
+            if let Some(env_key) = &p.env_key {
+                all.push((key("env_key"), quoted(env_key)));
+            }
+            if let Some(n) = p.request_max_retries {
+                all.push((key("request_max_retries"), n.to_string()));
+            }
+            if let Some(n) = p.stream_max_retries {
+                all.push((key("stream_max_retries"), n.to_string()));
+            }
+        }
+        // Later `-c` flags win, so the run's own overrides go last.
+        all.extend(self.overrides.iter().cloned());
+        all
+    }
+}
+
+fn object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(format!("the {what} must be a JSON object")),
+        Err(err) => Err(format!("the {what} is not valid JSON: {err}")),
+    }
+}
+
+fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(format!("config `{key}` must be a string")),
+    }
+}
+
+fn number(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("config `{key}` must be a non-negative integer")),
+    }
+}
+
+fn strings(map: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| format!("config `{key}` must be an array of strings"))
+            })
+            .collect(),
+        Some(_) => Err(format!("config `{key}` must be an array of strings")),
+    }
+}
+
+fn env(map: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
+    match map.get("env") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(vars)) => vars
+            .iter()
+            .map(|(key, value)| match value.as_str() {
+                Some(text) => Ok((key.clone(), text.to_string())),
+                None => Err(format!("config env.{key} must be a string")),
+            })
+            .collect(),
+        Some(_) => Err("config `env` must be an object of strings".into()),
+    }
+}
+
+/// A JSON value as a TOML value for `-c key=value`. JSON strings, numbers and booleans are
+/// already valid TOML; objects become inline tables.
+fn toml_value(value: &Value) -> Result<String, String> {
+    Ok(match value {
+        Value::Null => return Err("config values cannot be null".into()),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(toml_value)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| Ok(format!("{} = {}", Value::String(k.clone()), toml_value(v)?)))
+                .collect::<Result<Vec<_>, String>>()?
+                .join(", ")
+        ),
+        scalar => scalar.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_and_model_become_overrides() {
+        let settings = Settings::from_json(
+            r#"{"model":"m1","provider":{"base_url":"http://172.17.0.1:9/v1","env_key":"KEY","stream_max_retries":0},
+                "config":{"model_reasoning_effort":"low","tools":{"web_search":false}},"extra_args":["--oss"]}"#,
+            r#"{"model":"m2"}"#,
+        )
+        .unwrap();
+        let argv = settings.argv("-do it", None);
+        let joined = argv.join(" ");
+        assert!(joined.starts_with(
+            "codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox"
+        ));
+        assert!(
+            joined.contains(r#"-c model="m2""#),
+            "payload overrides: {joined}"
+        );
+        assert!(joined.contains(r#"-c model_provider="aac""#));
+        assert!(joined.contains(r#"-c model_providers.aac.base_url="http://172.17.0.1:9/v1""#));
+        assert!(joined.contains(r#"-c model_providers.aac.wire_api="responses""#));
+        assert!(joined.contains(r#"-c model_providers.aac.env_key="KEY""#));
+        assert!(joined.contains("-c model_providers.aac.stream_max_retries=0"));
+        assert!(joined.contains(r#"-c tools={"web_search" = false}"#));
+        assert!(joined.ends_with("--oss -- -do it"), "{joined}");
+        assert_eq!(settings.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn resume_names_the_thread() {
+        let settings = Settings::from_json("{}", "{}").unwrap();
+        let argv = settings.argv("next", Some("t-1"));
+        assert_eq!(&argv[..3], ["codex", "exec", "resume"]);
+        assert_eq!(&argv[argv.len() - 3..], ["--", "t-1", "next"]);
+    }
+
+    #[test]
+    fn bad_config_is_named() {
+        let err =
+            Settings::from_json(r#"{"provider":{"wire_api":"responses"}}"#, "{}").unwrap_err();
+        assert!(err.contains("provider.base_url"), "{err}");
+        let err = Settings::from_json(r#"{"idle_timeout_ms":"soon"}"#, "{}").unwrap_err();
+        assert!(err.contains("idle_timeout_ms"), "{err}");
+        let err = Settings::from_json("[1]", "{}").unwrap_err();
+        assert!(err.contains("run config"), "{err}");
+    }
+}
