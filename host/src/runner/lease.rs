@@ -80,6 +80,9 @@ async fn beat(
     signals: Arc<RunSignals>,
     stop: CancellationToken,
 ) {
+    // Beats are scheduled from when the previous one was sent, not from when its reply came, so a
+    // slow manager does not stretch the gaps between them.
+    let mut last_sent = renewed_at;
     loop {
         let expires = renewed_at + lease;
         tokio::select! {
@@ -88,9 +91,10 @@ async fn beat(
                 signals.lose_lease(format!("no heartbeat succeeded for a whole lease ({lease:?})"));
                 return;
             }
-            () = tokio::time::sleep(heartbeat_interval(lease)) => {}
+            () = tokio::time::sleep_until(last_sent + heartbeat_interval(lease)) => {}
         }
         let sent_at = Instant::now();
+        last_sent = sent_at;
         let reply = tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(expires) => {
