@@ -76,7 +76,7 @@ pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
             memory_bytes: 64 << 20,
             call_cpu: Duration::from_secs(1),
             turn_cpu: Duration::from_secs(1),
-            events_per_second: 1000,
+            events_per_second: 5000,
             turn_output_bytes: 4 << 20,
             ..PluginLimits::default()
         },

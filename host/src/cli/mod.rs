@@ -21,8 +21,7 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
     about = "Host runner for AI coding-agent runs",
     long_about = "Host runner for AI coding-agent runs.\n\n\
         Runner mode (no subcommand): aac-host --plugin codex.wasm --manager-url URL --run-id ID \
-        works on one run; --max-runs N claims queued runs and works on up to N at once.",
-    args_conflicts_with_subcommands = true
+        works on one run; --max-runs N claims queued runs and works on up to N at once."
 )]
 struct Cli {
     /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
@@ -128,6 +127,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     // Only the commands that load plugins pay for an engine.
     let plugin_host = || PluginHost::new(config.clone());
+    if cli.command.is_some() && cli.runner.names_work() {
+        anyhow::bail!("runner-mode flags (--run-id, --max-runs) go without a subcommand");
+    }
     let Some(command) = cli.command else {
         if !cli.runner.wanted() {
             use clap::CommandFactory;

@@ -62,7 +62,12 @@ fn duration(text: &str) -> Result<Duration, String> {
 impl RunnerArgs {
     /// Whether runner mode was asked for at all.
     pub fn wanted(&self) -> bool {
-        self.manager_url.is_some() || self.run_id.is_some() || self.max_runs.is_some()
+        self.manager_url.is_some() || self.names_work()
+    }
+
+    /// Whether a run or pool mode was named (a URL alone may come from the environment).
+    pub fn names_work(&self) -> bool {
+        self.run_id.is_some() || self.max_runs.is_some()
     }
 
     fn token(&self) -> Result<String> {

@@ -33,9 +33,11 @@ pub use pool_mode::ServeReport;
 pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
 pub use shutdown::Shutdown;
 
+use crate::config::BundleSettings;
 use crate::manager::protocol::RegisterRunner;
 use crate::manager::{ClientError, ManagerClient};
 use crate::outcome::{FailureKind, TerminalStatus, TurnOutcome};
+use crate::plugin::materializer::MaterializerPlugin;
 use crate::plugin::{BackendPlugin, PluginHost};
 use crate::sandbox::SandboxDriver;
 use crate::sandbox::pool::WarmPool;
@@ -142,6 +144,9 @@ pub struct Runner {
     plugins: Mutex<HashMap<PathBuf, Arc<BackendPlugin>>>,
     /// Warm pools by runtime and image (pool mode).
     pools: Mutex<HashMap<String, Arc<WarmPool>>>,
+    /// `[bundles]`: how runs' resource bundles reach their workspaces.
+    bundles: Option<BundleSettings>,
+    materializer: Mutex<Option<Arc<MaterializerPlugin>>>,
 }
 
 impl Runner {
@@ -152,6 +157,10 @@ impl Runner {
         profiles: Profiles,
         config: RunnerConfig,
     ) -> Self {
+        let profiles_bundles = match &profiles {
+            Profiles::Config(config) => config.bundles.clone(),
+            Profiles::Fixed(_) => None,
+        };
         Self {
             client,
             host,
@@ -161,7 +170,15 @@ impl Runner {
             shutdown: Shutdown::new(),
             plugins: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
+            bundles: profiles_bundles,
+            materializer: Mutex::new(None),
         }
+    }
+
+    /// Materializes runs' bundles with these settings (instead of the config's `[bundles]`).
+    pub fn with_bundles(mut self, bundles: Option<BundleSettings>) -> Self {
+        self.bundles = bundles;
+        self
     }
 
     /// Uses `shutdown` (e.g. one wired to signals) instead of a private one.
@@ -222,6 +239,24 @@ impl Runner {
         let plugin = Arc::new(self.host.load_backend(path).await?);
         plugins.insert(path.to_path_buf(), plugin.clone());
         Ok(plugin)
+    }
+
+    /// The bundle materializer, loaded (integrity checked, compiled or cached) on first use.
+    async fn materializer(&self) -> Result<Option<(Arc<MaterializerPlugin>, &BundleSettings)>> {
+        let Some(settings) = &self.bundles else {
+            return Ok(None);
+        };
+        let mut slot = self.materializer.lock().await;
+        if let Some(plugin) = slot.as_ref() {
+            return Ok(Some((plugin.clone(), settings)));
+        }
+        let plugin = Arc::new(
+            self.host
+                .load_materializer(&settings.plugin, &settings.integrity())
+                .await?,
+        );
+        *slot = Some(plugin.clone());
+        Ok(Some((plugin, settings)))
     }
 
     /// Removes every pooled sandbox.

@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::profile::RunProfile;
-use crate::manager::protocol::{Command, Run};
-use crate::outcome::{TurnEvent, TurnOutcome};
+use crate::manager::protocol::{BundleRef, Command, Run};
+use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
+use crate::plugin::materializer::{MaterializeOptions, MaterializerPlugin};
 use crate::plugin::{BackendPlugin, BackendSession, SessionOptions};
 use crate::redact::Redactor;
 use crate::sandbox::docker::labels;
-use crate::sandbox::pool::{WarmPool, prepare_workspace};
+use crate::sandbox::pool::{WarmPool, give_to_user, prepare_workspace};
 use crate::sandbox::{ProcessLimits, Sandbox, SandboxDriver, SandboxSpec};
 
 /// Where the workspace is mounted inside the sandbox.
@@ -33,9 +34,18 @@ pub enum SandboxSource<'a> {
     Pool(&'a WarmPool),
 }
 
+/// A run's bundle and the materializer that writes it into the workspace.
+pub struct BundleJob<'a> {
+    pub materializer: &'a MaterializerPlugin,
+    pub bundle: &'a BundleRef,
+    pub options: MaterializeOptions,
+}
+
 /// What opening a session needs besides the plugin and profile.
 pub struct SessionRequest<'a> {
     pub run: &'a Run,
+    /// Materialized into the workspace before the backend session starts (once per run).
+    pub bundle: Option<BundleJob<'a>>,
     pub events: mpsc::UnboundedSender<TurnEvent>,
     /// The highest event sequence number already stored for the run (a re-claimed run goes on).
     pub last_event_seq: u64,
@@ -84,11 +94,17 @@ impl RunSession {
         let (sandbox, workspace, warm) = match source {
             SandboxSource::Pool(pool) => {
                 let pooled = pool.acquire().await.map_err(open_failed)?;
+                let user = sandbox_spec(profile, pooled.workspace.clone()).user;
+                if let Err(outcome) = materialize(&request, &pooled.workspace, &user).await {
+                    remove(&pooled.sandbox).await;
+                    return Err(outcome);
+                }
                 (pooled.sandbox, pooled.workspace, pooled.warm)
             }
             SandboxSource::Cold { driver, workspace } => {
                 let mut spec = sandbox_spec(profile, workspace.clone());
                 prepare_workspace(&workspace, &spec.user).map_err(open_failed)?;
+                materialize(&request, &workspace, &spec.user).await?;
                 spec.labels
                     .insert(labels::RUN.into(), request.run.id.clone());
                 (
@@ -144,6 +160,30 @@ impl RunSession {
         self.backend.close().await;
         remove(&self.sandbox).await;
     }
+}
+
+/// Writes the run's bundle (if any) into `workspace` and gives it to the sandbox user.
+async fn materialize(
+    request: &SessionRequest<'_>,
+    workspace: &std::path::Path,
+    user: &str,
+) -> Result<(), TurnOutcome> {
+    let Some(job) = &request.bundle else {
+        return Ok(());
+    };
+    let summary = job
+        .materializer
+        .materialize(job.bundle, workspace, &job.options)
+        .await
+        .map_err(|failure| TurnOutcome::failed(failure.kind, failure.message))?;
+    give_to_user(workspace, user)
+        .map_err(|err| TurnOutcome::failed(FailureKind::HostError, format!("{err:#}")))?;
+    tracing::info!(
+        files = summary.files,
+        bytes = summary.bytes,
+        "bundle materialized"
+    );
+    Ok(())
 }
 
 fn open_failed(err: crate::sandbox::OpenError) -> TurnOutcome {

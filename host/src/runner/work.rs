@@ -12,7 +12,7 @@ use super::cancel_watch::CancelWatch;
 use super::events::EventShipper;
 use super::lease::LeaseKeeper;
 use super::profile::RunProfile;
-use super::session::{RunSession, SandboxSource, SessionRequest};
+use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
 use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::protocol::{Cancellation, Command, Lease, Run, RunStatus, RunStatusUpdate};
@@ -415,6 +415,33 @@ impl RunWork<'_> {
             .plugin(&profile.plugin)
             .await
             .map_err(|err| TurnOutcome::failed(FailureKind::HostError, format!("{err:#}")))?;
+        let materializer = match &self.run.bundle {
+            None => None,
+            Some(_) => match runner.materializer().await {
+                Ok(Some(found)) => Some(found),
+                Ok(None) => {
+                    return Err(TurnOutcome::failed(
+                        FailureKind::ResourceBundle,
+                        "the run carries a resource bundle, but this runner has no `[bundles]` \
+                         materializer configured",
+                    ));
+                }
+                Err(err) => {
+                    return Err(TurnOutcome::failed(
+                        FailureKind::ResourceBundle,
+                        format!("could not load the bundle materializer: {err:#}"),
+                    ));
+                }
+            },
+        };
+        let bundle = match (&self.run.bundle, &materializer) {
+            (Some(bundle), Some((plugin, settings))) => Some(BundleJob {
+                materializer: plugin,
+                bundle,
+                options: settings.options(),
+            }),
+            _ => None,
+        };
         let pool = runner.pool_for(profile).await;
         let source = match &pool {
             Some(pool) => SandboxSource::Pool(pool),
@@ -431,6 +458,7 @@ impl RunWork<'_> {
         };
         let request = SessionRequest {
             run: &self.run,
+            bundle,
             events: self.events.clone(),
             last_event_seq: self.run.last_event_seq,
             cancel_grace: runner.config.cancel_grace,

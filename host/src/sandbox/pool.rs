@@ -228,6 +228,27 @@ pub fn prepare_workspace(dir: &std::path::Path, user: &str) -> Result<(), OpenEr
     Ok(())
 }
 
+/// Gives everything under `dir` (a materialized workspace) to the sandbox user, so the agent can
+/// change the files it starts from. Only root can, and only root needs to.
+pub fn give_to_user(dir: &std::path::Path, user: &str) -> anyhow::Result<()> {
+    let mut ids = user.split(':').map(|part| part.parse::<u32>().ok());
+    let (uid, gid) = (ids.next().flatten(), ids.next().flatten());
+    if uid.is_none() || !am_root() {
+        return Ok(());
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, uid, gid)
+            .with_context(|| format!("could not give {} to {user}", path.display()))?;
+        if path.symlink_metadata()?.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn am_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)

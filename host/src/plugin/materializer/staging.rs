@@ -100,27 +100,21 @@ impl Staging {
     }
 
     /// Moves the staged files into `workspace`: a rename of the whole directory when the workspace
-    /// is missing or empty, else of each top-level entry after checking none is already there.
+    /// is missing, else of each top-level entry after checking none is already there (an existing
+    /// workspace directory is kept: a sandbox may already have it bind-mounted).
     pub fn commit(mut self, workspace: &Path) -> Result<(), StagingError> {
         let io = |what: &str, path: &Path, err: std::io::Error| {
             (format!("{what} {}: {err}", path.display()), None)
         };
-        let empty = match std::fs::read_dir(workspace) {
-            Ok(mut entries) => entries.next().is_none(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
-            Err(err) => return Err(io("cannot read the workspace", workspace, err)),
-        };
-        if empty {
-            // An empty workspace directory is replaced; `remove_dir` refuses if it filled meanwhile.
-            match std::fs::remove_dir(workspace) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(io("cannot replace the empty workspace", workspace, err)),
+        match workspace.symlink_metadata() {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::rename(&self.path, workspace)
+                    .map_err(|err| io("cannot move the bundle into", workspace, err))?;
+                self.committed = true;
+                return Ok(());
             }
-            std::fs::rename(&self.path, workspace)
-                .map_err(|err| io("cannot move the bundle into", workspace, err))?;
-            self.committed = true;
-            return Ok(());
+            Err(err) => return Err(io("cannot read the workspace", workspace, err)),
+            Ok(_) => {}
         }
         let top: Vec<_> = std::fs::read_dir(&self.path)
             .map_err(|err| io("cannot read", &self.path, err))?
