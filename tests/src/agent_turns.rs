@@ -1,20 +1,18 @@
-//! One helper runs every agent-backend test: a run of several commands through one backend
-//! session and one sandbox, the way the runner drives a run. When the runner grows its own entry
-//! point, only this file has to move onto it.
+//! One helper runs every agent-backend test: a run of several commands through the embedded
+//! manager and a runner, as production does (one backend session and one sandbox per run).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aac_host::local::{WORKSPACE_DIR, sandbox_user};
+use aac_host::manager::protocol::{CreateRun, EnqueueCommand};
 use aac_host::outcome::{TurnEvent, TurnOutcome};
-use aac_host::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
-use aac_host::plugin::{BackendPlugin, PluginHost, SessionOptions};
-use aac_host::sandbox::docker::labels;
-use aac_host::sandbox::pool::prepare_workspace;
-use aac_host::sandbox::{NetworkMode, ProcessLimits, PullPolicy, SandboxDriver, SandboxSpec};
-use tokio::sync::mpsc;
+use aac_host::plugin::PluginHost;
+use aac_host::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
+use aac_host::sandbox::{NetworkMode, PullPolicy};
 use tokio_util::sync::CancellationToken;
+
+use crate::runs::TestManager;
 
 /// What an agent run did: one outcome per command that ran, and all events in order.
 pub struct AgentRun {
@@ -49,10 +47,12 @@ fn command_id(n: usize) -> String {
     format!("cmd-{n}")
 }
 
-/// Runs `prompts` as successive commands of one run: one sandbox from `image` on `workspace`
-/// (bridge network, so the CLI reaches a mock model server on the bridge gateway), one session
-/// of the plugin package `plugin` with `config` as the run's backend config. Stops after a turn
-/// ends cancelled. The sandbox is removed before this returns.
+/// Runs `prompts` as successive commands of one run, the production way: an embedded manager on
+/// loopback, a run with `config` as its backend config and one command per prompt, and a one-shot
+/// runner of the plugin package `plugin` working on it — one sandbox from `image` on `workspace`
+/// (bridge network, so the CLI reaches a mock model server on the bridge gateway) and one backend
+/// session for the whole run. Cancelling `cancel` cancels the run on the manager. Events are read
+/// back from the manager. The sandbox is removed before this returns.
 pub async fn run_agent_turns(
     plugin: &str,
     image: &str,
@@ -61,89 +61,103 @@ pub async fn run_agent_turns(
     prompts: &[&str],
     cancel: CancellationToken,
 ) -> AgentRun {
-    let backend = load_agent_plugin(plugin).await;
-    run_agent_turns_with(&backend, image, config, workspace, prompts, cancel).await
+    let agent = load_agent_plugin(plugin).await;
+    run_agent_turns_with(&agent, image, config, workspace, prompts, cancel).await
 }
 
-/// Loads a backend plugin built from this repository (`plugin` is its package name).
-pub async fn load_agent_plugin(plugin: &str) -> BackendPlugin {
-    let host: Arc<PluginHost> = crate::test_host(None);
-    host.load_backend(&crate::plugin(plugin))
+/// A backend plugin ready for runs: its host keeps the compiled artifact in a cache, so repeated
+/// runs (benchmarks) do not recompile it.
+pub struct AgentPlugin {
+    host: Arc<PluginHost>,
+    path: PathBuf,
+    cache: tempfile::TempDir,
+}
+
+/// Loads (compiles once) a backend plugin built from this repository (`plugin` is its package name).
+pub async fn load_agent_plugin(plugin: &str) -> AgentPlugin {
+    let cache = tempfile::tempdir().unwrap();
+    let host: Arc<PluginHost> = crate::test_host(Some(cache.path()));
+    let path = crate::plugin(plugin);
+    host.load_backend(&path)
         .await
-        .expect("loading the backend plugin")
+        .expect("loading the backend plugin");
+    AgentPlugin { host, path, cache }
 }
 
-/// [`run_agent_turns`] with a plugin loaded once (benchmarks repeat runs without recompiling).
+/// [`run_agent_turns`] with a plugin loaded once.
 pub async fn run_agent_turns_with(
-    backend: &BackendPlugin,
+    agent: &AgentPlugin,
     image: &str,
     config: serde_json::Value,
     workspace: &Path,
     prompts: &[&str],
     cancel: CancellationToken,
 ) -> AgentRun {
-    let plugin = backend.identity().name.as_str();
+    let _ = &agent.cache;
     let driver = crate::docker().await;
     driver
         .ensure_image(image)
         .await
         .unwrap_or_else(|err| panic!("{err:#} (cargo xtask images builds it)"));
 
-    let run_id = format!("agents-{}", uuid_like());
-    let user = sandbox_user();
-    prepare_workspace(workspace, &user).expect("preparing the workspace");
-    let mut spec = SandboxSpec::new(image, workspace.canonicalize().unwrap(), user);
-    spec.labels.insert(labels::RUN.into(), run_id.clone());
-    spec.labels.insert(labels::RUNTIME.into(), plugin.into());
-    spec.network = NetworkMode::Bridge;
-    spec.pull_policy = PullPolicy::Never;
-    spec.expires_at = SystemTime::now() + Duration::from_secs(3600);
-    let sandbox = driver.open(&spec).await.expect("opening the sandbox");
-
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let options = SessionOptions {
-        run: RunInfo {
-            run_id: run_id.clone(),
-            runtime: plugin.into(),
-            workspace_dir: WORKSPACE_DIR.into(),
-            config_json: config.to_string(),
-        },
-        sandbox: Some(sandbox.clone()),
-        events: events_tx,
-        process_limits: ProcessLimits::default(),
-        cancel_grace: Duration::from_secs(10),
-        redactor: Default::default(),
-    };
-    let mut outcomes = Vec::new();
-    match backend.open_session(options).await {
-        Ok(mut session) => {
-            for (index, prompt) in prompts.iter().enumerate() {
-                let command = CommandInfo {
-                    command_id: command_id(index + 1),
-                    sequence: index as u64 + 1,
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let run = client
+        .create_run(CreateRun {
+            id: None,
+            backend: image.into(),
+            bundle: None,
+            config,
+        })
+        .await
+        .unwrap();
+    for (index, prompt) in prompts.iter().enumerate() {
+        client
+            .enqueue(
+                &run.id,
+                EnqueueCommand {
+                    id: Some(command_id(index + 1)),
                     prompt: prompt.to_string(),
-                    payload_json: "{}".into(),
-                };
-                let outcome = session.run_turn(command, cancel.clone()).await;
-                let stop = cancel.is_cancelled();
-                outcomes.push(outcome);
-                if stop {
-                    break;
-                }
-            }
-            session.close().await;
-        }
-        Err(outcome) => outcomes.push(outcome),
+                    payload: serde_json::json!({}),
+                },
+            )
+            .await
+            .unwrap();
     }
-    sandbox.remove().await.expect("removing the sandbox");
 
-    let mut events = Vec::new();
-    while let Ok(event) = events_rx.try_recv() {
-        events.push(event);
-    }
+    let runner_id = format!("agents-{}", uuid_like());
+    let mut runner_config = RunnerConfig::new(runner_id.clone());
+    runner_config.mode = RunMode::OneShot;
+    runner_config.lease = Duration::from_secs(10);
+    runner_config.workspace = Some(workspace.canonicalize().unwrap());
+    let profile = RunProfile {
+        image: image.into(),
+        network: NetworkMode::Bridge,
+        pull_policy: PullPolicy::Never,
+        ..RunProfile::new(agent.path.clone())
+    };
+    let runner = Runner::new(
+        client.clone(),
+        agent.host.clone(),
+        Arc::new(driver.with_runner_id(runner_id)),
+        Profiles::Fixed(profile),
+        runner_config,
+    );
+    runner.register().await.expect("registering the runner");
+    let canceller = tokio::spawn({
+        let client = client.clone();
+        let run = run.id.clone();
+        async move {
+            cancel.cancelled().await;
+            client.cancel_run(&run).await.expect("cancelling the run");
+        }
+    });
+    let report = runner.run(&run.id).await.expect("the runner worked on the run");
+    canceller.abort();
+    let events = client.events(&run.id, 0).await.unwrap();
     AgentRun {
-        run_id,
-        outcomes,
+        run_id: run.id,
+        outcomes: report.commands.into_iter().map(|(_, outcome)| outcome).collect(),
         events,
     }
 }

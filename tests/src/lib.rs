@@ -24,7 +24,9 @@ pub mod mock_openai;
 pub mod recording;
 pub mod runs;
 
-pub use agent_turns::{AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with};
+pub use agent_turns::{
+    AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with,
+};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
