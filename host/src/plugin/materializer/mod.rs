@@ -305,6 +305,22 @@ impl MaterializerPlugin {
                 });
             }
         };
+        if let Err(err) = &result
+            && let Err(outcome) = check_result_size(
+                store.data(),
+                "materialize",
+                [Some(&err.message), err.entry.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+        {
+            return Err(MaterializeFailure {
+                kind: FailureKind::ResourceExhausted,
+                message: outcome.message.unwrap_or_default(),
+                entry: None,
+            });
+        }
         let summary = match result {
             Ok(summary) => summary,
             Err(err) => {
