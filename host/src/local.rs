@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::config::Grants;
 use crate::manager::ManagerClient;
 use crate::manager::protocol::{CreateRun, EnqueueCommand};
 use crate::manager::server::{self, Manager, ManagerConfig};
 use crate::outcome::{TurnEvent, TurnOutcome};
-use crate::plugin::PluginHost;
+use crate::plugin::integrity::Integrity;
+use crate::plugin::{PluginHost, PluginLimits};
 use crate::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
 use crate::sandbox::lifetime::SessionLifetime;
 use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits, SandboxDriver};
@@ -50,6 +52,12 @@ pub struct LocalTurn {
     pub secrets: Vec<(String, String)>,
     /// `uid:gid` of the sandbox's processes; the caller's own (1000:1000 for root) when `None`.
     pub user: Option<String>,
+    /// Limits of the plugin itself; the host's when `None`.
+    pub plugin_limits: Option<PluginLimits>,
+    /// What the plugin may do besides driving its sandbox (declared ∧ granted).
+    pub grants: Grants,
+    /// Pin and signature checks of the plugin file.
+    pub integrity: Integrity,
 }
 
 impl LocalTurn {
@@ -68,6 +76,9 @@ impl LocalTurn {
             env: Vec::new(),
             secrets: Vec::new(),
             user: None,
+            plugin_limits: None,
+            grants: Grants::default(),
+            integrity: Integrity::default(),
         }
     }
 
@@ -81,6 +92,9 @@ impl LocalTurn {
             secrets: self.secrets.clone(),
             user: self.user.clone(),
             max_duration: self.max_duration,
+            plugin_limits: self.plugin_limits,
+            grants: self.grants.clone(),
+            integrity: self.integrity.clone(),
             ..RunProfile::new(self.plugin.clone())
         }
     }
@@ -112,7 +126,8 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
     cancel: CancellationToken,
 ) -> Result<LocalTurnReport> {
     // A bad plugin file is the caller's error, reported before any manager or sandbox starts.
-    host.load_backend(&turn.plugin).await?;
+    host.load_backend_checked(&turn.plugin, &turn.integrity)
+        .await?;
     let config_json: serde_json::Value = serde_json::from_str(&turn.config_json)
         .context("the backend configuration is not valid JSON")?;
     let run_id = format!("local-{}", uuid::Uuid::new_v4().simple());

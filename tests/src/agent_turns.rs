@@ -152,12 +152,19 @@ pub async fn run_agent_turns_with(
             client.cancel_run(&run).await.expect("cancelling the run");
         }
     });
-    let report = runner.run(&run.id).await.expect("the runner worked on the run");
+    let report = runner
+        .run(&run.id)
+        .await
+        .expect("the runner worked on the run");
     canceller.abort();
     let events = client.events(&run.id, 0).await.unwrap();
     AgentRun {
         run_id: run.id,
-        outcomes: report.commands.into_iter().map(|(_, outcome)| outcome).collect(),
+        outcomes: report
+            .commands
+            .into_iter()
+            .map(|(_, outcome)| outcome)
+            .collect(),
         events,
     }
 }

@@ -356,7 +356,7 @@ async fn oversize_bundles_and_too_many_files_are_refused() {
     bundle.sha256 = None;
     let failure = refused(&plugin, &scene, &bundle, &MaterializeOptions::default()).await;
     assert!(
-        failure.message.contains("larger than 2048 bytes"),
+        failure.message.contains("but its reference says 2048"),
         "{failure:?}"
     );
 }
@@ -425,6 +425,18 @@ async fn a_bundle_is_fetched_over_http_from_a_granted_host_only() {
         failure
             .message
             .contains("not in the effective allowlist []"),
+        "{failure:?}"
+    );
+
+    // Fetched over HTTP, the archive as a whole is verified by the plugin.
+    let scene = Scene::new();
+    let mut wrong = bundle.clone();
+    wrong.sha256 = Some(sha256_hex(b"another archive"));
+    let failure = refused(&plugin, &scene, &wrong, &granting(&[addr.to_string()])).await;
+    assert!(
+        failure
+            .message
+            .contains("refused by the plugin: the bundle's sha256 is"),
         "{failure:?}"
     );
 

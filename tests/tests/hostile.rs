@@ -254,6 +254,23 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
     assert_eq!(partial.entry.as_deref(), Some("second"));
     untouched();
 
+    let huge = touch
+        .materialize(&bundle("hostile:huge-error"), &workspace, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        huge.kind,
+        FailureKind::ResourceExhausted,
+        "{}",
+        &huge.message[..200.min(huge.message.len())]
+    );
+    assert!(
+        huge.message.contains("returned a string of 8388608 bytes"),
+        "{}",
+        &huge.message[..200.min(huge.message.len())]
+    );
+    untouched();
+
     let spin = touch
         .materialize(&bundle("hostile:spin"), &workspace, &options)
         .await

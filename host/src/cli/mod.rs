@@ -127,6 +127,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     };
     // Only the commands that load plugins pay for an engine.
     let plugin_host = || PluginHost::new(config.clone());
+    // Hosts that run plugins take the config file's `[limits]`.
+    let plugin_host_with = |limits: Option<crate::plugin::PluginLimits>| {
+        PluginHost::new(PluginHostConfig {
+            limits: limits.unwrap_or(config.limits),
+            ..config.clone()
+        })
+    };
     if cli.command.is_some() && cli.runner.names_work() {
         anyhow::bail!("runner-mode flags (--run-id, --max-runs) go without a subcommand");
     }
@@ -136,10 +143,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Cli::command().print_help()?;
             return Ok(ExitCode::from(2));
         }
-        return runner::run(plugin_host()?, cli.runner).await;
+        let limits = cli.runner.profile.host_limits()?;
+        return runner::run(plugin_host_with(limits)?, cli.runner).await;
     };
     match command {
-        Command::Run(args) => run::run(&plugin_host()?, *args).await,
+        Command::Run(args) => {
+            let limits = args.profile.host_limits()?;
+            run::run(&plugin_host_with(limits)?, *args).await
+        }
         Command::Runs(args) => runs::runs(args).await,
         Command::Manager {
             listen,

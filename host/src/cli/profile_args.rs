@@ -43,6 +43,14 @@ pub struct ProfileArgs {
 }
 
 impl ProfileArgs {
+    /// The plugin limits of the config file's `[limits]`, when the file exists.
+    pub fn host_limits(&self) -> Result<Option<crate::plugin::PluginLimits>> {
+        if !self.config.is_file() {
+            return Ok(None);
+        }
+        Ok(Some(HostConfig::load(&self.config)?.limits))
+    }
+
     /// Whether any flag overrides the sandbox.
     fn has_overrides(&self) -> bool {
         self.image.is_some()

@@ -19,7 +19,7 @@ use crate::sandbox::docker::DockerDriver;
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
-    profile: ProfileArgs,
+    pub(super) profile: ProfileArgs,
     /// Host directory used as the workspace (default: a fresh temporary directory).
     #[arg(long)]
     workspace: Option<PathBuf>,
@@ -53,6 +53,9 @@ impl RunArgs {
             env: profile.env,
             secrets: profile.secrets,
             user: profile.user,
+            plugin_limits: profile.plugin_limits,
+            grants: profile.grants,
+            integrity: profile.integrity,
             ..LocalTurn::new(profile.plugin, self.prompt.clone())
         })
     }

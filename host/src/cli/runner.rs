@@ -22,7 +22,7 @@ pub const EXIT_NOT_CLAIMED: u8 = 4;
 #[derive(clap::Args, Debug)]
 pub struct RunnerArgs {
     #[command(flatten)]
-    profile: ProfileArgs,
+    pub(super) profile: ProfileArgs,
     /// The manager's base URL.
     #[arg(long, env = "AAC_MANAGER_URL")]
     manager_url: Option<String>,

@@ -21,7 +21,7 @@ pub mod signals;
 mod work;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,8 +140,8 @@ pub struct Runner {
     profiles: Profiles,
     config: RunnerConfig,
     shutdown: Shutdown,
-    /// Loaded plugins by path: compiled once per runner process.
-    plugins: Mutex<HashMap<PathBuf, Arc<BackendPlugin>>>,
+    /// Loaded plugins by runtime: compiled once per runner process.
+    plugins: Mutex<HashMap<String, Arc<BackendPlugin>>>,
     /// Warm pools by runtime and image (pool mode).
     pools: Mutex<HashMap<String, Arc<WarmPool>>>,
     /// `[bundles]`: how runs' resource bundles reach their workspaces.
@@ -230,14 +230,24 @@ impl Runner {
         self.work(lease).await
     }
 
-    /// The loaded plugin at `path`, compiled (or read from the cache) on first use.
-    async fn plugin(&self, path: &Path) -> Result<Arc<BackendPlugin>> {
+    /// The profile's plugin, loaded on first use: integrity checked, compiled (or read from the
+    /// cache), with the profile's limits and grants.
+    async fn plugin(&self, profile: &RunProfile) -> Result<Arc<BackendPlugin>> {
+        let key = format!("{}|{}", profile.runtime, profile.plugin.display());
         let mut plugins = self.plugins.lock().await;
-        if let Some(plugin) = plugins.get(path) {
+        if let Some(plugin) = plugins.get(&key) {
             return Ok(plugin.clone());
         }
-        let plugin = Arc::new(self.host.load_backend(path).await?);
-        plugins.insert(path.to_path_buf(), plugin.clone());
+        let mut plugin = self
+            .host
+            .load_backend_checked(&profile.plugin, &profile.integrity)
+            .await?
+            .with_grants(&profile.grants);
+        if let Some(limits) = profile.plugin_limits {
+            plugin = plugin.with_limits(limits);
+        }
+        let plugin = Arc::new(plugin);
+        plugins.insert(key, plugin.clone());
         Ok(plugin)
     }
 

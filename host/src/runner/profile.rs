@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::config::{DEFAULT_MAX_SESSION_DURATION, DEFAULT_SESSION_IDLE_TIMEOUT, HostConfig};
+use crate::config::{
+    DEFAULT_MAX_SESSION_DURATION, DEFAULT_SESSION_IDLE_TIMEOUT, Grants, HostConfig,
+};
+use crate::plugin::PluginLimits;
+use crate::plugin::integrity::Integrity;
 use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits};
 
 /// The image `cargo xtask image` builds, used when none is given.
@@ -34,6 +38,12 @@ pub struct RunProfile {
     pub max_duration: Duration,
     /// Started sandboxes kept ready for this profile (pool mode only).
     pub warm_pool: u32,
+    /// Limits of the plugin itself; the host's when `None`.
+    pub plugin_limits: Option<PluginLimits>,
+    /// What the plugin may do besides driving its sandbox (declared ∧ granted).
+    pub grants: Grants,
+    /// Pin and signature checks of the plugin file.
+    pub integrity: Integrity,
 }
 
 impl RunProfile {
@@ -56,22 +66,18 @@ impl RunProfile {
             idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             max_duration: DEFAULT_MAX_SESSION_DURATION,
             warm_pool: 0,
+            plugin_limits: None,
+            grants: Grants::default(),
+            integrity: Integrity::default(),
         }
     }
 
-    /// The profile `selector` (`NAME` or `NAME@VERSION`) picks in `config`: checks the plugin's
-    /// pin and reads the secrets, so a bad profile fails before any sandbox starts.
+    /// The profile `selector` (`NAME` or `NAME@VERSION`) picks in `config`: reads the secrets, so
+    /// a bad profile fails before any sandbox starts. The plugin's pin and signature are checked
+    /// when it is loaded.
     pub fn from_config(config: &HostConfig, selector: &str) -> Result<Self> {
         let selected = config.select(selector)?;
         let profile = selected.profile;
-        let bytes = std::fs::read(&profile.plugin).with_context(|| {
-            format!(
-                "could not read plugin file {} of runtime {}",
-                profile.plugin.display(),
-                profile.name
-            )
-        })?;
-        profile.verify_plugin(&bytes)?;
         let defaults = ResourceLimits::default();
         Ok(Self {
             runtime: format!("{}@{}", profile.name, selected.version),
@@ -90,6 +96,9 @@ impl RunProfile {
             idle_timeout: profile.session_idle_timeout,
             max_duration: profile.max_session_duration,
             warm_pool: profile.warm_pool,
+            plugin_limits: Some(profile.limits),
+            grants: profile.grants.clone(),
+            integrity: profile.integrity(),
         })
     }
 }

@@ -412,7 +412,7 @@ impl RunWork<'_> {
     async fn open_session(&mut self, profile: &RunProfile) -> Result<RunSession, TurnOutcome> {
         let runner = self.runner;
         let plugin = runner
-            .plugin(&profile.plugin)
+            .plugin(profile)
             .await
             .map_err(|err| TurnOutcome::failed(FailureKind::HostError, format!("{err:#}")))?;
         let materializer = match &self.run.bundle {

@@ -127,6 +127,17 @@ impl EventsCapability {
 
 impl Host for SessionState {
     async fn emit(&mut self, event: Event) -> wasmtime::Result<()> {
+        // Host time, not the plugin's CPU: a flood is stopped by the event limits, whatever the
+        // speed of this machine, not by the CPU budget.
+        self.cpu.enter_host();
+        let result = self.emit_event(event);
+        self.cpu.leave_host();
+        result
+    }
+}
+
+impl SessionState {
+    fn emit_event(&mut self, event: Event) -> wasmtime::Result<()> {
         if let Err(reason) = self
             .events
             .admit(event.kind.len() + event.payload_json.len())

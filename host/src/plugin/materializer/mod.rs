@@ -247,15 +247,16 @@ impl MaterializerPlugin {
         options: &MaterializeOptions,
     ) -> Result<MaterializeSummary, MaterializeFailure> {
         let who = self.identity.to_string();
-        let what = format!("bundle {} `{}`", bundle.kind, bundle.location);
+        // Every message names the bundle and the plugin.
+        let what = format!("bundle {} `{}` ({who})", bundle.kind, bundle.location);
         let host_error = |err: anyhow::Error| MaterializeFailure {
             kind: FailureKind::HostError,
-            message: format!("materializing {what} with {who}: {err:#}"),
+            message: format!("materializing {what}: {err:#}"),
             entry: None,
         };
         let archive = match bundle.kind.as_str() {
             "archive" => {
-                let file = open_archive(Path::new(&bundle.location))
+                let file = open_archive(Path::new(&bundle.location), bundle.size)
                     .map_err(|err| MaterializeFailure::bundle(format!("{what}: {err:#}"), None))?;
                 ArchiveCapability::new(file)
             }
@@ -304,10 +305,26 @@ impl MaterializerPlugin {
                 });
             }
         };
+        if let Err(err) = &result
+            && let Err(outcome) = check_result_size(
+                store.data(),
+                "materialize",
+                [Some(&err.message), err.entry.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+        {
+            return Err(MaterializeFailure {
+                kind: FailureKind::ResourceExhausted,
+                message: outcome.message.unwrap_or_default(),
+                entry: None,
+            });
+        }
         let summary = match result {
             Ok(summary) => summary,
             Err(err) => {
-                let mut message = format!("{what}: {who} refused it: ");
+                let mut message = format!("{what}: refused by the plugin: ");
                 if let Some(entry) = &err.entry {
                     message.push_str(&format!("entry `{entry}`: "));
                 }
@@ -323,6 +340,12 @@ impl MaterializerPlugin {
                 return Err(MaterializeFailure::bundle(message, err.entry));
             }
         };
+        // A local archive is verified by the host over exactly the bytes the plugin read.
+        store
+            .data_mut()
+            .archive
+            .verify(bundle.size, bundle.sha256.as_deref())
+            .map_err(|message| MaterializeFailure::bundle(format!("{what}: {message}"), None))?;
         drop(store);
         // The plugin's word is not trusted: count and check what is really there.
         let at_entry = |entry: &Option<String>| {
@@ -335,7 +358,7 @@ impl MaterializerPlugin {
             .verify(&options.bundle_limits)
             .map_err(|(message, entry)| {
                 MaterializeFailure::bundle(
-                    format!("{what}: {who} wrote {}{message}", at_entry(&entry)),
+                    format!("{what}: the plugin wrote {}{message}", at_entry(&entry)),
                     entry,
                 )
             })?;
@@ -346,10 +369,7 @@ impl MaterializerPlugin {
             "bundle staged"
         );
         staging.commit(workspace).map_err(|(message, entry)| {
-            MaterializeFailure::bundle(
-                format!("{what} from {who}: {}{message}", at_entry(&entry)),
-                entry,
-            )
+            MaterializeFailure::bundle(format!("{what}: {}{message}", at_entry(&entry)), entry)
         })?;
         Ok(written)
     }
@@ -378,12 +398,21 @@ fn materializer_wasi(
     Ok(builder.build())
 }
 
-fn open_archive(path: &Path) -> Result<std::fs::File> {
+/// Opens a local archive; a size that differs from the reference fails before the plugin runs.
+fn open_archive(path: &Path, size: Option<u64>) -> Result<std::fs::File> {
     let file = std::fs::File::open(path)
         .map_err(|err| anyhow::anyhow!("cannot open the archive {}: {err}", path.display()))?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         anyhow::bail!("the archive {} is not a regular file", path.display());
+    }
+    if let Some(expected) = size
+        && meta.len() != expected
+    {
+        anyhow::bail!(
+            "the archive is {} bytes, but its reference says {expected}",
+            meta.len()
+        );
     }
     Ok(file)
 }

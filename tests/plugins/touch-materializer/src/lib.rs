@@ -1,7 +1,7 @@
 //! Writes `.materialized` (the bundle's location) into the workspace. Locations starting with
 //! `hostile:` misbehave instead: `hostile:escape` tries to write beside the workspace and read
 //! host files and reports what it observed as its error; `hostile:spin` never returns;
-//! `hostile:partial` writes a file and then fails.
+//! `hostile:partial` writes a file and then fails; `hostile:huge-error` returns an 8 MiB error.
 
 use std::path::Path;
 
@@ -37,6 +37,7 @@ impl Materializer for Touch {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            "hostile:huge-error" => return Err(MaterializeError::new("z".repeat(8 << 20))),
             "hostile:partial" => {
                 std::fs::write(workspace.join("half-written"), "x")
                     .map_err(|err| MaterializeError::new(err.to_string()))?;
