@@ -39,13 +39,18 @@ pub struct RunArgs {
 impl RunArgs {
     /// The turn these arguments describe, with a profile's settings under the flags.
     fn turn(&self) -> Result<LocalTurn> {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&self.backend_config)
-            .map_err(|err| anyhow::anyhow!("--backend-config must be a JSON object: {err}"))?;
+        let overrides = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
+            &self.backend_config,
+        )
+        .map_err(|err| anyhow::anyhow!("--backend-config must be a JSON object: {err}"))?;
         let profile = self.profile.profile()?;
+        let config_json = profile
+            .config_for(&serde_json::Value::Object(overrides))
+            .to_string();
         Ok(LocalTurn {
             workspace: self.workspace.clone(),
             image: profile.image,
-            config_json: self.backend_config.clone(),
+            config_json,
             limits: profile.limits,
             network: profile.network,
             pull_policy: profile.pull_policy,

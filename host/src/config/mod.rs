@@ -115,6 +115,9 @@ pub struct RuntimeProfile {
     pub pull_policy: PullPolicy,
     /// What the plugin itself may do; empty (nothing) unless granted.
     pub grants: Grants,
+    /// `backend_config = { … }`: the backend configuration (a JSON object) every run of this
+    /// runtime starts from; a run's own config overrides its top-level keys.
+    pub backend_config: serde_json::Value,
     /// `[limits]` with the runtime's own `limits` applied.
     pub limits: PluginLimits,
     /// `[trust]` with the runtime's own `trust` applied.

@@ -56,6 +56,9 @@ struct RawProfile {
     limits: RawLimits,
     #[serde(default)]
     trust: RawTrust,
+    /// Backend configuration every run of the runtime starts from (JSON-like).
+    #[serde(default)]
+    backend_config: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +326,13 @@ impl Checker<'_> {
             grants,
             limits,
             trust,
+            backend_config: serde_json::to_value(&raw.backend_config).map_err(|err| {
+                self.error(
+                    profile_span.clone(),
+                    &["runtimes", n, "backend_config"],
+                    format!("cannot be expressed as JSON: {err}"),
+                )
+            })?,
             line,
         })
     }

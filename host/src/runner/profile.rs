@@ -44,6 +44,9 @@ pub struct RunProfile {
     pub grants: Grants,
     /// Pin and signature checks of the plugin file.
     pub integrity: Integrity,
+    /// Backend configuration every run starts from (a JSON object); the run's config overrides
+    /// its top-level keys.
+    pub backend_config: serde_json::Value,
 }
 
 impl RunProfile {
@@ -69,6 +72,7 @@ impl RunProfile {
             plugin_limits: None,
             grants: Grants::default(),
             integrity: Integrity::default(),
+            backend_config: serde_json::json!({}),
         }
     }
 
@@ -99,7 +103,27 @@ impl RunProfile {
             plugin_limits: Some(profile.limits),
             grants: profile.grants.clone(),
             integrity: profile.integrity(),
+            backend_config: profile.backend_config.clone(),
         })
+    }
+}
+
+impl RunProfile {
+    /// The backend configuration of a run with `run_config`: the profile's, with the run's
+    /// top-level keys over it.
+    pub fn config_for(&self, run_config: &serde_json::Value) -> serde_json::Value {
+        let mut merged = match &self.backend_config {
+            serde_json::Value::Object(base) => base.clone(),
+            _ => serde_json::Map::new(),
+        };
+        match run_config {
+            serde_json::Value::Object(overrides) => {
+                merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            serde_json::Value::Null => {}
+            other => return other.clone(),
+        }
+        serde_json::Value::Object(merged)
     }
 }
 
@@ -140,5 +164,59 @@ impl Profiles {
                     .collect(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const TOML: &str = r#"
+[runtimes.codex]
+plugin = "codex.wasm"
+default_version = "0.169"
+versions."0.169".image = "aac/codex:0.169.0"
+backend_config = { model = "gpt-5.5", provider = { base_url = "http://10.0.0.1/v1" }, idle_timeout_ms = 60000 }
+"#;
+
+    #[test]
+    fn a_runs_config_overrides_the_profiles_backend_config_key_by_key() {
+        let config = HostConfig::parse(TOML, Path::new("aac.toml")).unwrap();
+        let profile = RunProfile::from_config(&config, "codex").unwrap();
+        assert_eq!(profile.runtime, "codex@0.169");
+        let merged = profile.config_for(&serde_json::json!({ "model": "mock-model" }));
+        assert_eq!(
+            merged,
+            serde_json::json!({
+                "model": "mock-model",
+                "provider": { "base_url": "http://10.0.0.1/v1" },
+                "idle_timeout_ms": 60000,
+            })
+        );
+        assert_eq!(
+            profile.config_for(&serde_json::Value::Null),
+            profile.backend_config
+        );
+    }
+
+    #[test]
+    fn a_backend_config_that_is_not_a_table_is_refused_with_its_key() {
+        let text = TOML.replace(
+            "backend_config = { model",
+            "backend_config = \"gpt\"\nunused = { model",
+        );
+        let err = HostConfig::parse(&text, Path::new("aac.toml")).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("aac.toml:"), "{message}");
+        assert!(message.contains("backend_config"), "{message}");
+    }
+
+    #[test]
+    fn backends_lists_runtimes_with_and_without_version() {
+        let config = HostConfig::parse(TOML, Path::new("aac.toml")).unwrap();
+        let backends = Profiles::Config(config).backends().unwrap();
+        assert_eq!(backends, ["codex", "codex@0.169"]);
     }
 }

@@ -119,7 +119,7 @@ impl RunSession {
                 run_id: request.run.id.clone(),
                 runtime: profile.runtime.clone(),
                 workspace_dir: WORKSPACE_DIR.into(),
-                config_json: request.run.config.to_string(),
+                config_json: profile.config_for(&request.run.config).to_string(),
             },
             sandbox: Some(sandbox.clone()),
             events: request.events,
