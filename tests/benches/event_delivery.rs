@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use aac_host::manager::protocol::{CreateRun, RegisterRunner};
+use aac_host::manager::protocol::RegisterRunner;
 use aac_host::outcome::TurnEvent;
 use aac_host::runner::BatchPolicy;
 use aac_host::runner::events::EventShipper;
@@ -43,15 +43,7 @@ fn event_delivery(c: &mut Criterion) {
                             })
                             .await
                             .unwrap();
-                        let run = client
-                            .create_run(CreateRun {
-                                id: None,
-                                backend: "shell".into(),
-                                bundle: None,
-                                config: serde_json::json!({}),
-                            })
-                            .await
-                            .unwrap();
+                        let run = manager.shell_run(&[]).await;
                         let lease = client
                             .claim(&run.id, "bench", Duration::from_secs(60))
                             .await

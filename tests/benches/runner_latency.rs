@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aac_host::manager::ManagerClient;
-use aac_host::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
+use aac_host::manager::protocol::RunStatus;
 use aac_host::sandbox::SandboxDriver;
 use aac_tests::fault_proxy::FaultProxy;
 use aac_tests::recording::RecordingDriver;
@@ -159,26 +159,9 @@ async fn pool_mode(runs: usize) {
     let lease = Duration::from_secs(6);
     let mut ids = Vec::new();
     for _ in 0..runs {
-        let run = client
-            .create_run(CreateRun {
-                id: None,
-                backend: "shell".into(),
-                bundle: None,
-                config: serde_json::json!({}),
-            })
-            .await
-            .unwrap();
-        client
-            .enqueue(
-                &run.id,
-                EnqueueCommand {
-                    id: Some("c1".into()),
-                    prompt: "echo started; sleep 8; echo done".into(),
-                    payload: serde_json::json!({}),
-                },
-            )
-            .await
-            .unwrap();
+        let run = manager
+            .shell_run(&["echo started; sleep 8; echo done"])
+            .await;
         ids.push(run.id);
     }
     let started = Instant::now();

@@ -54,7 +54,22 @@ pub fn print_run_report(report: &RunReport, json: bool) {
         println!("{line}");
         return;
     }
-    let outcome = &report.outcome;
+    eprintln!(
+        "run {} {} — {} command(s), {} event(s) sent{}",
+        report.run_id,
+        describe(&report.outcome),
+        report.commands.len(),
+        report.events.sent,
+        if report.reported {
+            ""
+        } else {
+            ", status NOT accepted by the manager"
+        }
+    );
+}
+
+/// `failed (agent-error): message`.
+fn describe(outcome: &crate::outcome::TurnOutcome) -> String {
     let kind = outcome
         .failure_kind
         .map(|kind| format!(" ({kind})"))
@@ -64,18 +79,7 @@ pub fn print_run_report(report: &RunReport, json: bool) {
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
-    eprintln!(
-        "run {} {}{kind}{message} — {} command(s), {} event(s) sent{}",
-        report.run_id,
-        outcome.status,
-        report.commands.len(),
-        report.events.sent,
-        if report.reported {
-            ""
-        } else {
-            ", status NOT accepted by the manager"
-        }
-    );
+    format!("{}{kind}{message}", outcome.status)
 }
 
 pub fn print_outcome(report: &LocalTurnReport, json: bool) {
@@ -95,16 +99,7 @@ pub fn print_outcome(report: &LocalTurnReport, json: bool) {
         TerminalStatus::Cancelled => "■",
         _ => "✗",
     };
-    let kind = outcome
-        .failure_kind
-        .map(|kind| format!(" ({kind})"))
-        .unwrap_or_default();
-    let message = outcome
-        .message
-        .as_deref()
-        .map(|m| format!(": {m}"))
-        .unwrap_or_default();
-    eprintln!("{mark} turn {}{kind}{message}", outcome.status);
+    eprintln!("{mark} turn {}", describe(outcome));
     eprintln!("  workspace: {}", report.workspace.display());
 }
 

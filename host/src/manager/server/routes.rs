@@ -211,23 +211,17 @@ async fn poll_commands(
     let q = query(q)?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).max(1);
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut rx = m.hub().subscribe(&run);
-    loop {
-        rx.borrow_and_update();
-        let r = run.clone();
-        let batch = m
-            .blocking(move |s| s.commands_after(&r, after, limit))
-            .await?;
-        let ready = !batch.commands.is_empty()
-            || batch.run_status.is_terminal()
-            || batch.cancel_requested
-            || m.hub().is_closing();
-        if ready || !wait_change(&mut rx, deadline).await {
-            return Ok(Json(batch).into_response());
-        }
-    }
+    let batch = long_poll(
+        &m,
+        run,
+        q.wait,
+        move |s, run| s.commands_after(run, after, limit),
+        |batch| {
+            !batch.commands.is_empty() || batch.run_status.is_terminal() || batch.cancel_requested
+        },
+    )
+    .await?;
+    Ok(Json(batch).into_response())
 }
 
 #[derive(Deserialize)]
@@ -243,15 +237,36 @@ async fn watch_cancellation(
     q: std::result::Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
     let q = query(q)?;
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    let state = long_poll(
+        &m,
+        run,
+        q.wait,
+        |s, run| s.cancellation(run),
+        |state| state.is_pending(),
+    )
+    .await?;
+    Ok(Json(state).into_response())
+}
+
+/// Reads the run's state with `read` until `ready` accepts it, the server closes, or `wait`
+/// seconds (at most [`MAX_WAIT_SECONDS`]) passed. Woken by the run's change notifications, never
+/// by polling the store.
+async fn long_poll<T: Send + 'static>(
+    m: &Manager,
+    run: String,
+    wait: Option<u64>,
+    read: impl Fn(&crate::manager::Store, &str) -> Result<T> + Clone + Send + 'static,
+    ready: impl Fn(&T) -> bool,
+) -> Result<T> {
+    let wait = Duration::from_secs(wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     let deadline = tokio::time::Instant::now() + wait;
     let mut rx = m.hub().subscribe(&run);
     loop {
         rx.borrow_and_update();
-        let r = run.clone();
-        let state = m.blocking(move |s| s.cancellation(&r)).await?;
-        if state.is_pending() || m.hub().is_closing() || !wait_change(&mut rx, deadline).await {
-            return Ok(Json(state).into_response());
+        let (r, read) = (run.clone(), read.clone());
+        let state = m.blocking(move |s| read(s, &r)).await?;
+        if ready(&state) || m.hub().is_closing() || !wait_change(&mut rx, deadline).await {
+            return Ok(state);
         }
     }
 }
