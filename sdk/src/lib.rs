@@ -30,6 +30,7 @@
 
 pub mod archive;
 pub mod bindings;
+pub mod config;
 pub mod events;
 pub mod log;
 pub mod process;

@@ -1,7 +1,7 @@
 //! The plugin's settings (run config merged with each command's payload), and the `claude -p`
 //! command line and environment they give. Pure: no WIT, unit-tested natively.
 
-use serde_json::{Map, Value};
+use aac_sdk::config::{env, number, object, string, strings};
 
 /// The default idle watchdog: ten silent minutes means the CLI hangs.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 600_000;
@@ -85,64 +85,6 @@ impl Settings {
         }
         env.extend(self.env.iter().cloned());
         env
-    }
-}
-
-fn object(text: &str, what: &str) -> Result<Map<String, Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(format!("the {what} must be a JSON object")),
-        Err(err) => Err(format!("the {what} is not valid JSON: {err}")),
-    }
-}
-
-fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(_) => Err(format!("config `{key}` must be a string")),
-    }
-}
-
-fn number(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("config `{key}` must be a non-negative integer")),
-    }
-}
-
-fn strings(map: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(String::from)
-                    .ok_or_else(|| format!("config `{key}` must be an array of strings"))
-            })
-            .collect(),
-        Some(_) => Err(format!("config `{key}` must be an array of strings")),
-    }
-}
-
-fn env(map: &Map<String, Value>) -> Result<Vec<(String, String)>, String> {
-    match map.get("env") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Object(vars)) => vars
-            .iter()
-            .map(|(key, value)| match value.as_str() {
-                Some(text) => Ok((key.clone(), text.to_string())),
-                None => Err(format!("config env.{key} must be a string")),
-            })
-            .collect(),
-        Some(_) => Err("config `env` must be an object of strings".into()),
     }
 }
 
