@@ -272,6 +272,10 @@ pub trait Sandbox: Send + Sync {
     async fn remove(&self) -> anyhow::Result<()>;
     /// Whether the sandbox still runs; `Err` when the engine cannot tell.
     async fn is_alive(&self) -> anyhow::Result<bool>;
+    /// Prepares whatever makes the next exec fast (a warm pool calls it before hand-out).
+    async fn warm_up(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens sandboxes.

@@ -170,6 +170,10 @@ impl WarmPool {
                 self.template.image
             )));
         }
+        // A spare process makes the session's first exec a pipe write instead of a runc exec.
+        if let Err(err) = pooled.sandbox.warm_up().await {
+            warn!(error = %format!("{err:#}"), "a warm sandbox has no spare process");
+        }
         pooled.verified_at = std::time::Instant::now();
         Ok(pooled)
     }

@@ -1,7 +1,7 @@
 //! One session's container: processes via `docker exec`, liveness, OOM accounting and removal.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use async_trait::async_trait;
@@ -12,8 +12,10 @@ use bollard::models::ExecConfig;
 use bollard::query_parameters::InspectContainerOptions;
 use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX};
+use super::spare::{self, SpareExec};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
 /// Prints the container's OOM-kill count (cgroup v2 or v1), using nothing but `sh`.
@@ -30,6 +32,10 @@ pub(super) struct DockerSandbox {
     network: Option<String>,
     /// OOM kills already attributed to a process.
     oom_kills_seen: Arc<AtomicU64>,
+    /// A started process waiting for its command: the next exec's fast path.
+    spare: Arc<Mutex<Option<SpareExec>>>,
+    /// A spare is being started in the background.
+    spare_coming: Arc<AtomicBool>,
 }
 
 impl DockerSandbox {
@@ -45,6 +51,98 @@ impl DockerSandbox {
             workspace_dir,
             network,
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
+            spare: Arc::default(),
+            spare_coming: Arc::default(),
+        }
+    }
+
+    /// Starts the next spare process in the background, unless one is there or coming.
+    fn prepare_spare(&self) {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            || self.spare_coming.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        let (slot, coming) = (self.spare.clone(), self.spare_coming.clone());
+        tokio::spawn(async move {
+            match spare::start(&docker, &id).await {
+                Ok(spare) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare),
+                Err(err) => tracing::debug!(error = %err, "no spare process"),
+            }
+            coming.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Hands `spec` to the spare process, if there is one and it takes the command.
+    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<RawProcess> {
+        let mut spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let line = spare::command_line(spec, &self.workspace_dir);
+        if spare.input.write_all(line.as_bytes()).await.is_err()
+            || spare.input.flush().await.is_err()
+        {
+            return None;
+        }
+        if !spec.stdin_piped && spare.input.shutdown().await.is_err() {
+            return None;
+        }
+        Some(self.attach(
+            spare.output,
+            spare.input,
+            spare.exec_id,
+            spare.pid_file,
+            spec,
+        ))
+    }
+
+    /// A started exec as a [`RawProcess`].
+    fn attach(
+        &self,
+        output: futures::stream::BoxStream<'static, Result<LogOutput, bollard::errors::Error>>,
+        input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        exec_id: String,
+        pid_file: String,
+        spec: &ExecSpec,
+    ) -> RawProcess {
+        let output = output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stdout,
+                        data: message,
+                    })),
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stderr,
+                        data: message,
+                    })),
+                    Ok(_) => None,
+                    Err(err) => Some(Err(anyhow!(err).context("the exec's output stream broke"))),
+                }
+            })
+            .boxed();
+        let control = Arc::new(DockerProcess {
+            docker: self.docker.clone(),
+            container: self.id.clone(),
+            exec_id,
+            pid_file,
+            oom: OomCounter {
+                docker: self.docker.clone(),
+                container: self.id.clone(),
+                seen: self.oom_kills_seen.clone(),
+            },
+        });
+        RawProcess {
+            output,
+            stdin: spec.stdin_piped.then_some(input),
+            control,
         }
     }
 }
@@ -98,6 +196,10 @@ impl Sandbox for DockerSandbox {
         if spec.argv.is_empty() {
             return Err(ExecError::InvalidRequest("argv is empty".into()));
         }
+        if let Some(process) = self.exec_on_spare(&spec).await {
+            self.prepare_spare();
+            return Ok(process);
+        }
         let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
         let mut cmd = vec![
             "/bin/sh".to_string(),
@@ -140,38 +242,22 @@ impl Sandbox for DockerSandbox {
                 "docker started the exec detached".into(),
             ));
         };
-        let output = output
-            .filter_map(|item| async move {
-                match item {
-                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stdout,
-                        data: message,
-                    })),
-                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stderr,
-                        data: message,
-                    })),
-                    Ok(_) => None,
-                    Err(err) => Some(Err(anyhow!(err).context("the exec's output stream broke"))),
-                }
-            })
-            .boxed();
-        let control = Arc::new(DockerProcess {
-            docker: self.docker.clone(),
-            container: self.id.clone(),
-            exec_id: exec.id,
-            pid_file,
-            oom: OomCounter {
-                docker: self.docker.clone(),
-                container: self.id.clone(),
-                seen: self.oom_kills_seen.clone(),
-            },
-        });
-        Ok(RawProcess {
-            output,
-            stdin: spec.stdin_piped.then_some(input),
-            control,
-        })
+        let process = self.attach(output, input, exec.id, pid_file, &spec);
+        self.prepare_spare();
+        Ok(process)
+    }
+
+    async fn warm_up(&self) -> Result<()> {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            let spare = spare::start(&self.docker, &self.id).await?;
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare);
+        }
+        Ok(())
     }
 
     async fn remove(&self) -> Result<()> {

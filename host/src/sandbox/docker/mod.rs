@@ -10,6 +10,7 @@ mod container;
 mod exec;
 pub mod labels;
 mod reaper;
+mod spare;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
