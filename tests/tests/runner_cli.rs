@@ -136,3 +136,38 @@ async fn a_claim_conflict_exits_with_code_4_at_once() {
         CommandStatus::Queued
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_plugin_file_fails_before_any_run_is_claimed() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&["echo never"]).await;
+    let bad = cache.path().join("not-a-plugin.wasm");
+    std::fs::write(&bad, b"definitely not wasm").unwrap();
+    let child = Command::new(aac_host_binary())
+        .arg("--plugin")
+        .arg(&bad)
+        .args([
+            "--manager-url",
+            &manager.url(),
+            "--run-id",
+            &run.id,
+            "--json",
+        ])
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("not-a-plugin.wasm"),
+        "names the file: {output}"
+    );
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Queued, "the run was not claimed");
+    assert!(stored.runner_id.is_none());
+}

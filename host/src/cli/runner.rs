@@ -1,6 +1,7 @@
 //! Runner mode: `aac-host --plugin PATH --manager-url URL --run-id ID` works on one run;
 //! `--max-runs N` instead claims queued runs, up to N at once (pool mode).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::profile_args::ProfileArgs;
 use crate::config::parse_duration;
 use crate::manager::ManagerClient;
 use crate::plugin::PluginHost;
-use crate::runner::{RunMode, Runner, RunnerConfig, Shutdown};
+use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
 use crate::sandbox::docker::DockerDriver;
 
 /// Exit code when the run could not be claimed (another runner holds it, or it ended).
@@ -90,6 +91,18 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
         bail!("give --run-id ID (one run) or --max-runs N (pool mode)");
     }
     let profiles = args.profile.profiles()?;
+    // A plugin named on the command line is checked and compiled before any run is claimed, so a
+    // bad file never costs a claimed run.
+    if let Profiles::Fixed(profile) = &profiles {
+        if !args.json && std::io::stderr().is_terminal() && !host.is_cached(&profile.plugin) {
+            eprintln!(
+                "compiling {} (cached for next time)…",
+                profile.plugin.display()
+            );
+        }
+        host.load_backend_checked(&profile.plugin, &profile.integrity)
+            .await?;
+    }
     let client = ManagerClient::new(url, args.token()?)?;
     let runner_id = args
         .runner_id
