@@ -178,3 +178,16 @@ pub async fn shell_runner_on(
     runner.register().await.expect("registering the runner");
     runner
 }
+
+/// Every stored event's seq, in order, is 1..=n with no gap or repeat.
+pub async fn assert_contiguous_events(client: &ManagerClient, run: &str) -> Vec<String> {
+    let events = client.events(run, 0).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, expected, "event sequence of run {run}");
+    events
+        .iter()
+        .filter(|e| e.kind.starts_with("output."))
+        .map(|e| e.payload["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -9,23 +9,11 @@ use aac_host::outcome::{FailureKind, TerminalStatus};
 use aac_host::runner::RunMode;
 use aac_tests::fault_proxy::{FaultAction, FaultProxy};
 use aac_tests::runs::{
-    TestManager, is_line, runner_config, shell_runner, unregistered_shell_runner, wait_for_event,
+    TestManager, assert_contiguous_events, is_line, runner_config, shell_runner,
+    unregistered_shell_runner, wait_for_event,
 };
 use aac_tests::{containers_of_run, test_host};
 use axum::http::Method;
-
-/// Every stored event's seq, in order, is 1..=n with no gap or repeat.
-async fn assert_contiguous_events(client: &ManagerClient, run: &str) -> Vec<String> {
-    let events = client.events(run, 0).await.unwrap();
-    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    let expected: Vec<u64> = (1..=events.len() as u64).collect();
-    assert_eq!(seqs, expected, "event sequence of run {run}");
-    events
-        .iter()
-        .filter(|e| e.kind.starts_with("output."))
-        .map(|e| e.payload["text"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_of_a_run_share_one_session_and_end_completed() {
@@ -475,137 +463,4 @@ async fn events_over_the_buffer_bound_are_dropped_and_counted() {
         client.events(&run.id, 0).await.unwrap().len() as u64,
         stats.sent
     );
-}
-
-/// `[bundles]` settings with the first-party bundle materializer and defaults.
-fn bundle_settings() -> aac_host::config::BundleSettings {
-    aac_host::config::BundleSettings {
-        plugin: aac_tests::plugin("bundle"),
-        plugin_sha256: None,
-        grants: Default::default(),
-        limits: Default::default(),
-        cpu: Duration::from_secs(10),
-        trust: Default::default(),
-    }
-}
-
-async fn bundle_run(
-    manager: &TestManager,
-    bundle: aac_host::manager::protocol::BundleRef,
-    prompt: &str,
-) -> String {
-    let client = manager.client();
-    let run = client
-        .create_run(aac_host::manager::protocol::CreateRun {
-            id: None,
-            backend: "shell".into(),
-            bundle: Some(bundle),
-            config: serde_json::json!({}),
-        })
-        .await
-        .unwrap();
-    client
-        .enqueue(
-            &run.id,
-            EnqueueCommand {
-                id: Some("c1".into()),
-                prompt: prompt.into(),
-                payload: serde_json::json!({}),
-            },
-        )
-        .await
-        .unwrap();
-    run.id
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runs_bundle_is_materialized_once_before_its_first_command() {
-    use aac_tests::bundle::{Entry, archive, manifest_for, save};
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let entries = [
-        Entry::file("README.md", "from the bundle\n"),
-        Entry::file("src/main.sh", "echo main\n"),
-    ];
-    let bundle = save(
-        root.path(),
-        "b.tar",
-        &archive(&manifest_for(&entries), &entries),
-    );
-    let run = bundle_run(
-        &manager,
-        bundle,
-        "cat README.md; sh src/main.sh; echo edited >> README.md",
-    )
-    .await;
-    client
-        .enqueue(
-            &run,
-            EnqueueCommand {
-                id: Some("c2".into()),
-                prompt: "cat README.md".into(),
-                payload: serde_json::json!({}),
-            },
-        )
-        .await
-        .unwrap();
-    let runner = shell_runner(
-        client.clone(),
-        &host,
-        runner_config("r-bundle", root.path()),
-    )
-    .await
-    .with_bundles(Some(bundle_settings()));
-
-    let report = runner.run(&run).await.unwrap();
-    assert_eq!(report.status(), TerminalStatus::Completed, "{report:?}");
-    let lines = assert_contiguous_events(&client, &run).await;
-    assert_eq!(
-        lines,
-        ["from the bundle", "main", "from the bundle", "edited"],
-        "the sandbox user can change the bundle's files, and the second command sees the change"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_bundle_fails_the_run_as_resource_bundle_before_any_command() {
-    use aac_tests::bundle::{Entry, archive, manifest_for, save};
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let entries = [Entry::file("../escape.txt", "x")];
-    let bundle = save(
-        root.path(),
-        "evil.tar",
-        &archive(&manifest_for(&entries), &entries),
-    );
-    let run = bundle_run(&manager, bundle, "echo never").await;
-    let runner = shell_runner(client.clone(), &host, runner_config("r-evil", root.path()))
-        .await
-        .with_bundles(Some(bundle_settings()));
-
-    let report = runner.run(&run).await.unwrap();
-    assert_eq!(
-        report.failure_kind(),
-        Some(FailureKind::ResourceBundle),
-        "{report:?}"
-    );
-    let message = report.outcome.message.clone().unwrap_or_default();
-    assert!(
-        message.contains("../escape.txt"),
-        "names the entry: {message}"
-    );
-    assert!(!root.path().join(&run).join("escape.txt").exists());
-    let workspace = root.path().join(&run).join("workspace");
-    let left: Vec<_> = std::fs::read_dir(&workspace)
-        .map(|d| d.count())
-        .into_iter()
-        .collect();
-    assert!(left.iter().all(|&n| n == 0), "the workspace is left clean");
-    assert_eq!(containers_of_run(&run).await, 0, "no sandbox was started");
-    let stored = client.get_run(&run).await.unwrap();
-    assert_eq!(stored.failure_kind, Some(FailureKind::ResourceBundle));
 }
