@@ -172,20 +172,15 @@ impl RunWork<'_> {
             ..
         } = self;
         drop(events);
-        match shipper.flush().await {
-            Ok(stats) => report.events = stats,
-            Err(err) => warn!(error = %err, "not every event reached the manager"),
+        if let Err(err) = shipper.flush().await {
+            warn!(error = %err, "not every event reached the manager");
         }
         report.events = shipper.finish().await;
         report.outcome = outcome.clone();
-        let Some(update) =
-            (!lease_lost || report.outcome.failure_kind.is_some()).then(|| RunStatusUpdate {
-                status: outcome.status,
-                failure_kind: outcome.failure_kind,
-                message: outcome.message.clone(),
-            })
-        else {
-            return report;
+        let update = RunStatusUpdate {
+            status: outcome.status,
+            failure_kind: outcome.failure_kind,
+            message: outcome.message.clone(),
         };
         // A runner that lost its lease tries once to say so; otherwise the status is retried
         // (heartbeats go on meanwhile) until the manager accepts it.
