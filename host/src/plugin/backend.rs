@@ -8,17 +8,17 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
+use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
-use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
 use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
-use super::failure::{check_result_size, classify};
+use super::failure::{check_result_size, classify, described};
 use super::limits::PluginLimits;
-use super::state::SessionState;
+use super::state::{SessionState, limited_store};
 use super::{PluginHost, PluginIdentity};
 use crate::config::Grants;
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
@@ -107,20 +107,10 @@ impl BackendPlugin {
                 .call_describe(&mut store)
                 .await
         }
-        .await
-        .map_err(|err| {
-            anyhow::anyhow!(
-                classify(store.data(), "describe", &err)
-                    .message
-                    .unwrap_or_default()
-            )
+        .await;
+        let info = described(store.data(), info, |info| {
+            [&info.name, &info.version, &info.description].map(String::as_str)
         })?;
-        check_result_size(
-            store.data(),
-            "describe",
-            [&info.name, &info.version, &info.description].map(String::as_str),
-        )
-        .map_err(|outcome| anyhow::anyhow!(outcome.message.unwrap_or_default()))?;
         identity.name = info.name;
         identity.version = info.version;
         plugin.identity = Arc::new(identity);
@@ -190,18 +180,7 @@ impl BackendPlugin {
         if !self.effective.is_empty() {
             state.grant(&self.effective);
         }
-        let mut store = Store::new(self.host.engine(), state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            if ctx.data_mut().cpu.tick() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yield on every tick so one busy plugin cannot starve the other sessions.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store
+        limited_store(self.host.engine(), state)
     }
 
     /// Instantiates the plugin in a fresh Store and opens the run's session.

@@ -67,3 +67,22 @@ pub fn check_result_size<'a>(
         _ => Ok(()),
     }
 }
+
+/// What `describe()` returned, as an error naming the plugin when the call trapped or a string
+/// was too large. `fields` are the name, version and description.
+pub fn described<T>(
+    state: &SessionState,
+    result: wasmtime::Result<T>,
+    fields: impl Fn(&T) -> [&str; 3],
+) -> anyhow::Result<T> {
+    let info = result.map_err(|err| {
+        anyhow::anyhow!(
+            classify(state, "describe", &err)
+                .message
+                .unwrap_or_default()
+        )
+    })?;
+    check_result_size(state, "describe", fields(&info))
+        .map_err(|outcome| anyhow::anyhow!(outcome.message.unwrap_or_default()))?;
+    Ok(info)
+}

@@ -102,3 +102,22 @@ impl WasiView for SessionState {
         }
     }
 }
+
+/// A Store for `state`: its memory limiter, and the epoch callback that charges the CPU budget,
+/// traps past it, and yields on every tick so one busy plugin cannot starve the other sessions.
+pub fn limited_store(
+    engine: &wasmtime::Engine,
+    state: SessionState,
+) -> wasmtime::Store<SessionState> {
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        if ctx.data_mut().cpu.tick() {
+            Ok(wasmtime::UpdateDeadline::Interrupt)
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}

@@ -20,8 +20,8 @@ use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
+use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings::materializer::exports::aac::plugin::materialize as wit;
@@ -30,9 +30,9 @@ use super::capability::archive::ArchiveCapability;
 use super::capability::declared::Capabilities;
 use super::capability::http::HttpCapability;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
-use super::failure::{check_result_size, classify};
+use super::failure::{check_result_size, classify, described};
 use super::limits::PluginLimits;
-use super::state::{SessionState, denied_wasi};
+use super::state::{SessionState, denied_wasi, limited_store};
 use super::{PluginHost, PluginIdentity};
 use crate::config::Grants;
 use crate::manager::protocol::BundleRef;
@@ -155,20 +155,10 @@ impl MaterializerPlugin {
                 .call_describe(&mut store)
                 .await
         }
-        .await
-        .map_err(|err| {
-            anyhow::anyhow!(
-                classify(store.data(), "describe", &err)
-                    .message
-                    .unwrap_or_default()
-            )
+        .await;
+        let info = described(store.data(), info, |info| {
+            [&info.name, &info.version, &info.description].map(String::as_str)
         })?;
-        check_result_size(
-            store.data(),
-            "describe",
-            [&info.name, &info.version, &info.description].map(String::as_str),
-        )
-        .map_err(|outcome| anyhow::anyhow!(outcome.message.unwrap_or_default()))?;
         identity.name = info.name;
         identity.version = info.version;
         plugin.identity = Arc::new(identity);
@@ -212,17 +202,7 @@ impl MaterializerPlugin {
             state.archive = archive;
             state.http = HttpCapability::new(self.identity.to_string(), effective.clone());
         }
-        let mut store = Store::new(self.host.engine(), state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            if ctx.data_mut().cpu.tick() {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        Ok(store)
+        Ok(limited_store(self.host.engine(), state))
     }
 
     /// Writes `bundle` into `workspace`. The plugin writes into a staging directory beside the
