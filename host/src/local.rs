@@ -146,6 +146,7 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
             backend: profile.runtime.clone(),
             bundle: None,
             config: config_json,
+            max_attempts: None,
         })
         .await?;
     client

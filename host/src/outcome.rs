@@ -115,6 +115,47 @@ impl TurnOutcome {
     }
 }
 
+/// A run's status from its commands' outcomes, in order (docs/protocol.md, "Run status"): the
+/// first command that failed makes the run `failed` with its kind; else the first `blocked` one
+/// makes it `blocked`; else it is `completed` — unless every command was cancelled, then
+/// `cancelled`. `None` when no command ran.
+pub fn run_outcome(commands: &[(String, TurnOutcome)]) -> Option<TurnOutcome> {
+    let named = |(id, outcome): &(String, TurnOutcome)| TurnOutcome {
+        message: Some(match &outcome.message {
+            Some(message) => format!("command {id}: {message}"),
+            None => format!("command {id} ended {}", outcome.status),
+        }),
+        thread_id: None,
+        turn_id: None,
+        ..outcome.clone()
+    };
+    let first = |status| commands.iter().find(|(_, o)| o.status == status);
+    if commands.is_empty() {
+        return None;
+    }
+    if let Some(failed) = first(TerminalStatus::Failed) {
+        return Some(named(failed));
+    }
+    if let Some(blocked) = first(TerminalStatus::Blocked) {
+        return Some(named(blocked));
+    }
+    if commands
+        .iter()
+        .all(|(_, o)| o.status == TerminalStatus::Cancelled)
+    {
+        return commands.last().map(named);
+    }
+    let completed = commands
+        .iter()
+        .rev()
+        .find(|(_, o)| o.status == TerminalStatus::Completed)?;
+    Some(TurnOutcome {
+        thread_id: None,
+        turn_id: None,
+        ..completed.1.clone()
+    })
+}
+
 /// One event of a turn, numbered in the order the plugin emitted it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TurnEvent {
@@ -123,4 +164,7 @@ pub struct TurnEvent {
     pub command_id: String,
     pub kind: String,
     pub payload: serde_json::Value,
+    /// The attempt that emitted it; the manager stamps it on append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
 }

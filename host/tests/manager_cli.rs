@@ -62,6 +62,7 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
             backend: "shell".into(),
             bundle: None,
             config: serde_json::json!({}),
+            max_attempts: None,
         })
         .await
         .unwrap();

@@ -157,6 +157,7 @@ async fn a_400_is_not_retried() {
             backend: String::new(),
             bundle: None,
             config: serde_json::Value::Null,
+            max_attempts: None,
         })
         .await
         .unwrap_err();

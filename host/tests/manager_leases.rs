@@ -34,6 +34,7 @@ fn shell() -> CreateRun {
         backend: "shell".into(),
         bundle: None,
         config: serde_json::Value::Null,
+        max_attempts: None,
     }
 }
 

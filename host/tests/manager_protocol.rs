@@ -44,6 +44,7 @@ fn shell_run() -> CreateRun {
         backend: "shell".into(),
         bundle: None,
         config: serde_json::json!({}),
+        max_attempts: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn event(seq: u64, cmd: &str) -> TurnEvent {
         command_id: cmd.into(),
         kind: "output".into(),
         payload: serde_json::json!({"line": format!("line {seq}")}),
+        attempt_id: None,
     }
 }
 

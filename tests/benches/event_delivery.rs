@@ -57,6 +57,7 @@ fn event_delivery(c: &mut Criterion) {
                                 command_id: "c1".into(),
                                 kind: "output.stdout".into(),
                                 payload: serde_json::json!({ "text": format!("line {seq}") }),
+                                attempt_id: None,
                             });
                         }
                         let stats = shipper.flush().await.unwrap();

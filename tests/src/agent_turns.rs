@@ -108,6 +108,7 @@ pub async fn run_agent_turns_with(
             backend: image.into(),
             bundle: None,
             config,
+            max_attempts: None,
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy in front of a real manager: requests pass through unchanged unless
 //! a fault matches them, in which case the proxy answers an error status or a malformed body
-//! itself. Tests use it to make heartbeats fail or replies garbage, mid-run.
+//! itself, forwards late, never answers, or cuts the connection. Tests use it to make heartbeats
+//! fail, slow or vanish, and replies garbage, mid-run.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,11 +17,18 @@ pub enum FaultAction {
     Status(u16),
     /// Answer 200 with this body (not what the protocol says), without forwarding.
     Garbage(&'static str),
+    /// Forward, but only after this long (the manager answers; the network is slow).
+    Delay(std::time::Duration),
+    /// Never answer and never forward: the request hangs until the client gives up.
+    BlackHole,
+    /// Start a reply and cut the connection before it is complete.
+    Reset,
 }
 
 #[derive(Clone, Debug)]
 struct Fault {
-    method: Method,
+    /// `None`: every method.
+    method: Option<Method>,
     /// Matches when the request path ends with this.
     path_suffix: String,
     action: FaultAction,
@@ -64,8 +72,18 @@ impl FaultProxy {
     /// Answers `method` requests whose path ends with `path_suffix` with `action` from now on.
     pub fn inject(&self, method: Method, path_suffix: &str, action: FaultAction) {
         self.shared.faults.lock().unwrap().push(Fault {
-            method,
+            method: Some(method),
             path_suffix: path_suffix.into(),
+            action,
+        });
+    }
+
+    /// Answers every request with `action` from now on (the manager as the runner sees it is
+    /// slow, gone or broken).
+    pub fn inject_all(&self, action: FaultAction) {
+        self.shared.faults.lock().unwrap().push(Fault {
+            method: None,
+            path_suffix: String::new(),
             action,
         });
     }
@@ -114,7 +132,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         .lock()
         .unwrap()
         .iter()
-        .find(|f| f.method == method && path.ends_with(&f.path_suffix))
+        .find(|f| f.method.as_ref().is_none_or(|m| *m == method) && path.ends_with(&f.path_suffix))
         .cloned();
     match fault.map(|f| f.action) {
         Some(FaultAction::Status(code)) => {
@@ -122,6 +140,14 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         }
         Some(FaultAction::Garbage(body)) => {
             return (StatusCode::OK, [("content-type", "application/json")], body).into_response();
+        }
+        Some(FaultAction::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(FaultAction::BlackHole) => std::future::pending::<()>().await,
+        Some(FaultAction::Reset) => {
+            let cut = futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("connection reset by the fault proxy"))
+            });
+            return (StatusCode::OK, Body::from_stream(cut)).into_response();
         }
         None => {}
     }

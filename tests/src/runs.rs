@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aac_host::manager::protocol::{CreateRun, EnqueueCommand, Run};
 use aac_host::manager::server::{ManagerHandle, start_on};
-use aac_host::manager::{Manager, ManagerClient, ManagerConfig, RetryPolicy};
+use aac_host::manager::{LeasePolicy, Manager, ManagerClient, ManagerConfig, RetryPolicy};
 use aac_host::outcome::TurnEvent;
 use aac_host::plugin::PluginHost;
 use aac_host::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
@@ -22,10 +22,16 @@ pub struct TestManager {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     handle: Option<ManagerHandle>,
+    policy: LeasePolicy,
 }
 
 impl TestManager {
     pub async fn start() -> Self {
+        Self::start_with(LeasePolicy::default()).await
+    }
+
+    /// A manager with this re-grant gap and default `max_attempts`.
+    pub async fn start_with(policy: LeasePolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -33,6 +39,7 @@ impl TestManager {
             addr,
             dir,
             handle: None,
+            policy,
         };
         manager.serve(listener);
         manager
@@ -40,7 +47,8 @@ impl TestManager {
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let store = self.dir.path().join("manager.redb");
-        let manager = Manager::open(store, ManagerConfig::new(TOKEN)).unwrap();
+        let config = ManagerConfig::new(TOKEN).with_policy(self.policy);
+        let manager = Manager::open(store, config).unwrap();
         self.handle = Some(start_on(listener, manager).unwrap());
     }
 
@@ -82,6 +90,7 @@ impl TestManager {
                 backend: "shell".into(),
                 bundle: None,
                 config: serde_json::json!({}),
+                max_attempts: None,
             })
             .await
             .unwrap();

@@ -156,7 +156,7 @@ async fn a_failing_first_heartbeat_means_no_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_heartbeats_mid_turn_stops_the_turn_as_lease_lost() {
+async fn losing_heartbeats_mid_turn_stops_the_turn_and_gives_the_run_back() {
     let manager = TestManager::start().await;
     let proxy = FaultProxy::start(&manager.url()).await;
     let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
@@ -172,13 +172,27 @@ async fn losing_heartbeats_mid_turn_stops_the_turn_as_lease_lost() {
     wait_for_event(&manager.client(), &run.id, |e| is_line(e, "started")).await;
     proxy.inject(Method::POST, "/heartbeat", FaultAction::Status(503));
     let report = work.await.unwrap().unwrap();
-    assert_eq!(
-        report.failure_kind(),
-        Some(FailureKind::LeaseLost),
-        "{report:?}"
+    let why = report.released.clone().expect("released");
+    assert!(why.contains("lease"), "{why}");
+    assert!(
+        report.commands.is_empty(),
+        "no status for a turn the host stopped"
     );
-    let (_, turn) = &report.commands[0];
-    assert_eq!(turn.failure_kind, Some(FailureKind::LeaseLost));
+    let stored = manager.client().get_run(&run.id).await.unwrap();
+    assert_eq!(
+        stored.status,
+        RunStatus::Queued,
+        "the run goes to its next attempt"
+    );
+    assert_eq!(
+        manager
+            .client()
+            .get_command(&run.id, "c1")
+            .await
+            .unwrap()
+            .status,
+        CommandStatus::Queued
+    );
     assert_eq!(
         containers_of_run(&run.id).await,
         0,
@@ -446,6 +460,7 @@ async fn events_over_the_buffer_bound_are_dropped_and_counted() {
                 command_id: "c1".into(),
                 kind: "output.stdout".into(),
                 payload: serde_json::json!({ "text": seq.to_string() }),
+                attempt_id: None,
             })
             .unwrap();
     }

@@ -32,6 +32,7 @@ async fn bundle_run(
             backend: "shell".into(),
             bundle: Some(bundle),
             config: serde_json::json!({}),
+            max_attempts: None,
         })
         .await
         .unwrap();

@@ -1,10 +1,11 @@
-//! Runner mode of the `aac-host` binary against a real manager: SIGTERM drains, a second SIGTERM
-//! cancels, a claim conflict exits at once with its own code.
+//! Runner mode of the `aac-host` binary against a real manager: SIGTERM drains and gives the run
+//! back, a second SIGTERM kills the turn and gives the run back too, a claim conflict exits at once
+//! with its own code.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aac_host::manager::protocol::{CommandStatus, RegisterRunner, RunStatus};
+use aac_host::manager::protocol::{AttemptEnd, CommandStatus, RegisterRunner, RunStatus};
 use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
 use aac_tests::{aac_host_binary, containers_of_run, plugin};
 
@@ -56,7 +57,7 @@ async fn wait(child: Child) -> (i32, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_sigterm_drains_the_turn_and_reports_the_status() {
+async fn first_sigterm_finishes_the_turn_then_gives_the_run_back() {
     let manager = TestManager::start().await;
     let client = manager.client();
     let cache = tempfile::tempdir().unwrap();
@@ -68,9 +69,18 @@ async fn first_sigterm_drains_the_turn_and_reports_the_status() {
     wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
     sigterm(&child);
     let (code, output) = wait(child).await;
-    assert_eq!(code, 0, "{output}");
+    assert_eq!(code, 5, "released: {output}");
     let stored = client.get_run(&run.id).await.unwrap();
-    assert_eq!(stored.status, RunStatus::Completed, "{output}");
+    assert_eq!(
+        stored.status,
+        RunStatus::Queued,
+        "no status is invented: {output}"
+    );
+    assert_eq!(stored.attempts[0].end, Some(AttemptEnd::Released));
+    assert_eq!(
+        client.get_command(&run.id, "c1").await.unwrap().status,
+        CommandStatus::Completed
+    );
     let events = client.events(&run.id, 0).await.unwrap();
     assert!(
         events.iter().any(|e| is_line(e, "finished")),
@@ -79,13 +89,45 @@ async fn first_sigterm_drains_the_turn_and_reports_the_status() {
     assert_eq!(
         client.get_command(&run.id, "c2").await.unwrap().status,
         CommandStatus::Queued,
-        "no new command starts while draining"
+        "no new command starts while draining; the next attempt takes it"
     );
     assert_eq!(containers_of_run(&run.id).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_sigterm_cancels_the_turn() {
+async fn sigterm_gives_an_idle_run_back_at_once() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&[]).await;
+    let child = Command::new(aac_host_binary())
+        .args(["--plugin"])
+        .arg(plugin("shell"))
+        .args(["--manager-url", &manager.url(), "--run-id", &run.id])
+        .args(["--runner-id", "cli-idle", "--lease", "5s", "--json"])
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while client.get_run(&run.id).await.unwrap().status != RunStatus::Running {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&child);
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 5, "{output}");
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(
+        stored.status,
+        RunStatus::Queued,
+        "a live session is not completed by a drain"
+    );
+    assert_eq!(stored.attempts[0].end, Some(AttemptEnd::Released));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_kills_the_turn_and_gives_the_run_back() {
     let manager = TestManager::start().await;
     let client = manager.client();
     let cache = tempfile::tempdir().unwrap();
@@ -98,13 +140,17 @@ async fn second_sigterm_cancels_the_turn() {
     sigterm(&child);
     let (code, output) = wait(child).await;
     assert_eq!(code, 130, "{output}");
+    let stored = client.get_run(&run.id).await.unwrap();
     assert_eq!(
-        client.get_run(&run.id).await.unwrap().status,
-        RunStatus::Cancelled
+        stored.status,
+        RunStatus::Queued,
+        "a shutdown is not a user's cancel"
     );
+    assert_eq!(stored.attempts[0].end, Some(AttemptEnd::Released));
     assert_eq!(
         client.get_command(&run.id, "c1").await.unwrap().status,
-        CommandStatus::Cancelled
+        CommandStatus::Queued,
+        "nothing had finished, so the next attempt runs c1 again"
     );
     assert_eq!(containers_of_run(&run.id).await, 0);
 }

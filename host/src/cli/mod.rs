@@ -12,6 +12,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+/// After SIGTERM/SIGINT, how long `aac-host manager` lets in-flight requests finish.
+const MANAGER_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
 
 #[derive(Parser, Debug)]
@@ -57,6 +60,13 @@ enum Command {
         /// File holding the bearer token (instead of --token).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Attempts a run gets when it names none; then it ends `failed`.
+        #[arg(long, default_value_t = crate::manager::protocol::DEFAULT_MAX_ATTEMPTS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::manager::protocol::MAX_ATTEMPTS_LIMIT)))]
+        max_attempts: u32,
+        /// After a lease expires, how long before the run may be claimed again.
+        #[arg(long, default_value = "1s", value_parser = runner::parse_duration_arg)]
+        regrant_gap: std::time::Duration,
     },
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
@@ -157,6 +167,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             db,
             token,
             token_file,
+            max_attempts,
+            regrant_gap,
         } => {
             let token = match (token, token_file) {
                 (Some(token), _) => token,
@@ -166,9 +178,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .to_string(),
                 (None, None) => anyhow::bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
             };
+            let policy = crate::manager::LeasePolicy {
+                regrant_gap,
+                max_attempts,
+            };
             let manager = crate::manager::server::Manager::open(
                 &db,
-                crate::manager::server::ManagerConfig::new(token),
+                crate::manager::server::ManagerConfig::new(token).with_policy(policy),
             )
             .with_context(|| format!("could not open the manager store {}", db.display()))?;
             let listener = tokio::net::TcpListener::bind(listen)
@@ -178,10 +194,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 "manager listening on http://{listen} (store {})",
                 db.display()
             );
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            crate::manager::server::serve_with_shutdown(listener, manager, shutdown).await?;
+            // SIGTERM or SIGINT: stop accepting, end long-polls and streams, finish in-flight
+            // requests (at most MANAGER_STOP_BOUND), release the store.
+            let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+            let mut signals = crate::runner::shutdown::ProcessSignals::listen()
+                .context("could not listen for signals")?;
+            tokio::spawn(async move {
+                signals.next().await;
+                eprintln!("manager shutting down");
+                let _ = signalled_tx.send(());
+            });
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let serve = crate::manager::server::serve_with_shutdown(listener, manager, async {
+                let _ = stop_rx.await;
+            });
+            tokio::pin!(serve);
+            tokio::select! {
+                served = &mut serve => served?,
+                _ = signalled => {
+                    let _ = stop_tx.send(());
+                    if tokio::time::timeout(MANAGER_STOP_BOUND, serve).await.is_err() {
+                        tracing::warn!(bound = ?MANAGER_STOP_BOUND, "requests still open; stopping anyway");
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +16,12 @@ use super::output;
 use super::profile_args::ProfileArgs;
 use crate::local::{LOCAL_RUNNER_ID, LocalTurn, run_local_turn};
 use crate::plugin::PluginHost;
+use crate::runner::shutdown::ProcessSignals;
 use crate::sandbox::docker::DockerDriver;
+
+/// After the first signal, how long the cancelled turn may take to end before the containers are
+/// removed and the process exits anyway.
+const ABORT_BOUND: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -87,17 +94,35 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(output::print_events(events_rx, json));
+    // SIGTERM and SIGINT alike: the first cancels the turn (its container is removed as the run
+    // ends); a second one, or the turn still running ABORT_BOUND later, removes the containers
+    // and exits at once.
     let cancel = CancellationToken::new();
+    let mut signals = ProcessSignals::listen().context("could not listen for signals")?;
+    let (force_tx, force) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn({
         let cancel = cancel.clone();
         async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("cancelling the turn…");
-                cancel.cancel();
+            if !signals.next().await {
+                return;
             }
+            eprintln!("cancelling the turn… (signal again to stop at once)");
+            cancel.cancel();
+            let _ = tokio::time::timeout(ABORT_BOUND, signals.next()).await;
+            let _ = force_tx.send(());
         }
     });
-    let report = run_local_turn(host, &driver, turn, events_tx, cancel).await;
+    let turn = run_local_turn(host, &driver, turn, events_tx, cancel);
+    let report = tokio::select! {
+        report = turn => report,
+        Ok(()) = force => {
+            if let Err(err) = driver.remove_own().await {
+                tracing::warn!(error = %format!("{err:#}"), "could not remove every container");
+            }
+            eprintln!("stopped before the turn ended");
+            return Ok(ExitCode::from(130));
+        }
+    };
     let _ = printer.await;
     let report = report?;
     output::print_outcome(&report, json);

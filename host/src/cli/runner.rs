@@ -19,6 +19,13 @@ use crate::sandbox::docker::DockerDriver;
 
 /// Exit code when the run could not be claimed (another runner holds it, or it ended).
 pub const EXIT_NOT_CLAIMED: u8 = 4;
+/// Exit code when the run was given back unfinished (drain, lost lease): another attempt goes on.
+pub const EXIT_RELEASED: u8 = 5;
+/// Exit code after a second signal (the turns were killed, the runs given back).
+pub const EXIT_ABORTED: u8 = 130;
+/// After the second signal, how long the runner may take to stop its turns, give its runs back
+/// and remove its containers before it removes them itself and exits.
+const ABORT_BOUND: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct RunnerArgs {
@@ -54,6 +61,11 @@ pub struct RunnerArgs {
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// A duration flag (`90s`, `15m`…).
+pub(super) fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    duration(text)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -117,6 +129,13 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
         tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
     }
 
+    if args.lease < crate::runner::lease::MIN_LEASE {
+        bail!(
+            "--lease {:?} is too short: at least {:?} (the turn must be stopped within the lease)",
+            args.lease,
+            crate::runner::lease::MIN_LEASE
+        );
+    }
     let mut config = RunnerConfig::new(runner_id);
     config.lease = args.lease;
     config.idle_timeout = args.idle_timeout;
@@ -132,33 +151,75 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     shutdown
         .listen_for_signals()
         .context("could not listen for signals")?;
+    let driver = Arc::new(driver);
     let runner = Arc::new(
-        Runner::new(client, host, Arc::new(driver), profiles, config).with_shutdown(shutdown),
+        Runner::new(client, host, driver.clone(), profiles, config).with_shutdown(shutdown.clone()),
     );
-    runner.register().await?;
+    let work = work(&runner, &args);
+    tokio::select! {
+        code = work => code,
+        () = abort_deadline(&shutdown) => {
+            tracing::warn!(bound = ?ABORT_BOUND, "the runner did not stop in time; removing its containers");
+            if let Err(err) = driver.remove_own().await {
+                tracing::warn!(error = %format!("{err:#}"), "could not remove every container");
+            }
+            Ok(ExitCode::from(EXIT_ABORTED))
+        }
+    }
+}
 
+/// Resolves [`ABORT_BOUND`] after the second signal.
+async fn abort_deadline(shutdown: &Shutdown) {
+    shutdown.aborting().cancelled().await;
+    tokio::time::sleep(ABORT_BOUND).await;
+}
+
+/// Registers, then works on the one run or serves the queue; the process's exit code.
+async fn work(runner: &Arc<Runner>, args: &RunnerArgs) -> Result<ExitCode> {
+    let shutdown = runner.shutdown().clone();
+    // A manager that cannot be reached must not hold a signalled runner: stop on the first one.
+    tokio::select! {
+        registered = runner.register() => registered?,
+        () = shutdown.draining().cancelled() => {
+            eprintln!("error: shut down before the runner could register");
+            return Ok(ExitCode::from(EXIT_ABORTED));
+        }
+    }
     if let Some(run_id) = &args.run_id {
         return match runner.run(run_id).await {
             Ok(report) => {
                 output::print_run_report(&report, args.json);
-                Ok(output::exit_code(report.status()))
+                Ok(if shutdown.aborting().is_cancelled() {
+                    ExitCode::from(EXIT_ABORTED)
+                } else if report.is_released() {
+                    ExitCode::from(EXIT_RELEASED)
+                } else {
+                    output::exit_code(report.status())
+                })
             }
             Err(err) => {
                 eprintln!("error: {err}");
                 Ok(ExitCode::from(if err.is_conflict() {
                     EXIT_NOT_CLAIMED
+                } else if shutdown.draining().is_cancelled() {
+                    EXIT_ABORTED
                 } else {
                     2
                 }))
             }
         };
     }
-    runner.prewarm(args.json).await?;
+    tokio::select! {
+        prewarmed = runner.prewarm(args.json) => prewarmed?,
+        () = shutdown.draining().cancelled() => {}
+    }
     let report = runner.serve(args.max_runs.unwrap_or(1)).await?;
     for run in &report.runs {
         output::print_run_report(run, args.json);
     }
-    Ok(if report.refused.is_empty() {
+    Ok(if shutdown.aborting().is_cancelled() {
+        ExitCode::from(EXIT_ABORTED)
+    } else if report.refused.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

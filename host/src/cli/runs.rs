@@ -32,6 +32,9 @@ enum RunsCommand {
         /// Backend configuration as a JSON object.
         #[arg(long, default_value = "{}")]
         config: String,
+        /// Attempts the run gets before it ends `failed` (the manager's default when absent).
+        #[arg(long)]
+        max_attempts: Option<u32>,
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
@@ -47,7 +50,7 @@ enum RunsCommand {
         #[arg(long)]
         command: Option<String>,
     },
-    /// Show a run.
+    /// Show a run: its attempts, and each command's status and failure kind.
     Get { run: String },
     /// List runs, optionally by status.
     List {
@@ -79,6 +82,35 @@ fn print(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The run as the manager shows it, plus `commands`: each one's id, status and outcome.
+async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_json::Value> {
+    let shown = client.get_run(run).await?;
+    let mut commands = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = client
+            .poll_commands(run, after, std::time::Duration::ZERO)
+            .await?;
+        let Some(last) = batch.commands.last() else {
+            break;
+        };
+        after = last.seq;
+        for command in batch.commands {
+            let outcome = command.outcome.as_ref();
+            commands.push(serde_json::json!({
+                "id": command.id,
+                "seq": command.seq,
+                "status": command.status,
+                "failure_kind": outcome.and_then(|o| o.failure_kind),
+                "message": outcome.and_then(|o| o.message.clone()),
+            }));
+        }
+    }
+    let mut value = serde_json::to_value(shown)?;
+    value["commands"] = serde_json::Value::Array(commands);
+    Ok(value)
+}
+
 pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
     let token = match (args.token, args.token_file) {
         (Some(token), _) => token,
@@ -90,7 +122,11 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
     };
     let client = ManagerClient::new(&args.manager_url, token)?;
     match args.command {
-        RunsCommand::Create { backend, config } => {
+        RunsCommand::Create {
+            backend,
+            config,
+            max_attempts,
+        } => {
             let config = json_object("--config", &config)?;
             print(
                 &client
@@ -99,6 +135,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
                         backend,
                         bundle: None,
                         config,
+                        max_attempts,
                     })
                     .await?,
             )?;
@@ -127,7 +164,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             command: Some(command),
         } => print(&client.cancel_command(&run, &command).await?)?,
         RunsCommand::Cancel { run, command: None } => print(&client.cancel_run(&run).await?)?,
-        RunsCommand::Get { run } => print(&client.get_run(&run).await?)?,
+        RunsCommand::Get { run } => print(&run_with_commands(&client, &run).await?)?,
         RunsCommand::List { status } => print(&client.list_runs(status).await?)?,
         RunsCommand::Events { run, after, follow } => {
             if follow {

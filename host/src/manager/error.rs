@@ -24,6 +24,9 @@ pub enum ManagerError {
     RunTerminal(String),
     #[error("{0}")]
     IdConflict(String),
+    /// The command's state does not allow this change (see the state machine in docs/protocol.md).
+    #[error("{0}")]
+    CommandState(String),
     #[error("store: {0}")]
     Storage(String),
 }
@@ -37,7 +40,8 @@ impl ManagerError {
             ManagerError::LeaseConflict(_)
             | ManagerError::LeaseLost(_)
             | ManagerError::RunTerminal(_)
-            | ManagerError::IdConflict(_) => StatusCode::CONFLICT,
+            | ManagerError::IdConflict(_)
+            | ManagerError::CommandState(_) => StatusCode::CONFLICT,
             ManagerError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -51,6 +55,7 @@ impl ManagerError {
             ManagerError::LeaseLost(_) => error_code::LEASE_LOST,
             ManagerError::RunTerminal(_) => error_code::RUN_TERMINAL,
             ManagerError::IdConflict(_) => error_code::ID_CONFLICT,
+            ManagerError::CommandState(_) => error_code::COMMAND_STATE,
             ManagerError::Storage(_) => error_code::INTERNAL,
         }
     }

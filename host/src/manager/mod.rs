@@ -20,4 +20,4 @@ pub use client::{ClientError, ManagerClient, RetryPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ManagerError;
 pub use server::{Manager, ManagerConfig, ManagerHandle};
-pub use store::Store;
+pub use store::{LeasePolicy, Store};

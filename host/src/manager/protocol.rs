@@ -20,6 +20,10 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 60;
 pub const MAX_LEASE_SECONDS: u64 = 3600;
 /// Longest long-poll wait a manager honours.
 pub const MAX_WAIT_SECONDS: u64 = 60;
+/// Attempts a run gets when neither the run nor the manager names a number.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Most attempts a run may ask for.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 
 /// Where a run is in its life. `queued` also covers a run whose runner's lease expired: it can be
 /// claimed again.
@@ -172,6 +176,88 @@ pub struct Run {
     /// Highest command sequence number enqueued (0: none).
     #[serde(default)]
     pub last_command_seq: u64,
+    /// Attempts this run may get (the manager's default when the run named none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Every claim of the run, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One runner's hold on a run, from its claim to its release, expiry or the run's end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// `att_<run id>_<number>`: unique, and says which run and which attempt it is.
+    pub id: String,
+    /// 1 for the first claim, then 2, 3…
+    pub number: u32,
+    pub runner_id: String,
+    pub placement: Placement,
+    pub started_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    /// How it ended; absent while it holds the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<AttemptEnd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptEnd {
+    /// The runner reported the run's terminal status.
+    Finished,
+    /// The runner gave the run back (drain, shutdown, or it stopped before its lease ran out).
+    Released,
+    /// Its lease ran out; the next claim closed it.
+    LeaseExpired,
+    /// The run ended while the attempt held it (cancelled, or out of attempts).
+    RunEnded,
+}
+
+/// Where the runner of an attempt runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// `host-process` or `kubernetes-job`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+impl Placement {
+    pub const HOST_PROCESS: &'static str = "host-process";
+    pub const KUBERNETES_JOB: &'static str = "kubernetes-job";
+
+    /// Where this process runs: a Kubernetes Job's pod when the service environment says so
+    /// (job name from `AAC_JOB_NAME`, pod from `HOSTNAME`), else a host process.
+    pub fn detect() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        if env("KUBERNETES_SERVICE_HOST").is_some() {
+            Self {
+                kind: Self::KUBERNETES_JOB.into(),
+                host: None,
+                job: env("AAC_JOB_NAME"),
+                pod: env("HOSTNAME").or(host),
+            }
+        } else {
+            Self {
+                kind: Self::HOST_PROCESS.into(),
+                host,
+                job: None,
+                pod: None,
+            }
+        }
+    }
 }
 
 /// A command: one agent turn of a run.
@@ -216,6 +302,8 @@ pub mod error_code {
     pub const RUN_TERMINAL: &str = "run-terminal";
     /// An id was reused with a different body.
     pub const ID_CONFLICT: &str = "id-conflict";
+    /// The command's state does not allow the change (e.g. a status for a command never acked).
+    pub const COMMAND_STATE: &str = "command-state";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -248,6 +336,9 @@ pub struct ClaimRequest {
     /// Lease length; default [`DEFAULT_LEASE_SECONDS`], at most [`MAX_LEASE_SECONDS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_seconds: Option<u64>,
+    /// Where the runner runs, recorded on the attempt (`host-process` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +349,8 @@ pub struct ClaimNextRequest {
     /// Only runs whose backend profile is one of these (all when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,6 +359,14 @@ pub struct Lease {
     /// Send it as the `X-Lease-Token` header on every runner mutation of this run.
     pub lease_token: String,
     pub lease_expires_at_ms: u64,
+    /// The attempt this claim opened; its events carry it.
+    #[serde(default)]
+    pub attempt_id: String,
+    #[serde(default)]
+    pub attempt: u32,
+    /// The lease length granted, in milliseconds.
+    #[serde(default)]
+    pub lease_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +379,9 @@ pub struct HeartbeatRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
     pub lease_expires_at_ms: u64,
+    /// The lease length granted from this heartbeat, in milliseconds.
+    #[serde(default)]
+    pub lease_ms: u64,
     pub run_status: RunStatus,
     /// The run was cancelled: stop the turn, report `cancelled`.
     pub cancel_run: bool,
@@ -338,6 +442,14 @@ pub struct RunStatusUpdate {
     pub message: Option<String>,
 }
 
+/// A runner gives its run back: the attempt ends and the run is queued for the next one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// Why (shown on the attempt), e.g. "the runner drained".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 // ---- client side ----
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -350,6 +462,9 @@ pub struct CreateRun {
     pub bundle: Option<BundleRef>,
     #[serde(default)]
     pub config: serde_json::Value,
+    /// Claims the run may get before it ends `failed` (the manager's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

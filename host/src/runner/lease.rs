@@ -1,19 +1,73 @@
-//! Keeping a run's lease: heartbeat every lease/3 with jitter, and a local lease timer — if no
-//! heartbeat succeeded for a whole lease, the run's work stops by itself (`lease-lost`), whether or
-//! not the manager can be reached to say so.
+//! Keeping a run's lease: a heartbeat every lease/3 with jitter, each sent on its own so a slow
+//! reply never holds back the next one, and a local timer that stops the run's work *before* the
+//! manager could hand the run to anyone else.
+//!
+//! The timing budget (docs/operations.md, "Lease timing"): the manager's lease runs from when it
+//! granted a heartbeat, which is never earlier than when this runner sent it. So counting from
+//! the send of the latest heartbeat that succeeded, the runner stops its turn at
+//! `lease − kill grace − margin` and the turn's processes are dead (TERM, grace, KILL) by
+//! `lease − margin`, before the manager's lease ends; the manager then waits its safety gap more
+//! before it grants the run again. No clocks are compared across machines.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
 use super::signals::RunSignals;
-use crate::manager::protocol::Cancellation;
-use crate::manager::{ManagerClient, RetryPolicy};
+use crate::manager::protocol::{Cancellation, HeartbeatReply};
+use crate::manager::{ClientError, ManagerClient, RetryPolicy};
+
+/// Shortest lease a runner works under: below it the kill grace and margin leave no time to work.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+/// Most heartbeats waiting for their reply at once (a reply is awaited at most the self-stop
+/// time, about eight intervals).
+const MAX_IN_FLIGHT: usize = 10;
+
+/// How a lease's length is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseBudget {
+    pub lease: Duration,
+    /// TERM → KILL grace of the turn's processes: 5 s, or a sixth of a short lease.
+    pub kill_grace: Duration,
+    /// Slack for scheduling and the kill itself: a tenth of the lease, 300 ms to 2 s.
+    pub margin: Duration,
+}
+
+impl LeaseBudget {
+    pub fn new(lease: Duration) -> Self {
+        Self {
+            lease,
+            kill_grace: (lease / 6).min(Duration::from_secs(5)),
+            margin: (lease / 10).clamp(Duration::from_millis(300), Duration::from_secs(2)),
+        }
+    }
+
+    /// How long after sending the latest successful heartbeat the runner stops its turn.
+    pub fn self_stop_after(&self) -> Duration {
+        self.lease.saturating_sub(self.kill_grace + self.margin)
+    }
+
+    /// The nominal time between heartbeats: a third of the lease, or less when the lease is
+    /// short, so that a manager answering in half the lease still renews it in time (a beat's
+    /// send plus its round trip stays within the self-stop time).
+    pub fn heartbeat_every(&self) -> Duration {
+        let spare = self.self_stop_after().saturating_sub(self.lease / 2);
+        (self.lease / 3)
+            .min(spare / 2)
+            .max(Duration::from_millis(100))
+    }
+
+    /// One heartbeat interval: [`LeaseBudget::heartbeat_every`] minus up to 20% of jitter so
+    /// many runners started together do not beat in step.
+    pub fn heartbeat_interval(&self) -> Duration {
+        jittered(self.heartbeat_every())
+    }
+}
 
 /// The heartbeat task of one run; stops when dropped or [`LeaseKeeper::stop`]ped.
 pub struct LeaseKeeper {
@@ -21,11 +75,8 @@ pub struct LeaseKeeper {
     task: Option<JoinHandle<()>>,
 }
 
-/// One heartbeat interval: a third of the lease, minus up to 20% of jitter so many runners
-/// started together do not beat in step.
-pub fn heartbeat_interval(lease: Duration) -> Duration {
-    let third = lease / 3;
-    third.mul_f64(1.0 - 0.2 * rand::rng().random::<f64>())
+fn jittered(nominal: Duration) -> Duration {
+    nominal.mul_f64(1.0 - 0.2 * rand::rng().random::<f64>())
 }
 
 impl LeaseKeeper {
@@ -34,21 +85,27 @@ impl LeaseKeeper {
         client: &ManagerClient,
         run: String,
         token: String,
-        lease: Duration,
+        budget: LeaseBudget,
         renewed_at: Instant,
         signals: Arc<RunSignals>,
     ) -> Self {
-        // Retry one heartbeat with backoff for at most a lease; the local timer decides anyway.
-        let client = client.clone().with_retry(RetryPolicy {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: (lease / 6).max(Duration::from_millis(100)),
-            deadline: lease,
-            ..RetryPolicy::default()
-        });
+        // One try per beat, bounded by the time left to stop: the next beat is the retry.
+        let client = client
+            .clone()
+            .with_retry(RetryPolicy::none())
+            .with_request_timeout(budget.self_stop_after().max(Duration::from_millis(500)));
         let stop = CancellationToken::new();
         let task = tokio::spawn(
-            beat(client, run, token, lease, renewed_at, signals, stop.clone())
-                .instrument(tracing::Span::current()),
+            beat(
+                client,
+                run,
+                token,
+                budget,
+                renewed_at,
+                signals,
+                stop.clone(),
+            )
+            .instrument(tracing::Span::current()),
         );
         Self {
             stop,
@@ -56,7 +113,7 @@ impl LeaseKeeper {
         }
     }
 
-    /// Stops heartbeating (after the run's terminal status was accepted).
+    /// Stops heartbeating (after the run's terminal status was accepted or the run released).
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
@@ -71,58 +128,72 @@ impl Drop for LeaseKeeper {
     }
 }
 
+type Beat = (Instant, Result<HeartbeatReply, ClientError>);
+
 async fn beat(
     client: ManagerClient,
     run: String,
     token: String,
-    lease: Duration,
+    budget: LeaseBudget,
     mut renewed_at: Instant,
     signals: Arc<RunSignals>,
     stop: CancellationToken,
 ) {
-    // Beats are scheduled from when the previous one was sent, not from when its reply came, so a
-    // slow manager does not stretch the gaps between them.
-    let mut last_sent = renewed_at;
+    let mut in_flight: JoinSet<Beat> = JoinSet::new();
+    let mut next_beat = renewed_at + budget.heartbeat_interval();
+    // After a failed beat the next comes sooner, so a blip costs little of the budget.
+    let quick_retry = (budget.lease / 20).max(Duration::from_millis(100));
     loop {
-        let expires = renewed_at + lease;
+        let stop_at = renewed_at + budget.self_stop_after();
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep_until(expires) => {
-                signals.lose_lease(format!("no heartbeat succeeded for a whole lease ({lease:?})"));
+            () = tokio::time::sleep_until(stop_at) => {
+                signals.lose_lease(format!(
+                    "no heartbeat succeeded for {:?}; the turn is stopped before the {:?} lease \
+                     can run out on the manager",
+                    budget.self_stop_after(),
+                    budget.lease
+                ));
                 return;
             }
-            () = tokio::time::sleep_until(last_sent + heartbeat_interval(lease)) => {}
-        }
-        let sent_at = Instant::now();
-        last_sent = sent_at;
-        let reply = tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep_until(expires) => {
-                signals.lose_lease(format!("no heartbeat succeeded for a whole lease ({lease:?})"));
-                return;
+            () = tokio::time::sleep_until(next_beat) => {
+                if in_flight.len() < MAX_IN_FLIGHT {
+                    let (client, run, token) = (client.clone(), run.clone(), token.clone());
+                    in_flight.spawn(async move {
+                        let sent_at = Instant::now();
+                        (sent_at, client.heartbeat(&run, &token, None).await)
+                    }.instrument(tracing::Span::current()));
+                }
+                next_beat = Instant::now() + budget.heartbeat_interval();
             }
-            reply = client.heartbeat(&run, &token, None) => reply,
-        };
-        match reply {
-            Ok(reply) => {
-                renewed_at = sent_at;
-                debug!(expires_at_ms = reply.lease_expires_at_ms, "lease renewed");
-                signals.apply(&Cancellation {
-                    run_status: reply.run_status,
-                    cancel_run: reply.cancel_run,
-                    cancel_commands: reply.cancel_commands,
-                });
+            Some(joined) = in_flight.join_next() => {
+                let Ok((sent_at, reply)) = joined else { continue };
+                match reply {
+                    Ok(reply) => {
+                        // Replies may come back out of order: the newest send counts.
+                        renewed_at = renewed_at.max(sent_at);
+                        debug!(expires_at_ms = reply.lease_expires_at_ms, "lease renewed");
+                        signals.apply(&Cancellation {
+                            run_status: reply.run_status,
+                            cancel_run: reply.cancel_run,
+                            cancel_commands: reply.cancel_commands,
+                        });
+                    }
+                    Err(err) if err.is_lease_lost() => {
+                        signals.lose_lease(format!("the manager fenced this runner: {err}"));
+                        return;
+                    }
+                    Err(err) if err.status() == Some(409) || err.status() == Some(404) => {
+                        // The run ended or vanished: nothing left to hold.
+                        signals.lose_lease(format!("the manager refused the heartbeat: {err}"));
+                        return;
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "heartbeat failed; the next one comes sooner");
+                        next_beat = next_beat.min(Instant::now() + quick_retry);
+                    }
+                }
             }
-            Err(err) if err.is_lease_lost() => {
-                signals.lose_lease(format!("the manager fenced this runner: {err}"));
-                return;
-            }
-            Err(err) if err.status() == Some(409) || err.status() == Some(404) => {
-                // The run ended or vanished: nothing left to hold.
-                signals.lose_lease(format!("the manager refused the heartbeat: {err}"));
-                return;
-            }
-            Err(err) => warn!(error = %err, "heartbeat failed; retrying until the lease runs out"),
         }
     }
 }
@@ -132,12 +203,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interval_is_a_third_of_the_lease_minus_jitter() {
-        let lease = Duration::from_secs(60);
+    fn interval_is_at_most_a_third_of_the_lease_minus_jitter() {
+        let budget = LeaseBudget::new(Duration::from_secs(60));
+        assert_eq!(budget.heartbeat_every(), Duration::from_millis(11_500));
         for _ in 0..100 {
-            let interval = heartbeat_interval(lease);
-            assert!(interval <= Duration::from_secs(20));
-            assert!(interval >= Duration::from_secs(16));
+            let interval = budget.heartbeat_interval();
+            assert!(interval <= Duration::from_millis(11_500));
+            assert!(interval >= Duration::from_millis(9_200));
         }
+        let long = LeaseBudget::new(Duration::from_secs(3600));
+        assert_eq!(long.heartbeat_every(), Duration::from_millis(896_500));
+    }
+
+    #[test]
+    fn a_round_trip_of_half_the_lease_still_renews_in_time() {
+        for secs in [3, 6, 10, 60, 600, 3600] {
+            let budget = LeaseBudget::new(Duration::from_secs(secs));
+            let worst = budget.heartbeat_every() + budget.lease / 2;
+            assert!(
+                worst < budget.self_stop_after(),
+                "lease {secs}s: {budget:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_turn_is_dead_before_the_lease_can_end() {
+        for secs in [3, 6, 10, 30, 60, 600, 3600] {
+            let budget = LeaseBudget::new(Duration::from_secs(secs));
+            let dead_by = budget.self_stop_after() + budget.kill_grace;
+            assert!(dead_by < budget.lease, "lease {secs}s: {budget:?}");
+            assert!(budget.lease - dead_by >= Duration::from_millis(300));
+            // At least two heartbeat intervals fit before the self-stop.
+            assert!(budget.self_stop_after() > budget.lease / 2, "lease {secs}s");
+        }
+        let long = LeaseBudget::new(Duration::from_secs(60));
+        assert_eq!(long.kill_grace, Duration::from_secs(5));
+        assert_eq!(long.self_stop_after(), Duration::from_secs(53));
     }
 }

@@ -96,6 +96,8 @@ pub enum StartError {
     Claim { run: String, source: ClientError },
     #[error("the first heartbeat of run {run} failed, so no work was started: {source}")]
     FirstHeartbeat { run: String, source: ClientError },
+    #[error("the runner was shut down before it could claim run {run}")]
+    ShutDown { run: String },
 }
 
 impl StartError {
@@ -120,6 +122,11 @@ pub struct RunReport {
     pub workspace: Option<PathBuf>,
     /// Whether the run's sandbox came from a warm pool.
     pub warm_sandbox: bool,
+    /// The attempt this runner's claim opened.
+    pub attempt_id: String,
+    /// Why the run was given back unfinished for another attempt (drain, shutdown, lost lease);
+    /// `None` when this runner ended it.
+    pub released: Option<String>,
 }
 
 impl RunReport {
@@ -129,6 +136,10 @@ impl RunReport {
 
     pub fn failure_kind(&self) -> Option<FailureKind> {
         self.outcome.failure_kind
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released.is_some()
     }
 }
 
@@ -219,14 +230,18 @@ impl Runner {
     /// Claims `run` and works on it until it ends. A claim conflict or a failed first heartbeat
     /// returns at once, without doing any work.
     pub async fn run(&self, run: &str) -> Result<RunReport, StartError> {
-        let lease = self
+        let claim = self
             .client
-            .claim(run, &self.config.runner_id, self.config.lease)
-            .await
-            .map_err(|source| StartError::Claim {
+            .claim(run, &self.config.runner_id, self.config.lease);
+        let lease = tokio::select! {
+            lease = claim => lease.map_err(|source| StartError::Claim {
                 run: run.to_string(),
                 source,
-            })?;
+            })?,
+            () = self.shutdown.draining().cancelled() => {
+                return Err(StartError::ShutDown { run: run.to_string() });
+            }
+        };
         self.work(lease).await
     }
 

@@ -91,10 +91,16 @@ impl Runner {
             loop {
                 let mut queue_empty = false;
                 while tasks.len() < max_runs && !self.shutdown.draining().is_cancelled() {
-                    let claimed = self
-                        .client
-                        .claim_next(&self.config.runner_id, self.config.lease, backends.clone())
-                        .await;
+                    let claim = self.client.claim_next(
+                        &self.config.runner_id,
+                        self.config.lease,
+                        backends.clone(),
+                    );
+                    // An unreachable manager must not hold a draining runner in the claim's retries.
+                    let claimed = tokio::select! {
+                        claimed = claim => claimed,
+                        () = self.shutdown.draining().cancelled() => break,
+                    };
                     match claimed {
                         Ok(Some(lease)) => {
                             let runner = self.clone();

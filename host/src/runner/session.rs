@@ -50,6 +50,8 @@ pub struct SessionRequest<'a> {
     /// The highest event sequence number already stored for the run (a re-claimed run goes on).
     pub last_event_seq: u64,
     pub cancel_grace: Duration,
+    /// TERM → KILL grace of the turn's processes (from the lease budget).
+    pub kill_grace: Duration,
 }
 
 pub struct RunSession {
@@ -123,7 +125,10 @@ impl RunSession {
             },
             sandbox: Some(sandbox.clone()),
             events: request.events,
-            process_limits: ProcessLimits::default(),
+            process_limits: ProcessLimits {
+                kill_grace: request.kill_grace,
+                ..ProcessLimits::default()
+            },
             cancel_grace: request.cancel_grace,
             redactor: Redactor::new(profile.secrets.iter().map(|(_, value)| value.clone())),
         };

@@ -45,16 +45,12 @@ impl Shutdown {
 
     /// Turns SIGTERM and SIGINT into [`Shutdown::request`] for the life of the process.
     pub fn listen_for_signals(&self) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let mut signals = ProcessSignals::listen()?;
         let shutdown = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    Some(()) = term.recv() => {}
-                    Some(()) = int.recv() => {}
-                    else => return,
+                if !signals.next().await {
+                    return;
                 }
                 match shutdown.request() {
                     ShutdownStage::Drain => tracing::warn!(
@@ -67,6 +63,31 @@ impl Shutdown {
             }
         });
         Ok(())
+    }
+}
+
+/// SIGTERM and SIGINT, which every aac-host process treats alike.
+pub struct ProcessSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ProcessSignals {
+    pub fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT; false when neither can arrive any more.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            Some(()) = self.term.recv() => true,
+            Some(()) = self.int.recv() => true,
+            else => false,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::cancel_watch::CancelWatch;
 use super::events::EventShipper;
-use super::lease::LeaseKeeper;
+use super::lease::{LeaseBudget, LeaseKeeper};
 use super::profile::RunProfile;
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
@@ -19,16 +19,37 @@ use crate::manager::protocol::{Cancellation, Command, Lease, Run, RunStatus, Run
 use crate::manager::{ClientError, RetryPolicy};
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
 
+/// How long a runner that gives its run back spends on the last events and the release, so a
+/// runner with an unreachable manager still exits promptly.
+const RELEASE_BUDGET: Duration = Duration::from_secs(5);
+
 /// Why the command loop stopped.
 #[derive(Debug)]
 enum RunEnd {
-    /// Commands done (one-shot), idle timeout, or drained: the run ends as its last turn did.
+    /// Commands done (one-shot) or idle timeout: the run ends as its commands did.
     Finished(&'static str),
     Cancelled(String),
     Failed(FailureKind, String),
+    /// The lease is gone (fenced, or not renewed in time): the run is released, not ended.
     LeaseLost(String),
+    /// The runner drains: the run is released after the running turn.
+    Drained,
+    /// The runner was shut down (second signal): the turn was killed, the run is released.
+    ShutDown,
     /// Somebody else ended the run.
     AlreadyEnded(RunStatus),
+}
+
+impl RunEnd {
+    /// Why the run is given back instead of ended, when it is.
+    fn release_reason(&self) -> Option<String> {
+        match self {
+            RunEnd::LeaseLost(why) => Some(format!("the lease was lost: {why}")),
+            RunEnd::Drained => Some("the runner drained".into()),
+            RunEnd::ShutDown => Some("the runner was shut down".into()),
+            _ => None,
+        }
+    }
 }
 
 impl RunEnd {
@@ -61,6 +82,7 @@ fn ends_the_run(kind: FailureKind) -> bool {
 enum StopReason {
     Cancelled(&'static str),
     LeaseLost,
+    ShutDown,
     MaxDuration,
 }
 
@@ -74,6 +96,9 @@ struct RunWork<'a> {
     session: Option<RunSession>,
     /// When the session must end at the latest (its maximum duration).
     session_deadline: Option<Instant>,
+    /// The attempt this claim opened (its number counts from 1).
+    attempt: u32,
+    budget: LeaseBudget,
     report: RunReport,
 }
 
@@ -81,25 +106,50 @@ impl Runner {
     /// Works on a claimed run until it ends.
     pub(super) async fn work(&self, lease: Lease) -> Result<RunReport, StartError> {
         let Lease {
-            run, lease_token, ..
+            run,
+            lease_token,
+            attempt_id,
+            attempt,
+            lease_ms,
+            ..
         } = lease;
-        let span = info_span!("run", run = %run.id, backend = %run.backend);
+        // The manager may grant less than was asked for: budget the lease it granted.
+        let granted = match lease_ms {
+            0 => self.config.lease,
+            ms => Duration::from_millis(ms).min(self.config.lease),
+        };
+        let budget = LeaseBudget::new(granted);
+        let span = info_span!("run", run = %run.id, attempt = %attempt_id, backend = %run.backend);
         async move {
             // One successful heartbeat before any work (a runner that cannot renew must not start).
             let sent_at = Instant::now();
             let first = self
                 .client
                 .clone()
+                .with_request_timeout(budget.self_stop_after() / 2)
                 .with_retry(RetryPolicy {
-                    deadline: self.config.lease / 2,
+                    deadline: budget.self_stop_after() / 2,
                     ..RetryPolicy::default()
                 })
                 .heartbeat(&run.id, &lease_token, None)
-                .await
-                .map_err(|source| StartError::FirstHeartbeat {
-                    run: run.id.clone(),
-                    source,
-                })?;
+                .await;
+            let first = match first {
+                Ok(first) => first,
+                Err(source) => {
+                    // Give the attempt back at once rather than let it wait out its lease.
+                    let _ = self
+                        .client
+                        .clone()
+                        .with_request_timeout(RELEASE_BUDGET)
+                        .with_retry(RetryPolicy::none())
+                        .release(&run.id, &lease_token, "the first heartbeat failed")
+                        .await;
+                    return Err(StartError::FirstHeartbeat {
+                        run: run.id.clone(),
+                        source,
+                    });
+                }
+            };
             let signals = Arc::new(RunSignals::default());
             signals.apply(&Cancellation {
                 run_status: first.run_status,
@@ -110,7 +160,7 @@ impl Runner {
                 &self.client,
                 run.id.clone(),
                 lease_token.clone(),
-                self.config.lease,
+                budget,
                 sent_at,
                 signals.clone(),
             );
@@ -132,6 +182,8 @@ impl Runner {
                     reported: false,
                     workspace: None,
                     warm_sandbox: false,
+                    attempt_id,
+                    released: None,
                 },
                 run,
                 token: lease_token,
@@ -140,6 +192,8 @@ impl Runner {
                 shipper,
                 session: None,
                 session_deadline: None,
+                attempt,
+                budget,
             };
             let report = work.finish_run().await;
             drop(watch);
@@ -152,13 +206,16 @@ impl Runner {
 }
 
 impl RunWork<'_> {
-    /// Runs the command loop, closes the session, flushes the events and reports the status.
+    /// Runs the command loop, closes the session, flushes the events and reports the status, or
+    /// gives the run back when the runner drains, is shut down, or lost its lease.
     async fn finish_run(mut self) -> RunReport {
         let end = self.command_loop().await;
         if let Some(session) = self.session.take() {
             session.close().await;
         }
-        let lease_lost = matches!(end, RunEnd::LeaseLost(_));
+        if let Some(why) = end.release_reason() {
+            return self.release(why).await;
+        }
         let outcome = self.final_outcome(end);
         info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "run ended");
 
@@ -166,6 +223,7 @@ impl RunWork<'_> {
             runner,
             run,
             token,
+            signals,
             events,
             shipper,
             mut report,
@@ -182,40 +240,81 @@ impl RunWork<'_> {
             failure_kind: outcome.failure_kind,
             message: outcome.message.clone(),
         };
-        // A runner that lost its lease tries once to say so; otherwise the status is retried
-        // (heartbeats go on meanwhile) until the manager accepts it.
-        let client = if lease_lost {
-            runner.client.clone().with_retry(RetryPolicy::none())
-        } else {
-            runner.client.clone()
+        // The status is retried (heartbeats go on meanwhile) until the manager accepts it, the
+        // lease is lost, or the runner is shut down.
+        let reported = tokio::select! {
+            reported = runner.client.run_status(&run.id, &token, &update) => Some(reported),
+            () = signals.lease_lost().cancelled() => None,
+            () = runner.shutdown.aborting().cancelled() => None,
         };
-        match client.run_status(&run.id, &token, &update).await {
-            Ok(_) => report.reported = true,
-            Err(err) if err.status() == Some(409) => {
+        match reported {
+            Some(Ok(_)) => report.reported = true,
+            Some(Err(err)) if err.status() == Some(409) => {
                 info!(error = %err, "the manager did not take the run status: the run is no longer ours")
             }
-            Err(err) => warn!(error = %err, "could not report the run status"),
+            Some(Err(err)) => warn!(error = %err, "could not report the run status"),
+            None => warn!(
+                "gave up reporting the run status: the lease was lost or the runner shut down"
+            ),
         }
+        report
+    }
+
+    /// Gives the run back for its next attempt: the turn is already stopped and the session
+    /// closed; the events go out first, then the release, each within [`RELEASE_BUDGET`].
+    async fn release(self, why: String) -> RunReport {
+        info!(reason = %why, "giving the run back for another attempt");
+        let RunWork {
+            runner,
+            run,
+            token,
+            events,
+            shipper,
+            mut report,
+            ..
+        } = self;
+        drop(events);
+        match tokio::time::timeout(RELEASE_BUDGET, shipper.flush()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => warn!(error = %err, "not every event reached the manager"),
+            Err(_) => warn!("the manager did not take the last events in time"),
+        }
+        if let Ok(stats) = tokio::time::timeout(RELEASE_BUDGET, shipper.finish()).await {
+            report.events = stats;
+        }
+        let client = runner
+            .client
+            .clone()
+            .with_request_timeout(RELEASE_BUDGET)
+            .with_retry(RetryPolicy {
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                deadline: RELEASE_BUDGET,
+                ..RetryPolicy::default()
+            });
+        match client.release(&run.id, &token, why.clone()).await {
+            Ok(_) => report.reported = true,
+            // Fenced or ended meanwhile, or unreachable: the lease runs out on its own.
+            Err(err) => info!(error = %err, "the manager did not take the release"),
+        }
+        report.released = Some(why);
         report
     }
 
     /// The terminal status to report for how the loop ended.
     fn final_outcome(&self, end: RunEnd) -> TurnOutcome {
         match end {
-            RunEnd::Finished(why) => match self.report.commands.last() {
-                Some((_, last)) => TurnOutcome {
-                    thread_id: None,
-                    turn_id: None,
-                    ..last.clone()
-                },
-                None => TurnOutcome {
+            RunEnd::Finished(why) => crate::outcome::run_outcome(&self.report.commands)
+                .unwrap_or_else(|| TurnOutcome {
                     message: Some(format!("{why}; no command ran")),
                     ..TurnOutcome::completed()
-                },
-            },
+                }),
             RunEnd::Cancelled(message) => TurnOutcome::cancelled(message),
             RunEnd::Failed(kind, message) => TurnOutcome::failed(kind, message),
             RunEnd::LeaseLost(message) => TurnOutcome::failed(FailureKind::LeaseLost, message),
+            RunEnd::Drained | RunEnd::ShutDown => {
+                TurnOutcome::cancelled("the runner stopped before the run ended")
+            }
             RunEnd::AlreadyEnded(status) => TurnOutcome {
                 message: Some(format!("the run was ended elsewhere ({status})")),
                 ..TurnOutcome::cancelled("")
@@ -233,10 +332,10 @@ impl RunWork<'_> {
             return Some(RunEnd::Cancelled("the run was cancelled".into()));
         }
         if self.runner.shutdown.aborting().is_cancelled() {
-            return Some(RunEnd::Cancelled("the runner was shut down".into()));
+            return Some(RunEnd::ShutDown);
         }
         if self.runner.shutdown.draining().is_cancelled() {
-            return Some(RunEnd::Finished("the runner drained"));
+            return Some(RunEnd::Drained);
         }
         None
     }
@@ -307,27 +406,45 @@ impl RunWork<'_> {
         let span = info_span!("command", command = %command.id, seq = command.seq);
         async {
             let client = &self.runner.client;
-            let command = match client.ack(&self.run.id, &command.id, &self.token).await {
-                Ok(command) if command.status.is_terminal() => return None,
-                Ok(command) => command,
-                Err(err) => return Some(RunEnd::from_client_error(err)),
+            let acked = self
+                .guarded(client.ack(&self.run.id, &command.id, &self.token))
+                .await;
+            let command = match acked {
+                Ok(Ok(command)) if command.status.is_terminal() => return None,
+                Ok(Ok(command)) => command,
+                Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
+                Err(end) => return Some(end),
             };
-            let outcome = self.turn(profile, &command).await;
-            info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "turn ended");
-            if let Err(err) = self.shipper.flush().await {
-                warn!(error = %err, "events of the turn were not all delivered");
-                if err.fatal {
-                    return Some(RunEnd::LeaseLost(err.message));
+            let outcome = match self.turn(profile, &command).await {
+                Ok(outcome) => outcome,
+                // Stopped by the host, not by the user: no status; the next attempt re-runs it
+                // when it can (see the manager's rules on lost attempts).
+                Err(end) => {
+                    info!(reason = ?end, "turn stopped; the command goes back with the run");
+                    return Some(end);
                 }
+            };
+            info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "turn ended");
+            match self.guarded(self.shipper.flush()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    warn!(error = %err, "events of the turn were not all delivered");
+                    if err.fatal {
+                        return Some(RunEnd::LeaseLost(err.message));
+                    }
+                }
+                Err(end) => return Some(end),
             }
-            let reported = client
-                .command_status(&self.run.id, &command.id, &self.token, &outcome)
+            let reported = self
+                .guarded(client.command_status(&self.run.id, &command.id, &self.token, &outcome))
                 .await;
             self.report
                 .commands
                 .push((command.id.clone(), outcome.clone()));
-            if let Err(err) = reported {
-                return Some(RunEnd::from_client_error(err));
+            match reported {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
+                Err(end) => return Some(end),
             }
             match outcome.failure_kind {
                 Some(FailureKind::LeaseLost) => {
@@ -343,8 +460,25 @@ impl RunWork<'_> {
         .await
     }
 
-    /// One turn, opening the session first if this is the run's first command.
-    async fn turn(&mut self, profile: &RunProfile, command: &Command) -> TurnOutcome {
+    /// Runs a manager call unless the lease is lost or the runner shut down first (a call may
+    /// retry for minutes while the manager is away).
+    async fn guarded<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, RunEnd> {
+        tokio::select! {
+            out = call => Ok(out),
+            () = self.signals.lease_lost().cancelled() => {
+                Err(RunEnd::LeaseLost(self.signals.lost_reason().unwrap_or_default()))
+            }
+            () = self.runner.shutdown.aborting().cancelled() => Err(RunEnd::ShutDown),
+        }
+    }
+
+    /// One turn, opening the session first if this is the run's first command. `Err` when the
+    /// host stopped it: the lease was lost or the runner shut down.
+    async fn turn(
+        &mut self,
+        profile: &RunProfile,
+        command: &Command,
+    ) -> Result<TurnOutcome, RunEnd> {
         if self.session.is_none() {
             match self.open_session(profile).await {
                 Ok(session) => {
@@ -353,7 +487,7 @@ impl RunWork<'_> {
                     self.session = Some(session);
                     self.session_deadline = Some(Instant::now() + profile.max_duration);
                 }
-                Err(outcome) => return outcome,
+                Err(outcome) => return Ok(outcome),
             }
         }
         let session = self.session.as_mut().expect("opened above");
@@ -365,7 +499,7 @@ impl RunWork<'_> {
                 () = signals.run_cancelled().cancelled() => StopReason::Cancelled("the run was cancelled"),
                 () = signals.command_cancelled(&command.id) => StopReason::Cancelled("the command was cancelled"),
                 () = signals.lease_lost().cancelled() => StopReason::LeaseLost,
-                () = shutdown.aborting().cancelled() => StopReason::Cancelled("the runner was shut down"),
+                () = shutdown.aborting().cancelled() => StopReason::ShutDown,
                 () = tokio::time::sleep_until(deadline) => StopReason::MaxDuration,
             }
         };
@@ -379,14 +513,14 @@ impl RunWork<'_> {
                 (turn.await, Some(reason))
             }
         };
-        match stopped {
-            Some(StopReason::LeaseLost) => TurnOutcome::failed(
-                FailureKind::LeaseLost,
-                format!(
+        Ok(match stopped {
+            Some(StopReason::LeaseLost) => {
+                return Err(RunEnd::LeaseLost(format!(
                     "the turn was stopped: {}",
                     signals.lost_reason().unwrap_or_default()
-                ),
-            ),
+                )));
+            }
+            Some(StopReason::ShutDown) => return Err(RunEnd::ShutDown),
             Some(StopReason::MaxDuration) => TurnOutcome::failed(
                 FailureKind::TurnTimeout,
                 format!(
@@ -401,7 +535,7 @@ impl RunWork<'_> {
                 }
             }
             _ => outcome,
-        }
+        })
     }
 
     async fn open_session(&mut self, profile: &RunProfile) -> Result<RunSession, TurnOutcome> {
@@ -443,11 +577,13 @@ impl RunWork<'_> {
             None => SandboxSource::Cold {
                 driver: runner.driver.as_ref(),
                 workspace: runner.config.workspace.clone().unwrap_or_else(|| {
-                    runner
-                        .config
-                        .workspace_root
-                        .join(&self.run.id)
-                        .join("workspace")
+                    // A later attempt starts from a fresh workspace of its own: the lost one's
+                    // half-done changes are not the state its command started from.
+                    let run_dir = runner.config.workspace_root.join(&self.run.id);
+                    match self.attempt {
+                        0 | 1 => run_dir.join("workspace"),
+                        n => run_dir.join(format!("attempt-{n}")).join("workspace"),
+                    }
                 }),
             },
         };
@@ -457,6 +593,7 @@ impl RunWork<'_> {
             events: self.events.clone(),
             last_event_seq: self.run.last_event_seq,
             cancel_grace: runner.config.cancel_grace,
+            kill_grace: self.budget.kill_grace,
         };
         RunSession::open(&plugin, profile, source, request).await
     }

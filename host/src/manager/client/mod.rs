@@ -28,7 +28,8 @@ pub use retry::RetryPolicy;
 use super::protocol::{
     AppendEvents, AppendReply, Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandBatch,
     CreateRun, EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER,
-    Lease, RegisterRunner, Run, RunList, RunStatus, RunStatusUpdate, Runner, error_code, valid_id,
+    Lease, Placement, RegisterRunner, ReleaseRequest, Run, RunList, RunStatus, RunStatusUpdate,
+    Runner, error_code, valid_id,
 };
 use crate::outcome::{TurnEvent, TurnOutcome};
 
@@ -318,6 +319,7 @@ impl ManagerClient {
         let req = ClaimRequest {
             runner_id: runner_id.to_owned(),
             lease_seconds: Some(lease_secs(lease)),
+            placement: Some(Placement::detect()),
         };
         self.call(
             Method::POST,
@@ -339,6 +341,7 @@ impl ManagerClient {
             runner_id: runner_id.to_owned(),
             lease_seconds: Some(lease_secs(lease)),
             backends,
+            placement: Some(Placement::detect()),
         };
         let body = Bytes::from(serde_json::to_vec(&req).expect("plain struct"));
         let (endpoint, reply) = self
@@ -462,6 +465,22 @@ impl ManagerClient {
         seg("run status", run)?;
         let path = format!("/runs/{run}/status");
         self.call(Method::POST, &path, Some(update), Some(lease_token))
+            .await
+    }
+
+    /// Gives the run back: this attempt ends and the run is queued for the next one.
+    pub async fn release(
+        &self,
+        run: &str,
+        lease_token: &str,
+        message: impl Into<String>,
+    ) -> Result<Run> {
+        seg("release", run)?;
+        let req = ReleaseRequest {
+            message: Some(message.into()),
+        };
+        let path = format!("/runs/{run}/release");
+        self.call(Method::POST, &path, Some(&req), Some(lease_token))
             .await
     }
 

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, SystemClock};
 use super::error::ManagerError;
-use super::store::Store;
+use super::store::{LeasePolicy, Store};
 use notify::Hub;
 
 /// How a manager is set up.
@@ -36,6 +36,8 @@ pub struct ManagerConfig {
     pub tokens: Vec<String>,
     /// Time for lease expiry; the system clock unless a test injects a manual one.
     pub clock: Arc<dyn Clock>,
+    /// Safety gap before an expired lease is granted again, and the default `max_attempts`.
+    pub policy: LeasePolicy,
 }
 
 impl ManagerConfig {
@@ -43,11 +45,17 @@ impl ManagerConfig {
         Self {
             tokens: vec![token.into()],
             clock: Arc::new(SystemClock),
+            policy: LeasePolicy::default(),
         }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    pub fn with_policy(mut self, policy: LeasePolicy) -> Self {
+        self.policy = policy;
         self
     }
 }
@@ -67,7 +75,7 @@ pub struct Manager {
 impl Manager {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: impl AsRef<Path>, config: ManagerConfig) -> Result<Self, ManagerError> {
-        let store = Store::open(path, config.clock.clone())?;
+        let store = Store::open(path, config.clock.clone())?.with_policy(config.policy);
         Self::with_store(store, config.tokens)
     }
 

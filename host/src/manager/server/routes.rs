@@ -18,8 +18,8 @@ use super::Manager;
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{
     AppendEvents, ClaimNextRequest, ClaimRequest, CreateRun, EnqueueCommand, ErrorBody,
-    HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_WAIT_SECONDS, NDJSON, RegisterRunner, RunList,
-    RunStatus, RunStatusUpdate, error_code,
+    HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_WAIT_SECONDS, NDJSON, RegisterRunner, ReleaseRequest,
+    RunList, RunStatus, RunStatusUpdate, error_code,
 };
 use crate::outcome::TurnOutcome;
 
@@ -36,6 +36,7 @@ pub(super) fn router(manager: Manager) -> Router {
         .route("/runs/{run}/cancel", post(cancel_run))
         .route("/runs/{run}/cancellation", get(watch_cancellation))
         .route("/runs/{run}/status", post(run_status))
+        .route("/runs/{run}/release", post(release))
         .route("/runs/{run}/commands", get(poll_commands).post(enqueue))
         .route("/runs/{run}/commands/{cmd}", get(get_command))
         .route("/runs/{run}/commands/{cmd}/ack", post(ack))
@@ -179,6 +180,25 @@ async fn run_status(
         .blocking(move |s| s.set_run_status(&r, &token, req))
         .await?;
     m.hub().bump_and_forget(&run);
+    Ok(Json(out).into_response())
+}
+
+/// The lease holder gives the run back for a next attempt.
+async fn release(
+    State(m): State<Manager>,
+    Path(run): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let token = lease_token(&headers)?;
+    let req: ReleaseRequest = parse(&body)?;
+    let r = run.clone();
+    let out = m.blocking(move |s| s.release(&r, &token, req)).await?;
+    if out.status.is_terminal() {
+        m.hub().bump_and_forget(&run);
+    } else {
+        m.hub().bump(&run);
+    }
     Ok(Json(out).into_response())
 }
 

@@ -7,8 +7,10 @@ use super::{
     decode, encode, new_id, run_not_found,
 };
 use crate::manager::error::ManagerError;
-use crate::manager::protocol::{Command, CommandBatch, CommandStatus, EnqueueCommand};
-use crate::outcome::TurnOutcome;
+use crate::manager::protocol::{
+    Command, CommandBatch, CommandStatus, EnqueueCommand, RunStatusUpdate,
+};
+use crate::outcome::{TerminalStatus, TurnOutcome, run_outcome};
 
 impl Store {
     pub fn enqueue(&self, run: &str, req: EnqueueCommand) -> Result<Command> {
@@ -158,7 +160,9 @@ impl Store {
         })
     }
 
-    /// The turn's outcome. The first outcome stored wins; a repeat changes nothing.
+    /// The turn's outcome, from the lease holder, for a command it acked. A repeat of the stored
+    /// outcome changes nothing; any other change of a finished command (e.g. a cancelled one
+    /// reported `completed`) and a status for a command never acked are refused.
     pub fn set_command_status(
         &self,
         run: &str,
@@ -166,12 +170,66 @@ impl Store {
         token: &str,
         outcome: TurnOutcome,
     ) -> Result<Command> {
-        self.update_command(run, cmd, Some(token), |c, now| {
-            if c.outcome.is_none() {
+        let mut refused = None;
+        let command = self.update_command(run, cmd, Some(token), |c, _| match c.status {
+            CommandStatus::Acked => {
                 c.status = outcome.status.into();
-                c.acked_at_ms.get_or_insert(now);
                 c.outcome = Some(outcome);
             }
+            CommandStatus::Queued => {
+                refused = Some(format!(
+                    "command {cmd} of run {run} was never acked; ack it before reporting its status"
+                ));
+            }
+            _ if c.outcome.as_ref() == Some(&outcome) => {}
+            status => {
+                refused = Some(format!(
+                    "command {cmd} of run {run} already ended ({}); its status does not change",
+                    serde_json::to_value(status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ));
+            }
+        })?;
+        match refused {
+            Some(message) => Err(ManagerError::CommandState(message)),
+            None => Ok(command),
+        }
+    }
+}
+
+impl Store {
+    /// A runner may not report `completed` for a run one of whose commands failed or was
+    /// blocked: the run's status follows [`crate::outcome::run_outcome`] (docs/protocol.md).
+    pub(super) fn apply_run_status_rule(
+        commands: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+        run: &str,
+        req: RunStatusUpdate,
+    ) -> Result<RunStatusUpdate> {
+        if req.status != TerminalStatus::Completed {
+            return Ok(req);
+        }
+        let mut ran = Vec::new();
+        for entry in commands.range((run, 0)..=(run, u64::MAX))? {
+            let (_, v) = entry?;
+            let cmd: Command = decode(v.value())?;
+            if let Some(outcome) = cmd.outcome {
+                ran.push((cmd.id, outcome));
+            }
+        }
+        Ok(match run_outcome(&ran) {
+            Some(ruled)
+                if ruled.status != TerminalStatus::Completed
+                    && ruled.status != TerminalStatus::Cancelled =>
+            {
+                RunStatusUpdate {
+                    status: ruled.status,
+                    failure_kind: ruled.failure_kind,
+                    message: ruled.message,
+                }
+            }
+            _ => req,
         })
     }
 }

@@ -29,10 +29,13 @@ impl Store {
             let mut runs = tx.open_table(RUNS)?;
             let mut rec = Self::load_run(&runs, run)?;
             check_lease(&rec, token)?;
+            // Each event carries the attempt that sent it, whatever the runner put there.
+            let attempt = rec.lease.as_ref().map(|l| l.attempt_id.clone());
             let mut events = tx.open_table(EVENTS)?;
             let mut stored = 0;
-            for e in &req.events {
+            for e in &mut req.events {
                 if e.seq > rec.run.last_event_seq {
+                    e.attempt_id = attempt.clone().filter(|a| !a.is_empty());
                     events.insert((run, e.seq), encode(e)?.as_slice())?;
                     rec.run.last_event_seq = e.seq;
                     stored += 1;

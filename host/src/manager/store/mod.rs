@@ -7,8 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod attempts;
 mod commands;
 mod events;
+
+pub use attempts::LeasePolicy;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -46,18 +49,35 @@ struct LeaseRecord {
     runner_id: String,
     expires_at_ms: u64,
     lease_ms: u64,
+    /// How long after `expires_at_ms` the run stays unclaimable ([`LeasePolicy::regrant_gap`]).
+    #[serde(default)]
+    gap_ms: u64,
+    #[serde(default)]
+    attempt_id: String,
+    /// The runner gave the run back; the token is kept so a retried release is recognised.
+    #[serde(default)]
+    released: bool,
 }
 
 impl RunRecord {
-    /// The run as clients see it at `now`: a running run whose lease expired is `queued` again.
+    /// The run as clients see it at `now`: a running run whose lease lapsed (expired and its
+    /// safety gap passed) is `queued` again, or `failed` when that was its last attempt.
     fn view(&self, now: u64) -> Run {
-        let mut run = self.run.clone();
-        if run.status == RunStatus::Running
-            && self.lease.as_ref().is_none_or(|l| l.expires_at_ms <= now)
-        {
-            run.status = RunStatus::Queued;
+        if self.run.status.is_terminal() || !self.lease_lapsed(now) {
+            return self.run.clone();
         }
-        run
+        let mut lapsed = self.clone();
+        lapsed.run.status = RunStatus::Queued;
+        if let Some(open) = lapsed.run.attempts.last_mut().filter(|a| a.end.is_none()) {
+            open.end = Some(crate::manager::protocol::AttemptEnd::LeaseExpired);
+            open.ended_at_ms = Some(self.lease.as_ref().map_or(now, |l| l.expires_at_ms));
+        }
+        if let Some(message) = lapsed.exhausted() {
+            lapsed.run.status = RunStatus::Failed;
+            lapsed.run.failure_kind = Some(crate::outcome::FailureKind::LeaseLost);
+            lapsed.run.message = Some(message);
+        }
+        lapsed.run
     }
 }
 
@@ -66,6 +86,7 @@ impl RunRecord {
 pub struct Store {
     db: Arc<Database>,
     clock: Arc<dyn Clock>,
+    policy: LeasePolicy,
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -110,6 +131,12 @@ fn run_not_found(run: &str) -> ManagerError {
 /// The lease token must be the run's current one, and the run must not have ended.
 fn check_lease(rec: &RunRecord, token: &str) -> Result<()> {
     match &rec.lease {
+        Some(l) if l.token == token && l.released => {
+            return Err(ManagerError::LeaseLost(format!(
+                "this runner released run {} (attempt {}); claim it again to work on it",
+                rec.run.id, l.attempt_id
+            )));
+        }
         Some(l) if l.token == token => {}
         Some(l) => {
             return Err(ManagerError::LeaseLost(format!(
@@ -163,7 +190,14 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             clock,
+            policy: LeasePolicy::default(),
         })
+    }
+
+    /// Hands runs out under `policy` instead of the default one.
+    pub fn with_policy(mut self, policy: LeasePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -232,6 +266,7 @@ impl Store {
 
     pub fn create_run(&self, req: CreateRun) -> Result<Run> {
         check_id(&req.id, "run")?;
+        attempts::check_max_attempts(req.max_attempts)?;
         if req.backend.trim().is_empty() {
             return Err(ManagerError::BadRequest("backend must not be empty".into()));
         }
@@ -269,6 +304,8 @@ impl Store {
                     last_event_seq: 0,
                     dropped_events: 0,
                     last_command_seq: 0,
+                    max_attempts: Some(req.max_attempts.unwrap_or(self.policy.max_attempts)),
+                    attempts: Vec::new(),
                 },
                 lease: None,
             };
@@ -301,62 +338,32 @@ impl Store {
         Ok(runs)
     }
 
-    /// Takes (or re-takes) the lease of `rec` for `runner_id`; fails when another runner holds a
-    /// live one.
-    fn take_lease(rec: &mut RunRecord, runner_id: &str, lease_ms: u64, now: u64) -> Result<Lease> {
-        if rec.run.status.is_terminal() {
-            return Err(ManagerError::RunTerminal(format!(
-                "run {} already ended: {}",
-                rec.run.id, rec.run.status
-            )));
-        }
-        if let Some(l) = &rec.lease
-            && l.runner_id != runner_id
-            && l.expires_at_ms > now
-        {
-            return Err(ManagerError::LeaseConflict(format!(
-                "run {} is leased by runner {} for another {} ms",
-                rec.run.id,
-                l.runner_id,
-                l.expires_at_ms - now
-            )));
-        }
-        let lease = LeaseRecord {
-            token: new_id("lease"),
-            runner_id: runner_id.to_owned(),
-            expires_at_ms: now + lease_ms,
-            lease_ms,
-        };
-        rec.run.status = RunStatus::Running;
-        rec.run.runner_id = Some(runner_id.to_owned());
-        rec.run.lease_expires_at_ms = Some(lease.expires_at_ms);
-        rec.run.updated_at_ms = now;
-        let out = Lease {
-            run: rec.run.clone(),
-            lease_token: lease.token.clone(),
-            lease_expires_at_ms: lease.expires_at_ms,
-        };
-        rec.lease = Some(lease);
-        Ok(out)
-    }
-
     pub fn claim(&self, run: &str, req: ClaimRequest) -> Result<Lease> {
         let lease_ms = lease_ms(req.lease_seconds)?;
-        let now = self.now_ms();
         let tx = self.db.begin_write()?;
         Self::runner_exists(&tx, &req.runner_id)?;
         let lease = {
             let mut table = tx.open_table(RUNS)?;
+            let mut commands = tx.open_table(COMMANDS)?;
             let mut rec = Self::load_run(&table, run)?;
-            let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
+            let lease = self.grant(
+                &mut rec,
+                &mut commands,
+                &req.runner_id,
+                lease_ms,
+                req.placement,
+            )?;
             Self::save_run(&mut table, &rec)?;
             lease
         };
+        // A claim refused because the run just ended still records that end.
         tx.commit()?;
-        Ok(lease)
+        lease
     }
 
-    /// Claims the oldest claimable run (queued, or whose lease expired); `None` when there is none.
+    /// Claims the oldest claimable run (queued, or whose lease lapsed); `None` when there is none.
+    /// A run never cancelled-requested is claimed; one that must end instead (cancel asked, out of
+    /// attempts, lost attempt that cannot be re-run) is ended on the way.
     pub fn claim_next(&self, req: ClaimNextRequest) -> Result<Option<Lease>> {
         let lease_ms = lease_ms(req.lease_seconds)?;
         let now = self.now_ms();
@@ -364,30 +371,43 @@ impl Store {
         Self::runner_exists(&tx, &req.runner_id)?;
         let lease = {
             let mut table = tx.open_table(RUNS)?;
-            let mut best: Option<RunRecord> = None;
+            let mut commands = tx.open_table(COMMANDS)?;
+            let mut candidates: Vec<RunRecord> = Vec::new();
             for entry in table.iter()? {
                 let (_, v) = entry?;
                 let rec: RunRecord = decode(v.value())?;
-                let claimable = rec.view(now).status == RunStatus::Queued;
+                let claimable = !rec.run.status.is_terminal() && rec.lease_lapsed(now);
                 let wanted = req
                     .backends
                     .as_ref()
                     .is_none_or(|b| b.contains(&rec.run.backend));
-                let older = best.as_ref().is_none_or(|b| {
-                    (rec.run.created_at_ms, &rec.run.id) < (b.run.created_at_ms, &b.run.id)
-                });
-                if claimable && wanted && older {
-                    best = Some(rec);
+                if claimable && wanted {
+                    candidates.push(rec);
                 }
             }
-            match best {
-                None => None,
-                Some(mut rec) => {
-                    let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
+            candidates.sort_by(|a, b| {
+                (a.run.created_at_ms, &a.run.id).cmp(&(b.run.created_at_ms, &b.run.id))
+            });
+            let mut lease = None;
+            for mut rec in candidates {
+                if self.settle_if_lapsed(&mut rec, &mut commands)? {
                     Self::save_run(&mut table, &rec)?;
-                    Some(lease)
+                    continue;
+                }
+                let granted = self.grant(
+                    &mut rec,
+                    &mut commands,
+                    &req.runner_id,
+                    lease_ms,
+                    req.placement.clone(),
+                )?;
+                Self::save_run(&mut table, &rec)?;
+                if let Ok(granted) = granted {
+                    lease = Some(granted);
+                    break;
                 }
             }
+            lease
         };
         tx.commit()?;
         Ok(lease)
@@ -417,6 +437,7 @@ impl Store {
 
             HeartbeatReply {
                 lease_expires_at_ms: expires,
+                lease_ms: rec.lease.as_ref().map_or(0, |l| l.lease_ms),
                 run_status: rec.run.status,
                 cancel_run: rec.run.cancel_requested,
                 cancel_commands: commands_to_cancel(&tx.open_table(COMMANDS)?, run)?,
@@ -453,23 +474,11 @@ impl Store {
             if !rec.run.status.is_terminal() {
                 rec.run.cancel_requested = true;
                 rec.run.updated_at_ms = now;
-                if rec.view(now).status == RunStatus::Queued {
+                if rec.lease_lapsed(now) {
                     rec.run.status = RunStatus::Cancelled;
                     rec.run.message = Some("cancelled before a runner took it".into());
                     let mut commands = tx.open_table(COMMANDS)?;
-                    let mut open = Vec::new();
-                    for entry in commands.range((run, 0)..=(run, u64::MAX))? {
-                        let (k, v) = entry?;
-                        let cmd: Command = decode(v.value())?;
-                        if !cmd.status.is_terminal() {
-                            open.push((k.value().1, cmd));
-                        }
-                    }
-                    for (seq, mut cmd) in open {
-                        cmd.status = CommandStatus::Cancelled;
-                        cmd.cancel_requested = true;
-                        commands.insert((run, seq), encode(&cmd)?.as_slice())?;
-                    }
+                    Self::cancel_unheld(&mut rec, &mut commands, now)?;
                 }
                 Self::save_run(&mut table, &rec)?;
             }
@@ -491,6 +500,7 @@ impl Store {
                 return Ok(rec.view(now));
             }
             check_lease(&rec, token)?;
+            let req = Self::apply_run_status_rule(&tx.open_table(COMMANDS)?, run, req)?;
             rec.run.status = req.status.into();
             rec.run.failure_kind = req.failure_kind;
             rec.run.message = req.message;
@@ -499,6 +509,7 @@ impl Store {
                 l.expires_at_ms = now;
             }
             rec.run.lease_expires_at_ms = None;
+            Self::finish_attempt(&mut rec, &mut tx.open_table(COMMANDS)?, now)?;
             Self::save_run(&mut table, &rec)?;
             rec.view(now)
         };

@@ -87,6 +87,7 @@ impl EventsCapability {
             command_id: self.command_id.clone(),
             kind: self.redactor.redact_str(kind).into_owned(),
             payload,
+            attempt_id: None,
         };
         self.next_seq += 1;
         // A closed sink means nobody listens any more; the turn goes on regardless.

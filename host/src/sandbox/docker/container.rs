@@ -36,6 +36,8 @@ pub(super) struct DockerSandbox {
     spare: Arc<Mutex<Option<SpareExec>>>,
     /// A spare is being started in the background.
     spare_coming: Arc<AtomicBool>,
+    /// Kills the container's processes once this host process is gone.
+    deadman: Mutex<Option<super::deadman::DeadMan>>,
 }
 
 impl DockerSandbox {
@@ -53,7 +55,15 @@ impl DockerSandbox {
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
             spare: Arc::default(),
             spare_coming: Arc::default(),
+            deadman: Mutex::new(None),
         }
+    }
+
+    /// Starts the container's dead-man's switch (see `deadman`).
+    pub(super) async fn arm_deadman(&self) -> Result<()> {
+        let armed = super::deadman::arm(&self.docker, &self.id).await?;
+        *self.deadman.lock().unwrap_or_else(|e| e.into_inner()) = Some(armed);
+        Ok(())
     }
 
     /// Starts the next spare process in the background, unless one is there or coming.

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const MANAGED: &str = "dev.aac-host.managed";
 pub const RUNNER: &str = "dev.aac-host.runner";
-/// `<boot id>:<pid>` of the host process that created the container.
+/// `<boot id>:<pid namespace>:<pid>` of the host process that created the container.
 pub const OWNER: &str = "dev.aac-host.owner";
 pub const RUN: &str = "dev.aac-host.run";
 /// `runtime@version`.
@@ -18,22 +18,42 @@ pub const POOL: &str = "dev.aac-host.pool";
 
 /// This process's owner label value.
 pub fn owner() -> String {
-    format!("{}:{}", boot_id(), std::process::id())
+    format!("{}:{}:{}", boot_id(), pid_namespace(), std::process::id())
 }
 
-/// True when the owner label names a host process that no longer exists on this machine.
+/// True when the owner label names a host process that no longer exists on this machine. A
+/// process of another PID namespace (an aac-host in a container sharing the engine) cannot be
+/// looked up, so it counts as alive: its containers are left to their expiry.
 pub fn owner_is_gone(owner: &str) -> bool {
-    let Some((boot, pid)) = owner.rsplit_once(':') else {
-        return true;
+    let parts: Vec<&str> = owner.split(':').collect();
+    let (boot, namespace, pid) = match parts.as_slice() {
+        [boot, namespace, pid] => (*boot, Some(*namespace), *pid),
+        [boot, pid] => (*boot, None, *pid),
+        _ => return true,
     };
     if boot != boot_id() {
         // Created before the last reboot: that process is gone.
         return true;
     }
+    if namespace.is_some_and(|ns| ns != pid_namespace()) {
+        return false;
+    }
     match pid.parse::<u32>() {
         Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         Err(_) => true,
     }
+}
+
+/// The inode number of this process's PID namespace (`pid:[4026531836]` → `4026531836`).
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| {
+            let text = link.to_string_lossy().into_owned();
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            (!digits.is_empty()).then_some(digits)
+        })
+        .unwrap_or_else(|| "0".into())
 }
 
 pub fn expired(labels: &HashMap<String, String>, now: SystemTime) -> bool {
@@ -67,8 +87,12 @@ mod tests {
     #[test]
     fn this_process_is_not_gone_and_a_dead_pid_is() {
         assert!(!owner_is_gone(&owner()));
-        let dead = format!("{}:{}", boot_id(), u32::MAX - 1);
+        let dead = format!("{}:{}:{}", boot_id(), pid_namespace(), u32::MAX - 1);
         assert!(owner_is_gone(&dead));
+        let old_format = format!("{}:{}", boot_id(), u32::MAX - 1);
+        assert!(owner_is_gone(&old_format));
+        let other_namespace = format!("{}:1:{}", boot_id(), u32::MAX - 1);
+        assert!(!owner_is_gone(&other_namespace), "cannot tell, so kept");
         assert!(owner_is_gone("another-boot:1"));
         assert!(owner_is_gone("garbage"));
     }

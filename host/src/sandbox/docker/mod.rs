@@ -7,6 +7,7 @@
 //! runtime@version, expiry) so orphans can be reaped.
 
 mod container;
+mod deadman;
 mod exec;
 pub mod labels;
 mod reaper;
@@ -298,6 +299,10 @@ impl SandboxDriver for DockerDriver {
             return Err(anyhow!(err)
                 .context(format!("could not start container {}", sandbox.id()))
                 .into());
+        }
+        if let Err(err) = sandbox.arm_deadman().await {
+            let _ = sandbox.remove().await;
+            return Err(OpenError::Engine(err));
         }
         debug!(container = %sandbox.id(), image = %spec.image, "sandbox started");
         Ok(Arc::new(sandbox))

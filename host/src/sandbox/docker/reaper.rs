@@ -11,9 +11,43 @@ use tracing::{info, warn};
 use super::{DockerDriver, labels};
 
 impl DockerDriver {
-    /// Removes this runner's orphans and every expired managed container. Returns how many were
-    /// removed. Containers of a live host process (another `aac-host` on this machine) are kept.
+    /// Removes every managed container whose host process is gone (whatever its runner id: the
+    /// default runner id is random, so a restarted host would never find its own), this runner's
+    /// containers without an owner, and every expired one. Returns how many were removed.
+    /// Containers of a live host process (another `aac-host` on this machine) are kept.
     pub async fn reap_orphans(&self, runner_id: &str) -> Result<usize> {
+        let now = SystemTime::now();
+        let removed = self
+            .remove_managed(|container_labels| {
+                let owner = container_labels.get(labels::OWNER);
+                let ours =
+                    container_labels.get(labels::RUNNER).map(String::as_str) == Some(runner_id);
+                let orphaned = match owner {
+                    Some(owner) => labels::owner_is_gone(owner),
+                    None => ours,
+                };
+                orphaned || labels::expired(container_labels, now)
+            })
+            .await?;
+        self.remove_orphaned_networks().await;
+        Ok(removed)
+    }
+
+    /// Removes every container this process created (the last step of a bounded shutdown).
+    pub async fn remove_own(&self) -> Result<usize> {
+        let me = labels::owner();
+        let removed = self
+            .remove_managed(|container_labels| container_labels.get(labels::OWNER) == Some(&me))
+            .await?;
+        self.remove_orphaned_networks().await;
+        Ok(removed)
+    }
+
+    /// Force-removes the managed containers `doomed` picks.
+    async fn remove_managed(
+        &self,
+        doomed: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> Result<usize> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{}=true", labels::MANAGED)],
@@ -27,18 +61,12 @@ impl DockerDriver {
             }))
             .await
             .context("could not list containers to reap orphans")?;
-        let now = SystemTime::now();
         let mut removed = 0;
         for container in containers {
             let (Some(id), Some(container_labels)) = (container.id, container.labels) else {
                 continue;
             };
-            let ours = container_labels.get(labels::RUNNER).map(String::as_str) == Some(runner_id);
-            let orphaned = ours
-                && container_labels
-                    .get(labels::OWNER)
-                    .is_none_or(|owner| labels::owner_is_gone(owner));
-            if !orphaned && !labels::expired(&container_labels, now) {
+            if !doomed(&container_labels) {
                 continue;
             }
             let options = RemoveContainerOptions {
@@ -56,7 +84,6 @@ impl DockerDriver {
                 }
             }
         }
-        self.remove_orphaned_networks().await;
         Ok(removed)
     }
 
