@@ -322,7 +322,14 @@ async fn retried_event_batches_are_stored_once() {
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
-    assert_eq!(events[3], event(4, &cmd.id));
+    let stored = TurnEvent {
+        attempt_id: Some(lease.attempt_id.clone()),
+        ..event(4, &cmd.id)
+    };
+    assert_eq!(
+        events[3], stored,
+        "stored as sent, with the attempt that sent it"
+    );
     let tail = client.events(&run.id, 3).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
     let r = client.get_run(&run.id).await.unwrap();
@@ -459,12 +466,19 @@ async fn statuses_round_trip_with_thread_and_turn_ids() {
         .unwrap();
     assert_eq!(c.status, CommandStatus::Failed);
     assert_eq!(c.outcome.as_ref(), Some(&outcome));
-    // A repeat (a retried request) changes nothing.
+    // A repeat (a retried request) changes nothing; another outcome is refused.
     let again = client
-        .command_status(&run.id, &cmd.id, t, &TurnOutcome::completed())
+        .command_status(&run.id, &cmd.id, t, &outcome)
         .await
         .unwrap();
     assert_eq!(again.outcome.as_ref(), Some(&outcome));
+    let err = client
+        .command_status(&run.id, &cmd.id, t, &TurnOutcome::completed())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    let kept = client.get_command(&run.id, &cmd.id).await.unwrap();
+    assert_eq!(kept.outcome.as_ref(), Some(&outcome));
 
     let update = RunStatusUpdate {
         status: TerminalStatus::Failed,

@@ -66,6 +66,22 @@ impl RunEnd {
     }
 }
 
+/// Runs a manager call unless the lease is lost or the runner shut down first (a call may retry
+/// for minutes while the manager is away).
+async fn guarded<T>(
+    signals: &RunSignals,
+    shutdown: &super::Shutdown,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, RunEnd> {
+    tokio::select! {
+        out = call => Ok(out),
+        () = signals.lease_lost().cancelled() => {
+            Err(RunEnd::LeaseLost(signals.lost_reason().unwrap_or_default()))
+        }
+        () = shutdown.aborting().cancelled() => Err(RunEnd::ShutDown),
+    }
+}
+
 /// Failure kinds after which the run's session cannot go on.
 fn ends_the_run(kind: FailureKind) -> bool {
     !matches!(
@@ -406,9 +422,12 @@ impl RunWork<'_> {
         let span = info_span!("command", command = %command.id, seq = command.seq);
         async {
             let client = &self.runner.client;
-            let acked = self
-                .guarded(client.ack(&self.run.id, &command.id, &self.token))
-                .await;
+            let acked = guarded(
+                &self.signals,
+                &self.runner.shutdown,
+                client.ack(&self.run.id, &command.id, &self.token),
+            )
+            .await;
             let command = match acked {
                 Ok(Ok(command)) if command.status.is_terminal() => return None,
                 Ok(Ok(command)) => command,
@@ -425,7 +444,7 @@ impl RunWork<'_> {
                 }
             };
             info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "turn ended");
-            match self.guarded(self.shipper.flush()).await {
+            match guarded(&self.signals, &self.runner.shutdown, self.shipper.flush()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => {
                     warn!(error = %err, "events of the turn were not all delivered");
@@ -435,9 +454,12 @@ impl RunWork<'_> {
                 }
                 Err(end) => return Some(end),
             }
-            let reported = self
-                .guarded(client.command_status(&self.run.id, &command.id, &self.token, &outcome))
-                .await;
+            let reported = guarded(
+                &self.signals,
+                &self.runner.shutdown,
+                client.command_status(&self.run.id, &command.id, &self.token, &outcome),
+            )
+            .await;
             self.report
                 .commands
                 .push((command.id.clone(), outcome.clone()));
@@ -458,18 +480,6 @@ impl RunWork<'_> {
         }
         .instrument(span)
         .await
-    }
-
-    /// Runs a manager call unless the lease is lost or the runner shut down first (a call may
-    /// retry for minutes while the manager is away).
-    async fn guarded<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, RunEnd> {
-        tokio::select! {
-            out = call => Ok(out),
-            () = self.signals.lease_lost().cancelled() => {
-                Err(RunEnd::LeaseLost(self.signals.lost_reason().unwrap_or_default()))
-            }
-            () = self.runner.shutdown.aborting().cancelled() => Err(RunEnd::ShutDown),
-        }
     }
 
     /// One turn, opening the session first if this is the run's first command. `Err` when the

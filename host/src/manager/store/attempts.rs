@@ -37,7 +37,7 @@ impl Default for LeasePolicy {
 }
 
 /// The commands table of a write transaction.
-type CommandsTable = redb::Table<(&'static str, u64), &'static [u8]>;
+type CommandsTable<'a> = redb::Table<'a, (&'static str, u64), &'static [u8]>;
 
 impl RunRecord {
     fn open_attempt_mut(&mut self) -> Option<&mut Attempt> {
@@ -102,7 +102,7 @@ pub(super) fn attempt_end_str(end: AttemptEnd) -> &'static str {
 }
 
 /// Every command of `run`, with its sequence number.
-fn run_commands(commands: &CommandsTable, run: &str) -> Result<Vec<(u64, Command)>> {
+fn run_commands(commands: &CommandsTable<'_>, run: &str) -> Result<Vec<(u64, Command)>> {
     let mut out = Vec::new();
     for entry in commands.range((run, 0)..=(run, u64::MAX))? {
         let (k, v) = entry?;
@@ -111,7 +111,12 @@ fn run_commands(commands: &CommandsTable, run: &str) -> Result<Vec<(u64, Command
     Ok(out)
 }
 
-fn save_command(commands: &mut CommandsTable, run: &str, seq: u64, cmd: &Command) -> Result<()> {
+fn save_command(
+    commands: &mut CommandsTable<'_>,
+    run: &str,
+    seq: u64,
+    cmd: &Command,
+) -> Result<()> {
     commands.insert((run, seq), encode(cmd)?.as_slice())?;
     Ok(())
 }
@@ -122,7 +127,7 @@ fn save_command(commands: &mut CommandsTable, run: &str, seq: u64, cmd: &Command
 /// too (its interrupted commands with it). Returns whether the run ended.
 fn settle_lost_attempt(
     rec: &mut RunRecord,
-    commands: &mut CommandsTable,
+    commands: &mut CommandsTable<'_>,
     lost: &str,
     now: u64,
 ) -> Result<bool> {
@@ -163,7 +168,7 @@ fn settle_lost_attempt(
 /// one ends as the run did when the run failed, else `cancelled`; a queued one never ran and ends
 /// `cancelled`.
 pub(super) fn end_open_commands(
-    commands: &mut CommandsTable,
+    commands: &mut CommandsTable<'_>,
     run: &str,
     ended: &Run,
     now: u64,
@@ -197,7 +202,7 @@ impl Store {
     pub(super) fn grant(
         &self,
         rec: &mut RunRecord,
-        commands: &mut CommandsTable,
+        commands: &mut CommandsTable<'_>,
         runner_id: &str,
         lease_ms: u64,
         placement: Option<Placement>,
@@ -294,7 +299,7 @@ impl Store {
     pub(super) fn settle_if_lapsed(
         &self,
         rec: &mut RunRecord,
-        commands: &mut CommandsTable,
+        commands: &mut CommandsTable<'_>,
     ) -> Result<bool> {
         let now = self.now_ms();
         if rec.run.status.is_terminal() || !rec.lease_lapsed(now) {
@@ -383,7 +388,7 @@ impl Store {
     /// The lease holder reported the run's end: close its attempt, end the run's open commands.
     pub(super) fn finish_attempt(
         rec: &mut RunRecord,
-        commands: &mut CommandsTable,
+        commands: &mut CommandsTable<'_>,
         now: u64,
     ) -> Result<()> {
         rec.close_attempt(AttemptEnd::Finished, None, now);
@@ -393,7 +398,7 @@ impl Store {
     /// A client cancelled a run nobody holds: close a lapsed attempt, end its commands.
     pub(super) fn cancel_unheld(
         rec: &mut RunRecord,
-        commands: &mut CommandsTable,
+        commands: &mut CommandsTable<'_>,
         now: u64,
     ) -> Result<()> {
         rec.close_attempt(

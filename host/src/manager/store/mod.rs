@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::clock::Clock;
 use super::error::ManagerError;
 use super::protocol::{
-    Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandStatus, CreateRun,
-    DEFAULT_LEASE_SECONDS, HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS,
-    RegisterRunner, Run, RunStatus, RunStatusUpdate, Runner, valid_id,
+    Cancellation, ClaimNextRequest, ClaimRequest, Command, CreateRun, DEFAULT_LEASE_SECONDS,
+    HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS, RegisterRunner, Run, RunStatus,
+    RunStatusUpdate, Runner, valid_id,
 };
 
 type Result<T> = std::result::Result<T, ManagerError>;
