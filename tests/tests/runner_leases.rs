@@ -55,9 +55,9 @@ async fn a_silent_manager_gets_the_turn_killed_before_the_lease_can_end() {
     let client = ManagerClient::new(&proxy.url, TOKEN).unwrap();
     let root = tempfile::tempdir().unwrap();
     let host = test_host(None);
-    // A turn that ignores TERM: only KILL stops it.
+    // A turn that ignores TERM (only KILL stops it) and touches a workspace file while it lives.
     let run = manager
-        .shell_run(&["trap '' TERM; echo started; while :; do sleep 0.1; done"])
+        .shell_run(&["trap '' TERM; echo started; while :; do touch alive; sleep 0.1; done"])
         .await;
     let runner = shell_runner(client, &host, runner_config("r-silent", root.path())).await;
     let run_id = run.id.clone();
@@ -86,9 +86,18 @@ async fn a_silent_manager_gets_the_turn_killed_before_the_lease_can_end() {
     );
     let attempt = &released.attempts[0];
     assert_eq!(attempt.end, Some(AttemptEnd::Released), "{attempt:?}");
+    // The file's last touch is when the turn last ran (one clock: the same machine).
+    let alive = report.workspace.unwrap().join("alive");
+    let last_touch = std::fs::metadata(&alive)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     assert!(
-        attempt.ended_at_ms.unwrap() < last_expiry,
-        "the turn was killed and the run given back before the lease could end: {attempt:?}, \
+        last_touch < last_expiry,
+        "the turn was dead before the lease could end on the manager: last ran at {last_touch}, \
          lease until {last_expiry}"
     );
     assert_eq!(

@@ -72,6 +72,8 @@ impl LeaseBudget {
 /// The heartbeat task of one run; stops when dropped or [`LeaseKeeper::stop`]ped.
 pub struct LeaseKeeper {
     stop: CancellationToken,
+    /// Cancelled once a heartbeat succeeded.
+    renewed: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
 
@@ -95,22 +97,30 @@ impl LeaseKeeper {
             .with_retry(RetryPolicy::none())
             .with_request_timeout(budget.self_stop_after().max(Duration::from_millis(500)));
         let stop = CancellationToken::new();
+        let renewed = CancellationToken::new();
+        let beats = Beats {
+            client,
+            run,
+            token,
+            budget,
+            signals,
+            renewed: renewed.clone(),
+        };
         let task = tokio::spawn(
-            beat(
-                client,
-                run,
-                token,
-                budget,
-                renewed_at,
-                signals,
-                stop.clone(),
-            )
-            .instrument(tracing::Span::current()),
+            beats
+                .run(renewed_at, stop.clone())
+                .instrument(tracing::Span::current()),
         );
         Self {
             stop,
+            renewed,
             task: Some(task),
         }
+    }
+
+    /// Resolves once a heartbeat succeeded.
+    pub async fn renewed_once(&self) {
+        self.renewed.cancelled().await
     }
 
     /// Stops heartbeating (after the run's terminal status was accepted or the run released).
@@ -130,67 +140,76 @@ impl Drop for LeaseKeeper {
 
 type Beat = (Instant, Result<HeartbeatReply, ClientError>);
 
-async fn beat(
+struct Beats {
     client: ManagerClient,
     run: String,
     token: String,
     budget: LeaseBudget,
-    mut renewed_at: Instant,
     signals: Arc<RunSignals>,
-    stop: CancellationToken,
-) {
-    let mut in_flight: JoinSet<Beat> = JoinSet::new();
-    let mut next_beat = renewed_at + budget.heartbeat_interval();
-    // After a failed beat the next comes sooner, so a blip costs little of the budget.
-    let quick_retry = (budget.lease / 20).max(Duration::from_millis(100));
-    loop {
-        let stop_at = renewed_at + budget.self_stop_after();
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep_until(stop_at) => {
-                signals.lose_lease(format!(
-                    "no heartbeat succeeded for {:?}; the turn is stopped before the {:?} lease \
-                     can run out on the manager",
-                    budget.self_stop_after(),
-                    budget.lease
-                ));
-                return;
-            }
-            () = tokio::time::sleep_until(next_beat) => {
-                if in_flight.len() < MAX_IN_FLIGHT {
-                    let (client, run, token) = (client.clone(), run.clone(), token.clone());
-                    in_flight.spawn(async move {
-                        let sent_at = Instant::now();
-                        (sent_at, client.heartbeat(&run, &token, None).await)
-                    }.instrument(tracing::Span::current()));
+    renewed: CancellationToken,
+}
+
+impl Beats {
+    /// Beats from now on until stopped or the lease is lost; `renewed_at` is when the lease was
+    /// last renewed (or granted) at the earliest.
+    async fn run(self, mut renewed_at: Instant, stop: CancellationToken) {
+        let budget = self.budget;
+        let mut in_flight: JoinSet<Beat> = JoinSet::new();
+        let mut next_beat = Instant::now();
+        // After a failed beat the next comes sooner, so a blip costs little of the budget.
+        let quick_retry = (budget.lease / 20).max(Duration::from_millis(100));
+        loop {
+            let stop_at = renewed_at + budget.self_stop_after();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(stop_at) => {
+                    self.signals.lose_lease(format!(
+                        "no heartbeat succeeded for {:?}; the turn is stopped before the {:?} \
+                         lease can run out on the manager",
+                        budget.self_stop_after(),
+                        budget.lease
+                    ));
+                    return;
                 }
-                next_beat = Instant::now() + budget.heartbeat_interval();
-            }
-            Some(joined) = in_flight.join_next() => {
-                let Ok((sent_at, reply)) = joined else { continue };
-                match reply {
-                    Ok(reply) => {
-                        // Replies may come back out of order: the newest send counts.
-                        renewed_at = renewed_at.max(sent_at);
-                        debug!(expires_at_ms = reply.lease_expires_at_ms, "lease renewed");
-                        signals.apply(&Cancellation {
-                            run_status: reply.run_status,
-                            cancel_run: reply.cancel_run,
-                            cancel_commands: reply.cancel_commands,
-                        });
+                () = tokio::time::sleep_until(next_beat) => {
+                    if in_flight.len() < MAX_IN_FLIGHT {
+                        let (client, run, token) =
+                            (self.client.clone(), self.run.clone(), self.token.clone());
+                        in_flight.spawn(async move {
+                            let sent_at = Instant::now();
+                            (sent_at, client.heartbeat(&run, &token, None).await)
+                        }.instrument(tracing::Span::current()));
                     }
-                    Err(err) if err.is_lease_lost() => {
-                        signals.lose_lease(format!("the manager fenced this runner: {err}"));
-                        return;
-                    }
-                    Err(err) if err.status() == Some(409) || err.status() == Some(404) => {
-                        // The run ended or vanished: nothing left to hold.
-                        signals.lose_lease(format!("the manager refused the heartbeat: {err}"));
-                        return;
-                    }
-                    Err(err) => {
-                        warn!(error = %err, "heartbeat failed; the next one comes sooner");
-                        next_beat = next_beat.min(Instant::now() + quick_retry);
+                    next_beat = Instant::now() + budget.heartbeat_interval();
+                }
+                Some(joined) = in_flight.join_next() => {
+                    let Ok((sent_at, reply)) = joined else { continue };
+                    match reply {
+                        Ok(reply) => {
+                            // Replies may come back out of order: the newest send counts.
+                            renewed_at = renewed_at.max(sent_at);
+                            debug!(expires_at_ms = reply.lease_expires_at_ms, "lease renewed");
+                            self.signals.apply(&Cancellation {
+                                run_status: reply.run_status,
+                                cancel_run: reply.cancel_run,
+                                cancel_commands: reply.cancel_commands,
+                            });
+                            self.renewed.cancel();
+                        }
+                        Err(err) if err.is_lease_lost() => {
+                            self.signals.lose_lease(format!("the manager fenced this runner: {err}"));
+                            return;
+                        }
+                        Err(err) if err.status() == Some(409) || err.status() == Some(404) => {
+                            // The run ended or vanished: nothing left to hold.
+                            self.signals
+                                .lose_lease(format!("the manager refused the heartbeat: {err}"));
+                            return;
+                        }
+                        Err(err) => {
+                            warn!(error = %err, "heartbeat failed; the next one comes sooner");
+                            next_beat = next_beat.min(Instant::now() + quick_retry);
+                        }
                     }
                 }
             }

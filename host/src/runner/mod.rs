@@ -94,8 +94,8 @@ pub enum StartError {
     Register { runner: String, source: ClientError },
     #[error("could not claim run {run}: {source}")]
     Claim { run: String, source: ClientError },
-    #[error("the first heartbeat of run {run} failed, so no work was started: {source}")]
-    FirstHeartbeat { run: String, source: ClientError },
+    #[error("the first heartbeat of run {run} failed, so no work was started: {reason}")]
+    FirstHeartbeat { run: String, reason: String },
     #[error("the runner was shut down before it could claim run {run}")]
     ShutDown { run: String },
 }
@@ -230,6 +230,7 @@ impl Runner {
     /// Claims `run` and works on it until it ends. A claim conflict or a failed first heartbeat
     /// returns at once, without doing any work.
     pub async fn run(&self, run: &str) -> Result<RunReport, StartError> {
+        let claimed_at = tokio::time::Instant::now();
         let claim = self
             .client
             .claim(run, &self.config.runner_id, self.config.lease);
@@ -242,7 +243,7 @@ impl Runner {
                 return Err(StartError::ShutDown { run: run.to_string() });
             }
         };
-        self.work(lease).await
+        self.work(lease, claimed_at).await
     }
 
     /// The profile's plugin, loaded on first use: integrity checked, compiled (or read from the

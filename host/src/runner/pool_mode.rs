@@ -91,6 +91,7 @@ impl Runner {
             loop {
                 let mut queue_empty = false;
                 while tasks.len() < max_runs && !self.shutdown.draining().is_cancelled() {
+                    let claimed_at = tokio::time::Instant::now();
                     let claim = self.client.claim_next(
                         &self.config.runner_id,
                         self.config.lease,
@@ -104,7 +105,7 @@ impl Runner {
                     match claimed {
                         Ok(Some(lease)) => {
                             let runner = self.clone();
-                            tasks.spawn(async move { runner.work(lease).await });
+                            tasks.spawn(async move { runner.work(lease, claimed_at).await });
                         }
                         Ok(None) => {
                             queue_empty = true;

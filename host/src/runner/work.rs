@@ -15,7 +15,7 @@ use super::profile::RunProfile;
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
 use super::{RunMode, RunReport, Runner, StartError};
-use crate::manager::protocol::{Cancellation, Command, Lease, Run, RunStatus, RunStatusUpdate};
+use crate::manager::protocol::{Command, Lease, Run, RunStatus, RunStatusUpdate};
 use crate::manager::{ClientError, RetryPolicy};
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
 
@@ -119,8 +119,13 @@ struct RunWork<'a> {
 }
 
 impl Runner {
-    /// Works on a claimed run until it ends.
-    pub(super) async fn work(&self, lease: Lease) -> Result<RunReport, StartError> {
+    /// Works on a claimed run until it ends. `claimed_at` is when the claim was sent: the lease
+    /// runs from no earlier.
+    pub(super) async fn work(
+        &self,
+        lease: Lease,
+        claimed_at: Instant,
+    ) -> Result<RunReport, StartError> {
         let Lease {
             run,
             lease_token,
@@ -137,21 +142,21 @@ impl Runner {
         let budget = LeaseBudget::new(granted);
         let span = info_span!("run", run = %run.id, attempt = %attempt_id, backend = %run.backend);
         async move {
-            // One successful heartbeat before any work (a runner that cannot renew must not start).
-            let sent_at = Instant::now();
-            let first = self
-                .client
-                .clone()
-                .with_request_timeout(budget.self_stop_after() / 2)
-                .with_retry(RetryPolicy {
-                    deadline: budget.self_stop_after() / 2,
-                    ..RetryPolicy::default()
-                })
-                .heartbeat(&run.id, &lease_token, None)
-                .await;
-            let first = match first {
-                Ok(first) => first,
-                Err(source) => {
+            // Heartbeats start at once and go on without waiting for each other; one must succeed
+            // before any work (a runner that cannot renew must not start).
+            let signals = Arc::new(RunSignals::default());
+            let keeper = LeaseKeeper::start(
+                &self.client,
+                run.id.clone(),
+                lease_token.clone(),
+                budget,
+                claimed_at,
+                signals.clone(),
+            );
+            tokio::select! {
+                () = keeper.renewed_once() => {}
+                () = signals.lease_lost().cancelled() => {
+                    keeper.stop().await;
                     // Give the attempt back at once rather than let it wait out its lease.
                     let _ = self
                         .client
@@ -162,24 +167,10 @@ impl Runner {
                         .await;
                     return Err(StartError::FirstHeartbeat {
                         run: run.id.clone(),
-                        source,
+                        reason: signals.lost_reason().unwrap_or_default(),
                     });
                 }
-            };
-            let signals = Arc::new(RunSignals::default());
-            signals.apply(&Cancellation {
-                run_status: first.run_status,
-                cancel_run: first.cancel_run,
-                cancel_commands: first.cancel_commands,
-            });
-            let keeper = LeaseKeeper::start(
-                &self.client,
-                run.id.clone(),
-                lease_token.clone(),
-                budget,
-                sent_at,
-                signals.clone(),
-            );
+            }
             let watch = CancelWatch::start(&self.client, run.id.clone(), signals.clone());
             let (events, shipper) = EventShipper::start(
                 &self.client,
