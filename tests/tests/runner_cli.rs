@@ -217,3 +217,31 @@ async fn a_bad_plugin_file_fails_before_any_run_is_claimed() {
     assert_eq!(stored.status, RunStatus::Queued, "the run was not claimed");
     assert!(stored.runner_id.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_command_fails_the_run_even_when_a_later_one_completes() {
+    let manager = TestManager::start().await;
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&["echo one; exit 3", "echo two"]).await;
+    let child = runner_process(&manager, &run.id, "cli-rule", cache.path());
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 1, "the run failed, so the runner says so: {output}");
+
+    let shown = Command::new(aac_host_binary())
+        .args(["runs", "--manager-url", &manager.url(), "--token", TOKEN])
+        .args(["get", &run.id])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert_eq!(shown["failure_kind"], "agent-error", "{shown}");
+    assert!(shown["message"].as_str().unwrap().contains("c1"), "{shown}");
+    let commands = shown["commands"].as_array().unwrap();
+    assert_eq!(commands[0]["id"], "c1");
+    assert_eq!(commands[0]["status"], "failed");
+    assert_eq!(commands[0]["failure_kind"], "agent-error");
+    assert_eq!(commands[1]["status"], "completed");
+    assert_eq!(shown["attempts"][0]["runner_id"], "cli-rule");
+    assert_eq!(shown["attempts"][0]["end"], "finished");
+}
