@@ -281,3 +281,32 @@ async fn the_manager_process_stops_on_sigterm_and_sigint() {
         let _ = poll.await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_stops_on_sigterm_and_leaves_no_container() {
+    let runner = format!("sigterm-run-{}", std::process::id());
+    let workspace = tempfile::tempdir().unwrap();
+    let child = Command::new(aac_host_binary())
+        .args(["run", "--runner-id", &runner, "--plugin"])
+        .arg(plugin("shell"))
+        .arg("--workspace")
+        .arg(workspace.path())
+        .arg("echo running; sleep 120")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let label = format!("dev.aac-host.runner={runner}");
+    while containers_with_label(&label).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the turn a moment to start inside its container.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, "TERM");
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 130, "cancelled: {output}");
+    assert!(
+        containers_with_label(&label).await.is_empty(),
+        "the turn's container is removed: {output}"
+    );
+}
