@@ -310,3 +310,40 @@ async fn a_local_run_stops_on_sigterm_and_leaves_no_container() {
         "the turn's container is removed: {output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_mode_gives_its_runs_back_and_exits_130_after_two_signals() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let run = manager.shell_run(&["echo started; sleep 60"]).await;
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(aac_host_binary())
+        .args(["--plugin"])
+        .arg(plugin("shell"))
+        .args(["--manager-url", &manager.url(), "--max-runs", "1"])
+        .args(["--runner-id", "pool-signals", "--lease", "5s", "--json"])
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "TERM");
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 130, "{output}");
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(
+        stored.status,
+        RunStatus::Queued,
+        "released, not ended: {output}"
+    );
+    assert_eq!(stored.attempts[0].end, Some(AttemptEnd::Released));
+    assert!(
+        containers_with_label(&format!("dev.aac-host.run={}", run.id))
+            .await
+            .is_empty()
+    );
+}

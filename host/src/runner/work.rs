@@ -299,10 +299,13 @@ impl RunWork<'_> {
                 deadline: RELEASE_BUDGET,
                 ..RetryPolicy::default()
             });
-        match client.release(&run.id, &token, why.clone()).await {
-            Ok(_) => report.reported = true,
+        let released =
+            tokio::time::timeout(RELEASE_BUDGET, client.release(&run.id, &token, why.clone()));
+        match released.await {
+            Ok(Ok(_)) => report.reported = true,
             // Fenced or ended meanwhile, or unreachable: the lease runs out on its own.
-            Err(err) => info!(error = %err, "the manager did not take the release"),
+            Ok(Err(err)) => info!(error = %err, "the manager did not take the release"),
+            Err(_) => info!("the manager did not answer the release in time"),
         }
         report.released = Some(why);
         report
