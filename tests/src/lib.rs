@@ -101,6 +101,7 @@ pub fn sandboxless_session(run_id: &str) -> SessionOptions {
         process_limits: ProcessLimits::default(),
         cancel_grace: Duration::from_secs(1),
         redactor: Default::default(),
+        cancel: Default::default(),
     }
 }
 

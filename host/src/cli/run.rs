@@ -88,13 +88,20 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(output::print_events(events_rx, json));
     let cancel = CancellationToken::new();
+    // Ctrl-C or SIGTERM cancels the turn: every plugin call, even one blocked in a wait, then
+    // ends within the cancel grace, and the sandbox is removed.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     tokio::spawn({
         let cancel = cancel.clone();
         async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("cancelling the turn…");
-                cancel.cancel();
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
+            eprintln!("cancelling the turn…");
+            cancel.cancel();
         }
     });
     let report = run_local_turn(host, &driver, turn, events_tx, cancel).await;

@@ -93,6 +93,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     let profiles = args.profile.profiles()?;
     // A plugin named on the command line is checked and compiled before any run is claimed, so a
     // bad file never costs a claimed run.
+    let mut loaded = None;
     if let Profiles::Fixed(profile) = &profiles {
         if !args.json && std::io::stderr().is_terminal() && !host.is_cached(&profile.plugin) {
             eprintln!(
@@ -100,8 +101,10 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
                 profile.plugin.display()
             );
         }
-        host.load_backend_checked(&profile.plugin, &profile.integrity)
+        let plugin = host
+            .load_backend_checked(&profile.plugin, &profile.integrity)
             .await?;
+        loaded = Some((profile.clone(), plugin));
     }
     let client = ManagerClient::new(url, args.token()?)?;
     let runner_id = args
@@ -132,9 +135,12 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     shutdown
         .listen_for_signals()
         .context("could not listen for signals")?;
-    let runner = Arc::new(
-        Runner::new(client, host, Arc::new(driver), profiles, config).with_shutdown(shutdown),
-    );
+    let mut runner =
+        Runner::new(client, host, Arc::new(driver), profiles, config).with_shutdown(shutdown);
+    if let Some((profile, plugin)) = loaded {
+        runner = runner.with_plugin(&profile, plugin);
+    }
+    let runner = Arc::new(runner);
     runner.register().await?;
 
     if let Some(run_id) = &args.run_id {

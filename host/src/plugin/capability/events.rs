@@ -127,12 +127,9 @@ impl EventsCapability {
 
 impl Host for SessionState {
     async fn emit(&mut self, event: Event) -> wasmtime::Result<()> {
-        // Host time, not the plugin's CPU: a flood is stopped by the event limits, whatever the
-        // speed of this machine, not by the CPU budget.
-        self.cpu.enter_host();
-        let result = self.emit_event(event);
-        self.cpu.leave_host();
-        result
+        // Host time, not the plugin's CPU (the Store's call hook pauses the budget): a flood is
+        // stopped by the event limits, whatever the speed of this machine, not by the CPU budget.
+        self.emit_event(event)
     }
 }
 
@@ -152,7 +149,83 @@ impl SessionState {
                 "error": err.to_string(),
             })
         });
-        self.events.push(&event.kind, payload);
+        match check_kind(&event.kind) {
+            Ok(()) => self.events.push(&event.kind, payload),
+            // Kept, under a kind of the host's, so nothing is lost and nothing odd is shown.
+            Err(error) => self.events.push(
+                INVALID_KIND,
+                serde_json::json!({
+                    "kind": crate::plugin::text::cut(&event.kind, MAX_KIND_BYTES),
+                    "error": error,
+                    "payload": payload,
+                }),
+            ),
+        }
         Ok(())
+    }
+}
+
+/// Longest event kind.
+pub const MAX_KIND_BYTES: usize = 128;
+/// The kind an event with an invalid kind is recorded under.
+pub const INVALID_KIND: &str = "plugin.invalid_event";
+
+/// An event kind is a short dotted name (`output.stdout`, `agent.message`): segments of lowercase
+/// ASCII letters, digits, `_` and `-`, the first starting with a letter, at most
+/// [`MAX_KIND_BYTES`] in all. `Err` says what is wrong.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    if kind.is_empty() {
+        return Err("the event kind is empty".into());
+    }
+    if kind.len() > MAX_KIND_BYTES {
+        return Err(format!(
+            "the event kind is {} bytes, over the limit of {MAX_KIND_BYTES}",
+            kind.len()
+        ));
+    }
+    let segment_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    if !kind.starts_with(|c: char| c.is_ascii_lowercase()) || !kind.split('.').all(segment_ok) {
+        return Err(
+            "the event kind is not a dotted name of lowercase letters, digits, `_` and `-` \
+             starting with a letter"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::check_kind;
+
+    #[test]
+    fn kinds_are_short_dotted_lowercase_names() {
+        for ok in [
+            "tick",
+            "output.stdout",
+            "agent.item.completed",
+            "features.unbounded_x",
+            "a-b.c2",
+        ] {
+            assert_eq!(check_kind(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "\u{1b}[2J",
+            "Output",
+            ".x",
+            "x.",
+            "a..b",
+            "2x",
+            "a b",
+            &"k".repeat(129),
+        ] {
+            assert!(check_kind(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -2,18 +2,45 @@
 //! `http <addr>`, `env`) complete with a message saying what they observed: `denied: …` when the
 //! host held, `LEAK: …` when it did not. The others misbehave until the host ends the session:
 //! `flood`, `big-event`, `bad-json` (then completes), `grow`, `spin`, `panic`, `huge-string`.
-//! `ok N` is a well-behaved turn emitting N events.
+//! `ok N` is a well-behaved turn emitting N events. Waiting: `block` waits forever in a WASI
+//! pollable, `sleep N` sleeps N times 250 ms (waiting, not CPU) and completes; a run id or backend
+//! configuration containing `block-start` (or `block-close`) makes `start` (or `close`) wait forever.
+//! `spawn N` holds N processes (`sleep 30`) and says how many started; `huge-argv` execs with an
+//! 8 MiB argument. `claim KIND` fails with that failure kind; `escapes` emits events with invalid kinds and fails
+//! with terminal escapes in its message; `chatty` and `grow-then-panic` panic after a megabyte of
+//! stderr or a handled memory refusal.
 
-use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult, events};
+use aac_sdk::{Backend, CommandInfo, FailureKind, RunInfo, TurnResult, events};
 
 // Asks for two variables; the tests grant only one of them.
 aac_sdk::declare_capabilities!(br#"{"env": ["PATH", "HOME"]}"#);
 
-struct Hostile;
+struct Hostile {
+    block_close: bool,
+}
+
+/// Waits on a WASI clock pollable that never becomes ready: no CPU is used.
+fn wait_forever() -> ! {
+    loop {
+        wasip2::clocks::monotonic_clock::subscribe_duration(u64::MAX).block();
+    }
+}
 
 impl Backend for Hostile {
-    fn start(_run: RunInfo) -> Result<Self, String> {
-        Ok(Hostile)
+    fn start(run: RunInfo) -> Result<Self, String> {
+        let asks = |what: &str| run.run_id.contains(what) || run.config_json.contains(what);
+        if asks("block-start") {
+            wait_forever();
+        }
+        Ok(Hostile {
+            block_close: asks("block-close"),
+        })
+    }
+
+    fn close(&mut self) {
+        if self.block_close {
+            wait_forever();
+        }
     }
 
     fn run_turn(&mut self, command: CommandInfo) -> TurnResult {
@@ -66,6 +93,72 @@ impl Backend for Hostile {
                 }
             }
             "panic" => panic!("hostile plugin panicking on purpose"),
+            "chatty" => {
+                // ~1 MiB of stderr, far past what the host keeps, then the real failure.
+                for i in 0..16_000 {
+                    eprintln!("chatter line {i} of a plugin that talks too much on stderr");
+                }
+                panic!("the real panic after the chatter");
+            }
+            "grow-then-panic" => {
+                let mut hoard: Vec<u8> = Vec::new();
+                let refused = hoard.try_reserve(1 << 30).is_err();
+                std::hint::black_box(&hoard);
+                panic!("an unrelated panic after a handled grow (refused: {refused})");
+            }
+            "block" => wait_forever(),
+            "spawn" => {
+                // Holds every process it starts: the host must cap them.
+                let n: usize = arg.parse().unwrap_or(1);
+                let mut held = Vec::new();
+                let mut refusal = String::from("none");
+                for _ in 0..n {
+                    match aac_sdk::Command::new("sleep").arg("30").spawn() {
+                        Ok(process) => held.push(process),
+                        Err(err) => {
+                            refusal = format!("{err:?}");
+                            break;
+                        }
+                    }
+                }
+                let started = held.len();
+                for process in &held {
+                    process.kill();
+                }
+                format!("started {started}; refused: {refusal}")
+            }
+            "huge-argv" => {
+                let arg = "a".repeat(8 << 20);
+                match aac_sdk::Command::new("echo").arg(arg).spawn() {
+                    Ok(_) => "LEAK: an 8 MiB argv was accepted".into(),
+                    Err(err) => format!("refused: {err:?}"),
+                }
+            }
+            "claim" => {
+                let kind = match arg {
+                    "lease-lost" => FailureKind::LeaseLost,
+                    "sandbox-lost" => FailureKind::SandboxLost,
+                    "resource-exhausted" => FailureKind::ResourceExhausted,
+                    _ => FailureKind::AgentError,
+                };
+                return TurnResult::failed(kind, format!("the plugin claims {arg}"));
+            }
+            "escapes" => {
+                events::emit_raw("\u{1b}[2J", "{}".to_string());
+                events::emit_raw("", "{}".to_string());
+                events::emit("ok.kind", &1);
+                return TurnResult::failed(
+                    FailureKind::AgentError,
+                    "\u{1b}]0;pwned\u{7}\u{1b}[31mred",
+                );
+            }
+            "sleep" => {
+                let n: u32 = arg.parse().unwrap_or(1);
+                for _ in 0..n {
+                    wasip2::clocks::monotonic_clock::subscribe_duration(250_000_000).block();
+                }
+                format!("slept {n} times")
+            }
             "huge-string" => return TurnResult::completed().with_message("y".repeat(8 << 20)),
             "ok" => {
                 let n: u32 = arg.parse().unwrap_or(10);
