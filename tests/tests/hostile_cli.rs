@@ -122,7 +122,7 @@ async fn held_processes_are_capped_by_the_pids_budget_and_huge_execs_refused() {
     let (code, output) = wait(child).await;
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("started 28; refused: SpawnFailed")
+        output.contains("started 28; refused: ExecError::SpawnFailed")
             && output.contains("the session already holds 28 processes, its limit"),
         "{output}"
     );
@@ -132,7 +132,7 @@ async fn held_processes_are_capped_by_the_pids_budget_and_huge_execs_refused() {
     let (code, output) = wait(child).await;
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("refused: InvalidRequest")
+        output.contains("refused: ExecError::InvalidRequest")
             && output.contains("over the limit of 1048576 bytes"),
         "{output}"
     );
