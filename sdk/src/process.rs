@@ -135,7 +135,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// The next raw chunk of output, in the order the process wrote it; `None` at the end.
+    /// The next raw chunk of output; `None` at the end. Each stream's chunks keep their order;
+    /// between stdout and stderr the order may differ from the order of the writes.
     pub fn read_chunk(&mut self) -> Option<OutputChunk> {
         self.inner.read()
     }

@@ -230,6 +230,33 @@ async fn a_panic_is_reported_as_a_crash_with_its_message_whatever_came_before() 
             "{mode}: the backtrace at most once: {message}"
         );
     }
+    // A forged process handle names the cause.
+    let (outcome, _) = turn(plugin.clone(), "forge").await;
+    assert_eq!(outcome.failure_kind, Some(FailureKind::BackendCrashed));
+    let message = outcome.message.unwrap_or_default();
+    assert!(
+        message.contains("unknown handle index 4242")
+            && message.contains("never gave out or that was already dropped"),
+        "{message}"
+    );
+    assert!(message.matches("wasm backtrace:").count() <= 1, "{message}");
+
+    // A 8 MiB `start` error is cut to the result bound with a marker.
+    let mut options = aac_tests::sandboxless_session("run-huge-start-error");
+    options.events = mpsc::unbounded_channel().0;
+    let refused = plugin
+        .open_session(options)
+        .await
+        .err()
+        .expect("start fails");
+    let message = refused.message.unwrap_or_default();
+    assert!(message.len() < 70 << 10, "{} bytes", message.len());
+    assert!(
+        message.contains("refused to start the session: eee") && message.ends_with("more bytes]"),
+        "{}",
+        &message[message.len().saturating_sub(200)..]
+    );
+
     // Running out of memory is still what it is.
     let (outcome, _) = turn(plugin, "grow").await;
     assert_eq!(outcome.failure_kind, Some(FailureKind::ResourceExhausted));

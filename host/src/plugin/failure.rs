@@ -81,7 +81,18 @@ pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> Turn
 fn trap_summary(err: &wasmtime::Error) -> String {
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("trap: {trap}"),
-        None => err.root_cause().to_string(),
+        None => {
+            let cause = err.root_cause().to_string();
+            if cause.contains("unknown handle index") {
+                // The component model refused the handle before any host code ran.
+                format!(
+                    "{cause}: the plugin used a resource handle (a process) that the host never \
+                     gave out or that was already dropped"
+                )
+            } else {
+                cause
+            }
+        }
     }
 }
 

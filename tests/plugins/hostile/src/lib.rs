@@ -32,6 +32,9 @@ impl Backend for Hostile {
         if asks("block-start") {
             wait_forever();
         }
+        if asks("huge-start-error") {
+            return Err("e".repeat(8 << 20));
+        }
         Ok(Hostile {
             block_close: asks("block-close"),
         })
@@ -107,6 +110,17 @@ impl Backend for Hostile {
                 panic!("an unrelated panic after a handled grow (refused: {refused})");
             }
             "block" => wait_forever(),
+            "forge" => {
+                // A process handle the host never gave out.
+                // SAFETY: deliberately wrong; the host must contain it.
+                let forged = unsafe {
+                    aac_sdk::bindings::backend::aac::plugin::sandbox::Process::from_handle(4242)
+                };
+                format!(
+                    "LEAK: read {:?}",
+                    forged.read().map(|chunk| chunk.data.len())
+                )
+            }
             "spawn" => {
                 // Holds every process it starts: the host must cap them.
                 let n: usize = arg.parse().unwrap_or(1);
