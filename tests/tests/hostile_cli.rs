@@ -158,3 +158,20 @@ async fn plugin_text_reaches_the_terminal_without_control_characters() {
     );
     assert!(output.contains("plugin.invalid_event"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_cwd_or_a_missing_program_does_not_show_the_hosts_wrapper_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for prompt in [
+        "run-in /workspace no-such-program-aac",
+        "run-in /no/such/dir echo hi",
+    ] {
+        let runner = format!("hostile-cwd-{}", std::process::id());
+        let child = aac_host_run(&config, &runner, "{}", prompt, true);
+        let (code, output) = wait(child).await;
+        assert_eq!(code, 0, "{output}");
+        assert!(!output.contains(".aac-exec-"), "{prompt}: {output}");
+        assert!(output.contains("exit Some("), "{prompt}: {output}");
+    }
+}

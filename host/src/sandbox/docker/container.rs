@@ -14,7 +14,7 @@ use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX};
+use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
 use super::spare::{self, SpareExec};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
@@ -205,6 +205,7 @@ impl Sandbox for DockerSandbox {
             "/bin/sh".to_string(),
             "-c".into(),
             EXEC_WRAPPER.into(),
+            SHELL_NAME.into(),
             pid_file.clone(),
         ];
         cmd.extend(spec.argv.iter().cloned());

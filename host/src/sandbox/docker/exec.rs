@@ -17,8 +17,13 @@ pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
 /// Records the shell's pid (which `exec` hands to the real program), then runs the program.
 /// Docker has no API to signal an exec, so the pid is how a kill finds it.
-/// Only shell builtins run before `exec`, so the wrapper costs no extra process.
-pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$0" && exec "$@""#;
+/// Only shell builtins run before `exec`, so the wrapper costs no extra process. The pid file is
+/// `$1`; `$0` is [`SHELL_NAME`], so the shell's own errors (a missing program) do not show the
+/// host's pid-file path.
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
+
+/// `$0` of the wrapper shells: what their error messages start with.
+pub(super) const SHELL_NAME: &str = "sandbox";
 
 /// Sends a signal to a recorded pid and all its descendants, collected before any is signalled.
 const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0

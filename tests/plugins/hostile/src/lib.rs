@@ -141,6 +141,26 @@ impl Backend for Hostile {
                 }
                 format!("started {started}; refused: {refusal}")
             }
+            "run-in" => {
+                // `run-in DIR PROGRAM ARGS…`: what the process said and how it ended.
+                let mut words = arg.split(' ');
+                let dir = words.next().unwrap_or("/");
+                let argv: Vec<&str> = words.collect();
+                let spawned = aac_sdk::Command::new(argv[0])
+                    .args(argv[1..].iter().copied())
+                    .cwd(dir)
+                    .spawn();
+                match spawned {
+                    Err(err) => format!("refused: {err:?}"),
+                    Ok(mut process) => {
+                        let mut said = String::new();
+                        while let Some(chunk) = process.read_chunk() {
+                            said.push_str(&String::from_utf8_lossy(&chunk.data));
+                        }
+                        format!("exit {:?}: {said}", process.wait().code)
+                    }
+                }
+            }
             "huge-argv" => {
                 let arg = "a".repeat(8 << 20);
                 match aac_sdk::Command::new("echo").arg(arg).spawn() {
