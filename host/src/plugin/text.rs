@@ -37,6 +37,14 @@ pub fn terminal_safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(safe)
 }
 
+/// Longest plugin name or version kept: they appear in every message about the plugin.
+pub const MAX_IDENTITY_BYTES: usize = 128;
+
+/// A plugin's self-declared name or version, as the host shows it: printable and short.
+pub fn identity_part(text: &str) -> String {
+    terminal_safe(&cut(text, MAX_IDENTITY_BYTES)).into_owned()
+}
+
 fn is_unsafe(c: char) -> bool {
     c.is_control() && c != '\n' && c != '\t'
 }
@@ -51,6 +59,13 @@ mod tests {
         assert_eq!(cut("abcdef", 3), "abc…[cut: 3 more bytes]");
         // 'é' is two bytes: the cut moves back rather than split it.
         assert_eq!(cut("aé", 2), "a…[cut: 2 more bytes]");
+    }
+
+    #[test]
+    fn identity_parts_are_short_and_printable() {
+        assert_eq!(identity_part("codex"), "codex");
+        assert_eq!(identity_part("a\u{1b}[2J"), "a\\u{1b}[2J");
+        assert!(identity_part(&"n".repeat(1000)).len() < 200);
     }
 
     #[test]

@@ -176,8 +176,9 @@ impl MaterializerPlugin {
         let info = described(store.data(), info, |info| {
             [&info.name, &info.version, &info.description].map(String::as_str)
         })?;
-        identity.name = info.name;
-        identity.version = info.version;
+        // Named in every message about the plugin: short and printable.
+        identity.name = crate::plugin::text::identity_part(&info.name);
+        identity.version = crate::plugin::text::identity_part(&info.version);
         plugin.identity = Arc::new(identity);
         plugin.description = info.description;
         Ok(plugin)
