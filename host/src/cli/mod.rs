@@ -1,5 +1,6 @@
 //! The `aac-host` command line.
 
+mod manager;
 mod output;
 mod profile_args;
 mod run;
@@ -9,7 +10,7 @@ mod runs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
@@ -44,20 +45,7 @@ enum Command {
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
     Run(Box<run::RunArgs>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
-    Manager {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7420")]
-        listen: std::net::SocketAddr,
-        /// The store file (created when missing).
-        #[arg(long, default_value = "aac-manager.redb")]
-        db: PathBuf,
-        /// Bearer token clients and runners must present.
-        #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// File holding the bearer token (instead of --token).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
+    Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
     /// Work with plugin files.
@@ -152,38 +140,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run::run(&plugin_host_with(limits)?, *args).await
         }
         Command::Runs(args) => runs::runs(args).await,
-        Command::Manager {
-            listen,
-            db,
-            token,
-            token_file,
-        } => {
-            let token = match (token, token_file) {
-                (Some(token), _) => token,
-                (None, Some(file)) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("could not read token file {}", file.display()))?
-                    .trim()
-                    .to_string(),
-                (None, None) => anyhow::bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
-            };
-            let manager = crate::manager::server::Manager::open(
-                &db,
-                crate::manager::server::ManagerConfig::new(token),
-            )
-            .with_context(|| format!("could not open the manager store {}", db.display()))?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("could not listen on {listen}"))?;
-            eprintln!(
-                "manager listening on http://{listen} (store {})",
-                db.display()
-            );
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            crate::manager::server::serve_with_shutdown(listener, manager, shutdown).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Manager(args) => manager::manager(args).await,
         Command::Plugin {
             command:
                 PluginCommand::Inspect {
