@@ -95,7 +95,7 @@ pub(super) async fn as_json(request: Request, next: Next) -> Response {
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => format!(
             "the request body is over the manager's limit of {MAX_REQUEST_BYTES} bytes (2 MiB); \
-             send less per request (a runner splits event batches)"
+             send less per request"
         ),
         _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
         _ => text,
