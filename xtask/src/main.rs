@@ -2,7 +2,7 @@
 //! command each.
 //!
 //! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
-//! * `test`    the same set-up, then the whole test suite;
+//! * `test`    the same set-up, checked on a fresh dockerd too, then the whole test suite;
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
 //! * `plugins` builds the first-party plugins into target/plugins/;
 //! * `image`   builds the local sandbox image with `docker import`;
@@ -11,6 +11,7 @@
 
 mod agent_images;
 mod docker;
+mod fresh_docker;
 mod image;
 mod plugins;
 
@@ -120,6 +121,7 @@ fn demo(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
     agent_images::build_all()?;
+    fresh_docker::check(&plugin_dir)?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)

@@ -20,6 +20,8 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 60;
 pub const MAX_LEASE_SECONDS: u64 = 3600;
 /// Longest long-poll wait a manager honours.
 pub const MAX_WAIT_SECONDS: u64 = 60;
+/// The largest request body the manager reads (2 MiB); a larger one is `413 payload-too-large`.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where a run is in its life. `queued` also covers a run whose runner's lease expired: it can be
 /// claimed again.
@@ -310,6 +312,10 @@ pub struct CommandBatch {
     pub run_status: RunStatus,
     pub cancel_requested: bool,
 }
+
+/// Largest event batch a runner sends, in JSON bytes: half the request limit, so one batch always
+/// fits with room to spare.
+pub const MAX_BATCH_BYTES: usize = MAX_REQUEST_BYTES / 2;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppendEvents {
