@@ -3,8 +3,6 @@
 //! where) while the turn goes on, batches fit the manager's request limit, and non-UTF-8 output
 //! keeps a count of what was replaced. Real shell plugin, real sandboxes, real manager.
 
-use std::sync::Arc;
-
 use aac_host::manager::protocol::RunStatus;
 use aac_host::outcome::TurnEvent;
 use aac_host::plugin::capability::events::DROPPED_KIND;
@@ -27,7 +25,7 @@ async fn shell_run(
     .unwrap();
     let runner = shell_runner(
         client.clone(),
-        &Arc::new(host),
+        &host,
         runner_config("big-output", root.path()),
     )
     .await;

@@ -18,10 +18,11 @@ async fn a_bridge_sandbox_reaches_a_host_service_by_name_and_by_address() {
     server.push(Reply::Status(200, json!({"pong": "by-name"})));
     server.push(Reply::Status(200, json!({"pong": "by-address"})));
     let port = server.addr().port();
-    // busybox nc: a hand-written HTTP/1.0 request, the body ends the output.
+    // busybox nc: a hand-written HTTP/1.0 request, the body ends the output. Its stdin stays open
+    // a moment: the server would take an early end of the request stream for a closed connection.
     let post = |host: &str| {
         format!(
-            "printf 'POST /ping HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}' | nc {host} {port}; echo"
+            "(printf 'POST /ping HTTP/1.0\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}'; sleep 1) | nc {host} {port}; echo"
         )
     };
     let prompt = format!("{} && {}", post(HOST_ALIAS), post(&address.to_string()));

@@ -7,7 +7,8 @@
 //! * `plugins` builds the first-party plugins into target/plugins/;
 //! * `image`   builds the local sandbox image with `docker import`;
 //! * `images`  that image plus the agent CLI images (real Codex and Claude Code CLIs from npm);
-//! * `docker`  makes sure a Docker engine answers (installs and starts one when root).
+//! * `docker`  makes sure a Docker engine answers (installs and starts one when root);
+//! * `fresh-docker` only the fresh-engine check of `test` (a second dockerd, started and stopped).
 
 mod agent_images;
 mod docker;
@@ -49,8 +50,14 @@ fn dispatch() -> Result<()> {
             agent_images::build_all()
         }
         "docker" => docker::ensure_engine(),
+        "fresh-docker" => {
+            let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+            fresh_docker::check(&plugin_dir)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench|plugins|image|images|docker>");
+            eprintln!(
+                "usage: cargo xtask <demo|test|bench|plugins|image|images|docker|fresh-docker>"
+            );
             Ok(())
         }
     }
