@@ -28,13 +28,13 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub network: Option<NetworkMode>,
     /// CPUs the sandbox may use, greater than 0 (default: the profile's, else 2).
-    #[arg(long, value_parser = super::values::cpus)]
+    #[arg(long, value_parser = super::values::cpus, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Memory limit in MiB, at least 6, no swap beyond it (default: the profile's, else 2048).
-    #[arg(long, value_parser = super::values::memory_mib)]
+    #[arg(long, value_parser = super::values::memory_mib, allow_negative_numbers = true)]
     pub memory_mib: Option<u64>,
     /// Process limit, greater than 0 (default: the profile's, else 512).
-    #[arg(long, value_parser = super::values::pids)]
+    #[arg(long, value_parser = super::values::pids, allow_negative_numbers = true)]
     pub pids: Option<i64>,
     /// When the image may be pulled: never, if-not-present or always (default: the profile's,
     /// else never).
