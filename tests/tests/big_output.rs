@@ -109,3 +109,51 @@ async fn a_1_mb_line_is_cut_with_a_marker_and_bad_utf8_is_counted() {
     assert_eq!(bad["invalid_utf8_bytes"], 2);
     assert_eq!(bad["bytes"], 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_request_limit_is_split_and_never_a_lease_loss() {
+    use aac_host::manager::protocol::RegisterRunner;
+    use aac_host::runner::BatchPolicy;
+    use aac_host::runner::events::EventShipper;
+    use std::time::Duration;
+
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let run = manager.shell_run(&["echo never"]).await;
+    client
+        .register_runner(RegisterRunner {
+            id: Some("r-413".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let lease = client
+        .claim(&run.id, "r-413", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A runner whose batches would be 8 MB: the manager answers 413.
+    let policy = BatchPolicy {
+        max_events: 1000,
+        max_batch_bytes: 64 << 20,
+        ..BatchPolicy::default()
+    };
+    let (events, shipper) = EventShipper::start(&client, run.id.clone(), lease.lease_token, policy);
+    let line = |seq: u64, bytes: usize| TurnEvent {
+        seq,
+        command_id: "c1".into(),
+        kind: "output.stdout".into(),
+        payload: serde_json::json!({ "text": "x".repeat(bytes) }),
+    };
+    for seq in 1..=40 {
+        events.send(line(seq, 200_000)).unwrap();
+    }
+    // One event no manager of this protocol takes: dropped and counted, the rest goes on.
+    events.send(line(41, 3_000_000)).unwrap();
+    events.send(line(42, 10)).unwrap();
+    let stats = shipper.flush().await.expect("a 413 is not fatal");
+    assert_eq!((stats.sent, stats.dropped), (41, 1), "{stats:?}");
+    let stored = client.events(&run.id, 0).await.unwrap();
+    assert_eq!(stored.len(), 41);
+    assert_eq!(client.get_run(&run.id).await.unwrap().dropped_events, 1);
+    assert_eq!(stored.last().unwrap().seq, 42);
+}
