@@ -261,25 +261,6 @@ fn invalid_utf8_bytes(mut bytes: &[u8]) -> usize {
     invalid
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invalid_utf8_is_replaced_and_counted() {
-        let line = line_of(Stream::Stdout, b"ok \xff\xfe then \xe2\x82", 0);
-        assert_eq!(line.text, "ok \u{FFFD}\u{FFFD} then \u{FFFD}");
-        assert_eq!(line.invalid_utf8_bytes, 4);
-        assert_eq!(line.bytes, 13);
-    }
-
-    #[test]
-    fn a_cut_line_counts_what_it_lost() {
-        let line = line_of(Stream::Stderr, b"abc", 10);
-        assert_eq!((line.bytes, line.kept_bytes, line.invalid_utf8_bytes), (13, 3, 0));
-    }
-}
-
 /// Lines of a process's output; see [`Process::next_line`].
 pub struct Lines<'a> {
     process: &'a mut Process,
@@ -297,5 +278,27 @@ impl ExitStatus {
     /// True when the process exited by itself with code 0.
     pub fn success(&self) -> bool {
         self.code == Some(0) && !self.killed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_counted() {
+        let line = line_of(Stream::Stdout, b"ok \xff\xfe then \xe2\x82", 0);
+        assert_eq!(line.text, "ok \u{FFFD}\u{FFFD} then \u{FFFD}");
+        assert_eq!(line.invalid_utf8_bytes, 4);
+        assert_eq!(line.bytes, 13);
+    }
+
+    #[test]
+    fn a_cut_line_counts_what_it_lost() {
+        let line = line_of(Stream::Stderr, b"abc", 10);
+        assert_eq!(
+            (line.bytes, line.kept_bytes, line.invalid_utf8_bytes),
+            (13, 3, 0)
+        );
     }
 }

@@ -28,7 +28,9 @@ pub fn ipv4_address(name: &str) -> Option<IpAddr> {
         }
         // SAFETY: an AF_INET address is a sockaddr_in.
         let addr = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-        found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr))));
+        found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+            addr.sin_addr.s_addr,
+        ))));
     }
     // SAFETY: `list` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };

@@ -29,14 +29,20 @@ async fn shell_run(
         runner_config("big-output", root.path()),
     )
     .await;
-    runner.run(&run.id).await.expect("the runner worked on the run");
+    runner
+        .run(&run.id)
+        .await
+        .expect("the runner worked on the run");
     let stored = client.get_run(&run.id).await.unwrap();
     let events = client.events(&run.id, 0).await.unwrap();
     (stored, events)
 }
 
 fn output(events: &[TurnEvent]) -> Vec<&TurnEvent> {
-    events.iter().filter(|e| e.kind == "output.stdout").collect()
+    events
+        .iter()
+        .filter(|e| e.kind == "output.stdout")
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +104,12 @@ async fn a_1_mb_line_is_cut_with_a_marker_and_bad_utf8_is_counted() {
     let (run, events) = shell_run(script, PluginLimits::default()).await;
     assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     let lines = output(&events);
-    assert_eq!(lines.len(), 2, "{:?}", events.iter().map(|e| &e.kind).collect::<Vec<_>>());
+    assert_eq!(
+        lines.len(),
+        2,
+        "{:?}",
+        events.iter().map(|e| &e.kind).collect::<Vec<_>>()
+    );
     let big = &lines[0].payload;
     assert_eq!(big["truncated"], true);
     assert_eq!(big["original_bytes"], 1_000_000);

@@ -50,7 +50,10 @@ async fn bad_limits_and_a_file_as_workspace_are_usage_errors_before_any_sandbox(
             .unwrap();
         let all = text(&output);
         assert_eq!(output.status.code(), Some(2), "{flags:?}: {all}");
-        assert!(all.contains(expected), "{flags:?}: expected {expected:?} in {all}");
+        assert!(
+            all.contains(expected),
+            "{flags:?}: expected {expected:?} in {all}"
+        );
     }
     assert!(
         containers_with_label("dev.aac-host.runner=cli-inputs-bad")
@@ -97,8 +100,14 @@ fn run_as_root_the_agent_may_change_every_file_of_a_prefilled_workspace() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert_eq!(std::fs::read_to_string(ws.join("README")).unwrap(), "one\nmore\n");
-    assert_eq!(std::fs::read_to_string(ws.join("src/deep/lib.rs")).unwrap(), "back\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("README")).unwrap(),
+        "one\nmore\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("src/deep/lib.rs")).unwrap(),
+        "back\n"
+    );
     let owner = std::fs::metadata(ws.join("src/deep")).unwrap().uid();
     assert_eq!(owner, 1000, "the workspace was given to the sandbox user");
 }
@@ -113,8 +122,19 @@ async fn pool_mode_exits_non_zero_when_it_could_not_work_on_its_runs() {
         .arg("--plugin")
         .arg(plugin("shell"))
         .args(["--image", "aac/no-such-image:0"])
-        .args(["--manager-url", &manager.url(), "--max-runs", "1", "--one-shot"])
-        .args(["--workspace-root", "relative-root", "--runner-id", "cli-inputs-pool"])
+        .args([
+            "--manager-url",
+            &manager.url(),
+            "--max-runs",
+            "1",
+            "--one-shot",
+        ])
+        .args([
+            "--workspace-root",
+            "relative-root",
+            "--runner-id",
+            "cli-inputs-pool",
+        ])
         .env("AAC_MANAGER_TOKEN", TOKEN)
         .output()
         .unwrap();
@@ -154,7 +174,13 @@ async fn pool_mode_names_the_queued_backends_it_cannot_serve() {
     let output = aac_host(dir.path())
         .arg("--config")
         .arg(&config)
-        .args(["--manager-url", &manager.url(), "--max-runs", "2", "--one-shot"])
+        .args([
+            "--manager-url",
+            &manager.url(),
+            "--max-runs",
+            "2",
+            "--one-shot",
+        ])
         .env("AAC_MANAGER_TOKEN", TOKEN)
         .env("AAC_LOG", "warn")
         .output()

@@ -276,10 +276,10 @@ async fn a_tool_printing_more_than_256_kib_or_a_1_mb_line_does_not_fail_the_turn
     assert!(
         completed.iter().any(|payload| payload["truncated"] == true),
         "the 1 MB output went through the plugin's bound: {:?}",
-        completed.iter().map(|p| p.to_string().len()).collect::<Vec<_>>()
+        completed
+            .iter()
+            .map(|p| p.to_string().len())
+            .collect::<Vec<_>>()
     );
-    assert_eq!(
-        run.payloads(1, "agent.message")[0]["text"],
-        "printed a lot"
-    );
+    assert_eq!(run.payloads(1, "agent.message")[0]["text"], "printed a lot");
 }

@@ -24,7 +24,11 @@ async fn a_grandchild_killed_by_the_oom_killer_is_reported() {
     assert_eq!(record.lines("stdout"), vec!["child-status=137".to_string()]);
     let outcome = &record.report.outcome;
     assert_eq!(outcome.status, TerminalStatus::Failed, "{outcome:?}");
-    assert_eq!(outcome.failure_kind, Some(FailureKind::OomKilled), "{outcome:?}");
+    assert_eq!(
+        outcome.failure_kind,
+        Some(FailureKind::OomKilled),
+        "{outcome:?}"
+    );
     let exited: Vec<_> = record
         .events
         .iter()

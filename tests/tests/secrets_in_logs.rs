@@ -47,8 +47,10 @@ secrets = {{ API_KEY = {{ env = "AAC_TEST_API_KEY" }}, GH_TOKEN = {{ file = "tok
     assert!(stderr.lines().count() > 20, "{stderr}");
     for secret in [FROM_ENV, FROM_FILE] {
         assert!(!stdout.contains(secret), "secret in stdout:\n{stdout}");
-        for line in stderr.lines().filter(|line| line.contains(secret)) {
-            panic!("secret in a log line: {line}");
-        }
+        let leaked: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.contains(secret))
+            .collect();
+        assert!(leaked.is_empty(), "secret in log lines: {leaked:#?}");
     }
 }

@@ -99,10 +99,16 @@ impl FreshEngine {
         let started = Instant::now();
         while !engine.answers() {
             if let Ok(Some(status)) = engine.daemon.try_wait() {
-                bail!("the fresh dockerd exited with {status}; see {}", log_path.display());
+                bail!(
+                    "the fresh dockerd exited with {status}; see {}",
+                    log_path.display()
+                );
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("the fresh dockerd did not answer within 60 s; see {}", log_path.display());
+                bail!(
+                    "the fresh dockerd did not answer within 60 s; see {}",
+                    log_path.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -73,7 +73,9 @@ pub fn build_busybox() -> Result<()> {
         .arg(BUSYBOX_IMAGE)
         .stderr(Stdio::null())
         .output();
-    if revision.is_ok_and(|out| out.status.success() && out.stdout.trim_ascii() == BUSYBOX_REVISION.as_bytes()) {
+    if revision.is_ok_and(|out| {
+        out.status.success() && out.stdout.trim_ascii() == BUSYBOX_REVISION.as_bytes()
+    }) {
         return Ok(());
     }
     let rootfs = super::root().join("target/images/busybox-rootfs");

@@ -126,7 +126,8 @@ fn init_tracing() {
 /// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
 /// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
 fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
-    const WIRE_LEVEL_CRATES: [&str; 6] = ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    const WIRE_LEVEL_CRATES: [&str; 6] =
+        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
     *meta.level() > tracing::Level::INFO
         && WIRE_LEVEL_CRATES.iter().any(|name| {
             meta.target()

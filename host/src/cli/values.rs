@@ -36,7 +36,9 @@ pub fn pids(text: &str) -> Result<i64, String> {
         Ok(value) => Err(format!(
             "the process limit must be greater than 0, not {value} (a flag never removes the limit)"
         )),
-        Err(_) => Err(format!("`{text}` is not a whole number of processes, e.g. 512")),
+        Err(_) => Err(format!(
+            "`{text}` is not a whole number of processes, e.g. 512"
+        )),
     }
 }
 
@@ -46,8 +48,9 @@ pub fn directory(text: &str) -> Result<PathBuf, String> {
     if text.is_empty() {
         return Err("the path is empty".into());
     }
-    let path = std::path::absolute(text)
-        .map_err(|err| format!("could not resolve `{text}` against the current directory: {err}"))?;
+    let path = std::path::absolute(text).map_err(|err| {
+        format!("could not resolve `{text}` against the current directory: {err}")
+    })?;
     if path.exists() && !path.is_dir() {
         return Err(format!("{} exists and is not a directory", path.display()));
     }

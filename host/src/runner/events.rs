@@ -280,10 +280,16 @@ impl Shipper {
                 Err(ClientError::Status { status: 413, .. }) if n > 1 => {
                     n /= 2;
                     self.policy.max_batch_bytes = (self.policy.max_batch_bytes / 2).max(1);
-                    warn!(events = n, "the manager refused a batch as too large; splitting it");
+                    warn!(
+                        events = n,
+                        "the manager refused a batch as too large; splitting it"
+                    );
                 }
                 Err(ClientError::Status { status: 413, .. }) => {
-                    warn!(seq = self.buffer[0].0.seq, "the manager refused an event as too large; dropped");
+                    warn!(
+                        seq = self.buffer[0].0.seq,
+                        "the manager refused an event as too large; dropped"
+                    );
                     self.remove_oldest(1);
                     self.count_drops(1);
                     return Ok(());

@@ -164,7 +164,10 @@ impl Runner {
             }
         };
         let mut found: BTreeMap<String, usize> = BTreeMap::new();
-        for run in queued.into_iter().filter(|run| !backends.contains(&run.backend)) {
+        for run in queued
+            .into_iter()
+            .filter(|run| !backends.contains(&run.backend))
+        {
             *found.entry(run.backend).or_default() += 1;
         }
         let changed = found.keys().ne(unserved.keys());
