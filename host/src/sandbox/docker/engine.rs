@@ -57,7 +57,11 @@ pub(super) fn client_from_env() -> Result<(String, Docker)> {
              tcp://HOST:PORT (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS) or https://HOST:PORT"
         );
     };
-    let client = client.map_err(|err| anyhow::anyhow!("Docker engine {named}: {err}"))?;
+    let client = client.map_err(|err| {
+        anyhow::anyhow!(
+            "the Docker engine at {named} does not answer: {err} (start dockerd or set DOCKER_HOST)"
+        )
+    })?;
     Ok((named, client))
 }
 
