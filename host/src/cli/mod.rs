@@ -6,6 +6,7 @@ mod profile_args;
 mod run;
 mod runner;
 mod runs;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,12 +97,31 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_wire_dump(meta)
+        }));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
+/// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
+fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
+    const WIRE_LEVEL_CRATES: [&str; 6] =
+        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    *meta.level() > tracing::Level::INFO
+        && WIRE_LEVEL_CRATES.iter().any(|name| {
+            meta.target()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {

@@ -326,6 +326,10 @@ pub struct CommandBatch {
     pub cancel_requested: bool,
 }
 
+/// Largest event batch a runner sends, in JSON bytes: half the request limit, so one batch always
+/// fits with room to spare.
+pub const MAX_BATCH_BYTES: usize = MAX_REQUEST_BYTES / 2;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppendEvents {
     pub events: Vec<TurnEvent>,

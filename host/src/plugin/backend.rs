@@ -275,6 +275,7 @@ impl BackendSession {
             result = call.instrument(span) => Some(result),
             () = abandoned => None,
         };
+        self.store.data_mut().events.end_turn();
 
         let outcome = match result {
             Some(Ok(result)) => match check_result_size(

@@ -1,7 +1,10 @@
 //! `aac:plugin/events`: the plugin's events, numbered per run and handed to the host's event sink.
 //!
 //! Limits: one event's size, a sustained rate (token bucket with a burst of one second's worth) and
-//! the bytes one turn may emit. Going past one ends the session with `resource-exhausted`.
+//! the bytes one turn may emit. An event over the size limit is cut with a marker
+//! ([`crate::truncate`]). Output (`output.*`) past the rate or the turn's bytes is dropped and
+//! counted: one [`DROPPED_KIND`] event says how many and where, and the turn goes on. Any other kind
+//! past those limits ends the session with `resource-exhausted`, naming the kind.
 
 use std::time::Instant;
 
@@ -13,6 +16,14 @@ use crate::plugin::bindings::backend::aac::plugin::types::Event;
 use crate::plugin::limits::PluginLimits;
 use crate::plugin::state::SessionState;
 use crate::redact::Redactor;
+
+/// The host's marker for output events it dropped: `{"dropped": N, "reason": …}`, placed where
+/// they were dropped. The runner adds `N` to the run's `dropped_events`.
+pub const DROPPED_KIND: &str = "host.events_dropped";
+/// Kinds starting with this are the host's; a plugin's such kind is passed on as `plugin.<kind>`.
+const HOST_KIND_PREFIX: &str = "host.";
+/// Longest event kind kept; a longer one is cut.
+const MAX_KIND_BYTES: usize = 256;
 
 /// Where a session's events go. Sequence numbers are per run and never reused.
 pub struct EventsCapability {
@@ -26,6 +37,9 @@ pub struct EventsCapability {
     refilled: Instant,
     /// Why the session was ended by an event limit, once it was.
     pub(crate) exceeded: Option<String>,
+    /// Output events dropped since the last marker, and the limit that dropped them.
+    dropped: u64,
+    dropped_reason: String,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +79,8 @@ impl EventsCapability {
             tokens: f64::from(limits.per_second),
             refilled: Instant::now(),
             exceeded: None,
+            dropped: 0,
+            dropped_reason: String::new(),
         }
     }
 
@@ -77,6 +93,23 @@ impl EventsCapability {
     /// A turn starts: its output budget is full again.
     pub fn start_turn(&mut self) {
         self.turn_bytes = 0;
+    }
+
+    /// A turn ended: output dropped at its end gets its marker.
+    pub fn end_turn(&mut self) {
+        self.mark_drops();
+    }
+
+    /// Emits the marker for output dropped since the last one, if any.
+    fn mark_drops(&mut self) {
+        if self.dropped > 0 {
+            let payload = serde_json::json!({
+                "dropped": self.dropped,
+                "reason": std::mem::take(&mut self.dropped_reason),
+            });
+            self.dropped = 0;
+            self.push(DROPPED_KIND, payload);
+        }
     }
 
     /// Emits an event on the host's own behalf (e.g. the plugin crashed).
@@ -93,17 +126,11 @@ impl EventsCapability {
         let _ = self.sink.send(event);
     }
 
-    /// Checks one event from the plugin against the limits; `Err` names the limit it broke.
+    /// Checks one event from the plugin against the rate and the turn's bytes, and takes its share
+    /// only when it passes; `Err` names the limit it broke.
     fn admit(&mut self, size: usize) -> Result<(), String> {
         let limits = self.limits;
-        if size > limits.event_bytes {
-            return Err(format!(
-                "an event of {size} bytes is over the limit of {} bytes per event",
-                limits.event_bytes
-            ));
-        }
-        self.turn_bytes += size as u64;
-        if self.turn_bytes > limits.turn_bytes {
+        if self.turn_bytes + size as u64 > limits.turn_bytes {
             return Err(format!(
                 "the turn emitted more than its limit of {} bytes of events",
                 limits.turn_bytes
@@ -121,6 +148,7 @@ impl EventsCapability {
             ));
         }
         self.tokens -= 1.0;
+        self.turn_bytes += size as u64;
         Ok(())
     }
 }
@@ -138,21 +166,41 @@ impl Host for SessionState {
 
 impl SessionState {
     fn emit_event(&mut self, event: Event) -> wasmtime::Result<()> {
-        if let Err(reason) = self
-            .events
-            .admit(event.kind.len() + event.payload_json.len())
-        {
+        let mut kind = event.kind;
+        if kind.len() > MAX_KIND_BYTES {
+            let mut cut = MAX_KIND_BYTES;
+            while !kind.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            kind.truncate(cut);
+        }
+        if kind.starts_with(HOST_KIND_PREFIX) {
+            kind = format!("plugin.{kind}");
+        }
+        let room = self.events.limits.event_bytes.saturating_sub(kind.len());
+        let payload_json = match crate::truncate::bound_payload(&event.payload_json, room) {
+            Some(bounded) => bounded,
+            None => event.payload_json,
+        };
+        if let Err(reason) = self.events.admit(kind.len() + payload_json.len()) {
+            if kind.starts_with("output.") {
+                self.events.dropped += 1;
+                self.events.dropped_reason = reason;
+                return Ok(());
+            }
             // Trapping ends the session; `failure::classify` reports it as resource-exhausted.
+            let reason = format!("{reason} (events of kind `{kind}`)");
             self.events.exceeded = Some(reason.clone());
             return Err(wasmtime::Error::msg(reason));
         }
-        let payload = serde_json::from_str(&event.payload_json).unwrap_or_else(|err| {
+        self.events.mark_drops();
+        let payload = serde_json::from_str(&payload_json).unwrap_or_else(|err| {
             serde_json::json!({
-                "invalid_json": event.payload_json,
+                "invalid_json": payload_json,
                 "error": err.to_string(),
             })
         });
-        self.events.push(&event.kind, payload);
+        self.events.push(&kind, payload);
         Ok(())
     }
 }
