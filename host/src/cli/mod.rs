@@ -1,15 +1,17 @@
 //! The `aac-host` command line.
 
+mod manager;
 mod output;
 mod profile_args;
 mod run;
 mod runner;
 mod runs;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
@@ -44,20 +46,7 @@ enum Command {
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
     Run(Box<run::RunArgs>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
-    Manager {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7420")]
-        listen: std::net::SocketAddr,
-        /// The store file (created when missing).
-        #[arg(long, default_value = "aac-manager.redb")]
-        db: PathBuf,
-        /// Bearer token clients and runners must present.
-        #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// File holding the bearer token (instead of --token).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
+    Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
     /// Work with plugin files.
@@ -108,12 +97,31 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_wire_dump(meta)
+        }));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
+/// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
+fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
+    const WIRE_LEVEL_CRATES: [&str; 6] =
+        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    *meta.level() > tracing::Level::INFO
+        && WIRE_LEVEL_CRATES.iter().any(|name| {
+            meta.target()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -152,38 +160,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run::run(&plugin_host_with(limits)?, *args).await
         }
         Command::Runs(args) => runs::runs(args).await,
-        Command::Manager {
-            listen,
-            db,
-            token,
-            token_file,
-        } => {
-            let token = match (token, token_file) {
-                (Some(token), _) => token,
-                (None, Some(file)) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("could not read token file {}", file.display()))?
-                    .trim()
-                    .to_string(),
-                (None, None) => anyhow::bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
-            };
-            let manager = crate::manager::server::Manager::open(
-                &db,
-                crate::manager::server::ManagerConfig::new(token),
-            )
-            .with_context(|| format!("could not open the manager store {}", db.display()))?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("could not listen on {listen}"))?;
-            eprintln!(
-                "manager listening on http://{listen} (store {})",
-                db.display()
-            );
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            crate::manager::server::serve_with_shutdown(listener, manager, shutdown).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Manager(args) => manager::manager(args).await,
         Command::Plugin {
             command:
                 PluginCommand::Inspect {

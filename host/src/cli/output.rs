@@ -46,6 +46,22 @@ pub fn exit_code(status: TerminalStatus) -> std::process::ExitCode {
     })
 }
 
+/// Queued runs no runtime of this runner serves (pool mode's summary), if any.
+pub fn print_unserved(unserved: &std::collections::BTreeMap<String, usize>, json: bool) {
+    if unserved.is_empty() {
+        return;
+    }
+    if json {
+        let line = serde_json::json!({ "kind": "runs.unserved", "backends": unserved });
+        println!("{line}");
+    } else {
+        eprintln!(
+            "still queued, for backends this runner has no runtime for: {}",
+            crate::runner::describe_unserved(unserved)
+        );
+    }
+}
+
 /// How a run this runner worked on ended.
 pub fn print_run_report(report: &RunReport, json: bool) {
     if json {

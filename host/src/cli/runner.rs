@@ -48,8 +48,8 @@ pub struct RunnerArgs {
     /// This runner's id (on the manager and on its containers).
     #[arg(long, env = "AAC_RUNNER_ID")]
     runner_id: Option<String>,
-    /// Where run workspaces are created.
-    #[arg(long)]
+    /// Where run workspaces are created; a relative path is resolved against the current directory.
+    #[arg(long, value_parser = super::values::directory)]
     workspace_root: Option<PathBuf>,
     /// Quiet progress; the report as JSON.
     #[arg(long)]
@@ -164,9 +164,32 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     for run in &report.runs {
         output::print_run_report(run, args.json);
     }
-    Ok(if report.refused.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    output::print_unserved(&report.unserved, args.json);
+    // Runs this runner claimed but could not work on (its sandbox, image or host failed) make the
+    // exit non-zero, as runs it refused do.
+    let not_worked = report
+        .runs
+        .iter()
+        .filter(|run| run.failure_kind().is_some_and(host_could_not_work))
+        .count();
+    if not_worked > 0 {
+        eprintln!(
+            "error: {not_worked} of {} claimed run(s) could not be worked on (see their failure kinds)",
+            report.runs.len()
+        );
+    }
+    Ok(if !report.refused.is_empty() || not_worked > 0 {
         ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// Failures of this host rather than of the agent: the runner could not work on the run.
+fn host_could_not_work(kind: crate::outcome::FailureKind) -> bool {
+    use crate::outcome::FailureKind;
+    matches!(
+        kind,
+        FailureKind::SandboxLost | FailureKind::ImageUnavailable | FailureKind::HostError
+    )
 }

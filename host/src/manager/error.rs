@@ -24,6 +24,13 @@ pub enum ManagerError {
     RunTerminal(String),
     #[error("{0}")]
     IdConflict(String),
+    /// A delete of a run that has not ended.
+    #[error("{0}")]
+    RunNotFinished(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("store: {0}")]
     Storage(String),
 }
@@ -37,7 +44,10 @@ impl ManagerError {
             ManagerError::LeaseConflict(_)
             | ManagerError::LeaseLost(_)
             | ManagerError::RunTerminal(_)
-            | ManagerError::IdConflict(_) => StatusCode::CONFLICT,
+            | ManagerError::IdConflict(_)
+            | ManagerError::RunNotFinished(_) => StatusCode::CONFLICT,
+            ManagerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ManagerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ManagerError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -51,6 +61,9 @@ impl ManagerError {
             ManagerError::LeaseLost(_) => error_code::LEASE_LOST,
             ManagerError::RunTerminal(_) => error_code::RUN_TERMINAL,
             ManagerError::IdConflict(_) => error_code::ID_CONFLICT,
+            ManagerError::RunNotFinished(_) => error_code::RUN_NOT_FINISHED,
+            ManagerError::PayloadTooLarge(_) => error_code::PAYLOAD_TOO_LARGE,
+            ManagerError::UnsupportedMediaType(_) => error_code::UNSUPPORTED_MEDIA_TYPE,
             ManagerError::Storage(_) => error_code::INTERNAL,
         }
     }

@@ -29,7 +29,7 @@ use anyhow::Result;
 use tokio::sync::Mutex;
 
 pub use events::{BatchPolicy, ShipStats};
-pub use pool_mode::ServeReport;
+pub use pool_mode::{ServeReport, describe_unserved};
 pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
 pub use shutdown::Shutdown;
 

@@ -73,7 +73,7 @@ impl Backend for ClaudeCode {
                     }
                 }
                 Stream::Stderr => {
-                    events::emit_output(Stream::Stderr, &line.text);
+                    events::emit_output(Stream::Stderr, &line);
                     if stderr_tail.len() == STDERR_TAIL {
                         stderr_tail.pop_front();
                     }

@@ -75,7 +75,7 @@ impl Backend for Codex {
                     }
                 }
                 Stream::Stderr => {
-                    events::emit_output(Stream::Stderr, &line.text);
+                    events::emit_output(Stream::Stderr, &line);
                     if stderr_tail.len() == STDERR_TAIL {
                         stderr_tail.pop_front();
                     }

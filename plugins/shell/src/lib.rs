@@ -80,7 +80,7 @@ impl Backend for Shell {
         };
         log::debug(&format!("command {} started", command.command_id));
         for line in process.lines() {
-            events::emit_output(line.stream, &line.text);
+            events::emit_output(line.stream, &line);
         }
         let status = process.wait();
         events::emit(

@@ -7,8 +7,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod bulk;
 mod commands;
 mod events;
+mod open;
+mod queue;
+mod retention;
+
+pub use queue::MAX_CLAIM_BACKENDS;
+pub use retention::{SWEEP_ROWS, SweepReport};
+
+pub use open::RepairReport;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -150,16 +159,19 @@ fn commands_to_cancel(
 }
 
 impl Store {
-    /// Opens (or creates) the store file.
+    /// Opens the store file, or creates it when no file is there; a damaged or empty file is an
+    /// error (see [`open`]).
     pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let db = Database::create(path.as_ref())?;
+        let db = open::open_database(path.as_ref())?;
         let tx = db.begin_write()?;
         tx.open_table(RUNNERS)?;
         tx.open_table(RUNS)?;
         tx.open_table(COMMANDS)?;
         tx.open_table(COMMAND_IDS)?;
         tx.open_table(EVENTS)?;
+        tx.open_table(retention::DELETING)?;
         tx.commit()?;
+        queue::ensure_index(&db)?;
         Ok(Self {
             db: Arc::new(db),
             clock,
@@ -178,9 +190,18 @@ impl Store {
         }
     }
 
-    fn save_run(table: &mut redb::Table<&str, &[u8]>, rec: &RunRecord) -> Result<()> {
-        table.insert(rec.run.id.as_str(), encode(rec)?.as_slice())?;
-        Ok(())
+    /// Stores `rec` and moves the run to its place in the queue index (see [`queue`]).
+    fn save_run(
+        tx: &redb::WriteTransaction,
+        table: &mut redb::Table<&str, &[u8]>,
+        rec: &RunRecord,
+    ) -> Result<()> {
+        let old: Option<RunRecord> =
+            match table.insert(rec.run.id.as_str(), encode(rec)?.as_slice())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+        queue::reindex(tx, old.as_ref(), Some(rec))
     }
 
     fn read_run(&self, run: &str) -> Result<RunRecord> {
@@ -240,6 +261,12 @@ impl Store {
         let run = {
             let mut table = tx.open_table(RUNS)?;
             let id = req.id.clone().unwrap_or_else(|| new_id("run"));
+            if Self::being_deleted(&tx, &id)? {
+                return Err(ManagerError::IdConflict(format!(
+                    "run {id} was deleted and its commands and events are still being removed; \
+                     use another id, or retry after the manager's next sweep"
+                )));
+            }
             if let Some(existing) = table.get(id.as_str())? {
                 let rec: RunRecord = decode(existing.value())?;
                 if rec.run.backend == req.backend
@@ -272,7 +299,7 @@ impl Store {
                 },
                 lease: None,
             };
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             rec.run
         };
         tx.commit()?;
@@ -294,6 +321,11 @@ impl Store {
             let run = decode::<RunRecord>(v.value())?.view(now);
             if status.is_none_or(|s| s == run.status) {
                 runs.push(run);
+                // Memory stays bounded by the limit, not by the runs stored.
+                if runs.len() >= limit.saturating_mul(2).max(1024) {
+                    runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+                    runs.truncate(limit);
+                }
             }
         }
         runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
@@ -349,7 +381,7 @@ impl Store {
             let mut table = tx.open_table(RUNS)?;
             let mut rec = Self::load_run(&table, run)?;
             let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             lease
         };
         tx.commit()?;
@@ -357,6 +389,7 @@ impl Store {
     }
 
     /// Claims the oldest claimable run (queued, or whose lease expired); `None` when there is none.
+    /// Among runs whose lease expired, per backend, the one that expired first is considered.
     pub fn claim_next(&self, req: ClaimNextRequest) -> Result<Option<Lease>> {
         let lease_ms = lease_ms(req.lease_seconds)?;
         let now = self.now_ms();
@@ -364,27 +397,17 @@ impl Store {
         Self::runner_exists(&tx, &req.runner_id)?;
         let lease = {
             let mut table = tx.open_table(RUNS)?;
-            let mut best: Option<RunRecord> = None;
-            for entry in table.iter()? {
-                let (_, v) = entry?;
-                let rec: RunRecord = decode(v.value())?;
-                let claimable = rec.view(now).status == RunStatus::Queued;
-                let wanted = req
-                    .backends
-                    .as_ref()
-                    .is_none_or(|b| b.contains(&rec.run.backend));
-                let older = best.as_ref().is_none_or(|b| {
-                    (rec.run.created_at_ms, &rec.run.id) < (b.run.created_at_ms, &b.run.id)
-                });
-                if claimable && wanted && older {
-                    best = Some(rec);
-                }
-            }
+            // The queue index names the run; no scan of the stored runs.
+            let next = queue::next_claimable(&tx, req.backends.as_deref(), now)?;
+            let best = match next {
+                Some(id) => Some(Self::load_run(&table, &id)?),
+                None => None,
+            };
             match best {
                 None => None,
                 Some(mut rec) => {
                     let lease = Self::take_lease(&mut rec, &req.runner_id, lease_ms, now)?;
-                    Self::save_run(&mut table, &rec)?;
+                    Self::save_run(&tx, &mut table, &rec)?;
                     Some(lease)
                 }
             }
@@ -413,7 +436,7 @@ impl Store {
             let expires = lease.expires_at_ms;
             rec.run.lease_expires_at_ms = Some(expires);
             rec.run.updated_at_ms = now;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
 
             HeartbeatReply {
                 lease_expires_at_ms: expires,
@@ -471,7 +494,7 @@ impl Store {
                         commands.insert((run, seq), encode(&cmd)?.as_slice())?;
                     }
                 }
-                Self::save_run(&mut table, &rec)?;
+                Self::save_run(&tx, &mut table, &rec)?;
             }
             rec.view(now)
         };
@@ -499,7 +522,7 @@ impl Store {
                 l.expires_at_ms = now;
             }
             rec.run.lease_expires_at_ms = None;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             rec.view(now)
         };
         tx.commit()?;

@@ -104,8 +104,11 @@ impl ProcessControl for DockerProcess {
             if inspect.running != Some(true) {
                 let code = inspect.exit_code.map(|code| code as i32);
                 let sandbox_error = self.sandbox_failure(code).await;
+                // The OOM killer may have hit any process of the tree (a CLI's child, whose
+                // parent then exits however it likes): asked after every exit but a clean one
+                // — after that one too when asking is a file read.
                 let oom_killed = sandbox_error.is_none()
-                    && code == Some(SIGKILL_EXIT)
+                    && (code != Some(0) || self.oom.is_cheap())
                     && self.oom.new_kill().await.unwrap_or(false);
                 return Ok(ExitInfo {
                     code,

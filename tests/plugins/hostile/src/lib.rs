@@ -1,7 +1,7 @@
 //! The prompt says what to try. Probes (`read-passwd`, `write-file`, `socket <addr>`,
 //! `http <addr>`, `env`) complete with a message saying what they observed: `denied: …` when the
 //! host held, `LEAK: …` when it did not. The others misbehave until the host ends the session:
-//! `flood`, `big-event`, `bad-json` (then completes), `grow`, `spin`, `panic`, `huge-string`.
+//! `flood`, `big-event` and `bad-json` (both then complete), `grow`, `spin`, `panic`, `huge-string`.
 //! `ok N` is a well-behaved turn emitting N events. Waiting: `block` waits forever in a WASI
 //! pollable, `sleep N` sleeps N times 250 ms (waiting, not CPU) and completes; a run id or backend
 //! configuration containing `block-start` (or `block-close`) makes `start` (or `close`) wait forever.
@@ -73,9 +73,13 @@ impl Backend for Hostile {
                 events::emit_raw("flood", "{\"n\":1}".to_string());
             },
             "big-event" => {
+                // Straight to the host, past the SDK's own bound: the host must cut it.
                 let payload = format!("{{\"blob\":\"{}\"}}", "x".repeat(1 << 20));
-                events::emit_raw("big", payload);
-                "LEAK: a 1 MiB event was accepted".into()
+                aac_sdk::bindings::backend::aac::plugin::events::emit(&aac_sdk::Event {
+                    kind: "big".into(),
+                    payload_json: payload,
+                });
+                "big event sent".into()
             }
             "bad-json" => {
                 events::emit_raw("bad", "{\"unterminated\": ".to_string());
