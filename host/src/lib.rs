@@ -18,3 +18,4 @@ pub mod plugin;
 pub mod redact;
 pub mod runner;
 pub mod sandbox;
+pub mod truncate;

@@ -126,8 +126,11 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
     cancel: CancellationToken,
 ) -> Result<LocalTurnReport> {
     // A bad plugin file is the caller's error, reported before any manager or sandbox starts.
-    host.load_backend_checked(&turn.plugin, &turn.integrity)
-        .await?;
+    // Loaded once: the runner below uses this very plugin.
+    let plugin = tokio::select! {
+        plugin = host.load_backend_checked(&turn.plugin, &turn.integrity) => plugin?,
+        () = cancel.cancelled() => anyhow::bail!("cancelled while loading {}", turn.plugin.display()),
+    };
     let config_json: serde_json::Value = serde_json::from_str(&turn.config_json)
         .context("the backend configuration is not valid JSON")?;
     let run_id = format!("local-{}", uuid::Uuid::new_v4().simple());
@@ -167,9 +170,10 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
         client.clone(),
         host.clone(),
         Arc::new(driver.clone()),
-        Profiles::Fixed(profile),
+        Profiles::Fixed(profile.clone()),
         config,
-    );
+    )
+    .with_plugin(&profile, plugin);
     runner.register().await?;
 
     let follower = tokio::spawn(forward_events(client.clone(), run_id.clone(), events));

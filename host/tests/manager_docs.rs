@@ -22,7 +22,7 @@ fn documented_operations() -> Vec<(String, String)> {
         } else if !line.starts_with("  ") && !line.is_empty() {
             path = None;
         } else if let Some(p) = &path {
-            for m in ["get", "post"] {
+            for m in ["get", "post", "delete"] {
                 if line == format!("    {m}:") {
                     ops.push((m.to_uppercase(), p.clone()));
                 }
@@ -35,7 +35,7 @@ fn documented_operations() -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_documented_endpoint_exists_and_needs_the_token() {
     let ops = documented_operations();
-    assert_eq!(ops.len(), 19, "{ops:?}");
+    assert_eq!(ops.len(), 20, "{ops:?}");
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let config = ManagerConfig::new("t").with_clock(Arc::new(clock));
@@ -112,6 +112,9 @@ fn taxonomy_and_error_codes_are_documented() {
         error_code::RUN_TERMINAL,
         error_code::ID_CONFLICT,
         error_code::COMMAND_STATE,
+        error_code::RUN_NOT_FINISHED,
+        error_code::PAYLOAD_TOO_LARGE,
+        error_code::UNSUPPORTED_MEDIA_TYPE,
         error_code::INTERNAL,
     ] {
         words.push(c.to_owned());

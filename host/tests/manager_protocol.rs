@@ -721,6 +721,7 @@ async fn bad_requests_get_json_errors() {
         let resp = http
             .request(method.parse().unwrap(), format!("{url}{path}"))
             .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await

@@ -34,6 +34,7 @@ pub mod config;
 pub mod events;
 pub mod log;
 pub mod process;
+pub mod truncate;
 
 mod backend;
 mod capabilities;

@@ -36,11 +36,22 @@ impl From<OutputStream> for Stream {
     }
 }
 
-/// One line of output, without its line ending. Invalid UTF-8 is replaced, never dropped.
+/// Longest line kept whole, in bytes: the rest of a longer line is counted, not kept, so a process
+/// printing one endless line cannot exhaust the plugin's memory.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
+/// One line of output, without its line ending. Invalid UTF-8 is replaced by U+FFFD and counted,
+/// never dropped silently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub stream: Stream,
     pub text: String,
+    /// Size of the line as the process printed it (without its line ending).
+    pub bytes: usize,
+    /// Bytes of it kept in `text` (before UTF-8 repair): less than `bytes` past [`MAX_LINE_BYTES`].
+    pub kept_bytes: usize,
+    /// Bytes of the kept part that were not valid UTF-8.
+    pub invalid_utf8_bytes: usize,
 }
 
 /// Builds an [`ExecRequest`]. The sandbox (image, mounts, network) is the runtime profile's choice.
@@ -114,6 +125,7 @@ impl Command {
         sandbox::exec(&self.request).map(|inner| Process {
             inner,
             partial: [Vec::new(), Vec::new()],
+            partial_cut: [0, 0],
             ready: std::collections::VecDeque::new(),
             ended: false,
         })
@@ -129,13 +141,16 @@ pub struct Process {
     inner: sandbox::Process,
     /// Bytes of an unfinished line, per stream.
     partial: [Vec<u8>; 2],
+    /// Bytes of that line past [`MAX_LINE_BYTES`], counted and not kept.
+    partial_cut: [usize; 2],
     /// Complete lines not yet handed out.
     ready: std::collections::VecDeque<Line>,
     ended: bool,
 }
 
 impl Process {
-    /// The next raw chunk of output, in the order the process wrote it; `None` at the end.
+    /// The next raw chunk of output; `None` at the end. Each stream's chunks keep their order;
+    /// between stdout and stderr the order may differ from the order of the writes.
     pub fn read_chunk(&mut self) -> Option<OutputChunk> {
         self.inner.read()
     }
@@ -156,8 +171,9 @@ impl Process {
                     self.ended = true;
                     for stream in [Stream::Stdout, Stream::Stderr] {
                         let rest = std::mem::take(&mut self.partial[stream.index()]);
-                        if !rest.is_empty() {
-                            self.ready.push_back(line_of(stream, &rest));
+                        let cut = std::mem::take(&mut self.partial_cut[stream.index()]);
+                        if !rest.is_empty() || cut > 0 {
+                            self.ready.push_back(line_of(stream, &rest, cut));
                         }
                     }
                 }
@@ -190,22 +206,60 @@ impl Process {
     fn split_lines(&mut self, stream: Stream, data: &[u8]) {
         let mut rest = data;
         while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
-            let partial = &mut self.partial[stream.index()];
-            partial.extend_from_slice(&rest[..newline]);
-            let bytes = std::mem::take(partial);
-            self.ready.push_back(line_of(stream, &bytes));
+            self.keep(stream, &rest[..newline]);
+            let bytes = std::mem::take(&mut self.partial[stream.index()]);
+            let cut = std::mem::take(&mut self.partial_cut[stream.index()]);
+            self.ready.push_back(line_of(stream, &bytes, cut));
             rest = &rest[newline + 1..];
         }
-        self.partial[stream.index()].extend_from_slice(rest);
+        self.keep(stream, rest);
+    }
+
+    /// Adds `data` to the stream's unfinished line, up to [`MAX_LINE_BYTES`]; the rest is counted.
+    fn keep(&mut self, stream: Stream, data: &[u8]) {
+        let partial = &mut self.partial[stream.index()];
+        let room = MAX_LINE_BYTES.saturating_sub(partial.len()).min(data.len());
+        partial.extend_from_slice(&data[..room]);
+        self.partial_cut[stream.index()] += data.len() - room;
     }
 }
 
-fn line_of(stream: Stream, bytes: &[u8]) -> Line {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+fn line_of(stream: Stream, bytes: &[u8], cut: usize) -> Line {
+    let bytes = if cut == 0 {
+        bytes.strip_suffix(b"\r").unwrap_or(bytes)
+    } else {
+        bytes
+    };
+    let (text, invalid_utf8_bytes) = match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), 0),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            invalid_utf8_bytes(bytes),
+        ),
+    };
     Line {
         stream,
-        text: String::from_utf8_lossy(bytes).into_owned(),
+        text,
+        bytes: bytes.len() + cut,
+        kept_bytes: bytes.len(),
+        invalid_utf8_bytes,
     }
+}
+
+/// How many bytes of `bytes` are not part of a valid UTF-8 sequence.
+fn invalid_utf8_bytes(mut bytes: &[u8]) -> usize {
+    let mut invalid = 0;
+    while !bytes.is_empty() {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => break,
+            Err(err) => {
+                let bad = err.error_len().unwrap_or(bytes.len() - err.valid_up_to());
+                invalid += bad;
+                bytes = &bytes[err.valid_up_to() + bad..];
+            }
+        }
+    }
+    invalid
 }
 
 /// Lines of a process's output; see [`Process::next_line`].
@@ -225,5 +279,27 @@ impl ExitStatus {
     /// True when the process exited by itself with code 0.
     pub fn success(&self) -> bool {
         self.code == Some(0) && !self.killed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_counted() {
+        let line = line_of(Stream::Stdout, b"ok \xff\xfe then \xe2\x82", 0);
+        assert_eq!(line.text, "ok \u{FFFD}\u{FFFD} then \u{FFFD}");
+        assert_eq!(line.invalid_utf8_bytes, 4);
+        assert_eq!(line.bytes, 13);
+    }
+
+    #[test]
+    fn a_cut_line_counts_what_it_lost() {
+        let line = line_of(Stream::Stderr, b"abc", 10);
+        assert_eq!(
+            (line.bytes, line.kept_bytes, line.invalid_utf8_bytes),
+            (13, 3, 0)
+        );
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub mod agent_turns;
 pub mod bundle;
 pub mod fault_proxy;
+pub mod interfaces;
 pub mod mock_anthropic;
 pub mod mock_http;
 pub mod mock_openai;
@@ -101,6 +102,7 @@ pub fn sandboxless_session(run_id: &str) -> SessionOptions {
         process_limits: ProcessLimits::default(),
         cancel_grace: Duration::from_secs(1),
         redactor: Default::default(),
+        cancel: Default::default(),
     }
 }
 

@@ -3,13 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::mock_http::{MockServer, Reply, bridge_gateway};
+use crate::mock_http::{MockServer, Reply, sandbox_host_address};
 
 pub const MESSAGES_PATH: &str = "/v1/messages";
 
 /// A mock Messages API on the Docker bridge; `ANTHROPIC_BASE_URL` is `server.base_url()`.
 pub async fn start() -> MockServer {
-    MockServer::start(bridge_gateway().await, &[MESSAGES_PATH]).await
+    MockServer::start(sandbox_host_address().await, &[MESSAGES_PATH]).await
 }
 
 fn event(data: Value) -> (String, Value) {

@@ -2,8 +2,8 @@
 //! queue the test filled, and every request is recorded (path, headers, JSON body) so a test can
 //! assert what the agent CLI sent, e.g. the history on resume.
 //!
-//! It binds on the Docker bridge's gateway address, which a container on the `bridge` network
-//! reaches and nothing outside this machine does.
+//! It binds on the address of Docker's bridge interface, which a container on the `bridge` network
+//! reaches (also as `host.docker.internal`) and nothing outside this machine does.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -87,6 +87,11 @@ impl MockServer {
             let _ = axum::serve(listener, app).await;
         });
         Self { addr, shared, task }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://<ip>:<port>`.
@@ -214,8 +219,12 @@ fn json_response(status: StatusCode, body: Value) -> Response {
         .expect("a valid response")
 }
 
-/// The gateway address of Docker's default bridge: where a `bridge` container reaches the host.
-pub async fn bridge_gateway() -> IpAddr {
+/// Where a container on Docker's default bridge reaches this machine: the IPv4 address of the
+/// bridge's own interface (`docker0`, or the interface named by the network's
+/// `com.docker.network.bridge.name` option), which is also what `host.docker.internal` (Docker's
+/// `host-gateway`) resolves to in a sandbox. A freshly started dockerd lists no `Gateway` in the
+/// network's IPAM config, so that field is not used.
+pub async fn sandbox_host_address() -> IpAddr {
     let driver = crate::docker().await;
     let network = driver
         .client()
@@ -225,11 +234,11 @@ pub async fn bridge_gateway() -> IpAddr {
         )
         .await
         .expect("inspecting Docker's bridge network");
-    network
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .into_iter()
-        .flatten()
-        .find_map(|config| config.gateway?.parse().ok())
-        .expect("Docker's bridge network has an IPv4 gateway")
+    let interface = network
+        .options
+        .and_then(|options| options.get("com.docker.network.bridge.name").cloned())
+        .unwrap_or_else(|| "docker0".into());
+    crate::interfaces::ipv4_address(&interface).unwrap_or_else(|| {
+        panic!("Docker's bridge interface `{interface}` has no IPv4 address on this machine")
+    })
 }

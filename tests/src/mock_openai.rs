@@ -3,14 +3,14 @@
 
 use serde_json::{Value, json};
 
-use crate::mock_http::{MockServer, Reply, bridge_gateway};
+use crate::mock_http::{MockServer, Reply, sandbox_host_address};
 
 pub const RESPONSES_PATH: &str = "/v1/responses";
 
 /// A mock Responses API on the Docker bridge; Codex's provider `base_url` is
 /// `format!("{}/v1", server.base_url())`.
 pub async fn start() -> MockServer {
-    MockServer::start(bridge_gateway().await, &[RESPONSES_PATH]).await
+    MockServer::start(sandbox_host_address().await, &[RESPONSES_PATH]).await
 }
 
 fn event(data: Value) -> (String, Value) {

@@ -243,3 +243,43 @@ async fn cancel_mid_turn_leaves_nothing_running() {
     assert_eq!(exited[0]["kill_reason"], "cancelled", "{exited:?}");
     assert_eq!(containers_of_run(&run.run_id).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_printing_more_than_256_kib_or_a_1_mb_line_does_not_fail_the_turn() {
+    let mock = mock_openai::start().await;
+    // ~350 KB over many lines, then one line of 1 MB.
+    mock.push(mock_openai::shell_call("call_1", "seq 1 60000"));
+    mock.push(mock_openai::shell_call(
+        "call_2",
+        "dd if=/dev/zero bs=1000000 count=1 2>/dev/null | tr '\\0' z",
+    ));
+    mock.push(mock_openai::text("printed a lot"));
+    let (run, _workspace) = run(&mock, json!({}), &["print a lot"]).await;
+
+    let outcome = &run.outcomes[0];
+    assert_eq!(outcome.status, TerminalStatus::Completed, "{outcome:?}");
+    let completed = run.payloads(1, "command.completed");
+    assert_eq!(completed.len(), 2, "{:?}", run.kinds(1));
+    for event in run.events_of(1) {
+        let size = event.kind.len() + event.payload.to_string().len();
+        assert!(size <= 256 << 10, "{} of {size} bytes", event.kind);
+    }
+    for payload in &completed {
+        let output = payload["output"].as_str().unwrap_or_default();
+        // Whole, or cut with the marker and the size it had.
+        if payload["truncated"] == true {
+            assert!(payload["original_bytes"].as_u64().unwrap() > 256 << 10);
+        } else {
+            assert!(output.len() < 256 << 10);
+        }
+    }
+    assert!(
+        completed.iter().any(|payload| payload["truncated"] == true),
+        "the 1 MB output went through the plugin's bound: {:?}",
+        completed
+            .iter()
+            .map(|p| p.to_string().len())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(run.payloads(1, "agent.message")[0]["text"], "printed a lot");
+}

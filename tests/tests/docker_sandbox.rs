@@ -399,7 +399,9 @@ async fn an_unreachable_daemon_gets_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the Docker engine does not answer"),
-        "{stderr}"
+        stderr.contains(
+            "the Docker engine at unix:///nonexistent/docker.sock (DOCKER_HOST) does not answer"
+        ),
+        "names the address and where it came from: {stderr}"
     );
 }

@@ -157,15 +157,14 @@ async fn hostile_sessions_end_alone_with_the_right_failure_kind_while_healthy_on
         "the flood ends with the host's own event"
     );
     assert_eq!(last.payload["failure_kind"], "resource-exhausted");
-    expect(
-        &big,
-        FailureKind::ResourceExhausted,
-        "over the limit of 262144 bytes per event",
-    );
-    assert!(
-        big.1.iter().all(|e| e.kind != "big"),
-        "the oversized event was not passed on"
-    );
+    // An oversized event is cut to the limit with a marker, and the session goes on.
+    assert_eq!(observed(&big.0), "big event sent");
+    let cut: Vec<_> = big.1.iter().filter(|e| e.kind == "big").collect();
+    assert_eq!(cut.len(), 1, "{:?}", big.1);
+    assert_eq!(cut[0].payload["truncated"], true);
+    assert_eq!(cut[0].payload["original_bytes"], (1u64 << 20) + 11);
+    assert!(cut[0].payload.to_string().len() <= 262_144);
+    assert!(cut[0].payload["blob"].as_str().unwrap().len() > 200_000);
     expect(&grow, FailureKind::ResourceExhausted, "memory limit");
     expect(&spin, FailureKind::BackendTimeout, "CPU deadline");
     expect(
@@ -202,6 +201,103 @@ async fn hostile_sessions_end_alone_with_the_right_failure_kind_while_healthy_on
 
     // The plugin itself is fine: a new session works.
     assert_eq!(observed(&turn(plugin, "ok 3").await.0), "ok: 3 events");
+}
+
+/// A panic is reported with its own message whatever came before it: a megabyte of stderr chatter
+/// (only the last bytes are kept, and writing never fails) or a memory grow the plugin handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_reported_as_a_crash_with_its_message_whatever_came_before() {
+    let host = test_host(None);
+    let plugin = hostile(&host, &Grants::default()).await;
+    for (mode, text) in [
+        ("chatty", "the real panic after the chatter"),
+        (
+            "grow-then-panic",
+            "an unrelated panic after a handled grow (refused: true)",
+        ),
+    ] {
+        let (outcome, _) = turn(plugin.clone(), mode).await;
+        assert_eq!(
+            outcome.failure_kind,
+            Some(FailureKind::BackendCrashed),
+            "{mode}: {outcome:?}"
+        );
+        let message = outcome.message.unwrap_or_default();
+        assert!(message.contains(text), "{mode}: {message}");
+        assert!(
+            message.matches("wasm backtrace:").count() <= 1,
+            "{mode}: the backtrace at most once: {message}"
+        );
+    }
+    // A forged process handle names the cause.
+    let (outcome, _) = turn(plugin.clone(), "forge").await;
+    assert_eq!(outcome.failure_kind, Some(FailureKind::BackendCrashed));
+    let message = outcome.message.unwrap_or_default();
+    assert!(
+        message.contains("unknown handle index 4242")
+            && message.contains("never gave out or that was already dropped"),
+        "{message}"
+    );
+    assert!(message.matches("wasm backtrace:").count() <= 1, "{message}");
+
+    // A 8 MiB `start` error is cut to the result bound with a marker.
+    let mut options = aac_tests::sandboxless_session("run-huge-start-error");
+    options.events = mpsc::unbounded_channel().0;
+    let refused = plugin
+        .open_session(options)
+        .await
+        .err()
+        .expect("start fails");
+    let message = refused.message.unwrap_or_default();
+    assert!(message.len() < 70 << 10, "{} bytes", message.len());
+    assert!(
+        message.contains("refused to start the session: eee") && message.ends_with("more bytes]"),
+        "{}",
+        &message[message.len().saturating_sub(200)..]
+    );
+
+    // Running out of memory is still what it is.
+    let (outcome, _) = turn(plugin, "grow").await;
+    assert_eq!(outcome.failure_kind, Some(FailureKind::ResourceExhausted));
+}
+
+/// Host-only failure kinds are not believed from a plugin; event kinds outside the grammar are
+/// kept under the host's own kind.
+#[tokio::test]
+async fn a_plugin_cannot_claim_host_only_kinds_nor_emit_odd_event_kinds() {
+    let host = test_host(None);
+    let plugin = hostile(&host, &Grants::default()).await;
+    for claimed in ["lease-lost", "sandbox-lost", "resource-exhausted"] {
+        let (outcome, _) = turn(plugin.clone(), &format!("claim {claimed}")).await;
+        assert_eq!(
+            outcome.failure_kind,
+            Some(FailureKind::BackendCrashed),
+            "{outcome:?}"
+        );
+        let message = outcome.message.unwrap_or_default();
+        assert!(
+            message.contains(&format!(
+                "reported failure kind `{claimed}`, which only the host can report"
+            )) && message.contains(&format!("the plugin claims {claimed}")),
+            "{message}"
+        );
+    }
+    let (outcome, _) = turn(plugin.clone(), "claim agent-error").await;
+    assert_eq!(outcome.failure_kind, Some(FailureKind::AgentError));
+
+    let (_, events) = turn(plugin, "escapes").await;
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["plugin.invalid_event", "plugin.invalid_event", "ok.kind"]
+    );
+    assert_eq!(events[0].payload["kind"], "\u{1b}[2J");
+    assert!(
+        events[1].payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("empty")
+    );
 }
 
 /// A materializer sees only its staging directory: writes beside it and reads of host files fail,
@@ -268,6 +364,20 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
         huge.message.contains("returned a string of 8388608 bytes"),
         "{}",
         &huge.message[..200.min(huge.message.len())]
+    );
+    untouched();
+
+    // Inside by their text, outside once resolved: `y` would read the host's /etc/passwd.
+    let chain = touch
+        .materialize(&bundle("hostile:link-chain"), &workspace, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(chain.kind, FailureKind::ResourceBundle, "{chain:?}");
+    assert_eq!(chain.entry.as_deref(), Some("y"), "{chain:?}");
+    assert!(
+        chain.message.contains("leaves the workspace")
+            && chain.message.contains("resolves above the workspace"),
+        "{chain:?}"
     );
     untouched();
 

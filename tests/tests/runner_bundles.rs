@@ -16,6 +16,7 @@ fn bundle_settings() -> aac_host::config::BundleSettings {
         grants: Default::default(),
         limits: Default::default(),
         cpu: Duration::from_secs(10),
+        wall: Duration::from_secs(60),
         trust: Default::default(),
     }
 }

@@ -57,15 +57,37 @@ const APPLETS: &[&str] = &[
     "dirname",
     "sha256sum",
     "tar",
+    // Static busybox's wget crashes without NSS libraries; nc serves to reach a service.
+    "nc",
 ];
 
+/// Bumped whenever the image's content changes (e.g. a new applet): an older local image is then
+/// re-imported under the same tag instead of silently kept.
+const BUSYBOX_REVISION: &str = "2";
+const REVISION_LABEL: &str = "dev.aac-host.image-revision";
+
 pub fn build_busybox() -> Result<()> {
-    if image_exists(BUSYBOX_IMAGE) {
+    let revision = Command::new("docker")
+        .args(["image", "inspect", "--format"])
+        .arg(format!("{{{{index .Config.Labels \"{REVISION_LABEL}\"}}}}"))
+        .arg(BUSYBOX_IMAGE)
+        .stderr(Stdio::null())
+        .output();
+    if revision.is_ok_and(|out| {
+        out.status.success() && out.stdout.trim_ascii() == BUSYBOX_REVISION.as_bytes()
+    }) {
         return Ok(());
     }
     let rootfs = super::root().join("target/images/busybox-rootfs");
     busybox_rootfs(&rootfs)?;
-    import(&rootfs, BUSYBOX_IMAGE, &["ENV PATH=/bin"])
+    import_busybox(&rootfs, Command::new("docker"))
+}
+
+/// Imports the busybox rootfs at `rootfs` as the sandbox image through `docker` (a `docker`
+/// command, possibly with `-H` for another engine).
+pub fn import_busybox(rootfs: &Path, docker: Command) -> Result<()> {
+    let label = format!("LABEL {REVISION_LABEL}={BUSYBOX_REVISION}");
+    import_with(docker, rootfs, BUSYBOX_IMAGE, &["ENV PATH=/bin", &label])
 }
 
 /// Whether the local engine already has `tag`.
@@ -115,6 +137,10 @@ pub fn busybox_rootfs(rootfs: &Path) -> Result<()> {
 /// Imports `rootfs` as image `tag`, owned by root, running as 1000:1000, with extra `changes`
 /// (Dockerfile instructions such as `ENV PATH=…`). The tar is streamed, never written to disk.
 pub fn import(rootfs: &Path, tag: &str, changes: &[&str]) -> Result<()> {
+    import_with(Command::new("docker"), rootfs, tag, changes)
+}
+
+fn import_with(mut import: Command, rootfs: &Path, tag: &str, changes: &[&str]) -> Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(rootfs)
@@ -122,7 +148,6 @@ pub fn import(rootfs: &Path, tag: &str, changes: &[&str]) -> Result<()> {
         .stdout(Stdio::piped())
         .spawn()
         .context("could not run tar")?;
-    let mut import = Command::new("docker");
     import.arg("import");
     for change in changes.iter().chain(&["USER 1000:1000"]) {
         import.args(["--change", change]);

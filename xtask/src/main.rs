@@ -2,15 +2,17 @@
 //! command each.
 //!
 //! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
-//! * `test`    the same set-up, then the whole test suite;
+//! * `test`    the same set-up, checked on a fresh dockerd too, then the whole test suite;
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
 //! * `plugins` builds the first-party plugins into target/plugins/;
 //! * `image`   builds the local sandbox image with `docker import`;
 //! * `images`  that image plus the agent CLI images (real Codex and Claude Code CLIs from npm);
-//! * `docker`  makes sure a Docker engine answers (installs and starts one when root).
+//! * `docker`  makes sure a Docker engine answers (installs and starts one when root);
+//! * `fresh-docker` only the fresh-engine check of `test` (a second dockerd, started and stopped).
 
 mod agent_images;
 mod docker;
+mod fresh_docker;
 mod image;
 mod plugins;
 
@@ -48,8 +50,14 @@ fn dispatch() -> Result<()> {
             agent_images::build_all()
         }
         "docker" => docker::ensure_engine(),
+        "fresh-docker" => {
+            let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
+            fresh_docker::check(&plugin_dir)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench|plugins|image|images|docker>");
+            eprintln!(
+                "usage: cargo xtask <demo|test|bench|plugins|image|images|docker|fresh-docker>"
+            );
             Ok(())
         }
     }
@@ -120,6 +128,7 @@ fn demo(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
     agent_images::build_all()?;
+    fresh_docker::check(&plugin_dir)?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)

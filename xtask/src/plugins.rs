@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 4] = ["shell", "codex", "claude-code", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "shell",
     "codex",
     "claude-code",
@@ -18,6 +18,7 @@ pub const ALL: [&str; 10] = [
     "test-other-world",
     "test-touch-materializer",
     "test-hostile",
+    "test-stuck",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {

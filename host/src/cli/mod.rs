@@ -1,19 +1,18 @@
 //! The `aac-host` command line.
 
+mod manager;
 mod output;
 mod profile_args;
 mod run;
 mod runner;
 mod runs;
+mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-/// After SIGTERM/SIGINT, how long `aac-host manager` lets in-flight requests finish.
-const MANAGER_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
 
@@ -47,27 +46,7 @@ enum Command {
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
     Run(Box<run::RunArgs>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
-    Manager {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7420")]
-        listen: std::net::SocketAddr,
-        /// The store file (created when missing).
-        #[arg(long, default_value = "aac-manager.redb")]
-        db: PathBuf,
-        /// Bearer token clients and runners must present.
-        #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// File holding the bearer token (instead of --token).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// Attempts a run gets when it names none; then it ends `failed`.
-        #[arg(long, default_value_t = crate::manager::protocol::DEFAULT_MAX_ATTEMPTS,
-              value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::manager::protocol::MAX_ATTEMPTS_LIMIT)))]
-        max_attempts: u32,
-        /// After a lease expires, how long before the run may be claimed again.
-        #[arg(long, default_value = "1s", value_parser = runner::parse_duration_arg)]
-        regrant_gap: std::time::Duration,
-    },
+    Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
     /// Work with plugin files.
@@ -118,12 +97,31 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_wire_dump(meta)
+        }));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
+/// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
+fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
+    const WIRE_LEVEL_CRATES: [&str; 6] =
+        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    *meta.level() > tracing::Level::INFO
+        && WIRE_LEVEL_CRATES.iter().any(|name| {
+            meta.target()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -162,64 +160,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run::run(&plugin_host_with(limits)?, *args).await
         }
         Command::Runs(args) => runs::runs(args).await,
-        Command::Manager {
-            listen,
-            db,
-            token,
-            token_file,
-            max_attempts,
-            regrant_gap,
-        } => {
-            let token = match (token, token_file) {
-                (Some(token), _) => token,
-                (None, Some(file)) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("could not read token file {}", file.display()))?
-                    .trim()
-                    .to_string(),
-                (None, None) => anyhow::bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
-            };
-            let policy = crate::manager::LeasePolicy {
-                regrant_gap,
-                max_attempts,
-            };
-            let manager = crate::manager::server::Manager::open(
-                &db,
-                crate::manager::server::ManagerConfig::new(token).with_policy(policy),
-            )
-            .with_context(|| format!("could not open the manager store {}", db.display()))?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("could not listen on {listen}"))?;
-            eprintln!(
-                "manager listening on http://{listen} (store {})",
-                db.display()
-            );
-            // SIGTERM or SIGINT: stop accepting, end long-polls and streams, finish in-flight
-            // requests (at most MANAGER_STOP_BOUND), release the store.
-            let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-            let mut signals = crate::runner::shutdown::ProcessSignals::listen()
-                .context("could not listen for signals")?;
-            tokio::spawn(async move {
-                signals.next().await;
-                eprintln!("manager shutting down");
-                let _ = signalled_tx.send(());
-            });
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let serve = crate::manager::server::serve_with_shutdown(listener, manager, async {
-                let _ = stop_rx.await;
-            });
-            tokio::pin!(serve);
-            tokio::select! {
-                served = &mut serve => served?,
-                _ = signalled => {
-                    let _ = stop_tx.send(());
-                    if tokio::time::timeout(MANAGER_STOP_BOUND, serve).await.is_err() {
-                        tracing::warn!(bound = ?MANAGER_STOP_BOUND, "requests still open; stopping anyway");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Manager(args) => manager::manager(args).await,
         Command::Plugin {
             command:
                 PluginCommand::Inspect {

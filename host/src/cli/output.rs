@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::local::LocalTurnReport;
 use crate::outcome::{TerminalStatus, TurnEvent};
 use crate::plugin::Inspection;
+use crate::plugin::text::terminal_safe;
 use crate::runner::RunReport;
 
 pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: bool) {
@@ -18,12 +19,18 @@ pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: 
             }
             continue;
         }
-        let text = event.payload.get("text").and_then(|t| t.as_str());
+        // Every string here came from a plugin: no control sequence reaches the terminal. (The
+        // payload's JSON form escapes control characters already.)
+        let text = event
+            .payload
+            .get("text")
+            .and_then(|t| t.as_str())
+            .map(terminal_safe);
         match (event.kind.as_str(), text) {
             ("output.stdout", Some(text)) => println!("{text}"),
             ("output.stderr", Some(text)) => eprintln!("{text}"),
             ("agent.message", Some(text)) => println!("» {text}"),
-            (kind, _) => eprintln!("· {kind} {}", event.payload),
+            (kind, _) => eprintln!("· {} {}", terminal_safe(kind), event.payload),
         }
     }
     let _ = std::io::stdout().flush();
@@ -37,6 +44,22 @@ pub fn exit_code(status: TerminalStatus) -> std::process::ExitCode {
         TerminalStatus::Blocked => 3,
         TerminalStatus::Cancelled => 130,
     })
+}
+
+/// Queued runs no runtime of this runner serves (pool mode's summary), if any.
+pub fn print_unserved(unserved: &std::collections::BTreeMap<String, usize>, json: bool) {
+    if unserved.is_empty() {
+        return;
+    }
+    if json {
+        let line = serde_json::json!({ "kind": "runs.unserved", "backends": unserved });
+        println!("{line}");
+    } else {
+        eprintln!(
+            "still queued, for backends this runner has no runtime for: {}",
+            crate::runner::describe_unserved(unserved)
+        );
+    }
 }
 
 /// How a run this runner worked on ended.
@@ -77,7 +100,7 @@ fn describe(outcome: &crate::outcome::TurnOutcome) -> String {
     let message = outcome
         .message
         .as_deref()
-        .map(|m| format!(": {m}"))
+        .map(|m| format!(": {}", terminal_safe(m)))
         .unwrap_or_default();
     format!("{}{kind}{message}", outcome.status)
 }
@@ -111,10 +134,14 @@ pub fn print_inspection(inspection: &Inspection, json: bool) -> Result<()> {
     let shape = &inspection.shape;
     println!("plugin:      {}", inspection.path.display());
     if let (Some(name), Some(version)) = (&inspection.name, &inspection.version) {
-        println!("name:        {name} {version}");
+        println!(
+            "name:        {} {}",
+            terminal_safe(name),
+            terminal_safe(version)
+        );
     }
     if let Some(description) = inspection.description.as_deref().filter(|d| !d.is_empty()) {
-        println!("description: {description}");
+        println!("description: {}", terminal_safe(description));
     }
     println!("world:       aac:plugin/{}", shape.world.as_str());
     println!("wit version: {}", shape.wit_version);

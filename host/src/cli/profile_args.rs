@@ -27,14 +27,14 @@ pub struct ProfileArgs {
     /// Network of the sandbox: none, bridge or per-run (default: the profile's, else none).
     #[arg(long)]
     pub network: Option<NetworkMode>,
-    /// CPUs the sandbox may use (default: the profile's, else 2).
-    #[arg(long)]
+    /// CPUs the sandbox may use, greater than 0 (default: the profile's, else 2).
+    #[arg(long, value_parser = super::values::cpus, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
-    /// Memory limit in MiB, no swap beyond it (default: the profile's, else 2048).
-    #[arg(long)]
+    /// Memory limit in MiB, at least 6, no swap beyond it (default: the profile's, else 2048).
+    #[arg(long, value_parser = super::values::memory_mib, allow_negative_numbers = true)]
     pub memory_mib: Option<u64>,
-    /// Process limit (default: the profile's, else 512).
-    #[arg(long)]
+    /// Process limit, greater than 0 (default: the profile's, else 512).
+    #[arg(long, value_parser = super::values::pids, allow_negative_numbers = true)]
     pub pids: Option<i64>,
     /// When the image may be pulled: never, if-not-present or always (default: the profile's,
     /// else never).

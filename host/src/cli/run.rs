@@ -27,8 +27,9 @@ const ABORT_BOUND: Duration = Duration::from_secs(20);
 pub struct RunArgs {
     #[command(flatten)]
     pub(super) profile: ProfileArgs,
-    /// Host directory used as the workspace (default: a fresh temporary directory).
-    #[arg(long)]
+    /// Host directory used as the workspace (default: a fresh temporary directory); a relative
+    /// path is resolved against the current directory.
+    #[arg(long, value_parser = super::values::directory)]
     workspace: Option<PathBuf>,
     /// Backend configuration as a JSON object.
     #[arg(long, default_value = "{}")]

@@ -55,8 +55,8 @@ pub struct RunnerArgs {
     /// This runner's id (on the manager and on its containers).
     #[arg(long, env = "AAC_RUNNER_ID")]
     runner_id: Option<String>,
-    /// Where run workspaces are created.
-    #[arg(long)]
+    /// Where run workspaces are created; a relative path is resolved against the current directory.
+    #[arg(long, value_parser = super::values::directory)]
     workspace_root: Option<PathBuf>,
     /// Quiet progress; the report as JSON.
     #[arg(long)]
@@ -64,7 +64,7 @@ pub struct RunnerArgs {
 }
 
 /// A duration flag (`90s`, `15m`…).
-pub(super) fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     duration(text)
 }
 
@@ -105,6 +105,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     let profiles = args.profile.profiles()?;
     // A plugin named on the command line is checked and compiled before any run is claimed, so a
     // bad file never costs a claimed run.
+    let mut loaded = None;
     if let Profiles::Fixed(profile) = &profiles {
         if !args.json && std::io::stderr().is_terminal() && !host.is_cached(&profile.plugin) {
             eprintln!(
@@ -112,8 +113,10 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
                 profile.plugin.display()
             );
         }
-        host.load_backend_checked(&profile.plugin, &profile.integrity)
+        let plugin = host
+            .load_backend_checked(&profile.plugin, &profile.integrity)
             .await?;
+        loaded = Some((profile.clone(), plugin));
     }
     let client = ManagerClient::new(url, args.token()?)?;
     let runner_id = args
@@ -152,9 +155,12 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
         .listen_for_signals()
         .context("could not listen for signals")?;
     let driver = Arc::new(driver);
-    let runner = Arc::new(
-        Runner::new(client, host, driver.clone(), profiles, config).with_shutdown(shutdown.clone()),
-    );
+    let mut runner =
+        Runner::new(client, host, driver.clone(), profiles, config).with_shutdown(shutdown.clone());
+    if let Some((profile, plugin)) = loaded {
+        runner = runner.with_plugin(&profile, plugin);
+    }
+    let runner = Arc::new(runner);
     let work = work(&runner, &args);
     tokio::select! {
         code = work => code,
@@ -217,11 +223,34 @@ async fn work(runner: &Arc<Runner>, args: &RunnerArgs) -> Result<ExitCode> {
     for run in &report.runs {
         output::print_run_report(run, args.json);
     }
+    output::print_unserved(&report.unserved, args.json);
+    // Runs this runner claimed but could not work on (its sandbox, image or host failed) make the
+    // exit non-zero, as runs it refused do.
+    let not_worked = report
+        .runs
+        .iter()
+        .filter(|run| run.failure_kind().is_some_and(host_could_not_work))
+        .count();
+    if not_worked > 0 {
+        eprintln!(
+            "error: {not_worked} of {} claimed run(s) could not be worked on (see their failure kinds)",
+            report.runs.len()
+        );
+    }
     Ok(if shutdown.aborting().is_cancelled() {
         ExitCode::from(EXIT_ABORTED)
-    } else if report.refused.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    } else if !report.refused.is_empty() || not_worked > 0 {
         ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// Failures of this host rather than of the agent: the runner could not work on the run.
+fn host_could_not_work(kind: crate::outcome::FailureKind) -> bool {
+    use crate::outcome::FailureKind;
+    matches!(
+        kind,
+        FailureKind::SandboxLost | FailureKind::ImageUnavailable | FailureKind::HostError
+    )
 }

@@ -52,6 +52,8 @@ enum RunsCommand {
     },
     /// Show a run: its attempts, and each command's status and failure kind.
     Get { run: String },
+    /// Delete a finished run with its commands and events (a run that has not ended is refused).
+    Delete { run: String },
     /// List runs, optionally by status.
     List {
         /// Only runs with this status (queued, running, completed, failed, blocked, cancelled).
@@ -165,6 +167,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
         } => print(&client.cancel_command(&run, &command).await?)?,
         RunsCommand::Cancel { run, command: None } => print(&client.cancel_run(&run).await?)?,
         RunsCommand::Get { run } => print(&run_with_commands(&client, &run).await?)?,
+        RunsCommand::Delete { run } => print(&client.delete_run(&run).await?)?,
         RunsCommand::List { status } => print(&client.list_runs(status).await?)?,
         RunsCommand::Events { run, after, follow } => {
             if follow {

@@ -65,6 +65,8 @@ pub struct BundleSettings {
     pub limits: BundleLimits,
     /// CPU budget of one `materialize` call.
     pub cpu: Duration,
+    /// Wall-clock deadline of one `materialize` call, waiting included.
+    pub wall: Duration,
     /// `[trust]` plus `bundles.trust`.
     pub trust: TrustSettings,
 }
@@ -79,6 +81,8 @@ impl BundleSettings {
             grants: self.grants.clone(),
             bundle_limits: self.limits,
             cpu: Some(self.cpu),
+            wall: Some(self.wall),
+            cancel: Default::default(),
         }
     }
 }

@@ -15,6 +15,8 @@ use crate::plugin::{BundleLimits, Integrity, PluginLimits, TrustedKey};
 
 /// Default CPU budget of one `materialize` call: hashing a large bundle takes a while.
 pub const DEFAULT_MATERIALIZE_CPU: Duration = Duration::from_secs(120);
+/// Default wall-clock deadline of one `materialize` call: downloading a large bundle takes longer.
+pub const DEFAULT_MATERIALIZE_WALL: Duration = Duration::from_secs(30 * 60);
 /// Plugins get less than this much memory only by mistake.
 const MIN_PLUGIN_MEMORY: u64 = 1 << 20;
 
@@ -24,6 +26,8 @@ pub(super) struct RawLimits {
     memory: Option<Spanned<ByteSize>>,
     call_cpu: Option<Spanned<HumanDuration>>,
     turn_cpu: Option<Spanned<HumanDuration>>,
+    call_wall: Option<Spanned<HumanDuration>>,
+    turn_wall: Option<Spanned<HumanDuration>>,
     event_size: Option<Spanned<ByteSize>>,
     events_per_second: Option<Spanned<u32>>,
     turn_output: Option<Spanned<ByteSize>>,
@@ -48,6 +52,7 @@ pub(super) struct RawBundles {
     max_files: Option<Spanned<u64>>,
     max_bytes: Option<Spanned<ByteSize>>,
     cpu: Option<Spanned<HumanDuration>>,
+    wall: Option<Spanned<HumanDuration>>,
     #[serde(default)]
     trust: RawTrust,
 }
@@ -88,6 +93,8 @@ impl Checker<'_> {
         for (raw, leaf, field) in [
             (raw.call_cpu, "call_cpu", &mut limits.call_cpu),
             (raw.turn_cpu, "turn_cpu", &mut limits.turn_cpu),
+            (raw.call_wall, "call_wall", &mut limits.call_wall),
+            (raw.turn_wall, "turn_wall", &mut limits.turn_wall),
         ] {
             if let Some(value) = raw {
                 if value.get_ref().0.is_zero() {
@@ -167,7 +174,7 @@ impl Checker<'_> {
         }
         let plugin: PathBuf = self.dir.join(raw.plugin.get_ref());
         let plugin_sha256 = self.sha256_pin(raw.plugin_sha256, &["bundles", "plugin_sha256"])?;
-        let grants: Grants = self.grant_list(raw.grants, &key, &Default::default())?;
+        let grants: Grants = self.grant_list(raw.grants, &key)?;
         let mut limits = BundleLimits::default();
         if let Some(files) = raw.max_files {
             if *files.get_ref() == 0 {
@@ -189,17 +196,18 @@ impl Checker<'_> {
             }
             limits.max_bytes = bytes.into_inner().0;
         }
-        let cpu = match raw.cpu {
-            Some(cpu) if cpu.get_ref().0.is_zero() => {
-                return Err(self.error(
-                    cpu.span(),
-                    &["bundles", "cpu"],
+        let duration =
+            |raw: Option<Spanned<HumanDuration>>, leaf: &str, default: Duration| match raw {
+                Some(value) if value.get_ref().0.is_zero() => Err(self.error(
+                    value.span(),
+                    &["bundles", leaf],
                     "the duration must be longer than 0s",
-                ));
-            }
-            Some(cpu) => cpu.into_inner().0,
-            None => DEFAULT_MATERIALIZE_CPU,
-        };
+                )),
+                Some(value) => Ok(value.into_inner().0),
+                None => Ok(default),
+            };
+        let cpu = duration(raw.cpu, "cpu", DEFAULT_MATERIALIZE_CPU)?;
+        let wall = duration(raw.wall, "wall", DEFAULT_MATERIALIZE_WALL)?;
         let trust = self.trust(raw.trust, &["bundles", "trust"], trust)?;
         Ok(BundleSettings {
             plugin,
@@ -207,6 +215,7 @@ impl Checker<'_> {
             grants,
             limits,
             cpu,
+            wall,
             trust,
         })
     }

@@ -54,6 +54,8 @@ fn host_limits_apply_to_runtimes_which_may_override_them() {
 memory = "128MiB"
 call_cpu = "5s"
 turn_cpu = "2m"
+call_wall = "90s"
+turn_wall = "3h"
 event_size = "64KiB"
 events_per_second = 50
 turn_output = "8MiB"
@@ -67,6 +69,8 @@ limits = {{ memory = "32MiB", turn_cpu = "30s" }}
         memory_bytes: 128 << 20,
         call_cpu: Duration::from_secs(5),
         turn_cpu: Duration::from_secs(120),
+        call_wall: Duration::from_secs(90),
+        turn_wall: Duration::from_secs(3 * 3600),
         event_bytes: 64 << 10,
         events_per_second: 50,
         turn_output_bytes: 8 << 20,
@@ -157,6 +161,7 @@ grants = {{ http = ["127.0.0.1:8080", "*.bundles.corp"] }}
 max_files = 5000
 max_bytes = "1GiB"
 cpu = "5m"
+wall = "1h"
 "#,
         "AB".repeat(32)
     );
@@ -174,8 +179,15 @@ cpu = "5m"
     );
     let options = bundles.options();
     assert_eq!(options.cpu, Some(Duration::from_secs(300)));
+    assert_eq!(options.wall, Some(Duration::from_secs(3600)));
     assert_eq!(bundles.integrity().sha256, Some("ab".repeat(32)));
 
+    assert_error(
+        &format!("{RUNTIME}[bundles]\nplugin = \"b.wasm\"\nwall = \"0s\"\n"),
+        "wall",
+        "bundles.wall",
+        "longer than 0s",
+    );
     assert_error(
         &format!("{RUNTIME}[bundles]\nplugin = \"b.wasm\"\nmax_files = 0\n"),
         "max_files",

@@ -94,6 +94,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         text,
         source,
         dir: source.parent().unwrap_or(Path::new("")),
+        secret_vars: secret_vars(&raw.runtimes),
     };
     if raw.runtimes.is_empty() {
         return Err(ConfigError {
@@ -129,6 +130,32 @@ pub(super) struct Checker<'a> {
     text: &'a str,
     source: &'a Path,
     pub(super) dir: &'a Path,
+    /// Environment variables that hold a secret of some runtime, with which one: no plugin of any
+    /// runtime (nor the materializer) may be granted them.
+    secret_vars: BTreeMap<String, String>,
+}
+
+/// Variables the host itself reads credentials or settings from (`AAC_MANAGER_TOKEN`, the
+/// runner's bearer token, above all): never granted to a plugin.
+const HOST_VAR_PREFIX: &str = "AAC_";
+
+/// Every variable that names or sources a runtime's secret, with a phrase saying whose.
+fn secret_vars(
+    runtimes: &BTreeMap<Spanned<String>, Spanned<RawProfile>>,
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for (name, profile) in runtimes {
+        for (key, source) in &profile.get_ref().secrets {
+            let whose = format!("runtime `{}`'s secret {}", name.get_ref(), key.get_ref());
+            vars.entry(key.get_ref().clone())
+                .or_insert_with(|| whose.clone());
+            if let SecretSource::Env(var) = source.get_ref() {
+                vars.entry(var.clone())
+                    .or_insert_with(|| format!("the source of {whose}"));
+            }
+        }
+    }
+    vars
 }
 
 impl Checker<'_> {
@@ -290,7 +317,7 @@ impl Checker<'_> {
             secrets.insert(k.to_string(), source);
         }
 
-        let grants = self.grant_list(raw.grants, &["runtimes", n], &secrets)?;
+        let grants = self.grant_list(raw.grants, &["runtimes", n])?;
         let limits = self.limits(
             raw.limits,
             &["runtimes", n, "limits"],
@@ -401,12 +428,9 @@ impl Checker<'_> {
     }
 
     /// `grants` below `owner` (`["runtimes", NAME]` or `["bundles"]`).
-    pub(super) fn grant_list(
-        &self,
-        raw: RawGrants,
-        owner: &[&str],
-        secrets: &BTreeMap<String, SecretSource>,
-    ) -> Result<Grants> {
+    /// `grants` of a runtime or of `[bundles]`. An env grant naming a secret of any runtime, or
+    /// one of the host's own variables, is refused: a plugin would read it.
+    pub(super) fn grant_list(&self, raw: RawGrants, owner: &[&str]) -> Result<Grants> {
         let mut grants = Grants::default();
         for host in raw.http {
             let h = host.get_ref();
@@ -425,14 +449,24 @@ impl Checker<'_> {
             if !is_env_name(v) {
                 return Err(self.error(var.span(), &path, invalid_env_name(v)));
             }
-            let secret = secrets
-                .iter()
-                .any(|(key, source)| key == v || *source == SecretSource::Env(v.to_string()));
-            if secret {
+            if let Some(whose) = self.secret_vars.get(v) {
                 return Err(self.error(
                     var.span(),
                     &path,
-                    format!("{v} is a secret: secrets go into the sandbox, never into the plugin"),
+                    format!(
+                        "{v} is {whose}: secrets go into the sandbox, never into the plugin \
+                         (of this or any other runtime)"
+                    ),
+                ));
+            }
+            if v.starts_with(HOST_VAR_PREFIX) {
+                return Err(self.error(
+                    var.span(),
+                    &path,
+                    format!(
+                        "{v} is one of the host's own variables ({HOST_VAR_PREFIX}*, e.g. \
+                         AAC_MANAGER_TOKEN, the runner's bearer token): never granted to a plugin"
+                    ),
                 ));
             }
             grants.env.push(v.to_string());

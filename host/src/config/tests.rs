@@ -567,6 +567,47 @@ fn secrets_are_checked() {
     );
 }
 
+/// A secret of one runtime cannot be granted to another runtime's plugin (nor the materializer),
+/// and the host's own variables (the runner's bearer token…) to none.
+#[test]
+fn env_grants_of_another_runtimes_secret_or_the_hosts_credentials_are_refused() {
+    let other = r#"
+[runtimes.other]
+plugin = "other.wasm"
+default_version = "1"
+versions."1".image = "aac/busybox:latest"
+secrets = { OPENAI_API_KEY = { env = "HOST_OPENAI_KEY" } }
+"#;
+    for granted in ["OPENAI_API_KEY", "HOST_OPENAI_KEY"] {
+        let text = format!("{}grants = {{ env = [\"{granted}\"] }}\n{other}", MINIMAL);
+        assert_error(
+            &text,
+            "grants",
+            "runtimes.shell.grants.env",
+            "runtime `other`'s secret OPENAI_API_KEY: secrets go into the sandbox, never into the plugin",
+        );
+        let text = format!(
+            "{MINIMAL}{other}[bundles]\nplugin = \"b.wasm\"\ngrants = {{ env = [\"{granted}\"] }}\n"
+        );
+        assert_error(
+            &text,
+            "grants",
+            "bundles.grants.env",
+            "runtime `other`'s secret",
+        );
+    }
+    let text = minimal_with("grants = { env = [\"AAC_MANAGER_TOKEN\"] }");
+    assert_error(
+        &text,
+        "grants",
+        "runtimes.shell.grants.env",
+        "AAC_MANAGER_TOKEN is one of the host's own variables",
+    );
+    // Other variables are still granted.
+    let text = minimal_with("grants = { env = [\"LANG\"] }");
+    assert_eq!(parse(&text).unwrap().runtimes["shell"].grants.env, ["LANG"]);
+}
+
 #[test]
 fn select_by_name_and_version() {
     let config = parse(FULL).unwrap();

@@ -27,6 +27,13 @@ pub enum ManagerError {
     /// The command's state does not allow this change (see the state machine in docs/protocol.md).
     #[error("{0}")]
     CommandState(String),
+    /// A delete of a run that has not ended.
+    #[error("{0}")]
+    RunNotFinished(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("store: {0}")]
     Storage(String),
 }
@@ -41,7 +48,10 @@ impl ManagerError {
             | ManagerError::LeaseLost(_)
             | ManagerError::RunTerminal(_)
             | ManagerError::IdConflict(_)
-            | ManagerError::CommandState(_) => StatusCode::CONFLICT,
+            | ManagerError::CommandState(_)
+            | ManagerError::RunNotFinished(_) => StatusCode::CONFLICT,
+            ManagerError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ManagerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ManagerError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +66,9 @@ impl ManagerError {
             ManagerError::RunTerminal(_) => error_code::RUN_TERMINAL,
             ManagerError::IdConflict(_) => error_code::ID_CONFLICT,
             ManagerError::CommandState(_) => error_code::COMMAND_STATE,
+            ManagerError::RunNotFinished(_) => error_code::RUN_NOT_FINISHED,
+            ManagerError::PayloadTooLarge(_) => error_code::PAYLOAD_TOO_LARGE,
+            ManagerError::UnsupportedMediaType(_) => error_code::UNSUPPORTED_MEDIA_TYPE,
             ManagerError::Storage(_) => error_code::INTERNAL,
         }
     }

@@ -24,6 +24,8 @@ pub const MAX_WAIT_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Most attempts a run may ask for.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+/// The largest request body the manager reads (2 MiB); a larger one is `413 payload-too-large`.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where a run is in its life. `queued` also covers a run whose runner's lease expired: it can be
 /// claimed again.
@@ -280,6 +282,13 @@ pub struct Command {
     pub outcome: Option<TurnOutcome>,
 }
 
+/// The reply to `DELETE /v1/runs/{run}`: the run, its commands and its events are gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDeleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
 /// The body of every error reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -304,6 +313,12 @@ pub mod error_code {
     pub const ID_CONFLICT: &str = "id-conflict";
     /// The command's state does not allow the change (e.g. a status for a command never acked).
     pub const COMMAND_STATE: &str = "command-state";
+    /// Delete: the run has not ended yet.
+    pub const RUN_NOT_FINISHED: &str = "run-not-finished";
+    /// The request body is over [`super::MAX_REQUEST_BYTES`].
+    pub const PAYLOAD_TOO_LARGE: &str = "payload-too-large";
+    /// A request body that is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
     pub const INTERNAL: &str = "internal";
 }
 
@@ -414,6 +429,10 @@ pub struct CommandBatch {
     pub run_status: RunStatus,
     pub cancel_requested: bool,
 }
+
+/// Largest event batch a runner sends, in JSON bytes: half the request limit, so one batch always
+/// fits with room to spare.
+pub const MAX_BATCH_BYTES: usize = MAX_REQUEST_BYTES / 2;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppendEvents {

@@ -16,9 +16,11 @@ use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
 use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
-use super::failure::{check_result_size, classify, described};
+use super::deadline::{Interrupted, bounded};
+use super::failure::{check_result_size, classify, described, refuse_host_only_kind};
 use super::limits::PluginLimits;
 use super::state::{SessionState, limited_store};
+use super::text::cut;
 use super::{PluginHost, PluginIdentity};
 use crate::config::Grants;
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
@@ -49,6 +51,8 @@ pub struct SessionOptions {
     pub cancel_grace: Duration,
     /// Secret values to mask in the session's events and logs.
     pub redactor: Redactor,
+    /// Cancelling it ends a `start` still running (run cancelled, lease lost, shutdown).
+    pub cancel: CancellationToken,
 }
 
 impl BackendPlugin {
@@ -98,21 +102,33 @@ impl BackendPlugin {
             process_limits: ProcessLimits::default(),
             cancel_grace: Duration::ZERO,
             redactor: Redactor::default(),
+            cancel: CancellationToken::new(),
         });
-        store.data_mut().cpu.start_call();
-        let info = async {
+        store.data_mut().start_call();
+        let described_call = async {
             let bindings = plugin.pre.instantiate_async(&mut store).await?;
             bindings
                 .aac_plugin_adapter()
                 .call_describe(&mut store)
                 .await
-        }
-        .await;
+        };
+        let wall = plugin.limits.call_wall;
+        let info = bounded(described_call, wall, &CancellationToken::new())
+            .await
+            .map_err(|stopped| {
+                anyhow::anyhow!(
+                    stopped
+                        .outcome(&identity, "describe", "[limits] call_wall")
+                        .message
+                        .unwrap_or_default()
+                )
+            })?;
         let info = described(store.data(), info, |info| {
             [&info.name, &info.version, &info.description].map(String::as_str)
         })?;
-        identity.name = info.name;
-        identity.version = info.version;
+        // Named in every message about the plugin: short and printable.
+        identity.name = super::text::identity_part(&info.name);
+        identity.version = super::text::identity_part(&info.version);
         plugin.identity = Arc::new(identity);
         plugin.description = info.description;
         Ok(plugin)
@@ -168,11 +184,11 @@ impl BackendPlugin {
         let state = SessionState::new(
             self.identity.clone(),
             &limits,
-            LogCapability {
-                run_id: options.run.run_id.clone(),
-                max_message_bytes: 16 << 10,
-                redactor: options.redactor.clone(),
-            },
+            LogCapability::new(
+                options.run.run_id.clone(),
+                16 << 10,
+                options.redactor.clone(),
+            ),
             EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
             SandboxCapability::new(options.sandbox, options.process_limits),
         );
@@ -190,10 +206,11 @@ impl BackendPlugin {
     ) -> Result<BackendSession, TurnOutcome> {
         let run = options.run.clone();
         let cancel_grace = options.cancel_grace;
+        let cancel = options.cancel.clone();
         let span = info_span!("session", plugin = %self.identity.name, run = %run.run_id);
         let mut store = self.new_store(options);
-        store.data_mut().cpu.start_call();
-        let opened = async {
+        store.data_mut().start_call();
+        let opening = async {
             let bindings = self.pre.instantiate_async(&mut store).await?;
             let started = bindings
                 .aac_plugin_adapter()
@@ -202,8 +219,10 @@ impl BackendPlugin {
                 .await?;
             Ok::<_, wasmtime::Error>((bindings, started))
         }
-        .instrument(span.clone())
-        .await;
+        .instrument(span.clone());
+        let opened = bounded(opening, self.limits.call_wall, &cancel)
+            .await
+            .map_err(|stopped| stopped.outcome(&self.identity, "start", "[limits] call_wall"))?;
         match opened {
             Ok((bindings, Ok(session))) => Ok(BackendSession {
                 store,
@@ -212,11 +231,17 @@ impl BackendPlugin {
                 identity: self.identity.clone(),
                 broken: None,
                 cancel_grace,
+                limits: self.limits,
                 span,
             }),
+            // The plugin's own words, bounded like every string it returns.
             Ok((_, Err(message))) => Err(TurnOutcome::failed(
                 FailureKind::BackendCrashed,
-                format!("{} refused to start the session: {message}", self.identity),
+                format!(
+                    "{} refused to start the session: {}",
+                    self.identity,
+                    cut(&message, self.limits.result_bytes)
+                ),
             )),
             Err(err) => Err(classify(store.data(), "start", &err)),
         }
@@ -232,6 +257,7 @@ pub struct BackendSession {
     /// Set once the plugin trapped or was abandoned: the instance must not be entered again.
     broken: Option<TurnOutcome>,
     cancel_grace: Duration,
+    limits: PluginLimits,
     span: tracing::Span,
 }
 
@@ -256,27 +282,49 @@ impl BackendSession {
             return outcome.clone();
         }
         let span = info_span!(parent: &self.span, "turn", command = %command.command_id);
+        // Stops the turn's processes on a cancel and at the wall-clock deadline alike.
+        let stop_processes = cancel.child_token();
         let state = self.store.data_mut();
-        state.sandbox.cancel = cancel.clone();
+        state.sandbox.cancel = stop_processes.clone();
         state.sandbox.lost = None;
         state.events.command_id = command.command_id.clone();
-        state.cpu.start_turn();
+        state.start_turn();
         state.events.start_turn();
 
         let grace = self.cancel_grace;
+        let wall = self.limits.turn_wall;
         let adapter = self.bindings.aac_plugin_adapter();
         let guest_session = adapter.session();
         let call = guest_session.call_run_turn(&mut self.store, self.session, &command);
-        let abandoned = async {
-            cancel.cancelled().await;
+        // Cancelled or past its deadline, the turn's processes are killed at once; the plugin
+        // then has `grace` to return before it is abandoned.
+        let stopped = async {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(wall) => {}
+            }
+            stop_processes.cancel();
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
             result = call.instrument(span) => Some(result),
-            () = abandoned => None,
+            () = stopped => None,
         };
+        // The processes were stopped though nobody cancelled: the deadline passed.
+        let past_deadline = stop_processes.is_cancelled() && !cancel.is_cancelled();
+        self.store.data_mut().events.end_turn();
 
         let outcome = match result {
+            // Past its deadline the turn failed, whatever the plugin said once its processes died.
+            _ if past_deadline => {
+                let outcome = Interrupted::Deadline(wall).outcome(
+                    &self.identity,
+                    "run-turn",
+                    "[limits] turn_wall",
+                );
+                self.broken = Some(outcome.clone());
+                outcome
+            }
             Some(Ok(result)) => match check_result_size(
                 self.store.data(),
                 "run-turn",
@@ -285,7 +333,7 @@ impl BackendSession {
                     .flatten()
                     .map(String::as_str),
             ) {
-                Ok(()) => from_wit(result),
+                Ok(()) => refuse_host_only_kind(&self.identity, from_wit(result)),
                 Err(outcome) => {
                     self.broken = Some(outcome.clone());
                     outcome
@@ -330,24 +378,39 @@ impl BackendSession {
         outcome
     }
 
-    /// Lets the plugin close the session, then drops it. Errors are logged, never fatal.
-    pub async fn close(mut self) {
+    /// Lets the plugin close the session, then drops it. Errors are logged, never fatal. The
+    /// call is bounded by `[limits] call_wall`.
+    pub async fn close(self) {
+        self.close_within(Duration::MAX, &CancellationToken::new())
+            .await;
+    }
+
+    /// [`Self::close`], abandoned once `wall` (at most `[limits] call_wall`) has passed or `stop`
+    /// fires: a session being torn down after a cancel or a shutdown waits no longer than that.
+    pub async fn close_within(mut self, wall: Duration, stop: &CancellationToken) {
         if self.broken.is_some() {
             return;
         }
-        self.store.data_mut().cpu.start_call();
-        let closed = async {
+        self.store.data_mut().start_call();
+        let closing = async {
             self.bindings
                 .aac_plugin_adapter()
                 .session()
                 .call_close(&mut self.store, self.session)
                 .await?;
             self.session.resource_drop_async(&mut self.store).await
-        }
-        .await;
-        if let Err(err) = closed {
-            let outcome = classify(self.store.data(), "close", &err);
-            warn!(plugin = %self.identity, message = ?outcome.message, "closing the session failed");
+        };
+        let closed = bounded(closing, wall.min(self.limits.call_wall), stop).await;
+        match closed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let outcome = classify(self.store.data(), "close", &err);
+                warn!(plugin = %self.identity, message = ?outcome.message, "closing the session failed");
+            }
+            Err(stopped) => {
+                let outcome = stopped.outcome(&self.identity, "close", "[limits] call_wall");
+                warn!(plugin = %self.identity, message = ?outcome.message, "the session was not closed");
+            }
         }
     }
 }

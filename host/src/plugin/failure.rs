@@ -2,7 +2,38 @@
 
 use crate::outcome::{FailureKind, TurnOutcome};
 
+use super::PluginIdentity;
 use super::state::SessionState;
+
+/// Failure kinds only the host can know (its lease, its sandbox, its limits, its bundle): a plugin
+/// claiming one is not believed.
+const HOST_ONLY_KINDS: [FailureKind; 8] = [
+    FailureKind::LeaseLost,
+    FailureKind::SandboxLost,
+    FailureKind::ImageUnavailable,
+    FailureKind::ResourceBundle,
+    FailureKind::BackendCrashed,
+    FailureKind::BackendTimeout,
+    FailureKind::ResourceExhausted,
+    FailureKind::HostError,
+];
+
+/// A turn outcome as the plugin reported it, unless it claims a host-only failure kind: that is
+/// recorded as the plugin's own failure (`backend-crashed`), its claim kept in the message. (A
+/// sandbox the host itself saw lost is reported as `sandbox-lost` by the host regardless.)
+pub fn refuse_host_only_kind(who: &PluginIdentity, outcome: TurnOutcome) -> TurnOutcome {
+    match outcome.failure_kind {
+        Some(kind) if HOST_ONLY_KINDS.contains(&kind) => TurnOutcome {
+            failure_kind: Some(FailureKind::BackendCrashed),
+            message: Some(format!(
+                "{who} reported failure kind `{kind}`, which only the host can report: {}",
+                outcome.message.as_deref().unwrap_or("(no message)")
+            )),
+            ..outcome
+        },
+        _ => outcome,
+    }
+}
 
 /// Classifies an error from a call into the plugin. The limits record whether they fired, so a
 /// trap caused by them is reported as what it is rather than as a crash.
@@ -23,7 +54,11 @@ pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> Turn
             format!("{who} went past an event limit in `{call}`: {reason}"),
         );
     }
-    if state.memory.exceeded {
+    // A refused grow explains the end only if the plugin did not panic after it: a panic (whose
+    // message follows the refusal on stderr) is a crash, to be shown with its text.
+    let panicked_since =
+        String::from_utf8_lossy(&state.memory.stderr_since_refusal()).contains("panicked at");
+    if state.memory.exceeded && !panicked_since {
         return TurnOutcome::failed(
             FailureKind::ResourceExhausted,
             format!("{who} exceeded its memory limit in `{call}`"),
@@ -41,10 +76,23 @@ pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> Turn
     TurnOutcome::failed(FailureKind::BackendCrashed, message)
 }
 
+/// What ended the call, without the backtrace wasmtime wraps host errors in (that is appended
+/// once, separately).
 fn trap_summary(err: &wasmtime::Error) -> String {
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("trap: {trap}"),
-        None => err.to_string(),
+        None => {
+            let cause = err.root_cause().to_string();
+            if cause.contains("unknown handle index") {
+                // The component model refused the handle before any host code ran.
+                format!(
+                    "{cause}: the plugin used a resource handle (a process) that the host never \
+                     gave out or that was already dropped"
+                )
+            } else {
+                cause
+            }
+        }
     }
 }
 

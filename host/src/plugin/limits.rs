@@ -1,9 +1,12 @@
-//! Per-session limits: a memory cap enforced by a store limiter, and a CPU budget per call counted
-//! while the plugin's own code runs (time spent waiting on host calls is not counted).
+//! Per-session limits: a memory cap enforced by a store limiter, a CPU budget per call counted
+//! while the plugin's own code runs (time spent in host calls, WASI waits included, is not counted),
+//! and a wall-clock deadline per call (see [`super::deadline`]) for a plugin that only waits.
 
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
+
+use super::stderr_tail::StderrTail;
 
 /// Limits applied to every session of a plugin. Going past any of them ends that session only,
 /// with a failure kind naming the limit (`backend-timeout` for CPU, `resource-exhausted` else).
@@ -16,6 +19,10 @@ pub struct PluginLimits {
     pub call_cpu: Duration,
     /// CPU time the plugin's own code may use in one `run-turn`.
     pub turn_cpu: Duration,
+    /// Wall-clock time one call other than a turn may take, waiting included.
+    pub call_wall: Duration,
+    /// Wall-clock time one `run-turn` may take, waiting on its processes included.
+    pub turn_wall: Duration,
     /// Largest event (kind + payload) the plugin may emit.
     pub event_bytes: usize,
     /// Sustained events per second; a burst of as many is allowed at once.
@@ -32,6 +39,8 @@ impl Default for PluginLimits {
             memory_bytes: 256 << 20,
             call_cpu: Duration::from_secs(10),
             turn_cpu: Duration::from_secs(10),
+            call_wall: Duration::from_secs(60),
+            turn_wall: Duration::from_secs(4 * 3600),
             event_bytes: 256 << 10,
             events_per_second: 10_000,
             turn_output_bytes: 64 << 20,
@@ -40,21 +49,38 @@ impl Default for PluginLimits {
     }
 }
 
-/// Denies memory growth past the limit and remembers that it did, so the resulting trap can be
-/// reported as `resource-exhausted` rather than a crash.
+/// Denies memory growth past the limit and remembers that it did in the current call, so the
+/// resulting trap can be reported as `resource-exhausted` rather than a crash.
 pub struct MemoryLimiter {
     limit: usize,
     in_use: usize,
+    /// A grow was refused during the current call.
     pub exceeded: bool,
+    /// How much the plugin had written to stderr at the last refusal: what it wrote after tells
+    /// whether the call ended of it or of something else (a panic).
+    pub refused_at: u64,
+    stderr: StderrTail,
 }
 
 impl MemoryLimiter {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, stderr: StderrTail) -> Self {
         Self {
             limit,
             in_use: 0,
             exceeded: false,
+            refused_at: 0,
+            stderr,
         }
+    }
+
+    /// A new call starts: a refusal the plugin handled earlier explains nothing of it.
+    pub fn start_call(&mut self) {
+        self.exceeded = false;
+    }
+
+    /// What the plugin wrote to stderr since the last refused grow.
+    pub fn stderr_since_refusal(&self) -> Vec<u8> {
+        self.stderr.since(self.refused_at)
     }
 }
 
@@ -68,6 +94,7 @@ impl ResourceLimiter for MemoryLimiter {
         let total = self.in_use - current.min(self.in_use) + desired;
         if total > self.limit {
             self.exceeded = true;
+            self.refused_at = self.stderr.written();
             return Ok(false);
         }
         self.in_use = total;
@@ -125,15 +152,16 @@ impl CpuBudget {
         self.resumed_at = Some(Instant::now());
     }
 
-    /// The plugin called into the host: stop counting.
-    pub fn enter_host(&mut self) {
+    /// The plugin's code stopped running (it called into the host, or its call returned): stop
+    /// counting. Called from the Store's call hook, for every host call alike.
+    pub fn pause(&mut self) {
         if let Some(resumed) = self.resumed_at.take() {
             self.used += resumed.elapsed();
         }
     }
 
-    /// The host call returned: count again.
-    pub fn leave_host(&mut self) {
+    /// The plugin's code runs again (a host call returned, or the host called into it).
+    pub fn resume(&mut self) {
         self.resumed_at = Some(Instant::now());
     }
 

@@ -13,12 +13,15 @@ mod backend;
 pub mod bindings;
 mod cache;
 pub mod capability;
+mod deadline;
 mod engine;
 mod failure;
 pub mod integrity;
 mod limits;
 pub mod materializer;
 mod state;
+mod stderr_tail;
+pub mod text;
 mod validate;
 
 use std::fmt;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::PluginIdentity;
@@ -13,15 +12,17 @@ use super::capability::{
     sandbox::SandboxCapability,
 };
 use super::limits::{CpuBudget, MemoryLimiter, PluginLimits};
+use super::stderr_tail::StderrTail;
 
-/// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there).
+/// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there):
+/// the last ones written.
 const STDERR_CAPTURE: usize = 64 << 10;
 
 pub struct SessionState {
     pub identity: Arc<PluginIdentity>,
     pub table: ResourceTable,
     pub wasi: WasiCtx,
-    pub stderr: MemoryOutputPipe,
+    pub stderr: StderrTail,
     pub limits: PluginLimits,
     pub memory: MemoryLimiter,
     pub cpu: CpuBudget,
@@ -42,7 +43,8 @@ impl SessionState {
         events: EventsCapability,
         sandbox: SandboxCapability,
     ) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let stderr = StderrTail::new(STDERR_CAPTURE);
+        let memory = MemoryLimiter::new(limits.memory_bytes, stderr.clone());
         let wasi = denied_wasi(&stderr).build();
         let http = HttpCapability::deny_all(identity.to_string());
         Self {
@@ -51,7 +53,7 @@ impl SessionState {
             wasi,
             stderr,
             limits: *limits,
-            memory: MemoryLimiter::new(limits.memory_bytes),
+            memory,
             cpu: CpuBudget::new(limits.call_cpu, limits.turn_cpu),
             log,
             events,
@@ -75,16 +77,33 @@ impl SessionState {
 
     /// The tail of what the plugin wrote to stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
+        tail_lines(&self.stderr.contents())
     }
+
+    /// A call other than a turn starts. Limits that fired in an earlier call (a refused memory
+    /// grow the plugin handled) do not explain how this one ends.
+    pub fn start_call(&mut self) {
+        self.cpu.start_call();
+        self.memory.start_call();
+    }
+
+    /// A `run-turn` call starts.
+    pub fn start_turn(&mut self) {
+        self.cpu.start_turn();
+        self.memory.start_call();
+    }
+}
+
+/// The last lines of what a plugin wrote to stderr.
+pub fn tail_lines(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
 /// WASI granting nothing: no env, no args, no preopened directories, no sockets. The plugin's
 /// stderr is captured (bounded) so a panic message can be shown.
-pub fn denied_wasi(stderr: &MemoryOutputPipe) -> WasiCtxBuilder {
+pub fn denied_wasi(stderr: &StderrTail) -> WasiCtxBuilder {
     let mut builder = WasiCtx::builder();
     builder
         .stderr(stderr.clone())
@@ -103,14 +122,24 @@ impl WasiView for SessionState {
     }
 }
 
-/// A Store for `state`: its memory limiter, and the epoch callback that charges the CPU budget,
-/// traps past it, and yields on every tick so one busy plugin cannot starve the other sessions.
+/// A Store for `state`: its memory limiter, the call hook that stops the CPU budget while the host
+/// runs (every host call alike: sandbox, events, WASI sleeps and polls), and the epoch callback
+/// that charges the budget, traps past it, and yields on every tick so one busy plugin cannot
+/// starve the other sessions.
 pub fn limited_store(
     engine: &wasmtime::Engine,
     state: SessionState,
 ) -> wasmtime::Store<SessionState> {
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
+    store.call_hook(|mut ctx, hook| {
+        let cpu = &mut ctx.data_mut().cpu;
+        match hook {
+            wasmtime::CallHook::CallingHost | wasmtime::CallHook::ReturningFromWasm => cpu.pause(),
+            wasmtime::CallHook::ReturningFromHost | wasmtime::CallHook::CallingWasm => cpu.resume(),
+        }
+        Ok(())
+    });
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         if ctx.data_mut().cpu.tick() {

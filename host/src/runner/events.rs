@@ -1,7 +1,9 @@
 //! Shipping a run's events to the manager: buffered in order, sent in batches (up to
-//! [`BatchPolicy::max_events`] events or [`BatchPolicy::max_delay`] after the first one waiting),
-//! retried by the client's backoff, and flushed on demand before any terminal status. When the
-//! buffer is full, new events are dropped and the count goes with the next batch.
+//! [`BatchPolicy::max_events`] events and [`BatchPolicy::max_batch_bytes`] of JSON, or
+//! [`BatchPolicy::max_delay`] after the first one waiting), retried by the client's backoff, and
+//! flushed on demand before any terminal status. When the buffer is full (events or bytes), new
+//! events are dropped and the count goes with the next batch, as do the counts of the host's
+//! [`DROPPED_KIND`] markers. A batch the manager finds too large (413) is split, never a lease loss.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,9 +13,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, warn};
 
-use crate::manager::protocol::AppendEvents;
+use crate::manager::protocol::{AppendEvents, MAX_BATCH_BYTES};
 use crate::manager::{ClientError, ManagerClient};
 use crate::outcome::TurnEvent;
+use crate::plugin::capability::events::DROPPED_KIND;
 
 /// How events are grouped into requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,10 @@ pub struct BatchPolicy {
     pub max_delay: Duration,
     /// Most events held while the manager is slow or away; later ones are dropped and counted.
     pub max_buffered: usize,
+    /// Most JSON bytes in one request (at least one event goes in each).
+    pub max_batch_bytes: usize,
+    /// Most JSON bytes held; later events are dropped and counted.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for BatchPolicy {
@@ -32,6 +39,8 @@ impl Default for BatchPolicy {
             max_events: 100,
             max_delay: Duration::from_millis(200),
             max_buffered: 100_000,
+            max_batch_bytes: MAX_BATCH_BYTES,
+            max_buffered_bytes: 64 << 20,
         }
     }
 }
@@ -86,6 +95,7 @@ impl EventShipper {
             token,
             policy,
             buffer: VecDeque::new(),
+            buffered_bytes: 0,
             oldest: None,
             unreported_drops: 0,
             stats: ShipStats::default(),
@@ -128,7 +138,9 @@ struct Shipper {
     run: String,
     token: String,
     policy: BatchPolicy,
-    buffer: VecDeque<TurnEvent>,
+    /// Events waiting, each with its size in JSON bytes.
+    buffer: VecDeque<(TurnEvent, usize)>,
+    buffered_bytes: usize,
     /// When the oldest buffered event arrived.
     oldest: Option<Instant>,
     unreported_drops: u64,
@@ -180,19 +192,50 @@ impl Shipper {
     }
 
     fn push(&mut self, event: TurnEvent) {
-        if self.failed.is_some() || self.buffer.len() >= self.policy.max_buffered {
-            self.unreported_drops += 1;
-            self.stats.dropped += 1;
+        if event.kind == DROPPED_KIND {
+            // Output the session dropped: counted on the run like our own drops.
+            let dropped = event.payload["dropped"].as_u64().unwrap_or(0);
+            self.count_drops(dropped);
+        }
+        let size = serde_json::to_vec(&event).map_or(0, |json| json.len());
+        if self.failed.is_some()
+            || self.buffer.len() >= self.policy.max_buffered
+            || self.buffered_bytes + size > self.policy.max_buffered_bytes
+        {
+            self.count_drops(1);
             return;
         }
         if self.buffer.is_empty() {
             self.oldest = Some(Instant::now());
         }
-        self.buffer.push_back(event);
+        self.buffered_bytes += size;
+        self.buffer.push_back((event, size));
+    }
+
+    fn count_drops(&mut self, n: u64) {
+        self.unreported_drops = self.unreported_drops.saturating_add(n);
+        self.stats.dropped = self.stats.dropped.saturating_add(n);
+    }
+
+    /// How many of the oldest events go in the next request: by count and by bytes, at least one.
+    fn batch_len(&self) -> usize {
+        let mut bytes = 0;
+        let n = self
+            .buffer
+            .iter()
+            .take(self.policy.max_events.max(1))
+            .take_while(|(_, size)| {
+                bytes += size + 1;
+                bytes <= self.policy.max_batch_bytes
+            })
+            .count();
+        n.max(1).min(self.buffer.len())
     }
 
     async fn ship_full_batches(&mut self) {
-        while self.buffer.len() >= self.policy.max_events {
+        while self.buffer.len() >= self.policy.max_events
+            || self.buffered_bytes >= self.policy.max_batch_bytes
+        {
             if self.ship_batch().await.is_err() {
                 return;
             }
@@ -214,43 +257,73 @@ impl Shipper {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let n = self.buffer.len().min(self.policy.max_events.max(1));
-        let batch = AppendEvents {
-            events: self.buffer.iter().take(n).cloned().collect(),
-            dropped: self.unreported_drops,
-        };
-        match self
-            .client
-            .append_events(&self.run, &self.token, &batch)
-            .await
-        {
-            Ok(_) => {
-                self.buffer.drain(..n);
-                self.stats.sent += n as u64;
-                self.stats.requests += 1;
-                self.unreported_drops = 0;
-                self.oldest = (!self.buffer.is_empty()).then(Instant::now);
-                Ok(())
-            }
-            Err(err) => {
-                let fatal = is_fatal(&err);
-                let error = ShipError {
-                    message: format!("could not deliver {n} event(s): {err}"),
-                    fatal,
-                };
-                warn!(error = %error, fatal, "event delivery failed");
-                if fatal {
-                    self.stats.dropped += self.buffer.len() as u64;
-                    self.buffer.clear();
-                    self.oldest = None;
-                    self.failed = Some(error.clone());
-                } else {
-                    // Try again after the next event or flush, or a batch delay from now.
-                    self.oldest = Some(Instant::now());
+        let mut n = self.batch_len();
+        loop {
+            let batch = AppendEvents {
+                events: self.buffer.iter().take(n).map(|(e, _)| e.clone()).collect(),
+                dropped: self.unreported_drops,
+            };
+            let sent = self
+                .client
+                .append_events(&self.run, &self.token, &batch)
+                .await;
+            match sent {
+                Ok(_) => {
+                    self.remove_oldest(n);
+                    self.stats.sent += n as u64;
+                    self.stats.requests += 1;
+                    self.unreported_drops = 0;
+                    return Ok(());
                 }
-                Err(error)
+                // Too large for this manager: smaller batches; a single event it can never take
+                // is dropped and counted. The lease is fine.
+                Err(ClientError::Status { status: 413, .. }) if n > 1 => {
+                    n /= 2;
+                    self.policy.max_batch_bytes = (self.policy.max_batch_bytes / 2).max(1);
+                    warn!(
+                        events = n,
+                        "the manager refused a batch as too large; splitting it"
+                    );
+                }
+                Err(ClientError::Status { status: 413, .. }) => {
+                    warn!(
+                        seq = self.buffer[0].0.seq,
+                        "the manager refused an event as too large; dropped"
+                    );
+                    self.remove_oldest(1);
+                    self.count_drops(1);
+                    return Ok(());
+                }
+                Err(err) => return Err(self.failed_delivery(n, err)),
             }
         }
+    }
+
+    fn remove_oldest(&mut self, n: usize) {
+        for (_, size) in self.buffer.drain(..n) {
+            self.buffered_bytes -= size;
+        }
+        self.oldest = (!self.buffer.is_empty()).then(Instant::now);
+    }
+
+    fn failed_delivery(&mut self, n: usize, err: ClientError) -> ShipError {
+        let fatal = is_fatal(&err);
+        let error = ShipError {
+            message: format!("could not deliver {n} event(s): {err}"),
+            fatal,
+        };
+        warn!(error = %error, fatal, "event delivery failed");
+        if fatal {
+            self.stats.dropped += self.buffer.len() as u64;
+            self.buffer.clear();
+            self.buffered_bytes = 0;
+            self.oldest = None;
+            self.failed = Some(error.clone());
+        } else {
+            // Try again after the next event or flush, or a batch delay from now.
+            self.oldest = Some(Instant::now());
+        }
+        error
     }
 }
 

@@ -29,7 +29,7 @@ use anyhow::Result;
 use tokio::sync::Mutex;
 
 pub use events::{BatchPolicy, ShipStats};
-pub use pool_mode::ServeReport;
+pub use pool_mode::{ServeReport, describe_unserved};
 pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
 pub use shutdown::Shutdown;
 
@@ -192,6 +192,15 @@ impl Runner {
         self
     }
 
+    /// Uses `plugin`, already loaded from `profile.plugin`, for the runs of `profile` instead of
+    /// loading it again on first use.
+    pub fn with_plugin(mut self, profile: &RunProfile, plugin: BackendPlugin) -> Self {
+        self.plugins
+            .get_mut()
+            .insert(plugin_key(profile), Arc::new(fitted(plugin, profile)));
+        self
+    }
+
     /// Uses `shutdown` (e.g. one wired to signals) instead of a private one.
     pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
@@ -249,20 +258,16 @@ impl Runner {
     /// The profile's plugin, loaded on first use: integrity checked, compiled (or read from the
     /// cache), with the profile's limits and grants.
     async fn plugin(&self, profile: &RunProfile) -> Result<Arc<BackendPlugin>> {
-        let key = format!("{}|{}", profile.runtime, profile.plugin.display());
+        let key = plugin_key(profile);
         let mut plugins = self.plugins.lock().await;
         if let Some(plugin) = plugins.get(&key) {
             return Ok(plugin.clone());
         }
-        let mut plugin = self
+        let plugin = self
             .host
             .load_backend_checked(&profile.plugin, &profile.integrity)
-            .await?
-            .with_grants(&profile.grants);
-        if let Some(limits) = profile.plugin_limits {
-            plugin = plugin.with_limits(limits);
-        }
-        let plugin = Arc::new(plugin);
+            .await?;
+        let plugin = Arc::new(fitted(plugin, profile));
         plugins.insert(key, plugin.clone());
         Ok(plugin)
     }
@@ -291,5 +296,19 @@ impl Runner {
         for pool in pools {
             pool.shutdown().await;
         }
+    }
+}
+
+/// Which loaded plugin serves `profile`.
+fn plugin_key(profile: &RunProfile) -> String {
+    format!("{}|{}", profile.runtime, profile.plugin.display())
+}
+
+/// `plugin` with `profile`'s grants and limits.
+fn fitted(plugin: BackendPlugin, profile: &RunProfile) -> BackendPlugin {
+    let plugin = plugin.with_grants(&profile.grants);
+    match profile.plugin_limits {
+        Some(limits) => plugin.with_limits(limits),
+        None => plugin,
     }
 }

@@ -1,6 +1,7 @@
 //! Pool mode: one runner process claims queued runs and works on many at once, with warm
 //! sandbox pools per runtime so each run starts on a ready container.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::profile::{Profiles, RunProfile};
 use super::session::sandbox_spec;
 use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::ClientError;
+use crate::manager::protocol::RunStatus;
 use crate::sandbox::pool::WarmPool;
 
 /// What a pool-mode runner did.
@@ -22,7 +24,13 @@ pub struct ServeReport {
     pub runs: Vec<RunReport>,
     /// Runs claimed but not worked on (failed first heartbeat), with why.
     pub refused: Vec<String>,
+    /// Backend profiles of queued runs this runner has no runtime for, with how many runs each
+    /// (as last seen).
+    pub unserved: BTreeMap<String, usize>,
 }
+
+/// How often a runner with nothing to claim looks for queued runs it cannot serve.
+const UNSERVED_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 impl Runner {
     /// The warm pool of `profile`, started on first use; `None` when it has none.
@@ -88,6 +96,7 @@ impl Runner {
             let mut tasks: JoinSet<Result<RunReport, StartError>> = JoinSet::new();
             let backends = self.profiles.backends();
             let max_runs = max_runs.max(1);
+            let mut unserved_checked: Option<tokio::time::Instant> = None;
             loop {
                 let mut queue_empty = false;
                 while tasks.len() < max_runs && !self.shutdown.draining().is_cancelled() {
@@ -122,6 +131,15 @@ impl Runner {
                 }
                 let done = self.shutdown.draining().is_cancelled()
                     || (self.config.mode == RunMode::OneShot && queue_empty);
+                let check_due =
+                    unserved_checked.is_none_or(|at| at.elapsed() >= UNSERVED_CHECK_EVERY);
+                if queue_empty
+                    && let Some(backends) = &backends
+                    && (check_due || (done && tasks.is_empty()))
+                {
+                    unserved_checked = Some(tokio::time::Instant::now());
+                    self.check_unserved(backends, &mut report.unserved).await;
+                }
                 if done && tasks.is_empty() {
                     break;
                 }
@@ -139,6 +157,46 @@ impl Runner {
         .instrument(span)
         .await
     }
+}
+
+impl Runner {
+    /// Looks for queued runs whose backend profile none of `backends` is, and says which when that
+    /// changed: such runs stay queued until a runner with their runtime comes.
+    async fn check_unserved(&self, backends: &[String], unserved: &mut BTreeMap<String, usize>) {
+        let queued = match self.client.list_runs(Some(RunStatus::Queued)).await {
+            Ok(queued) => queued,
+            Err(err) => {
+                warn!(error = %err, "could not list queued runs");
+                return;
+            }
+        };
+        let mut found: BTreeMap<String, usize> = BTreeMap::new();
+        for run in queued
+            .into_iter()
+            .filter(|run| !backends.contains(&run.backend))
+        {
+            *found.entry(run.backend).or_default() += 1;
+        }
+        let changed = found.keys().ne(unserved.keys());
+        if changed && !found.is_empty() {
+            let list = describe_unserved(&found);
+            warn!(
+                unserved = %list,
+                serves = %backends.join(", "),
+                "queued runs need backends this runner has no runtime for"
+            );
+        }
+        *unserved = found;
+    }
+}
+
+/// `codex@0.170 (2 runs), gemini (1 run)`.
+pub fn describe_unserved(unserved: &BTreeMap<String, usize>) -> String {
+    unserved
+        .iter()
+        .map(|(backend, n)| format!("{backend} ({n} run{})", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn record(

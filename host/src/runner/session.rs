@@ -52,6 +52,8 @@ pub struct SessionRequest<'a> {
     pub cancel_grace: Duration,
     /// TERM → KILL grace of the turn's processes (from the lease budget).
     pub kill_grace: Duration,
+    /// Cancelling it ends the materializer's and the plugin's `start` calls still running.
+    pub cancel: CancellationToken,
 }
 
 pub struct RunSession {
@@ -127,10 +129,11 @@ impl RunSession {
             events: request.events,
             process_limits: ProcessLimits {
                 kill_grace: request.kill_grace,
-                ..ProcessLimits::default()
+                ..process_limits(profile)
             },
             cancel_grace: request.cancel_grace,
             redactor: Redactor::new(profile.secrets.iter().map(|(_, value)| value.clone())),
+            cancel: request.cancel.clone(),
         };
         match plugin.open_session(options).await {
             Ok(mut backend) => {
@@ -160,9 +163,10 @@ impl RunSession {
         self.backend.run_turn(info, cancel).await
     }
 
-    /// Closes the backend session and removes the sandbox.
-    pub async fn close(self) {
-        self.backend.close().await;
+    /// Closes the backend session (waiting at most `wall`, and no longer once `stop` fires) and
+    /// removes the sandbox.
+    pub async fn close(self, wall: Duration, stop: &CancellationToken) {
+        self.backend.close_within(wall, stop).await;
         remove(&self.sandbox).await;
     }
 }
@@ -176,11 +180,21 @@ async fn materialize(
     let Some(job) = &request.bundle else {
         return Ok(());
     };
+    let options = MaterializeOptions {
+        cancel: request.cancel.clone(),
+        ..job.options.clone()
+    };
     let summary = job
         .materializer
-        .materialize(job.bundle, workspace, &job.options)
+        .materialize(job.bundle, workspace, &options)
         .await
-        .map_err(|failure| TurnOutcome::failed(failure.kind, failure.message))?;
+        .map_err(|failure| {
+            if request.cancel.is_cancelled() {
+                TurnOutcome::cancelled(failure.message)
+            } else {
+                TurnOutcome::failed(failure.kind, failure.message)
+            }
+        })?;
     give_to_user(workspace, user)
         .map_err(|err| TurnOutcome::failed(FailureKind::HostError, format!("{err:#}")))?;
     tracing::info!(
@@ -189,6 +203,21 @@ async fn materialize(
         "bundle materialized"
     );
     Ok(())
+}
+
+/// The session's process policy: each open process costs at least one of the sandbox's pids, and
+/// the container's init, the spare shell and kill helpers need theirs, so a session holds fewer processes than that.
+fn process_limits(profile: &RunProfile) -> ProcessLimits {
+    let defaults = ProcessLimits::default();
+    let budget = profile
+        .limits
+        .pids
+        .and_then(|pids| usize::try_from(pids.saturating_sub(4)).ok())
+        .map_or(defaults.max_open, |pids| pids.max(1));
+    ProcessLimits {
+        max_open: defaults.max_open.min(budget),
+        ..defaults
+    }
 }
 
 fn open_failed(err: crate::sandbox::OpenError) -> TurnOutcome {

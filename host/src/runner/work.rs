@@ -218,7 +218,12 @@ impl RunWork<'_> {
     async fn finish_run(mut self) -> RunReport {
         let end = self.command_loop().await;
         if let Some(session) = self.session.take() {
-            session.close().await;
+            // A run stopped by the host closes quickly: its plugin had its turn's grace already.
+            let wall = match end {
+                RunEnd::Cancelled(_) | RunEnd::LeaseLost(_) => self.runner.config.cancel_grace,
+                _ => Duration::MAX,
+            };
+            session.close(wall, self.runner.shutdown.aborting()).await;
         }
         if let Some(why) = end.release_reason() {
             return self.release(why).await;
@@ -484,7 +489,37 @@ impl RunWork<'_> {
         command: &Command,
     ) -> Result<TurnOutcome, RunEnd> {
         if self.session.is_none() {
-            match self.open_session(profile).await {
+            // Opening (materializing, the plugin's `start`) stops as a turn does.
+            let cancel = CancellationToken::new();
+            let signals = self.signals.clone();
+            let runner = self.runner;
+            let stop = stop_reason(&signals, runner, &command.id, None);
+            let (opened, stopped) = {
+                let open = self.open_session(profile, cancel.clone());
+                tokio::pin!(open);
+                tokio::select! {
+                    opened = &mut open => (opened, None),
+                    reason = stop => {
+                        cancel.cancel();
+                        (open.await, Some(reason))
+                    }
+                }
+            };
+            let opened = match (opened, stopped) {
+                // Lost or shut down while opening: the run goes back, as from a turn.
+                (Err(_), Some(StopReason::LeaseLost)) => {
+                    return Err(RunEnd::LeaseLost(format!(
+                        "opening the session was stopped: {}",
+                        signals.lost_reason().unwrap_or_default()
+                    )));
+                }
+                (Err(_), Some(StopReason::ShutDown)) => return Err(RunEnd::ShutDown),
+                (Err(outcome), Some(reason)) => {
+                    Err(stopped_outcome(reason, outcome, &signals, profile))
+                }
+                (opened, _) => opened,
+            };
+            match opened {
                 Ok(session) => {
                     self.report.workspace = Some(session.workspace.clone());
                     self.report.warm_sandbox = session.warm;
@@ -497,16 +532,7 @@ impl RunWork<'_> {
         let session = self.session.as_mut().expect("opened above");
         let deadline = self.session_deadline.expect("set with the session");
         let signals = &self.signals;
-        let shutdown = &self.runner.shutdown;
-        let stop = async {
-            tokio::select! {
-                () = signals.run_cancelled().cancelled() => StopReason::Cancelled("the run was cancelled"),
-                () = signals.command_cancelled(&command.id) => StopReason::Cancelled("the command was cancelled"),
-                () = signals.lease_lost().cancelled() => StopReason::LeaseLost,
-                () = shutdown.aborting().cancelled() => StopReason::ShutDown,
-                () = tokio::time::sleep_until(deadline) => StopReason::MaxDuration,
-            }
-        };
+        let stop = stop_reason(signals, self.runner, &command.id, Some(deadline));
         let cancel = CancellationToken::new();
         let turn = session.run_turn(command, cancel.clone());
         tokio::pin!(turn);
@@ -517,32 +543,22 @@ impl RunWork<'_> {
                 (turn.await, Some(reason))
             }
         };
-        Ok(match stopped {
-            Some(StopReason::LeaseLost) => {
-                return Err(RunEnd::LeaseLost(format!(
-                    "the turn was stopped: {}",
-                    signals.lost_reason().unwrap_or_default()
-                )));
-            }
-            Some(StopReason::ShutDown) => return Err(RunEnd::ShutDown),
-            Some(StopReason::MaxDuration) => TurnOutcome::failed(
-                FailureKind::TurnTimeout,
-                format!(
-                    "the session reached its maximum duration of {:?}",
-                    profile.max_duration
-                ),
-            ),
-            Some(StopReason::Cancelled(why)) if outcome.status == TerminalStatus::Cancelled => {
-                TurnOutcome {
-                    message: Some(why.to_string()),
-                    ..outcome
-                }
-            }
-            _ => outcome,
-        })
+        match stopped {
+            Some(StopReason::LeaseLost) => Err(RunEnd::LeaseLost(format!(
+                "the turn was stopped: {}",
+                signals.lost_reason().unwrap_or_default()
+            ))),
+            Some(StopReason::ShutDown) => Err(RunEnd::ShutDown),
+            Some(reason) => Ok(stopped_outcome(reason, outcome, signals, profile)),
+            None => Ok(outcome),
+        }
     }
 
-    async fn open_session(&mut self, profile: &RunProfile) -> Result<RunSession, TurnOutcome> {
+    async fn open_session(
+        &mut self,
+        profile: &RunProfile,
+        cancel: CancellationToken,
+    ) -> Result<RunSession, TurnOutcome> {
         let runner = self.runner;
         let plugin = runner
             .plugin(profile)
@@ -598,7 +614,61 @@ impl RunWork<'_> {
             last_event_seq: self.run.last_event_seq,
             cancel_grace: runner.config.cancel_grace,
             kill_grace: self.budget.kill_grace,
+            cancel,
         };
         RunSession::open(&plugin, profile, source, request).await
+    }
+}
+
+/// Resolves once the work on `command` must stop, and says why; `deadline` is the session's end.
+async fn stop_reason(
+    signals: &RunSignals,
+    runner: &Runner,
+    command: &str,
+    deadline: Option<Instant>,
+) -> StopReason {
+    let max_duration = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = signals.run_cancelled().cancelled() => StopReason::Cancelled("the run was cancelled"),
+        () = signals.command_cancelled(command) => StopReason::Cancelled("the command was cancelled"),
+        () = signals.lease_lost().cancelled() => StopReason::LeaseLost,
+        () = runner.shutdown.aborting().cancelled() => StopReason::ShutDown,
+        () = max_duration => StopReason::MaxDuration,
+    }
+}
+
+/// What to report for work the host stopped for `reason`; `outcome` is what the work returned.
+/// (A lost lease or a shutdown releases the run instead; the callers handle those first.)
+fn stopped_outcome(
+    reason: StopReason,
+    outcome: TurnOutcome,
+    signals: &RunSignals,
+    profile: &RunProfile,
+) -> TurnOutcome {
+    match reason {
+        StopReason::LeaseLost => TurnOutcome::failed(
+            FailureKind::LeaseLost,
+            format!(
+                "the turn was stopped: {}",
+                signals.lost_reason().unwrap_or_default()
+            ),
+        ),
+        StopReason::MaxDuration => TurnOutcome::failed(
+            FailureKind::TurnTimeout,
+            format!(
+                "the session reached its maximum duration of {:?}",
+                profile.max_duration
+            ),
+        ),
+        StopReason::Cancelled(why) if outcome.status == TerminalStatus::Cancelled => TurnOutcome {
+            message: Some(why.to_string()),
+            ..outcome
+        },
+        StopReason::Cancelled(_) | StopReason::ShutDown => outcome,
     }
 }

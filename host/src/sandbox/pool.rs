@@ -6,7 +6,6 @@
 //! background, one container at a time, so a burst of sessions cannot start a storm of creations.
 
 use std::collections::VecDeque;
-use std::os::unix::fs::chown;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -219,32 +218,50 @@ impl WarmPool {
     }
 }
 
-/// Creates a workspace directory the sandbox user can write.
+/// Creates a workspace directory the sandbox user can write. Run as root, everything already in it
+/// (a `--workspace` the user filled) is given to the sandbox user too, so the agent can change the
+/// files it starts from: see [`give_to_user`].
 pub fn prepare_workspace(dir: &std::path::Path, user: &str) -> Result<(), OpenError> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("could not create workspace {}", dir.display()))?;
-    let mut ids = user.split(':').map(|part| part.parse::<u32>().ok());
-    let (uid, gid) = (ids.next().flatten(), ids.next().flatten());
-    if uid.is_some() && am_root() {
-        chown(dir, uid, gid)
-            .with_context(|| format!("could not give workspace {} to {user}", dir.display()))?;
-    }
+    give_to_user(dir, user)?;
     Ok(())
 }
 
-/// Gives everything under `dir` (a materialized workspace) to the sandbox user, so the agent can
-/// change the files it starts from. Only root can, and only root needs to.
+/// Gives `dir` and everything under it (a workspace the user filled, or a materialized bundle) to
+/// the sandbox user, so the agent can change the files it starts from. Only root can, and only
+/// root needs to. Links are not followed and other file systems mounted inside are left alone;
+/// a directory directly under `/` (or `/` itself) is refused: it is never a workspace.
 pub fn give_to_user(dir: &std::path::Path, user: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let mut ids = user.split(':').map(|part| part.parse::<u32>().ok());
     let (uid, gid) = (ids.next().flatten(), ids.next().flatten());
     if uid.is_none() || !am_root() {
         return Ok(());
     }
-    let mut pending = vec![dir.to_path_buf()];
+    let dir = std::path::absolute(dir)?;
+    if dir.components().count() < 3 {
+        anyhow::bail!(
+            "refusing to give {} and everything in it to the sandbox user {user}: \
+             use a directory of its own as the workspace",
+            dir.display()
+        );
+    }
+    let device = dir
+        .symlink_metadata()
+        .with_context(|| format!("could not read {}", dir.display()))?
+        .dev();
+    let mut pending = vec![dir];
     while let Some(path) = pending.pop() {
-        std::os::unix::fs::lchown(&path, uid, gid)
-            .with_context(|| format!("could not give {} to {user}", path.display()))?;
-        if path.symlink_metadata()?.is_dir() {
+        let meta = path.symlink_metadata()?;
+        if meta.dev() != device {
+            continue;
+        }
+        if (meta.uid(), meta.gid()) != (uid.unwrap_or(meta.uid()), gid.unwrap_or(meta.gid())) {
+            std::os::unix::fs::lchown(&path, uid, gid)
+                .with_context(|| format!("could not give {} to {user}", path.display()))?;
+        }
+        if meta.is_dir() {
             for entry in std::fs::read_dir(&path)? {
                 pending.push(entry?.path());
             }

@@ -19,6 +19,10 @@ pub struct ProcessLimits {
     pub kill_grace: Duration,
     /// Output chunks buffered ahead of the plugin's reads before the process is slowed down.
     pub buffered_chunks: usize,
+    /// Processes one session may hold open at once (handles not yet dropped).
+    pub max_open: usize,
+    /// Bytes of one exec request's argv and env together.
+    pub max_request_bytes: usize,
 }
 
 impl Default for ProcessLimits {
@@ -26,6 +30,8 @@ impl Default for ProcessLimits {
         Self {
             kill_grace: Duration::from_secs(5),
             buffered_chunks: 64,
+            max_open: 64,
+            max_request_bytes: 1 << 20,
         }
     }
 }

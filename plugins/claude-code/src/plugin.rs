@@ -50,7 +50,7 @@ impl Backend for ClaudeCode {
             Ok(process) => process,
             Err(err) => {
                 return TurnResult::failed(
-                    FailureKind::SandboxLost,
+                    FailureKind::AgentError,
                     format!("could not start claude: {err:?}"),
                 );
             }
@@ -73,7 +73,7 @@ impl Backend for ClaudeCode {
                     }
                 }
                 Stream::Stderr => {
-                    events::emit_output(Stream::Stderr, &line.text);
+                    events::emit_output(Stream::Stderr, &line);
                     if stderr_tail.len() == STDERR_TAIL {
                         stderr_tail.pop_front();
                     }

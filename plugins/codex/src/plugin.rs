@@ -52,7 +52,7 @@ impl Backend for Codex {
             Ok(process) => process,
             Err(err) => {
                 return TurnResult::failed(
-                    FailureKind::SandboxLost,
+                    FailureKind::AgentError,
                     format!("could not start codex: {err:?}"),
                 );
             }
@@ -75,7 +75,7 @@ impl Backend for Codex {
                     }
                 }
                 Stream::Stderr => {
-                    events::emit_output(Stream::Stderr, &line.text);
+                    events::emit_output(Stream::Stderr, &line);
                     if stderr_tail.len() == STDERR_TAIL {
                         stderr_tail.pop_front();
                     }

@@ -76,11 +76,11 @@ impl Backend for Shell {
 
         let mut process = match exec.spawn() {
             Ok(process) => process,
-            Err(err) => return TurnResult::failed(FailureKind::SandboxLost, format!("{err:?}")),
+            Err(err) => return TurnResult::failed(FailureKind::AgentError, format!("{err:?}")),
         };
         log::debug(&format!("command {} started", command.command_id));
         for line in process.lines() {
-            events::emit_output(line.stream, &line.text);
+            events::emit_output(line.stream, &line);
         }
         let status = process.wait();
         events::emit(
@@ -114,7 +114,7 @@ impl Backend for Shell {
                     format!("the script exited with code {code}"),
                 ),
                 None => TurnResult::failed(
-                    FailureKind::SandboxLost,
+                    FailureKind::AgentError,
                     "the script ended without an exit code",
                 ),
             }

@@ -28,8 +28,8 @@ pub use retry::RetryPolicy;
 use super::protocol::{
     AppendEvents, AppendReply, Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandBatch,
     CreateRun, EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER,
-    Lease, Placement, RegisterRunner, ReleaseRequest, Run, RunList, RunStatus, RunStatusUpdate,
-    Runner, error_code, valid_id,
+    Lease, Placement, RegisterRunner, ReleaseRequest, Run, RunDeleted, RunList, RunStatus,
+    RunStatusUpdate, Runner, error_code, valid_id,
 };
 use crate::outcome::{TurnEvent, TurnOutcome};
 
@@ -532,6 +532,14 @@ impl ManagerClient {
             None,
         )
         .await
+    }
+
+    /// Deletes a finished run with its commands and events; a run that has not ended is
+    /// refused (`409 run-not-finished`).
+    pub async fn delete_run(&self, run: &str) -> Result<RunDeleted> {
+        seg("delete run", run)?;
+        self.call(Method::DELETE, &format!("/runs/{run}"), Self::NO_BODY, None)
+            .await
     }
 
     pub async fn cancel_command(&self, run: &str, cmd: &str) -> Result<Command> {

@@ -11,6 +11,8 @@
 //! ```
 
 mod auth;
+mod janitor;
+mod json_errors;
 mod notify;
 mod routes;
 
@@ -18,6 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -29,6 +32,9 @@ use super::error::ManagerError;
 use super::store::{LeasePolicy, Store};
 use notify::Hub;
 
+/// How often the background sweep looks for work by default.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How a manager is set up.
 #[derive(Clone)]
 pub struct ManagerConfig {
@@ -38,6 +44,10 @@ pub struct ManagerConfig {
     pub clock: Arc<dyn Clock>,
     /// Safety gap before an expired lease is granted again, and the default `max_attempts`.
     pub policy: LeasePolicy,
+    /// Finished runs older than this are removed with their commands and events (none: kept).
+    pub retention: Option<Duration>,
+    /// How often the background sweep looks for work (deletions, runs past the retention).
+    pub sweep_interval: Duration,
 }
 
 impl ManagerConfig {
@@ -46,7 +56,18 @@ impl ManagerConfig {
             tokens: vec![token.into()],
             clock: Arc::new(SystemClock),
             policy: LeasePolicy::default(),
+            retention: None,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
         }
+    }
+
+    /// Removes runs that finished longer than `retention` ago; the sweep then runs at least every
+    /// tenth of the retention (between 1 s and a minute).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self.sweep_interval =
+            (retention / 10).clamp(Duration::from_secs(1), DEFAULT_SWEEP_INTERVAL);
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -62,8 +83,10 @@ impl ManagerConfig {
 
 struct Inner {
     store: Store,
-    hub: Hub,
+    hub: Arc<Hub>,
     tokens: Vec<String>,
+    retention: Option<Duration>,
+    sweep_interval: Duration,
 }
 
 /// The embedded manager: store, wake-ups and auth. Cheap to clone.
@@ -76,7 +99,11 @@ impl Manager {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: impl AsRef<Path>, config: ManagerConfig) -> Result<Self, ManagerError> {
         let store = Store::open(path, config.clock.clone())?.with_policy(config.policy);
-        Self::with_store(store, config.tokens)
+        let mut manager = Self::with_store(store, config.tokens)?;
+        let inner = Arc::get_mut(&mut manager.inner).expect("not shared yet");
+        inner.retention = config.retention;
+        inner.sweep_interval = config.sweep_interval;
+        Ok(manager)
     }
 
     pub fn with_store(store: Store, tokens: Vec<String>) -> Result<Self, ManagerError> {
@@ -88,8 +115,10 @@ impl Manager {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                hub: Hub::default(),
+                hub: Arc::default(),
                 tokens,
+                retention: None,
+                sweep_interval: DEFAULT_SWEEP_INTERVAL,
             }),
         })
     }
@@ -98,8 +127,22 @@ impl Manager {
         &self.inner.store
     }
 
-    pub(crate) fn hub(&self) -> &Hub {
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    pub(crate) fn retention(&self) -> Option<Duration> {
+        self.inner.retention
+    }
+
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        self.inner.sweep_interval
+    }
+
+    /// How many runs have a long-poll or event stream waiting on them now (each such run holds
+    /// one wake-up channel until its last waiter's request ends).
+    pub fn watched_runs(&self) -> usize {
+        self.inner.hub.watched_runs()
     }
 
     /// Runs `f` on the store off the async threads (redb commits fsync).
@@ -133,13 +176,15 @@ pub async fn serve_with_shutdown(
 ) -> std::io::Result<()> {
     let app = manager.router();
     let closing = manager.clone();
-    drop(manager);
-    axum::serve(listener, app)
+    let janitor = janitor::Janitor::spawn(manager);
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             signal.await;
             closing.hub().close();
         })
-        .await
+        .await;
+    janitor.stop().await;
+    served
 }
 
 /// A manager serving in the background (see [`start`]).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,11 +15,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::Manager;
+use super::notify::Subscription;
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{
     AppendEvents, ClaimNextRequest, ClaimRequest, CreateRun, EnqueueCommand, ErrorBody,
-    HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_WAIT_SECONDS, NDJSON, RegisterRunner, ReleaseRequest,
-    RunList, RunStatus, RunStatusUpdate, error_code,
+    HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_REQUEST_BYTES, MAX_WAIT_SECONDS, NDJSON,
+    RegisterRunner, ReleaseRequest, RunDeleted, RunList, RunStatus, RunStatusUpdate, error_code,
 };
 use crate::outcome::TurnOutcome;
 
@@ -30,7 +31,7 @@ pub(super) fn router(manager: Manager) -> Router {
         .route("/runners", post(register_runner))
         .route("/runs", post(create_run).get(list_runs))
         .route("/claim-next", post(claim_next))
-        .route("/runs/{run}", get(get_run))
+        .route("/runs/{run}", get(get_run).delete(delete_run))
         .route("/runs/{run}/claim", post(claim))
         .route("/runs/{run}/heartbeat", post(heartbeat))
         .route("/runs/{run}/cancel", post(cancel_run))
@@ -43,14 +44,18 @@ pub(super) fn router(manager: Manager) -> Router {
         .route("/runs/{run}/commands/{cmd}/cancel", post(cancel_command))
         .route("/runs/{run}/commands/{cmd}/status", post(command_status))
         .route("/runs/{run}/events", get(events).post(append_events));
+    // Layers run outermost last-added: JSON errors, then auth, then the content-type check.
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(middleware::from_fn(super::json_errors::require_json))
         .layer(middleware::from_fn_with_state(
             manager.clone(),
             super::auth::require_bearer,
         ))
+        .layer(middleware::from_fn(super::json_errors::as_json))
         .with_state(manager)
 }
 
@@ -73,8 +78,18 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
     } else {
         body
     };
-    serde_json::from_slice(bytes)
-        .map_err(|e| ManagerError::BadRequest(format!("invalid body: {e}")))
+    // The error names the field at fault (`invalid body at `events[3].seq`: …`).
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." => ManagerError::BadRequest(format!("invalid body: {}", e.into_inner())),
+            _ => ManagerError::BadRequest(format!("invalid body at `{path}`: {}", e.into_inner())),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ManagerError::BadRequest(format!("invalid body: {e}")))?;
+    Ok(value)
 }
 
 fn query<T>(
@@ -123,6 +138,18 @@ async fn list_runs(
 async fn get_run(State(m): State<Manager>, Path(run): Path<String>) -> Result<Response> {
     let run = m.blocking(move |s| s.get_run(&run)).await?;
     Ok(Json(run).into_response())
+}
+
+/// Deletes a finished run with its commands and events; `409 run-not-finished` otherwise.
+async fn delete_run(State(m): State<Manager>, Path(run): Path<String>) -> Result<Response> {
+    let r = run.clone();
+    m.blocking(move |s| s.delete_run(&r)).await?;
+    m.hub().bump_and_forget(&run);
+    Ok(Json(RunDeleted {
+        id: run,
+        deleted: true,
+    })
+    .into_response())
 }
 
 async fn claim(State(m): State<Manager>, Path(run): Path<String>, body: Bytes) -> Result<Response> {
@@ -280,12 +307,13 @@ async fn long_poll<T: Send + 'static>(
 ) -> Result<T> {
     let wait = Duration::from_secs(wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     let deadline = tokio::time::Instant::now() + wait;
-    let mut rx = m.hub().subscribe(&run);
+    // Dropped when this request ends, however it ends (answer, error, client gone).
+    let mut sub = m.hub().subscribe(&run);
     loop {
-        rx.borrow_and_update();
+        sub.rx().borrow_and_update();
         let (r, read) = (run.clone(), read.clone());
         let state = m.blocking(move |s| read(s, &r)).await?;
-        if ready(&state) || m.hub().is_closing() || !wait_change(&mut rx, deadline).await {
+        if ready(&state) || m.hub().is_closing() || !wait_change(sub.rx(), deadline).await {
             return Ok(state);
         }
     }
@@ -381,13 +409,13 @@ async fn events(
     let follow = q.follow.unwrap_or(false);
     let r = run.clone();
     m.blocking(move |s| s.get_run(&r)).await?;
-    let rx = m.hub().subscribe(&run);
+    let sub = m.hub().subscribe(&run);
     let state = Follow {
         m,
         run,
         after: q.after.unwrap_or(0),
         follow,
-        rx,
+        sub,
         done: false,
     };
     let stream = futures::stream::unfold(state, |mut s| async move {
@@ -395,7 +423,7 @@ async fn events(
             return None;
         }
         loop {
-            s.rx.borrow_and_update();
+            s.sub.rx().borrow_and_update();
             let (r, after) = (s.run.clone(), s.after);
             match s
                 .m
@@ -422,7 +450,7 @@ async fn events(
                     if !s.follow || run.status.is_terminal() || s.m.hub().is_closing() {
                         return None;
                     }
-                    if s.rx.changed().await.is_err() {
+                    if s.sub.rx().changed().await.is_err() {
                         return None;
                     }
                 }
@@ -437,6 +465,7 @@ struct Follow {
     run: String,
     after: u64,
     follow: bool,
-    rx: watch::Receiver<u64>,
+    /// Dropped with the stream, when it ends or the client goes away.
+    sub: Subscription,
     done: bool,
 }

@@ -378,7 +378,7 @@ impl Store {
                 rec.run.message = Some("cancelled while no runner held it".into());
                 end_open_commands(&mut commands, run, &rec.run, now)?;
             }
-            Self::save_run(&mut runs, &rec)?;
+            Self::save_run(&tx, &mut runs, &rec)?;
             rec.view(now)
         };
         tx.commit()?;

@@ -59,7 +59,7 @@ impl Store {
             ids.insert(command_key(run, &cmd.id).as_str(), seq)?;
             rec.run.last_command_seq = seq;
             rec.run.updated_at_ms = now;
-            Self::save_run(&mut runs, &rec)?;
+            Self::save_run(&tx, &mut runs, &rec)?;
             cmd
         };
         tx.commit()?;

@@ -41,10 +41,11 @@ impl Store {
                     stored += 1;
                 }
             }
-            rec.run.dropped_events += req.dropped;
+            // Saturates: a count past u64::MAX stays at the maximum instead of wrapping.
+            rec.run.dropped_events = rec.run.dropped_events.saturating_add(req.dropped);
             if stored > 0 || req.dropped > 0 {
                 rec.run.updated_at_ms = now;
-                Self::save_run(&mut runs, &rec)?;
+                Self::save_run(&tx, &mut runs, &rec)?;
             }
             AppendReply {
                 last_seq: rec.run.last_event_seq,

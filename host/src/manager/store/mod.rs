@@ -8,8 +8,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod attempts;
+mod bulk;
 mod commands;
 mod events;
+mod open;
+mod queue;
+mod retention;
+
+pub use queue::MAX_CLAIM_BACKENDS;
+pub use retention::{SWEEP_ROWS, SweepReport};
+
+pub use open::RepairReport;
 
 pub use attempts::LeasePolicy;
 
@@ -177,16 +186,19 @@ fn commands_to_cancel(
 }
 
 impl Store {
-    /// Opens (or creates) the store file.
+    /// Opens the store file, or creates it when no file is there; a damaged or empty file is an
+    /// error (see [`open`]).
     pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let db = Database::create(path.as_ref())?;
+        let db = open::open_database(path.as_ref())?;
         let tx = db.begin_write()?;
         tx.open_table(RUNNERS)?;
         tx.open_table(RUNS)?;
         tx.open_table(COMMANDS)?;
         tx.open_table(COMMAND_IDS)?;
         tx.open_table(EVENTS)?;
+        tx.open_table(retention::DELETING)?;
         tx.commit()?;
+        queue::ensure_index(&db)?;
         Ok(Self {
             db: Arc::new(db),
             clock,
@@ -212,9 +224,18 @@ impl Store {
         }
     }
 
-    fn save_run(table: &mut redb::Table<&str, &[u8]>, rec: &RunRecord) -> Result<()> {
-        table.insert(rec.run.id.as_str(), encode(rec)?.as_slice())?;
-        Ok(())
+    /// Stores `rec` and moves the run to its place in the queue index (see [`queue`]).
+    fn save_run(
+        tx: &redb::WriteTransaction,
+        table: &mut redb::Table<&str, &[u8]>,
+        rec: &RunRecord,
+    ) -> Result<()> {
+        let old: Option<RunRecord> =
+            match table.insert(rec.run.id.as_str(), encode(rec)?.as_slice())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+        queue::reindex(tx, old.as_ref(), Some(rec))
     }
 
     fn read_run(&self, run: &str) -> Result<RunRecord> {
@@ -275,6 +296,12 @@ impl Store {
         let run = {
             let mut table = tx.open_table(RUNS)?;
             let id = req.id.clone().unwrap_or_else(|| new_id("run"));
+            if Self::being_deleted(&tx, &id)? {
+                return Err(ManagerError::IdConflict(format!(
+                    "run {id} was deleted and its commands and events are still being removed; \
+                     use another id, or retry after the manager's next sweep"
+                )));
+            }
             if let Some(existing) = table.get(id.as_str())? {
                 let rec: RunRecord = decode(existing.value())?;
                 if rec.run.backend == req.backend
@@ -309,7 +336,7 @@ impl Store {
                 },
                 lease: None,
             };
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             rec.run
         };
         tx.commit()?;
@@ -331,6 +358,11 @@ impl Store {
             let run = decode::<RunRecord>(v.value())?.view(now);
             if status.is_none_or(|s| s == run.status) {
                 runs.push(run);
+                // Memory stays bounded by the limit, not by the runs stored.
+                if runs.len() >= limit.saturating_mul(2).max(1024) {
+                    runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+                    runs.truncate(limit);
+                }
             }
         }
         runs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
@@ -353,7 +385,7 @@ impl Store {
                 lease_ms,
                 req.placement,
             )?;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             lease
         };
         // A claim refused because the run just ended still records that end.
@@ -361,9 +393,10 @@ impl Store {
         lease
     }
 
-    /// Claims the oldest claimable run (queued, or whose lease lapsed); `None` when there is none.
-    /// A run never cancelled-requested is claimed; one that must end instead (cancel asked, out of
-    /// attempts, lost attempt that cannot be re-run) is ended on the way.
+    /// Claims the oldest claimable run (queued, or whose lease lapsed: expired and past its safety
+    /// gap); `None` when there is none. Among lapsed runs, per backend, the one that lapsed first is
+    /// considered. A run that must end instead (cancel asked, out of attempts, a lost attempt that
+    /// cannot be re-run) is ended on the way, and the next one considered.
     pub fn claim_next(&self, req: ClaimNextRequest) -> Result<Option<Lease>> {
         let lease_ms = lease_ms(req.lease_seconds)?;
         let now = self.now_ms();
@@ -372,26 +405,17 @@ impl Store {
         let lease = {
             let mut table = tx.open_table(RUNS)?;
             let mut commands = tx.open_table(COMMANDS)?;
-            let mut candidates: Vec<RunRecord> = Vec::new();
-            for entry in table.iter()? {
-                let (_, v) = entry?;
-                let rec: RunRecord = decode(v.value())?;
-                let claimable = !rec.run.status.is_terminal() && rec.lease_lapsed(now);
-                let wanted = req
-                    .backends
-                    .as_ref()
-                    .is_none_or(|b| b.contains(&rec.run.backend));
-                if claimable && wanted {
-                    candidates.push(rec);
-                }
-            }
-            candidates.sort_by(|a, b| {
-                (a.run.created_at_ms, &a.run.id).cmp(&(b.run.created_at_ms, &b.run.id))
-            });
+            // The queue index names each candidate; no scan of the stored runs. A candidate
+            // settled on the way leaves the claimable slots, so each is looked at once.
+            let mut seen = std::collections::HashSet::new();
             let mut lease = None;
-            for mut rec in candidates {
+            while let Some(id) = queue::next_claimable(&tx, req.backends.as_deref(), now)? {
+                if !seen.insert(id.clone()) {
+                    break;
+                }
+                let mut rec = Self::load_run(&table, &id)?;
                 if self.settle_if_lapsed(&mut rec, &mut commands)? {
-                    Self::save_run(&mut table, &rec)?;
+                    Self::save_run(&tx, &mut table, &rec)?;
                     continue;
                 }
                 let granted = self.grant(
@@ -401,7 +425,7 @@ impl Store {
                     lease_ms,
                     req.placement.clone(),
                 )?;
-                Self::save_run(&mut table, &rec)?;
+                Self::save_run(&tx, &mut table, &rec)?;
                 if let Ok(granted) = granted {
                     lease = Some(granted);
                     break;
@@ -433,7 +457,7 @@ impl Store {
             let expires = lease.expires_at_ms;
             rec.run.lease_expires_at_ms = Some(expires);
             rec.run.updated_at_ms = now;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
 
             HeartbeatReply {
                 lease_expires_at_ms: expires,
@@ -480,7 +504,7 @@ impl Store {
                     let mut commands = tx.open_table(COMMANDS)?;
                     Self::cancel_unheld(&mut rec, &mut commands, now)?;
                 }
-                Self::save_run(&mut table, &rec)?;
+                Self::save_run(&tx, &mut table, &rec)?;
             }
             rec.view(now)
         };
@@ -510,7 +534,7 @@ impl Store {
             }
             rec.run.lease_expires_at_ms = None;
             Self::finish_attempt(&mut rec, &mut tx.open_table(COMMANDS)?, now)?;
-            Self::save_run(&mut table, &rec)?;
+            Self::save_run(&tx, &mut table, &rec)?;
             rec.view(now)
         };
         tx.commit()?;

@@ -92,7 +92,6 @@ impl Host for SessionState {
         let Some(file) = &archive.file else {
             return Ok(Err("this bundle has no local archive".into()));
         };
-        self.cpu.enter_host();
         let mut buf = vec![0u8; max.min(MAX_READ) as usize];
         // A positional read of at most a few MiB from a local file: quick enough to do inline.
         let read = file.read_at(&mut buf, offset);
@@ -104,7 +103,6 @@ impl Host for SessionState {
                 archive.sequential = false;
             }
         }
-        self.cpu.leave_host();
         Ok(match read {
             Ok(n) => {
                 buf.truncate(n);

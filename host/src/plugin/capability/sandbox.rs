@@ -20,6 +20,8 @@ pub struct SandboxCapability {
     /// Set when the sandbox was found gone during the current turn: the host then reports
     /// `sandbox-lost`, whatever the plugin concludes.
     pub(crate) lost: Option<String>,
+    /// Process handles the plugin holds (started, not yet dropped).
+    open: usize,
 }
 
 impl SandboxCapability {
@@ -29,6 +31,7 @@ impl SandboxCapability {
             limits,
             cancel: CancellationToken::new(),
             lost: None,
+            open: 0,
         }
     }
 }
@@ -43,6 +46,9 @@ impl Host for SessionState {
                 "this session has no sandbox".into(),
             )));
         };
+        if let Err(refused) = self.sandbox.admit(&request) {
+            return Ok(Err(refused));
+        }
         let spec = ExecSpec {
             argv: request.argv,
             env: request.env,
@@ -51,9 +57,7 @@ impl Host for SessionState {
             timeout: request.timeout_ms.map(Duration::from_millis),
             idle_timeout: request.idle_timeout_ms.map(Duration::from_millis),
         };
-        self.cpu.enter_host();
         let started = sandbox.exec(spec.clone()).await;
-        self.cpu.leave_host();
         let raw = match started {
             Ok(raw) => raw,
             Err(err) => {
@@ -69,8 +73,51 @@ impl Host for SessionState {
             self.sandbox.limits,
             self.sandbox.cancel.child_token(),
         );
-        Ok(Ok(self.table.push(handle)?))
+        let handle = self.table.push(handle)?;
+        self.sandbox.open += 1;
+        Ok(Ok(handle))
     }
+}
+
+impl SandboxCapability {
+    /// Refuses a request past the session's bounds before anything reaches the sandbox.
+    fn admit(&self, request: &ExecRequest) -> Result<(), ExecError> {
+        let limits = self.limits;
+        if self.open >= limits.max_open {
+            return Err(ExecError::SpawnFailed(format!(
+                "the session already holds {} processes, its limit: drop finished ones first",
+                limits.max_open
+            )));
+        }
+        let bytes: usize = request.argv.iter().map(|arg| arg.len() + 1).sum::<usize>()
+            + request
+                .env
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2)
+                .sum::<usize>()
+            + request.cwd.as_ref().map_or(0, String::len);
+        if bytes > limits.max_request_bytes {
+            return Err(ExecError::InvalidRequest(format!(
+                "argv, env and cwd take {bytes} bytes, over the limit of {} bytes",
+                limits.max_request_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The process behind `handle`, or an error naming the cause: a handle the host never gave out
+/// (forged) or one the plugin already dropped.
+fn open_process<'a>(
+    table: &'a mut wasmtime::component::ResourceTable,
+    handle: &Resource<ProcessHandle>,
+) -> wasmtime::Result<&'a mut ProcessHandle> {
+    table.get_mut(handle).map_err(|err| {
+        wasmtime::Error::msg(format!(
+            "the plugin used process handle {} that is not open (forged, or already dropped): {err}",
+            handle.rep()
+        ))
+    })
 }
 
 fn exec_error(err: sandbox::ExecError) -> ExecError {
@@ -86,9 +133,7 @@ impl HostProcess for SessionState {
         &mut self,
         process: Resource<ProcessHandle>,
     ) -> wasmtime::Result<Option<OutputChunk>> {
-        self.cpu.enter_host();
-        let chunk = self.table.get_mut(&process)?.read().await;
-        self.cpu.leave_host();
+        let chunk = open_process(&mut self.table, &process)?.read().await;
         Ok(chunk.map(|chunk| OutputChunk {
             stream: match chunk.stream {
                 sandbox::OutputStream::Stdout => OutputStream::Stdout,
@@ -103,21 +148,19 @@ impl HostProcess for SessionState {
         process: Resource<ProcessHandle>,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.cpu.enter_host();
-        let written = self.table.get_mut(&process)?.write_stdin(&data).await;
-        self.cpu.leave_host();
+        let written = open_process(&mut self.table, &process)?
+            .write_stdin(&data)
+            .await;
         Ok(written.map_err(|err| format!("{err:#}")))
     }
 
     async fn close_stdin(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<()> {
-        self.table.get_mut(&process)?.close_stdin().await;
+        open_process(&mut self.table, &process)?.close_stdin().await;
         Ok(())
     }
 
     async fn wait(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<ExitStatus> {
-        self.cpu.enter_host();
-        let info = self.table.get_mut(&process)?.wait().await;
-        self.cpu.leave_host();
+        let info = open_process(&mut self.table, &process)?.wait().await;
         if let Some(message) = &info.sandbox_error {
             self.sandbox.lost = Some(message.clone());
         }
@@ -130,13 +173,15 @@ impl HostProcess for SessionState {
     }
 
     async fn kill(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<()> {
-        self.table.get(&process)?.kill(KillReason::Requested);
+        open_process(&mut self.table, &process)?.kill(KillReason::Requested);
         Ok(())
     }
 
-    async fn drop(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, handle: Resource<ProcessHandle>) -> wasmtime::Result<()> {
         // Dropping the handle kills a process that is still running.
-        self.table.delete(process)?;
+        open_process(&mut self.table, &handle)?;
+        self.table.delete(handle)?;
+        self.sandbox.open = self.sandbox.open.saturating_sub(1);
         Ok(())
     }
 }

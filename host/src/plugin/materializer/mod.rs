@@ -10,6 +10,7 @@
 //!        (on any failure the staging dir is removed: the workspace is never touched)
 //! ```
 
+mod links;
 mod staging;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -30,6 +32,7 @@ use super::capability::archive::ArchiveCapability;
 use super::capability::declared::Capabilities;
 use super::capability::http::HttpCapability;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::deadline::bounded;
 use super::failure::{check_result_size, classify, described};
 use super::limits::PluginLimits;
 use super::state::{SessionState, denied_wasi, limited_store};
@@ -71,6 +74,10 @@ pub struct MaterializeOptions {
     pub bundle_limits: BundleLimits,
     /// CPU time of the plugin's own code for the whole call; the host's `call_cpu` when `None`.
     pub cpu: Option<Duration>,
+    /// Wall-clock time of the whole call, waiting included; the host's `call_wall` when `None`.
+    pub wall: Option<Duration>,
+    /// Cancelling it ends the call (run cancelled, shutdown); the workspace is left as it was.
+    pub cancel: CancellationToken,
 }
 
 /// A bundle written into the workspace.
@@ -147,20 +154,31 @@ impl MaterializerPlugin {
             declared,
         };
         let mut store = plugin.new_store(plugin.host.limits(), None)?;
-        store.data_mut().cpu.start_call();
-        let info = async {
+        store.data_mut().start_call();
+        let describing = async {
             let bindings = plugin.pre.instantiate_async(&mut store).await?;
             bindings
                 .aac_plugin_materialize()
                 .call_describe(&mut store)
                 .await
-        }
-        .await;
+        };
+        let wall = plugin.host.limits().call_wall;
+        let info = bounded(describing, wall, &CancellationToken::new())
+            .await
+            .map_err(|stopped| {
+                anyhow::anyhow!(
+                    stopped
+                        .outcome(&identity, "describe", "[limits] call_wall")
+                        .message
+                        .unwrap_or_default()
+                )
+            })?;
         let info = described(store.data(), info, |info| {
             [&info.name, &info.version, &info.description].map(String::as_str)
         })?;
-        identity.name = info.name;
-        identity.version = info.version;
+        // Named in every message about the plugin: short and printable.
+        identity.name = crate::plugin::text::identity_part(&info.name);
+        identity.version = crate::plugin::text::identity_part(&info.version);
         plugin.identity = Arc::new(identity);
         plugin.description = info.description;
         Ok(plugin)
@@ -189,11 +207,7 @@ impl MaterializerPlugin {
         let mut state = SessionState::new(
             self.identity.clone(),
             &limits,
-            LogCapability {
-                run_id: "materialize".into(),
-                max_message_bytes: 16 << 10,
-                redactor: Redactor::default(),
-            },
+            LogCapability::new("materialize".into(), 16 << 10, Redactor::default()),
             EventsCapability::new(events, Redactor::default()),
             SandboxCapability::new(None, ProcessLimits::default()),
         );
@@ -249,10 +263,11 @@ impl MaterializerPlugin {
         if let Some(cpu) = options.cpu {
             limits.call_cpu = cpu;
         }
+        let wall = options.wall.unwrap_or(limits.call_wall);
         let mut store = self
             .new_store(limits, Some((staging.path(), &effective, archive)))
             .map_err(host_error)?;
-        store.data_mut().cpu.start_call();
+        store.data_mut().start_call();
         let wit_bundle = wit::BundleRef {
             kind: bundle.kind.clone(),
             location: bundle.location.clone(),
@@ -263,14 +278,31 @@ impl MaterializerPlugin {
             max_files: options.bundle_limits.max_files,
             max_bytes: options.bundle_limits.max_bytes,
         };
-        let called = async {
+        let calling = async {
             let bindings: Materializer = self.pre.instantiate_async(&mut store).await?;
             bindings
                 .aac_plugin_materialize()
                 .call_materialize(&mut store, &wit_bundle, GUEST_WORKSPACE, wit_limits)
                 .await
-        }
-        .await;
+        };
+        // Stopped, the call's stack is dropped and so is the staging directory (on return).
+        let called = bounded(calling, wall, &options.cancel)
+            .await
+            .map_err(|stopped| {
+                let setting = match options.wall {
+                    Some(_) => "[bundles] wall",
+                    None => "[limits] call_wall",
+                };
+                let outcome = stopped.outcome(&self.identity, "materialize", setting);
+                MaterializeFailure {
+                    kind: outcome.failure_kind.unwrap_or(FailureKind::HostError),
+                    message: format!(
+                        "{what} was not materialized: {}",
+                        outcome.message.unwrap_or_default()
+                    ),
+                    entry: None,
+                }
+            })?;
         let result = match called {
             Ok(result) => result,
             Err(err) => {

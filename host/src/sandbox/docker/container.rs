@@ -14,7 +14,7 @@ use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX};
+use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
 use super::spare::{self, SpareExec};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
@@ -143,11 +143,11 @@ impl DockerSandbox {
             container: self.id.clone(),
             exec_id,
             pid_file,
-            oom: OomCounter {
-                docker: self.docker.clone(),
-                container: self.id.clone(),
-                seen: self.oom_kills_seen.clone(),
-            },
+            oom: OomCounter::new(
+                self.docker.clone(),
+                self.id.clone(),
+                self.oom_kills_seen.clone(),
+            ),
         });
         RawProcess {
             output,
@@ -157,21 +157,64 @@ impl DockerSandbox {
     }
 }
 
-/// Counts OOM kills in a container, so a SIGKILL can be told apart from one by the OOM killer.
+/// Counts OOM kills in a container — of any process in it, a grandchild too — so a process's end
+/// can be told apart from one by the OOM killer.
 pub(super) struct OomCounter {
     docker: Docker,
     container: String,
     seen: Arc<AtomicU64>,
+    /// The container's cgroup file with the count, when this host can read it (a local engine):
+    /// a file read instead of an exec.
+    host_file: Option<std::path::PathBuf>,
 }
 
 impl OomCounter {
+    pub(super) fn new(docker: Docker, container: String, seen: Arc<AtomicU64>) -> Self {
+        let host_file = [
+            format!("/sys/fs/cgroup/memory/docker/{container}/memory.oom_control"),
+            format!("/sys/fs/cgroup/docker/{container}/memory.events"),
+            format!("/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.events"),
+        ]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|path| path.is_file());
+        Self {
+            docker,
+            container,
+            seen,
+            host_file,
+        }
+    }
+
+    /// Whether asking costs no exec, so it can be done after every process.
+    pub(super) fn is_cheap(&self) -> bool {
+        self.host_file.is_some()
+    }
+
     /// True when the container had an OOM kill not yet attributed to a process.
     pub(super) async fn new_kill(&self) -> Result<bool> {
-        let output = run_to_end(&self.docker, &self.container, OOM_COUNT_SCRIPT).await?;
-        let count: u64 = output.trim().parse().unwrap_or(0);
+        let from_host = self
+            .host_file
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|text| oom_kill_count(&text));
+        let count = match from_host {
+            Some(count) => count,
+            None => {
+                let output = run_to_end(&self.docker, &self.container, OOM_COUNT_SCRIPT).await?;
+                output.trim().parse().unwrap_or(0)
+            }
+        };
         let before = self.seen.fetch_max(count, Ordering::SeqCst);
         Ok(count > before)
     }
+}
+
+/// The `oom_kill N` line of a cgroup's `memory.events` (v2) or `memory.oom_control` (v1).
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|count| count.trim().parse().ok())
 }
 
 /// Runs a short `sh -c` script as the container's user and returns its stdout.
@@ -215,6 +258,7 @@ impl Sandbox for DockerSandbox {
             "/bin/sh".to_string(),
             "-c".into(),
             EXEC_WRAPPER.into(),
+            SHELL_NAME.into(),
             pid_file.clone(),
         ];
         cmd.extend(spec.argv.iter().cloned());

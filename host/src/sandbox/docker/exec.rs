@@ -17,8 +17,13 @@ pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
 /// Records the shell's pid (which `exec` hands to the real program), then runs the program.
 /// Docker has no API to signal an exec, so the pid is how a kill finds it.
-/// Only shell builtins run before `exec`, so the wrapper costs no extra process.
-pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$0" && exec "$@""#;
+/// Only shell builtins run before `exec`, so the wrapper costs no extra process. The pid file is
+/// `$1`; `$0` is [`SHELL_NAME`], so the shell's own errors (a missing program) do not show the
+/// host's pid-file path.
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
+
+/// `$0` of the wrapper shells: what their error messages start with.
+pub(super) const SHELL_NAME: &str = "sandbox";
 
 /// Sends a signal to a recorded pid and all its descendants, collected before any is signalled.
 const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
@@ -99,8 +104,11 @@ impl ProcessControl for DockerProcess {
             if inspect.running != Some(true) {
                 let code = inspect.exit_code.map(|code| code as i32);
                 let sandbox_error = self.sandbox_failure(code).await;
+                // The OOM killer may have hit any process of the tree (a CLI's child, whose
+                // parent then exits however it likes): asked after every exit but a clean one
+                // — after that one too when asking is a file read.
                 let oom_killed = sandbox_error.is_none()
-                    && code == Some(SIGKILL_EXIT)
+                    && (code != Some(0) || self.oom.is_cheap())
                     && self.oom.new_kill().await.unwrap_or(false);
                 return Ok(ExitInfo {
                     code,

@@ -8,6 +8,7 @@
 
 mod container;
 mod deadman;
+mod engine;
 mod exec;
 pub mod labels;
 mod reaper;
@@ -33,6 +34,11 @@ use container::DockerSandbox;
 
 pub use labels::MANAGED as MANAGED_LABEL;
 
+/// The name a sandbox with a network reaches this machine by: Docker's `host-gateway`, which
+/// resolves to the address of the default bridge's interface (not the network's IPAM gateway, which a
+/// fresh dockerd does not list).
+pub const HOST_ALIAS: &str = "host.docker.internal";
+
 /// Opens sandboxes as Docker containers.
 #[derive(Clone)]
 pub struct DockerDriver {
@@ -43,13 +49,15 @@ pub struct DockerDriver {
 }
 
 impl DockerDriver {
-    /// Connects to the local engine (`DOCKER_HOST` or the default socket), retrying for a few
+    /// Connects to the engine Docker's environment names (`DOCKER_HOST`, `DOCKER_TLS_VERIFY`,
+    /// `DOCKER_CERT_PATH`, as the docker CLI reads them; else the local socket), retrying for a few
     /// seconds in case the daemon is still starting.
     pub async fn connect() -> Result<Self> {
-        const UNREACHABLE: &str = "the Docker engine does not answer: start dockerd or set DOCKER_HOST \
-                                   (`cargo xtask docker` starts one)";
-        let docker =
-            Docker::connect_with_local_defaults().map_err(|err| anyhow!("{UNREACHABLE}: {err}"))?;
+        let (address, docker) = engine::client_from_env()?;
+        let unreachable = format!(
+            "the Docker engine at {address} does not answer: start dockerd or set DOCKER_HOST \
+             (`cargo xtask docker` starts one)"
+        );
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0;
         loop {
@@ -61,7 +69,7 @@ impl DockerDriver {
                     delay *= 2;
                     attempts += 1;
                 }
-                Err(err) => return Err(anyhow!("{UNREACHABLE}: {err}")),
+                Err(err) => return Err(anyhow!("{unreachable}: {err}")),
             }
         }
         Ok(Self {
@@ -206,6 +214,8 @@ impl DockerDriver {
             security_opt: Some(vec!["no-new-privileges".into()]),
             readonly_rootfs: Some(true),
             network_mode: Some(network.to_string()),
+            extra_hosts: (spec.network != NetworkMode::None)
+                .then(|| vec![format!("{HOST_ALIAS}:host-gateway")]),
             tmpfs: Some(HashMap::from([
                 (
                     "/tmp".to_string(),

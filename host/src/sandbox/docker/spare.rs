@@ -12,13 +12,14 @@ use bollard::models::ExecConfig;
 use futures::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
-use super::exec::PID_FILE_PREFIX;
+use super::exec::{PID_FILE_PREFIX, SHELL_NAME};
 use crate::sandbox::{ExecError, ExecSpec};
 
 /// Waits for one line, records the shell's pid (which `exec` hands to the program), then runs the
 /// line: `cd DIR && export 'K=V' … && exec 'ARG' …`. `$nl` lets quoted arguments carry newlines
-/// while the command stays one line.
-const SPARE_SCRIPT: &str = "nl='\n'\nIFS= read -r line && echo $$ > \"$0\" && eval \"$line\"";
+/// while the command stays one line. The pid file is `$1`: `$0` (the name the shell puts before its
+/// own error messages, e.g. a bad `cd` or a missing program) is [`SHELL_NAME`].
+const SPARE_SCRIPT: &str = "nl='\n'\nIFS= read -r line && echo $$ > \"$1\" && eval \"$line\"";
 
 /// A started exec waiting for its command.
 pub(super) struct SpareExec {
@@ -40,6 +41,7 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
             "/bin/sh".into(),
             "-c".into(),
             SPARE_SCRIPT.into(),
+            SHELL_NAME.into(),
             pid_file.clone(),
         ]),
         ..Default::default()

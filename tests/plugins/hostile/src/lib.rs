@@ -1,19 +1,49 @@
 //! The prompt says what to try. Probes (`read-passwd`, `write-file`, `socket <addr>`,
 //! `http <addr>`, `env`) complete with a message saying what they observed: `denied: …` when the
 //! host held, `LEAK: …` when it did not. The others misbehave until the host ends the session:
-//! `flood`, `big-event`, `bad-json` (then completes), `grow`, `spin`, `panic`, `huge-string`.
-//! `ok N` is a well-behaved turn emitting N events.
+//! `flood`, `big-event` and `bad-json` (both then complete), `grow`, `spin`, `panic`, `huge-string`.
+//! `ok N` is a well-behaved turn emitting N events. Waiting: `block` waits forever in a WASI
+//! pollable, `sleep N` sleeps N times 250 ms (waiting, not CPU) and completes; a run id or backend
+//! configuration containing `block-start` (or `block-close`) makes `start` (or `close`) wait forever.
+//! `spawn N` holds N processes (`sleep 30`) and says how many started; `huge-argv` execs with an
+//! 8 MiB argument. `claim KIND` fails with that failure kind; `escapes` emits events with invalid kinds and fails
+//! with terminal escapes in its message; `chatty` and `grow-then-panic` panic after a megabyte of
+//! stderr or a handled memory refusal.
 
-use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult, events};
+use aac_sdk::{Backend, CommandInfo, FailureKind, RunInfo, TurnResult, events};
 
 // Asks for two variables; the tests grant only one of them.
 aac_sdk::declare_capabilities!(br#"{"env": ["PATH", "HOME"]}"#);
 
-struct Hostile;
+struct Hostile {
+    block_close: bool,
+}
+
+/// Waits on a WASI clock pollable that never becomes ready: no CPU is used.
+fn wait_forever() -> ! {
+    loop {
+        wasip2::clocks::monotonic_clock::subscribe_duration(u64::MAX).block();
+    }
+}
 
 impl Backend for Hostile {
-    fn start(_run: RunInfo) -> Result<Self, String> {
-        Ok(Hostile)
+    fn start(run: RunInfo) -> Result<Self, String> {
+        let asks = |what: &str| run.run_id.contains(what) || run.config_json.contains(what);
+        if asks("block-start") {
+            wait_forever();
+        }
+        if asks("huge-start-error") {
+            return Err("e".repeat(8 << 20));
+        }
+        Ok(Hostile {
+            block_close: asks("block-close"),
+        })
+    }
+
+    fn close(&mut self) {
+        if self.block_close {
+            wait_forever();
+        }
     }
 
     fn run_turn(&mut self, command: CommandInfo) -> TurnResult {
@@ -43,9 +73,13 @@ impl Backend for Hostile {
                 events::emit_raw("flood", "{\"n\":1}".to_string());
             },
             "big-event" => {
+                // Straight to the host, past the SDK's own bound: the host must cut it.
                 let payload = format!("{{\"blob\":\"{}\"}}", "x".repeat(1 << 20));
-                events::emit_raw("big", payload);
-                "LEAK: a 1 MiB event was accepted".into()
+                aac_sdk::bindings::backend::aac::plugin::events::emit(&aac_sdk::Event {
+                    kind: "big".into(),
+                    payload_json: payload,
+                });
+                "big event sent".into()
             }
             "bad-json" => {
                 events::emit_raw("bad", "{\"unterminated\": ".to_string());
@@ -66,6 +100,103 @@ impl Backend for Hostile {
                 }
             }
             "panic" => panic!("hostile plugin panicking on purpose"),
+            "chatty" => {
+                // ~1 MiB of stderr, far past what the host keeps, then the real failure.
+                for i in 0..16_000 {
+                    eprintln!("chatter line {i} of a plugin that talks too much on stderr");
+                }
+                panic!("the real panic after the chatter");
+            }
+            "grow-then-panic" => {
+                let mut hoard: Vec<u8> = Vec::new();
+                let refused = hoard.try_reserve(1 << 30).is_err();
+                std::hint::black_box(&hoard);
+                panic!("an unrelated panic after a handled grow (refused: {refused})");
+            }
+            "block" => wait_forever(),
+            "forge" => {
+                // A process handle the host never gave out.
+                // SAFETY: deliberately wrong; the host must contain it.
+                let forged = unsafe {
+                    aac_sdk::bindings::backend::aac::plugin::sandbox::Process::from_handle(4242)
+                };
+                format!(
+                    "LEAK: read {:?}",
+                    forged.read().map(|chunk| chunk.data.len())
+                )
+            }
+            "spawn" => {
+                // Holds every process it starts: the host must cap them.
+                let n: usize = arg.parse().unwrap_or(1);
+                let mut held = Vec::new();
+                let mut refusal = String::from("none");
+                for _ in 0..n {
+                    match aac_sdk::Command::new("sleep").arg("30").spawn() {
+                        Ok(process) => held.push(process),
+                        Err(err) => {
+                            refusal = format!("{err:?}");
+                            break;
+                        }
+                    }
+                }
+                let started = held.len();
+                for process in &held {
+                    process.kill();
+                }
+                format!("started {started}; refused: {refusal}")
+            }
+            "run-in" => {
+                // `run-in DIR PROGRAM ARGS…`: what the process said and how it ended.
+                let mut words = arg.split(' ');
+                let dir = words.next().unwrap_or("/");
+                let argv: Vec<&str> = words.collect();
+                let spawned = aac_sdk::Command::new(argv[0])
+                    .args(argv[1..].iter().copied())
+                    .cwd(dir)
+                    .spawn();
+                match spawned {
+                    Err(err) => format!("refused: {err:?}"),
+                    Ok(mut process) => {
+                        let mut said = String::new();
+                        while let Some(chunk) = process.read_chunk() {
+                            said.push_str(&String::from_utf8_lossy(&chunk.data));
+                        }
+                        format!("exit {:?}: {said}", process.wait().code)
+                    }
+                }
+            }
+            "huge-argv" => {
+                let arg = "a".repeat(8 << 20);
+                match aac_sdk::Command::new("echo").arg(arg).spawn() {
+                    Ok(_) => "LEAK: an 8 MiB argv was accepted".into(),
+                    Err(err) => format!("refused: {err:?}"),
+                }
+            }
+            "claim" => {
+                let kind = match arg {
+                    "lease-lost" => FailureKind::LeaseLost,
+                    "sandbox-lost" => FailureKind::SandboxLost,
+                    "resource-exhausted" => FailureKind::ResourceExhausted,
+                    _ => FailureKind::AgentError,
+                };
+                return TurnResult::failed(kind, format!("the plugin claims {arg}"));
+            }
+            "escapes" => {
+                events::emit_raw("\u{1b}[2J", "{}".to_string());
+                events::emit_raw("", "{}".to_string());
+                events::emit("ok.kind", &1);
+                return TurnResult::failed(
+                    FailureKind::AgentError,
+                    "\u{1b}]0;pwned\u{7}\u{1b}[31mred",
+                );
+            }
+            "sleep" => {
+                let n: u32 = arg.parse().unwrap_or(1);
+                for _ in 0..n {
+                    wasip2::clocks::monotonic_clock::subscribe_duration(250_000_000).block();
+                }
+                format!("slept {n} times")
+            }
             "huge-string" => return TurnResult::completed().with_message("y".repeat(8 << 20)),
             "ok" => {
                 let n: u32 = arg.parse().unwrap_or(10);

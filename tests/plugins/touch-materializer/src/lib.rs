@@ -1,7 +1,10 @@
 //! Writes `.materialized` (the bundle's location) into the workspace. Locations starting with
 //! `hostile:` misbehave instead: `hostile:escape` tries to write beside the workspace and read
 //! host files and reports what it observed as its error; `hostile:spin` never returns;
-//! `hostile:partial` writes a file and then fails; `hostile:huge-error` returns an 8 MiB error.
+//! `hostile:partial` writes a file and then fails; `hostile:huge-error` returns an 8 MiB error;
+//! `hostile:block` writes a file and then waits forever in a WASI pollable (no CPU used);
+//! `hostile:link-chain` stages `d/l -> ..` and `y -> d/l/../../etc/passwd` (inside by their text,
+//! outside once resolved) and reports success.
 
 use std::path::Path;
 
@@ -38,6 +41,26 @@ impl Materializer for Touch {
                 }
             }
             "hostile:huge-error" => return Err(MaterializeError::new("z".repeat(8 << 20))),
+            "hostile:link-chain" => {
+                let (root, _) = wasip2::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| MaterializeError::new("no preopened workspace"))?;
+                let fail = |err: wasip2::filesystem::types::ErrorCode| {
+                    MaterializeError::new(format!("{err:?}"))
+                };
+                root.create_directory_at("d").map_err(fail)?;
+                root.symlink_at("..", "d/l").map_err(fail)?;
+                root.symlink_at("d/l/../../etc/passwd", "y").map_err(fail)?;
+                return Ok(Summary { files: 3, bytes: 0 });
+            }
+            "hostile:block" => {
+                std::fs::write(workspace.join("half-written"), "x")
+                    .map_err(|err| MaterializeError::new(err.to_string()))?;
+                loop {
+                    wasip2::clocks::monotonic_clock::subscribe_duration(u64::MAX).block();
+                }
+            }
             "hostile:partial" => {
                 std::fs::write(workspace.join("half-written"), "x")
                     .map_err(|err| MaterializeError::new(err.to_string()))?;
