@@ -105,13 +105,15 @@ fn set_up(plugins: &[&str]) -> Result<PathBuf> {
 
 fn demo(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
-    run(cargo().args(["build", "--release", "-p", "aac-host"]))?;
+    // The dev profile, as the tests use: one build of the wasmtime stack serves the demo and
+    // `cargo xtask test` (dependencies are optimized in it; see Cargo.toml).
+    run(cargo().args(["build", "-p", "aac-host"]))?;
     let prompt = args.first().cloned().unwrap_or_else(|| {
         "echo \"hello from $(id -un) in $(pwd)\"; echo 'made by the shell plugin' > hello.txt; ls -l; echo 'a line on stderr' >&2".into()
     });
     let workspace = root().join("target").join("demo-workspace");
     let _ = std::fs::remove_dir_all(&workspace);
-    run(Command::new(root().join("target/release/aac-host"))
+    run(Command::new(root().join("target/debug/aac-host"))
         .arg("run")
         .arg("--plugin")
         .arg(plugin_dir.join("shell.wasm"))

@@ -102,7 +102,9 @@ fn init_tracing() {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
+    // Colours only for a terminal: piped into a file or a log collector, lines stay plain text.
     let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {

@@ -211,7 +211,9 @@ fn create_new(path: &Path) -> Result<Database> {
         .create_new(true)
         .open(path)
         .map_err(|e| io_error(path, "create", e))?;
-    builder().create_file(file).map_err(|e| {
+    // No repair callback: there is nothing to repair in a file made just now, and its first
+    // open is not the unclean shutdown the callback warns about.
+    Database::builder().create_file(file).map_err(|e| {
         ManagerError::Storage(format!(
             "could not create the store file {}: {}",
             path.display(),
