@@ -68,6 +68,9 @@ async fn failover(lease: &str) -> (f64, f64) {
         root.path(),
         cache.path(),
     );
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    // The standby starts once the doomed runner holds the run: started together, its claim-next
+    // could take the run first, and there would be nothing to fail over.
     let mut standby = runner(
         &manager.url(),
         &[
@@ -81,7 +84,6 @@ async fn failover(lease: &str) -> (f64, f64) {
         root.path(),
         cache.path(),
     );
-    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed_at = SystemTime::now();
     doomed.kill().unwrap();
@@ -92,7 +94,12 @@ async fn failover(lease: &str) -> (f64, f64) {
         .join(&run.id)
         .join("attempt-2")
         .join("workspace");
+    let give_up = std::time::Instant::now() + Duration::from_secs(300);
     while !second.join("started").exists() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "no second attempt started within 5 min of the kill"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first_exec = mtime(&second.join("started"));
