@@ -18,6 +18,7 @@ pub mod profile;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+mod stop;
 mod work;
 
 use std::collections::HashMap;

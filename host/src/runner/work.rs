@@ -14,10 +14,11 @@ use super::lease::{LeaseBudget, LeaseKeeper};
 use super::profile::RunProfile;
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
+use super::stop::{StopReason, stop_reason, stopped_outcome};
 use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::protocol::{Command, Lease, Run, RunStatus, RunStatusUpdate};
 use crate::manager::{ClientError, RetryPolicy};
-use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 
 /// How long a runner that gives its run back spends on the last events and the release, so a
 /// runner with an unreachable manager still exits promptly.
@@ -92,14 +93,6 @@ fn ends_the_run(kind: FailureKind) -> bool {
             | FailureKind::TurnTimeout
             | FailureKind::OomKilled
     )
-}
-
-/// Why a running turn was stopped by the host.
-enum StopReason {
-    Cancelled(&'static str),
-    LeaseLost,
-    ShutDown,
-    MaxDuration,
 }
 
 struct RunWork<'a> {
@@ -617,58 +610,5 @@ impl RunWork<'_> {
             cancel,
         };
         RunSession::open(&plugin, profile, source, request).await
-    }
-}
-
-/// Resolves once the work on `command` must stop, and says why; `deadline` is the session's end.
-async fn stop_reason(
-    signals: &RunSignals,
-    runner: &Runner,
-    command: &str,
-    deadline: Option<Instant>,
-) -> StopReason {
-    let max_duration = async {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = signals.run_cancelled().cancelled() => StopReason::Cancelled("the run was cancelled"),
-        () = signals.command_cancelled(command) => StopReason::Cancelled("the command was cancelled"),
-        () = signals.lease_lost().cancelled() => StopReason::LeaseLost,
-        () = runner.shutdown.aborting().cancelled() => StopReason::ShutDown,
-        () = max_duration => StopReason::MaxDuration,
-    }
-}
-
-/// What to report for work the host stopped for `reason`; `outcome` is what the work returned.
-/// (A lost lease or a shutdown releases the run instead; the callers handle those first.)
-fn stopped_outcome(
-    reason: StopReason,
-    outcome: TurnOutcome,
-    signals: &RunSignals,
-    profile: &RunProfile,
-) -> TurnOutcome {
-    match reason {
-        StopReason::LeaseLost => TurnOutcome::failed(
-            FailureKind::LeaseLost,
-            format!(
-                "the turn was stopped: {}",
-                signals.lost_reason().unwrap_or_default()
-            ),
-        ),
-        StopReason::MaxDuration => TurnOutcome::failed(
-            FailureKind::TurnTimeout,
-            format!(
-                "the session reached its maximum duration of {:?}",
-                profile.max_duration
-            ),
-        ),
-        StopReason::Cancelled(why) if outcome.status == TerminalStatus::Cancelled => TurnOutcome {
-            message: Some(why.to_string()),
-            ..outcome
-        },
-        StopReason::Cancelled(_) | StopReason::ShutDown => outcome,
     }
 }
