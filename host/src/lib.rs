@@ -18,4 +18,3 @@ pub mod plugin;
 pub mod redact;
 pub mod runner;
 pub mod sandbox;
-pub mod truncate;

@@ -1,7 +1,7 @@
 //! Typed event emission. Every function returns at once: the host buffers and ships the events.
 //!
 //! Every event is bounded: a payload over [`MAX_EVENT_BYTES`] is cut (its longest strings first)
-//! and carries `"truncated": true` and `"original_bytes": N` ([`crate::truncate`]), so an agent
+//! and carries `"truncated": true` and `"original_bytes": N` ([`aac_event_bounds`]), so an agent
 //! printing a lot never costs its turn.
 
 use serde::Serialize;
@@ -26,7 +26,7 @@ pub const MAX_EVENT_BYTES: usize = 255 << 10;
 /// Emits an event whose payload is already JSON text, cut to [`MAX_EVENT_BYTES`] if needed.
 pub fn emit_raw(kind: &str, payload_json: String) {
     let payload_json =
-        crate::truncate::bound_payload(&payload_json, MAX_EVENT_BYTES).unwrap_or(payload_json);
+        aac_event_bounds::bound_payload(&payload_json, MAX_EVENT_BYTES).unwrap_or(payload_json);
     host::emit(&Event {
         kind: kind.to_string(),
         payload_json,

@@ -34,7 +34,6 @@ pub mod config;
 pub mod events;
 pub mod log;
 pub mod process;
-pub mod truncate;
 
 mod backend;
 mod capabilities;

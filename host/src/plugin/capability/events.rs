@@ -2,7 +2,7 @@
 //!
 //! Limits: one event's size, a sustained rate (token bucket with a burst of one second's worth) and
 //! the bytes one turn may emit. An event over the size limit is cut with a marker
-//! ([`crate::truncate`]). Output (`output.*`) and the plugin's other events have budgets of their
+//! ([`aac_event_bounds`]). Output (`output.*`) and the plugin's other events have budgets of their
 //! own, so a flood of output never starves the events that say what the turn did. Output past its
 //! rate or bytes is dropped and counted: one [`DROPPED_KIND`] event says how many and where, and the
 //! turn goes on. Any other kind past those limits ends the session with `resource-exhausted`,
@@ -194,7 +194,7 @@ impl SessionState {
         };
         let room = self.events.limits.event_bytes.saturating_sub(kind.len());
         let payload_json =
-            crate::truncate::bound_payload(&payload_json, room).unwrap_or(payload_json);
+            aac_event_bounds::bound_payload(&payload_json, room).unwrap_or(payload_json);
         let is_output = kind.starts_with("output.");
         let events = &mut self.events;
         let budget = if is_output {

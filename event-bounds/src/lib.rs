@@ -1,6 +1,6 @@
-//! Bounding an event's payload before it leaves the plugin (the host does the same as the last
-//! line of defence, so both say it the same way): an event over the size limit is cut, never
-//! refused, and says so.
+//! Bounding an event's payload: an event over the size limit is cut, never refused, and says so.
+//! The plugin SDK cuts before an event leaves the plugin, and the host cuts again as the last line
+//! of defence; both use this crate, so both say it the same way.
 //!
 //! The longest strings are shortened until the payload fits; the payload (an object; anything else
 //! is wrapped as `{"value": …}`) then carries `"truncated": true` and `"original_bytes": N`, the size
