@@ -1,0 +1,450 @@
+//! Backend adapters: a compiled plugin ready to instantiate, and one session (one Store) per run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceAny};
+
+use super::bindings::backend::aac::plugin::types as wit;
+use super::bindings::backend::{Backend, BackendPre};
+use super::cache::CacheState;
+use super::capability::declared::Capabilities;
+use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::deadline::{Interrupted, bounded};
+use super::failure::{check_result_size, classify, described, refuse_host_only_kind};
+use super::limits::PluginLimits;
+use super::state::{SessionState, limited_store};
+use super::text::cut;
+use super::{PluginHost, PluginIdentity};
+use crate::redact::Redactor;
+use aac_protocol::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+use aac_sandbox::{ProcessLimits, Sandbox};
+
+/// A loaded backend adapter: compiled, linked and described. Sessions are cheap to open.
+pub struct BackendPlugin {
+    host: Arc<PluginHost>,
+    pre: BackendPre<SessionState>,
+    identity: Arc<PluginIdentity>,
+    description: String,
+    cache: CacheState,
+    limits: PluginLimits,
+    declared: Capabilities,
+    /// Declared ∧ granted; nothing until [`Self::with_grants`].
+    effective: Capabilities,
+}
+
+/// What a session needs from its caller.
+pub struct SessionOptions {
+    pub run: wit::RunInfo,
+    /// Where the plugin's processes run; `None` for a session that may not start any.
+    pub sandbox: Option<Arc<dyn Sandbox>>,
+    pub events: mpsc::UnboundedSender<TurnEvent>,
+    pub process_limits: ProcessLimits,
+    /// How long a cancelled turn may take to return before the host stops waiting for it.
+    pub cancel_grace: Duration,
+    /// Secret values to mask in the session's events and logs.
+    pub redactor: Redactor,
+    /// Cancelling it ends a `start` still running (run cancelled, lease lost, shutdown).
+    pub cancel: CancellationToken,
+}
+
+impl BackendPlugin {
+    pub(super) async fn new(
+        host: Arc<PluginHost>,
+        path: &Path,
+        component: Component,
+        cache: CacheState,
+        declared: Capabilities,
+    ) -> Result<Self> {
+        let file_name = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        let mut identity = PluginIdentity {
+            name: file_name,
+            version: "unknown".into(),
+            path: path.to_path_buf(),
+        };
+        let instance_pre = host.linker.instantiate_pre(&component).map_err(|err| {
+            anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+        })?;
+        let pre = BackendPre::new(instance_pre).map_err(|err| {
+            anyhow::anyhow!("{identity} does not export the backend world: {err}")
+        })?;
+
+        let mut plugin = Self {
+            limits: host.limits,
+            host,
+            pre,
+            identity: Arc::new(identity.clone()),
+            description: String::new(),
+            cache,
+            declared,
+            effective: Capabilities::default(),
+        };
+        let (events, _) = mpsc::unbounded_channel();
+        let mut store = plugin.new_store(SessionOptions {
+            run: wit::RunInfo {
+                run_id: "describe".into(),
+                runtime: String::new(),
+                workspace_dir: String::new(),
+                config_json: "{}".into(),
+            },
+            sandbox: None,
+            events,
+            process_limits: ProcessLimits::default(),
+            cancel_grace: Duration::ZERO,
+            redactor: Redactor::default(),
+            cancel: CancellationToken::new(),
+        });
+        store.data_mut().start_call();
+        let described_call = async {
+            let bindings = plugin.pre.instantiate_async(&mut store).await?;
+            bindings
+                .aac_plugin_adapter()
+                .call_describe(&mut store)
+                .await
+        };
+        let wall = plugin.limits.call_wall;
+        let info = bounded(described_call, wall, &CancellationToken::new())
+            .await
+            .map_err(|stopped| {
+                anyhow::anyhow!(
+                    stopped
+                        .outcome(&identity, "describe", "[limits] call_wall")
+                        .message
+                        .unwrap_or_default()
+                )
+            })?;
+        let info = described(store.data(), info, |info| {
+            [&info.name, &info.version, &info.description].map(String::as_str)
+        })?;
+        // Named in every message about the plugin: short and printable.
+        identity.name = super::text::identity_part(&info.name);
+        identity.version = super::text::identity_part(&info.version);
+        plugin.identity = Arc::new(identity);
+        plugin.description = info.description;
+        Ok(plugin)
+    }
+
+    pub fn identity(&self) -> &Arc<PluginIdentity> {
+        &self.identity
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether loading found the compiled artifact in the cache.
+    pub fn cache_state(&self) -> CacheState {
+        self.cache
+    }
+
+    /// Runs this plugin's sessions under other limits than the host's defaults (a runtime's
+    /// `limits`). Memory cannot go above the host's: the engine reserved that much per session.
+    pub fn with_limits(mut self, limits: PluginLimits) -> Self {
+        self.limits = PluginLimits {
+            memory_bytes: limits.memory_bytes.min(self.host.limits.memory_bytes),
+            ..limits
+        };
+        self
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// Gives this plugin's sessions what it declares and `grants` allows (a runtime's `grants`):
+    /// those host environment variables, and wasi:http to those hosts. Without this call a
+    /// session gets nothing.
+    pub fn with_grants(mut self, grants: &Capabilities) -> Self {
+        self.effective = Capabilities::effective(&self.declared, grants);
+        self
+    }
+
+    /// What the plugin declares it needs (its `aac:capabilities` section).
+    pub fn declared(&self) -> &Capabilities {
+        &self.declared
+    }
+
+    /// What its sessions get: declared ∧ granted.
+    pub fn effective(&self) -> &Capabilities {
+        &self.effective
+    }
+
+    fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
+        let limits = self.limits;
+        let state = SessionState::new(
+            self.identity.clone(),
+            &limits,
+            LogCapability::new(
+                options.run.run_id.clone(),
+                16 << 10,
+                options.redactor.clone(),
+            ),
+            EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
+            SandboxCapability::new(options.sandbox, options.process_limits),
+        );
+        let mut state = state;
+        if !self.effective.is_empty() {
+            state.grant(&self.effective);
+        }
+        limited_store(self.host.engine(), state)
+    }
+
+    /// Instantiates the plugin in a fresh Store and opens the run's session.
+    pub async fn open_session(
+        &self,
+        options: SessionOptions,
+    ) -> Result<BackendSession, TurnOutcome> {
+        let run = options.run.clone();
+        let cancel_grace = options.cancel_grace;
+        let cancel = options.cancel.clone();
+        let span = info_span!("session", plugin = %self.identity.name, run = %run.run_id);
+        let mut store = self.new_store(options);
+        store.data_mut().start_call();
+        let opening = async {
+            let bindings = self.pre.instantiate_async(&mut store).await?;
+            let started = bindings
+                .aac_plugin_adapter()
+                .session()
+                .call_start(&mut store, &run)
+                .await?;
+            Ok::<_, wasmtime::Error>((bindings, started))
+        }
+        .instrument(span.clone());
+        let opened = bounded(opening, self.limits.call_wall, &cancel)
+            .await
+            .map_err(|stopped| stopped.outcome(&self.identity, "start", "[limits] call_wall"))?;
+        match opened {
+            Ok((bindings, Ok(session))) => Ok(BackendSession {
+                store,
+                bindings,
+                session,
+                identity: self.identity.clone(),
+                broken: None,
+                cancel_grace,
+                limits: self.limits,
+                span,
+            }),
+            // The plugin's own words, bounded like every string it returns.
+            Ok((_, Err(message))) => Err(TurnOutcome::failed(
+                FailureKind::BackendCrashed,
+                format!(
+                    "{} refused to start the session: {}",
+                    self.identity,
+                    cut(&message, self.limits.result_bytes)
+                ),
+            )),
+            Err(err) => Err(classify(store.data(), "start", &err)),
+        }
+    }
+}
+
+/// One run's session: a Store, an instance and the plugin's `session` resource.
+pub struct BackendSession {
+    store: Store<SessionState>,
+    bindings: Backend,
+    session: ResourceAny,
+    identity: Arc<PluginIdentity>,
+    /// Set once the plugin trapped or was abandoned: the instance must not be entered again.
+    broken: Option<TurnOutcome>,
+    cancel_grace: Duration,
+    limits: PluginLimits,
+    span: tracing::Span,
+}
+
+impl BackendSession {
+    pub fn identity(&self) -> &Arc<PluginIdentity> {
+        &self.identity
+    }
+
+    /// Numbers the session's next event after `seq` (the run's last stored event).
+    pub fn continue_events_after(&mut self, seq: u64) {
+        self.store.data_mut().events.continue_after(seq);
+    }
+
+    /// Runs one turn. Cancelling `cancel` kills the turn's processes; the turn is reported as
+    /// cancelled even if the plugin ignores it, once `cancel_grace` has passed.
+    pub async fn run_turn(
+        &mut self,
+        command: wit::CommandInfo,
+        cancel: CancellationToken,
+    ) -> TurnOutcome {
+        if let Some(outcome) = &self.broken {
+            return outcome.clone();
+        }
+        let span = info_span!(parent: &self.span, "turn", command = %command.command_id);
+        // Stops the turn's processes on a cancel and at the wall-clock deadline alike.
+        let stop_processes = cancel.child_token();
+        let state = self.store.data_mut();
+        state.sandbox.cancel = stop_processes.clone();
+        state.sandbox.lost = None;
+        state.events.command_id = command.command_id.clone();
+        state.start_turn();
+        state.events.start_turn();
+
+        let grace = self.cancel_grace;
+        let wall = self.limits.turn_wall;
+        let adapter = self.bindings.aac_plugin_adapter();
+        let guest_session = adapter.session();
+        let call = guest_session.call_run_turn(&mut self.store, self.session, &command);
+        // Cancelled or past its deadline, the turn's processes are killed at once; the plugin
+        // then has `grace` to return before it is abandoned.
+        let stopped = async {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(wall) => {}
+            }
+            stop_processes.cancel();
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            result = call.instrument(span) => Some(result),
+            () = stopped => None,
+        };
+        // The processes were stopped though nobody cancelled: the deadline passed.
+        let past_deadline = stop_processes.is_cancelled() && !cancel.is_cancelled();
+        self.store.data_mut().events.end_turn();
+
+        let outcome = match result {
+            // Past its deadline the turn failed, whatever the plugin said once its processes died.
+            _ if past_deadline => {
+                let outcome = Interrupted::Deadline(wall).outcome(
+                    &self.identity,
+                    "run-turn",
+                    "[limits] turn_wall",
+                );
+                self.broken = Some(outcome.clone());
+                outcome
+            }
+            Some(Ok(result)) => match check_result_size(
+                self.store.data(),
+                "run-turn",
+                [&result.message, &result.thread_id, &result.turn_id]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            ) {
+                Ok(()) => refuse_host_only_kind(&self.identity, from_wit(result)),
+                Err(outcome) => {
+                    self.broken = Some(outcome.clone());
+                    outcome
+                }
+            },
+            Some(Err(err)) => {
+                let outcome = classify(self.store.data(), "run-turn", &err);
+                self.store.data_mut().events.push(
+                    "backend.failed",
+                    serde_json::json!({ "failure_kind": outcome.failure_kind, "message": outcome.message }),
+                );
+                self.broken = Some(outcome.clone());
+                outcome
+            }
+            None => {
+                let outcome = TurnOutcome::cancelled(format!(
+                    "{} did not return within {grace:?} of the cancellation; the turn was abandoned",
+                    self.identity
+                ));
+                self.broken = Some(outcome.clone());
+                outcome
+            }
+        };
+        if let Some(lost) = self.store.data_mut().sandbox.lost.take()
+            && !cancel.is_cancelled()
+            && outcome.status != TerminalStatus::Completed
+        {
+            return TurnOutcome::failed(
+                FailureKind::SandboxLost,
+                format!("the sandbox was lost during the turn: {lost}"),
+            );
+        }
+        if cancel.is_cancelled() && outcome.status != TerminalStatus::Cancelled {
+            // The host decides: a cancelled turn is reported as cancelled, whatever the plugin said.
+            return TurnOutcome {
+                status: TerminalStatus::Cancelled,
+                failure_kind: None,
+                message: Some(outcome.message.unwrap_or_else(|| "cancelled".into())),
+                ..outcome
+            };
+        }
+        outcome
+    }
+
+    /// Lets the plugin close the session, then drops it. Errors are logged, never fatal. The
+    /// call is bounded by `[limits] call_wall`.
+    pub async fn close(self) {
+        self.close_within(Duration::MAX, &CancellationToken::new())
+            .await;
+    }
+
+    /// [`Self::close`], abandoned once `wall` (at most `[limits] call_wall`) has passed or `stop`
+    /// fires: a session being torn down after a cancel or a shutdown waits no longer than that.
+    pub async fn close_within(mut self, wall: Duration, stop: &CancellationToken) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.store.data_mut().start_call();
+        let closing = async {
+            self.bindings
+                .aac_plugin_adapter()
+                .session()
+                .call_close(&mut self.store, self.session)
+                .await?;
+            self.session.resource_drop_async(&mut self.store).await
+        };
+        let closed = bounded(closing, wall.min(self.limits.call_wall), stop).await;
+        match closed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let outcome = classify(self.store.data(), "close", &err);
+                warn!(plugin = %self.identity, message = ?outcome.message, "closing the session failed");
+            }
+            Err(stopped) => {
+                let outcome = stopped.outcome(&self.identity, "close", "[limits] call_wall");
+                warn!(plugin = %self.identity, message = ?outcome.message, "the session was not closed");
+            }
+        }
+    }
+}
+
+fn from_wit(result: wit::TurnResult) -> TurnOutcome {
+    TurnOutcome {
+        status: match result.status {
+            wit::TerminalStatus::Completed => TerminalStatus::Completed,
+            wit::TerminalStatus::Failed => TerminalStatus::Failed,
+            wit::TerminalStatus::Blocked => TerminalStatus::Blocked,
+            wit::TerminalStatus::Cancelled => TerminalStatus::Cancelled,
+        },
+        failure_kind: result.failure_kind.map(failure_kind_from_wit),
+        message: result.message,
+        thread_id: result.thread_id,
+        turn_id: result.turn_id,
+    }
+}
+
+fn failure_kind_from_wit(kind: wit::FailureKind) -> FailureKind {
+    use wit::FailureKind as W;
+    match kind {
+        W::AgentError => FailureKind::AgentError,
+        W::ModelError => FailureKind::ModelError,
+        W::AuthError => FailureKind::AuthError,
+        W::TurnTimeout => FailureKind::TurnTimeout,
+        W::BackendCrashed => FailureKind::BackendCrashed,
+        W::BackendTimeout => FailureKind::BackendTimeout,
+        W::ResourceExhausted => FailureKind::ResourceExhausted,
+        W::OomKilled => FailureKind::OomKilled,
+        W::SandboxLost => FailureKind::SandboxLost,
+        W::ImageUnavailable => FailureKind::ImageUnavailable,
+        W::ResourceBundle => FailureKind::ResourceBundle,
+        W::LeaseLost => FailureKind::LeaseLost,
+        W::SchemaInvalid => FailureKind::SchemaInvalid,
+        W::HostError => FailureKind::HostError,
+    }
+}

@@ -1,0 +1,187 @@
+//! `aac:plugin/sandbox`: processes in the session's sandbox, as `process` resources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::Resource;
+
+use crate::bindings::backend::aac::plugin::sandbox::{
+    ExecError, ExecRequest, ExitStatus, Host, HostProcess, OutputChunk, OutputStream, StdinMode,
+};
+use crate::state::SessionState;
+use aac_sandbox::{self as sandbox, ExecSpec, KillReason, ProcessHandle, ProcessLimits, Sandbox};
+
+pub struct SandboxCapability {
+    sandbox: Option<Arc<dyn Sandbox>>,
+    limits: ProcessLimits,
+    /// Cancelled when the current turn is cancelled: kills every process of the session.
+    pub(crate) cancel: CancellationToken,
+    /// Set when the sandbox was found gone during the current turn: the host then reports
+    /// `sandbox-lost`, whatever the plugin concludes.
+    pub(crate) lost: Option<String>,
+    /// Process handles the plugin holds (started, not yet dropped).
+    open: usize,
+}
+
+impl SandboxCapability {
+    pub fn new(sandbox: Option<Arc<dyn Sandbox>>, limits: ProcessLimits) -> Self {
+        Self {
+            sandbox,
+            limits,
+            cancel: CancellationToken::new(),
+            lost: None,
+            open: 0,
+        }
+    }
+}
+
+impl Host for SessionState {
+    async fn exec(
+        &mut self,
+        request: ExecRequest,
+    ) -> wasmtime::Result<Result<Resource<ProcessHandle>, ExecError>> {
+        let Some(sandbox) = self.sandbox.sandbox.clone() else {
+            return Ok(Err(ExecError::SandboxLost(
+                "this session has no sandbox".into(),
+            )));
+        };
+        if let Err(refused) = self.sandbox.admit(&request) {
+            return Ok(Err(refused));
+        }
+        let spec = ExecSpec {
+            argv: request.argv,
+            env: request.env,
+            cwd: request.cwd,
+            stdin_piped: matches!(request.stdin, StdinMode::Piped),
+            timeout: request.timeout_ms.map(Duration::from_millis),
+            idle_timeout: request.idle_timeout_ms.map(Duration::from_millis),
+        };
+        let started = sandbox.exec(spec.clone()).await;
+        let raw = match started {
+            Ok(raw) => raw,
+            Err(err) => {
+                if let sandbox::ExecError::SandboxLost(message) = &err {
+                    self.sandbox.lost = Some(message.clone());
+                }
+                return Ok(Err(exec_error(err)));
+            }
+        };
+        let handle = ProcessHandle::start(
+            raw,
+            &spec,
+            self.sandbox.limits,
+            self.sandbox.cancel.child_token(),
+        );
+        let handle = self.table.push(handle)?;
+        self.sandbox.open += 1;
+        Ok(Ok(handle))
+    }
+}
+
+impl SandboxCapability {
+    /// Refuses a request past the session's bounds before anything reaches the sandbox.
+    fn admit(&self, request: &ExecRequest) -> Result<(), ExecError> {
+        let limits = self.limits;
+        if self.open >= limits.max_open {
+            return Err(ExecError::SpawnFailed(format!(
+                "the session already holds {} processes, its limit: drop finished ones first",
+                limits.max_open
+            )));
+        }
+        let bytes: usize = request.argv.iter().map(|arg| arg.len() + 1).sum::<usize>()
+            + request
+                .env
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2)
+                .sum::<usize>()
+            + request.cwd.as_ref().map_or(0, String::len);
+        if bytes > limits.max_request_bytes {
+            return Err(ExecError::InvalidRequest(format!(
+                "argv, env and cwd take {bytes} bytes, over the limit of {} bytes",
+                limits.max_request_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The process behind `handle`, or an error naming the cause: a handle the host never gave out
+/// (forged) or one the plugin already dropped.
+fn open_process<'a>(
+    table: &'a mut wasmtime::component::ResourceTable,
+    handle: &Resource<ProcessHandle>,
+) -> wasmtime::Result<&'a mut ProcessHandle> {
+    table.get_mut(handle).map_err(|err| {
+        wasmtime::Error::msg(format!(
+            "the plugin used process handle {} that is not open (forged, or already dropped): {err}",
+            handle.rep()
+        ))
+    })
+}
+
+fn exec_error(err: sandbox::ExecError) -> ExecError {
+    match err {
+        sandbox::ExecError::InvalidRequest(msg) => ExecError::InvalidRequest(msg),
+        sandbox::ExecError::SpawnFailed(msg) => ExecError::SpawnFailed(msg),
+        sandbox::ExecError::SandboxLost(msg) => ExecError::SandboxLost(msg),
+    }
+}
+
+impl HostProcess for SessionState {
+    async fn read(
+        &mut self,
+        process: Resource<ProcessHandle>,
+    ) -> wasmtime::Result<Option<OutputChunk>> {
+        let chunk = open_process(&mut self.table, &process)?.read().await;
+        Ok(chunk.map(|chunk| OutputChunk {
+            stream: match chunk.stream {
+                sandbox::OutputStream::Stdout => OutputStream::Stdout,
+                sandbox::OutputStream::Stderr => OutputStream::Stderr,
+            },
+            data: chunk.data.to_vec(),
+        }))
+    }
+
+    async fn write_stdin(
+        &mut self,
+        process: Resource<ProcessHandle>,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let written = open_process(&mut self.table, &process)?
+            .write_stdin(&data)
+            .await;
+        Ok(written.map_err(|err| format!("{err:#}")))
+    }
+
+    async fn close_stdin(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<()> {
+        open_process(&mut self.table, &process)?.close_stdin().await;
+        Ok(())
+    }
+
+    async fn wait(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<ExitStatus> {
+        let info = open_process(&mut self.table, &process)?.wait().await;
+        if let Some(message) = &info.sandbox_error {
+            self.sandbox.lost = Some(message.clone());
+        }
+        Ok(ExitStatus {
+            code: info.code,
+            killed: info.killed.is_some(),
+            kill_reason: info.killed.map(|reason| reason.as_str().to_string()),
+            oom_killed: info.oom_killed,
+        })
+    }
+
+    async fn kill(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<()> {
+        open_process(&mut self.table, &process)?.kill(KillReason::Requested);
+        Ok(())
+    }
+
+    async fn drop(&mut self, handle: Resource<ProcessHandle>) -> wasmtime::Result<()> {
+        // Dropping the handle kills a process that is still running.
+        open_process(&mut self.table, &handle)?;
+        self.table.delete(handle)?;
+        self.sandbox.open = self.sandbox.open.saturating_sub(1);
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! One session's container: processes via `docker exec`, liveness, OOM accounting and removal.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, anyhow};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::InspectContainerOptions;
+use bollard::query_parameters::RemoveContainerOptions;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
+use super::spare::{self, SpareExec};
+use aac_sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
+
+/// Prints the container's OOM-kill count (cgroup v2 or v1), using nothing but `sh`.
+const OOM_COUNT_SCRIPT: &str = r#"for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+  [ -r "$f" ] && while read -r k v; do [ "$k" = oom_kill ] && echo "$v" && exit 0; done < "$f"
+done
+echo 0"#;
+
+pub(super) struct DockerSandbox {
+    docker: Docker,
+    id: String,
+    workspace_dir: String,
+    /// A per-run network to remove with the container.
+    network: Option<String>,
+    /// OOM kills already attributed to a process.
+    oom_kills_seen: Arc<AtomicU64>,
+    /// A started process waiting for its command: the next exec's fast path.
+    spare: Arc<Mutex<Option<SpareExec>>>,
+    /// A spare is being started in the background.
+    spare_coming: Arc<AtomicBool>,
+    /// Kills the container's processes once this host process is gone.
+    deadman: Mutex<Option<super::deadman::DeadMan>>,
+}
+
+impl DockerSandbox {
+    pub(super) fn new(
+        docker: Docker,
+        id: String,
+        workspace_dir: String,
+        network: Option<String>,
+    ) -> Self {
+        Self {
+            docker,
+            id,
+            workspace_dir,
+            network,
+            oom_kills_seen: Arc::new(AtomicU64::new(0)),
+            spare: Arc::default(),
+            spare_coming: Arc::default(),
+            deadman: Mutex::new(None),
+        }
+    }
+
+    /// Starts the container's dead-man's switch (see `deadman`).
+    pub(super) async fn arm_deadman(&self) -> Result<()> {
+        let armed = super::deadman::arm(&self.docker, &self.id).await?;
+        *self.deadman.lock().unwrap_or_else(|e| e.into_inner()) = Some(armed);
+        Ok(())
+    }
+
+    /// Starts the next spare process in the background, unless one is there or coming.
+    fn prepare_spare(&self) {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            || self.spare_coming.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        let (slot, coming) = (self.spare.clone(), self.spare_coming.clone());
+        tokio::spawn(async move {
+            match spare::start(&docker, &id).await {
+                Ok(spare) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare),
+                Err(err) => tracing::debug!(error = %err, "no spare process"),
+            }
+            coming.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Hands `spec` to the spare process, if there is one and it takes the command.
+    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<RawProcess> {
+        let mut spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let line = spare::command_line(spec, &self.workspace_dir);
+        if spare.input.write_all(line.as_bytes()).await.is_err()
+            || spare.input.flush().await.is_err()
+        {
+            return None;
+        }
+        if !spec.stdin_piped && spare.input.shutdown().await.is_err() {
+            return None;
+        }
+        Some(self.attach(
+            spare.output,
+            spare.input,
+            spare.exec_id,
+            spare.pid_file,
+            spec,
+        ))
+    }
+
+    /// A started exec as a [`RawProcess`].
+    fn attach(
+        &self,
+        output: futures::stream::BoxStream<'static, Result<LogOutput, bollard::errors::Error>>,
+        input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        exec_id: String,
+        pid_file: String,
+        spec: &ExecSpec,
+    ) -> RawProcess {
+        let output = output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stdout,
+                        data: message,
+                    })),
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stderr,
+                        data: message,
+                    })),
+                    Ok(_) => None,
+                    Err(err) => Some(Err(anyhow!(err).context("the exec's output stream broke"))),
+                }
+            })
+            .boxed();
+        let control = Arc::new(DockerProcess {
+            docker: self.docker.clone(),
+            container: self.id.clone(),
+            exec_id,
+            pid_file,
+            oom: OomCounter::new(
+                self.docker.clone(),
+                self.id.clone(),
+                self.oom_kills_seen.clone(),
+            ),
+        });
+        RawProcess {
+            output,
+            stdin: spec.stdin_piped.then_some(input),
+            control,
+        }
+    }
+}
+
+/// Counts OOM kills in a container — of any process in it, a grandchild too — so a process's end
+/// can be told apart from one by the OOM killer.
+pub(super) struct OomCounter {
+    docker: Docker,
+    container: String,
+    seen: Arc<AtomicU64>,
+    /// The container's cgroup file with the count, when this host can read it (a local engine):
+    /// a file read instead of an exec.
+    host_file: Option<std::path::PathBuf>,
+}
+
+impl OomCounter {
+    pub(super) fn new(docker: Docker, container: String, seen: Arc<AtomicU64>) -> Self {
+        let host_file = [
+            format!("/sys/fs/cgroup/memory/docker/{container}/memory.oom_control"),
+            format!("/sys/fs/cgroup/docker/{container}/memory.events"),
+            format!("/sys/fs/cgroup/system.slice/docker-{container}.scope/memory.events"),
+        ]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|path| path.is_file());
+        Self {
+            docker,
+            container,
+            seen,
+            host_file,
+        }
+    }
+
+    /// Whether asking costs no exec, so it can be done after every process.
+    pub(super) fn is_cheap(&self) -> bool {
+        self.host_file.is_some()
+    }
+
+    /// True when the container had an OOM kill not yet attributed to a process.
+    pub(super) async fn new_kill(&self) -> Result<bool> {
+        let from_host = self
+            .host_file
+            .as_ref()
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .and_then(|text| oom_kill_count(&text));
+        let count = match from_host {
+            Some(count) => count,
+            None => {
+                let output = run_to_end(&self.docker, &self.container, OOM_COUNT_SCRIPT).await?;
+                output.trim().parse().unwrap_or(0)
+            }
+        };
+        let before = self.seen.fetch_max(count, Ordering::SeqCst);
+        Ok(count > before)
+    }
+}
+
+/// The `oom_kill N` line of a cgroup's `memory.events` (v2) or `memory.oom_control` (v1).
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|count| count.trim().parse().ok())
+}
+
+/// Runs a short `sh -c` script as the container's user and returns its stdout.
+async fn run_to_end(docker: &Docker, container: &str, script: &str) -> Result<String> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(false),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, config).await?;
+    let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
+    else {
+        return Ok(String::new());
+    };
+    let mut text = String::new();
+    while let Some(item) = output.next().await {
+        if let LogOutput::StdOut { message } = item? {
+            text.push_str(&String::from_utf8_lossy(&message));
+        }
+    }
+    Ok(text)
+}
+
+#[async_trait]
+impl Sandbox for DockerSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError> {
+        if spec.argv.is_empty() {
+            return Err(ExecError::InvalidRequest("argv is empty".into()));
+        }
+        if let Some(process) = self.exec_on_spare(&spec).await {
+            self.prepare_spare();
+            return Ok(process);
+        }
+        let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
+        let mut cmd = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            EXEC_WRAPPER.into(),
+            SHELL_NAME.into(),
+            pid_file.clone(),
+        ];
+        cmd.extend(spec.argv.iter().cloned());
+        let config = ExecConfig {
+            attach_stdin: Some(spec.stdin_piped),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: Some(cmd),
+            working_dir: Some(
+                spec.cwd
+                    .clone()
+                    .unwrap_or_else(|| self.workspace_dir.clone()),
+            ),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let started = self
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(ExecError::SpawnFailed(
+                "docker started the exec detached".into(),
+            ));
+        };
+        let process = self.attach(output, input, exec.id, pid_file, &spec);
+        self.prepare_spare();
+        Ok(process)
+    }
+
+    async fn warm_up(&self) -> Result<()> {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            let spare = spare::start(&self.docker, &self.id).await?;
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare);
+        }
+        Ok(())
+    }
+
+    async fn remove(&self) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        let removed = match self.docker.remove_container(&self.id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
+        };
+        if let Some(network) = &self.network {
+            let _ = self.docker.remove_network(network).await;
+        }
+        removed
+    }
+
+    async fn is_alive(&self) -> Result<bool> {
+        container_running(&self.docker, &self.id).await
+    }
+}
+
+/// Whether a container is running; a container that no longer exists is not.
+pub(super) async fn container_running(docker: &Docker, id: &str) -> Result<bool> {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(inspect) => Ok(inspect
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("could not inspect container {id}")),
+    }
+}
+
+fn classify_exec_error(container: &str, err: bollard::errors::Error) -> ExecError {
+    match err {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            message,
+        } => ExecError::SandboxLost(format!("container {container}: {message}")),
+        other => ExecError::SpawnFailed(format!("container {container}: {other}")),
+    }
+}

@@ -1,0 +1,128 @@
+//! Control of one `docker exec` process: signals to its whole tree and its exit status.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::exec::StartExecOptions;
+use bollard::models::ExecConfig;
+use tracing::warn;
+
+use super::container::{OomCounter, container_running};
+use aac_sandbox::{ExitInfo, ProcessControl, Signal};
+
+/// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
+pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
+
+/// Records the shell's pid (which `exec` hands to the real program), then runs the program.
+/// Docker has no API to signal an exec, so the pid is how a kill finds it.
+/// Only shell builtins run before `exec`, so the wrapper costs no extra process. The pid file is
+/// `$1`; `$0` is [`SHELL_NAME`], so the shell's own errors (a missing program) do not show the
+/// host's pid-file path.
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
+
+/// `$0` of the wrapper shells: what their error messages start with.
+pub(super) const SHELL_NAME: &str = "sandbox";
+
+/// Sends a signal to a recorded pid and all its descendants, collected before any is signalled.
+const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
+tree() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree "$c"; done; echo "$1"; }
+kill -s "$1" $(tree "$pid") 2>/dev/null
+exit 0"#;
+
+/// 128 + SIGKILL: how a process killed by the OOM killer exits.
+const SIGKILL_EXIT: i32 = 137;
+
+pub(super) struct DockerProcess {
+    pub(super) docker: Docker,
+    pub(super) container: String,
+    pub(super) exec_id: String,
+    pub(super) pid_file: String,
+    pub(super) oom: OomCounter,
+}
+
+impl DockerProcess {
+    /// Whether the process ended because its container went away. Only an exit that looks like a
+    /// kill is checked, a few times: Docker reports a killed container as stopped a moment late.
+    async fn sandbox_failure(&self, code: Option<i32>) -> Option<String> {
+        if !matches!(code, None | Some(SIGKILL_EXIT) | Some(-1)) {
+            return None;
+        }
+        for _ in 0..5 {
+            match container_running(&self.docker, &self.container).await {
+                Ok(true) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(false) => {
+                    return Some(format!(
+                        "container {} stopped while the process ran",
+                        self.container
+                    ));
+                }
+                Err(err) => return Some(format!("{err:#}")),
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl ProcessControl for DockerProcess {
+    async fn signal(&self, signal: Signal) -> Result<()> {
+        let name = match signal {
+            Signal::Term => "TERM",
+            Signal::Kill => "KILL",
+        };
+        let config = ExecConfig {
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
+            cmd: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                KILL_SCRIPT.into(),
+                self.pid_file.clone(),
+                name.into(),
+            ]),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(&self.container, config).await?;
+        let options = StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        self.docker.start_exec(&exec.id, Some(options)).await?;
+        Ok(())
+    }
+
+    async fn exit_info(&self) -> Result<ExitInfo> {
+        // The output ends a moment before Docker records the exit code.
+        for attempt in 0..50u64 {
+            let inspect = self
+                .docker
+                .inspect_exec(&self.exec_id)
+                .await
+                .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
+            if inspect.running != Some(true) {
+                let code = inspect.exit_code.map(|code| code as i32);
+                let sandbox_error = self.sandbox_failure(code).await;
+                // The OOM killer may have hit any process of the tree (a CLI's child, whose
+                // parent then exits however it likes): asked after every exit but a clean one
+                // — after that one too when asking is a file read.
+                let oom_killed = sandbox_error.is_none()
+                    && (code != Some(0) || self.oom.is_cheap())
+                    && self.oom.new_kill().await.unwrap_or(false);
+                return Ok(ExitInfo {
+                    code,
+                    oom_killed,
+                    sandbox_error,
+                    ..ExitInfo::default()
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2 * attempt.min(10) + 1)).await;
+        }
+        warn!(exec = %self.exec_id, "exec still running after its output ended");
+        bail!(
+            "exec {} still reports running after its output ended",
+            self.exec_id
+        )
+    }
+}
