@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
-//! use aac_host::manager::server::{Manager, ManagerConfig, start};
+//! use aac_manager::server::{Manager, ManagerConfig, start};
 //! let manager = Manager::open("manager.redb", ManagerConfig::new("secret-token"))?;
 //! let handle = start(manager).await?; // 127.0.0.1, any free port
 //! println!("manager at {}", handle.url());
