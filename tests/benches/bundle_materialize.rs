@@ -31,7 +31,7 @@ fn materialize(c: &mut Criterion) {
     };
     let entries = many_files(FILES);
     let bytes = archive(&manifest_for(&entries), &entries);
-    let bundle = save(root.path(), "bundle.tar", &bytes);
+    let bundle = aac_host::runner::session::plugin_bundle(&save(root.path(), "bundle.tar", &bytes));
     let cache = tempfile::tempdir().unwrap();
     let host = PluginHost::new(PluginHostConfig {
         cache_dir: Some(cache.path().to_path_buf()),

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aac_host::config::Grants;
-use aac_host::manager::protocol::BundleRef;
 use aac_host::outcome::FailureKind;
+use aac_host::plugin::Bundle;
 use aac_host::plugin::{
     BundleLimits, Integrity, MaterializeFailure, MaterializeOptions, MaterializerPlugin,
 };
+use aac_host::runner::session::plugin_bundle;
 use aac_tests::bundle::{Entry, archive, manifest_for, save, serve, sha256_hex};
 use aac_tests::{plugin, test_host};
 
@@ -66,8 +67,12 @@ impl Scene {
     fn workspace(&self) -> std::path::PathBuf {
         self.root.path().join("runs/ws")
     }
-    fn save(&self, bytes: &[u8]) -> BundleRef {
-        save(&self.root.path().join("archives"), "bundle.tar", bytes)
+    fn save(&self, bytes: &[u8]) -> Bundle {
+        plugin_bundle(&save(
+            &self.root.path().join("archives"),
+            "bundle.tar",
+            bytes,
+        ))
     }
     /// The workspace is as it was and no staging directory is left beside it.
     fn assert_untouched(&self) {
@@ -79,7 +84,7 @@ impl Scene {
 async fn refused(
     plugin: &MaterializerPlugin,
     scene: &Scene,
-    bundle: &BundleRef,
+    bundle: &Bundle,
     options: &MaterializeOptions,
 ) -> MaterializeFailure {
     let failure = plugin
@@ -151,11 +156,11 @@ async fn an_empty_or_missing_workspace_receives_the_whole_bundle() {
     let plugin = bundle_plugin().await;
     let dir = tempfile::tempdir().unwrap();
     let entries = vec![Entry::file("a/b.txt", "b")];
-    let bundle = save(
+    let bundle = plugin_bundle(&save(
         dir.path(),
         "b.tar",
         &archive(&manifest_for(&entries), &entries),
-    );
+    ));
     let workspace = dir.path().join("new/ws");
     plugin
         .materialize(&bundle, &workspace, &MaterializeOptions::default())
@@ -375,8 +380,8 @@ async fn a_bundle_that_would_overwrite_the_workspace_is_refused() {
     );
 }
 
-fn http_bundle(addr: std::net::SocketAddr, bytes: &[u8]) -> BundleRef {
-    BundleRef {
+fn http_bundle(addr: std::net::SocketAddr, bytes: &[u8]) -> Bundle {
+    Bundle {
         kind: "http".into(),
         location: format!("http://{addr}/bundle.tar"),
         sha256: Some(sha256_hex(bytes)),

@@ -104,11 +104,11 @@ async fn hostile_sessions_end_alone_with_the_right_failure_kind_while_healthy_on
     // A bundle materialized at the same time, in the same host.
     let dir = tempfile::tempdir().unwrap();
     let entries = many_files(300);
-    let bundle = save(
+    let bundle = aac_host::runner::session::plugin_bundle(&save(
         dir.path(),
         "b.tar",
         &archive(&manifest_for(&entries), &entries),
-    );
+    ));
     let materialize = {
         let host = host.clone();
         let workspace = dir.path().join("ws");
@@ -312,7 +312,7 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
-    let bundle = |location: &str| aac_host::manager::protocol::BundleRef {
+    let bundle = |location: &str| aac_host::plugin::Bundle {
         kind: "test".into(),
         location: location.into(),
         sha256: None,

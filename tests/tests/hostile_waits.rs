@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::manager::protocol::BundleRef;
 use aac_host::outcome::{FailureKind, TerminalStatus, TurnOutcome};
+use aac_host::plugin::Bundle;
 use aac_host::plugin::bindings::backend::aac::plugin::types::CommandInfo;
 use aac_host::plugin::{
     BackendPlugin, Integrity, MaterializeOptions, PluginHost, PluginHostConfig, PluginLimits,
@@ -172,7 +172,7 @@ async fn a_materializer_that_waits_forever_leaves_neither_workspace_nor_staging(
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
-    let bundle = BundleRef {
+    let bundle = Bundle {
         kind: "test".into(),
         location: "hostile:block".into(),
         sha256: None,

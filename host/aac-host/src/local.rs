@@ -2,7 +2,6 @@
 //! loopback (a fresh store in the temp dir), a run with one command, and a one-shot runner working
 //! on it. Events are followed from the manager, as any client would.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +21,7 @@ use crate::plugin::integrity::Integrity;
 use crate::plugin::{PluginHost, PluginLimits};
 use crate::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
 use crate::sandbox::lifetime::SessionLifetime;
+pub use crate::sandbox::sandbox_user;
 use crate::sandbox::{NetworkMode, PullPolicy, ResourceLimits, SandboxDriver};
 
 pub use crate::runner::profile::DEFAULT_IMAGE;
@@ -104,15 +104,6 @@ pub struct LocalTurnReport {
     pub run_id: String,
     pub workspace: PathBuf,
     pub outcome: TurnOutcome,
-}
-
-/// The `uid:gid` sandbox processes run as: the caller's own, or 1000:1000 when the caller is root
-/// (a sandbox never runs as root).
-pub fn sandbox_user() -> String {
-    match std::fs::metadata("/proc/self") {
-        Ok(meta) if meta.uid() != 0 => format!("{}:{}", meta.uid(), meta.gid()),
-        _ => "1000:1000".into(),
-    }
 }
 
 /// Runs one turn. `Err` means the host could not run it at all (bad plugin file, no engine, no

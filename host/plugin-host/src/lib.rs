@@ -46,7 +46,8 @@ pub use capability::declared::Capabilities;
 pub use integrity::{Integrity, IntegrityReport, TrustedKey};
 pub use limits::PluginLimits;
 pub use materializer::{
-    BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary, MaterializerPlugin,
+    Bundle, BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary,
+    MaterializerPlugin,
 };
 pub use validate::{ComponentShape, World};
 

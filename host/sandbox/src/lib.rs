@@ -288,3 +288,13 @@ pub trait Sandbox: Send + Sync {
 pub trait SandboxDriver: Send + Sync {
     async fn open(&self, spec: &SandboxSpec) -> Result<Arc<dyn Sandbox>, OpenError>;
 }
+
+/// The `uid:gid` sandbox processes run as: the caller's own, or 1000:1000 when the caller is root
+/// (a sandbox never runs as root).
+pub fn sandbox_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self") {
+        Ok(meta) if meta.uid() != 0 => format!("{}:{}", meta.uid(), meta.gid()),
+        _ => "1000:1000".into(),
+    }
+}

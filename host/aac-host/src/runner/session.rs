@@ -13,7 +13,7 @@ use super::profile::RunProfile;
 use crate::manager::protocol::{BundleRef, Command, Run};
 use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
-use crate::plugin::materializer::{MaterializeOptions, MaterializerPlugin};
+use crate::plugin::materializer::{Bundle, MaterializeOptions, MaterializerPlugin};
 use crate::plugin::{BackendPlugin, BackendSession, SessionOptions};
 use crate::redact::Redactor;
 use crate::sandbox::docker::labels;
@@ -69,7 +69,7 @@ pub fn sandbox_spec(profile: &RunProfile, workspace: PathBuf) -> SandboxSpec {
     let user = profile
         .user
         .clone()
-        .unwrap_or_else(crate::local::sandbox_user);
+        .unwrap_or_else(crate::sandbox::sandbox_user);
     let mut spec = SandboxSpec::new(profile.image.clone(), workspace, user);
     spec.labels
         .insert(labels::RUNTIME.into(), profile.runtime.clone());
@@ -172,6 +172,16 @@ impl RunSession {
 }
 
 /// Writes the run's bundle (if any) into `workspace` and gives it to the sandbox user.
+/// The plugin host's description of a run's bundle (it does not speak the wire protocol).
+pub fn plugin_bundle(bundle: &BundleRef) -> Bundle {
+    Bundle {
+        kind: bundle.kind.clone(),
+        location: bundle.location.clone(),
+        sha256: bundle.sha256.clone(),
+        size: bundle.size,
+    }
+}
+
 async fn materialize(
     request: &SessionRequest<'_>,
     workspace: &std::path::Path,
@@ -186,7 +196,7 @@ async fn materialize(
     };
     let summary = job
         .materializer
-        .materialize(job.bundle, workspace, &options)
+        .materialize(&plugin_bundle(job.bundle), workspace, &options)
         .await
         .map_err(|failure| {
             if request.cancel.is_cancelled() {

@@ -10,6 +10,7 @@
 //!        (on any failure the staging dir is removed: the workspace is never touched)
 //! ```
 
+mod bundle;
 mod links;
 mod staging;
 
@@ -39,9 +40,9 @@ use super::state::{SessionState, denied_wasi, limited_store};
 use super::{PluginHost, PluginIdentity};
 use crate::redact::Redactor;
 use aac_protocol::outcome::FailureKind;
-use aac_protocol::protocol::BundleRef;
 use aac_sandbox::ProcessLimits;
 
+pub use bundle::Bundle;
 pub use staging::Staging;
 
 /// Where the workspace appears inside the plugin: the one preopened directory.
@@ -223,7 +224,7 @@ impl MaterializerPlugin {
     /// only on success, so on failure the workspace is exactly as it was.
     pub async fn materialize(
         &self,
-        bundle: &BundleRef,
+        bundle: &Bundle,
         workspace: &Path,
         options: &MaterializeOptions,
     ) -> Result<MaterializeSummary, MaterializeFailure> {
@@ -235,7 +236,7 @@ impl MaterializerPlugin {
 
     async fn materialize_inner(
         &self,
-        bundle: &BundleRef,
+        bundle: &Bundle,
         workspace: &Path,
         options: &MaterializeOptions,
     ) -> Result<MaterializeSummary, MaterializeFailure> {
