@@ -71,9 +71,12 @@ impl BackendPlugin {
             version: "unknown".into(),
             path: path.to_path_buf(),
         };
-        let instance_pre = host.linker.instantiate_pre(&component).map_err(|err| {
-            anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
-        })?;
+        let instance_pre = host
+            .backend_linker
+            .instantiate_pre(&component)
+            .map_err(|err| {
+                anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+            })?;
         let pre = BackendPre::new(instance_pre).map_err(|err| {
             anyhow::anyhow!("{identity} does not export the backend world: {err}")
         })?;

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 
 pub use backend::{BackendPlugin, BackendSession, SessionOptions};
 pub use cache::{ArtifactCache, CacheState};
@@ -148,7 +148,9 @@ struct LoadedComponent {
 pub struct PluginHost {
     engine: Engine,
     cache: ArtifactCache,
-    linker: Linker<SessionState>,
+    /// One linker per world, built once: every plugin of that world is linked against it.
+    backend_linker: Linker<SessionState>,
+    materializer_linker: Linker<SessionState>,
     limits: PluginLimits,
     _ticker: EpochTicker,
 }
@@ -156,19 +158,20 @@ pub struct PluginHost {
 impl PluginHost {
     pub fn new(config: PluginHostConfig) -> Result<Arc<Self>> {
         let engine = engine::new_engine(&config.limits)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // Linked so that plugins using it load; every request is refused unless granted.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::backend::Backend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |state| state,
-        )?;
+        let backend_linker = world_linker(&engine, |linker| {
+            bindings::backend::Backend::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+        })?;
+        let materializer_linker = world_linker(&engine, |linker| {
+            bindings::materializer::Materializer::add_to_linker::<_, HasSelf<_>>(linker, |state| {
+                state
+            })
+        })?;
         Ok(Arc::new(Self {
             cache: ArtifactCache::new(&engine, config.cache_dir),
             _ticker: EpochTicker::start(&engine),
             engine,
-            linker,
+            backend_linker,
+            materializer_linker,
             limits: config.limits,
         }))
     }
@@ -302,4 +305,19 @@ impl PluginHost {
             integrity: None,
         })
     }
+}
+
+/// A linker for one world: WASI and wasi:http, which every world gets, then the world's own
+/// interfaces (`add_world`, one line per world).
+fn world_linker(
+    engine: &Engine,
+    add_world: impl FnOnce(&mut Linker<SessionState>) -> wasmtime::Result<()>,
+) -> Result<Linker<SessionState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // Always linked, so a plugin that uses wasi:http loads; the allowlist hook refuses every
+    // request unless hosts are both declared and granted.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    add_world(&mut linker)?;
+    Ok(linker)
 }

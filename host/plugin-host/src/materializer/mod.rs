@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::Component;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use super::bindings::materializer::exports::aac::plugin::materialize as wit;
@@ -134,15 +134,12 @@ impl MaterializerPlugin {
             version: "unknown".into(),
             path: path.to_path_buf(),
         };
-        let mut linker = Linker::new(host.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // Always linked, so a plugin that uses wasi:http loads; the allowlist hook refuses every
-        // request unless hosts are both declared and granted.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Materializer::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|err| {
-            anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
-        })?;
+        let instance_pre = host
+            .materializer_linker
+            .instantiate_pre(&component)
+            .map_err(|err| {
+                anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+            })?;
         let pre = MaterializerPre::new(instance_pre).map_err(|err| {
             anyhow::anyhow!("{identity} does not export the materializer world: {err}")
         })?;
