@@ -178,7 +178,8 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
             }
         }
     });
-    let result = runner.run(&run_id).await;
+    // Boxed: the runner's future is deep, and callers nest this one in theirs.
+    let result = Box::pin(runner.run(&run_id)).await;
     canceller.abort();
     let report = match result {
         Ok(report) => report,

@@ -12,14 +12,16 @@ use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
 
 use super::bindings::backend::aac::plugin::types as wit;
+use super::bindings::backend::aac::plugin::types::PluginInfo;
 use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
 use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
 use super::deadline::{Interrupted, bounded};
-use super::failure::{check_result_size, classify, described, refuse_host_only_kind};
+use super::describe::describe;
+use super::failure::{check_result_size, classify, refuse_host_only_kind};
 use super::limits::PluginLimits;
-use super::state::{SessionState, limited_store};
+use super::state::{BackendWorld, SessionState, limited_store};
 use super::text::cut;
 use super::{PluginHost, PluginIdentity};
 use crate::redact::Redactor;
@@ -29,7 +31,7 @@ use aac_sandbox::{ProcessLimits, Sandbox};
 /// A loaded backend adapter: compiled, linked and described. Sessions are cheap to open.
 pub struct BackendPlugin {
     host: Arc<PluginHost>,
-    pre: BackendPre<SessionState>,
+    pre: BackendPre<SessionState<BackendWorld>>,
     identity: Arc<PluginIdentity>,
     description: String,
     cache: CacheState,
@@ -66,7 +68,7 @@ impl BackendPlugin {
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        let mut identity = PluginIdentity {
+        let identity = PluginIdentity {
             name: file_name,
             version: "unknown".into(),
             path: path.to_path_buf(),
@@ -92,7 +94,7 @@ impl BackendPlugin {
             effective: Capabilities::default(),
         };
         let (events, _) = mpsc::unbounded_channel();
-        let mut store = plugin.new_store(SessionOptions {
+        let store = plugin.new_store(SessionOptions {
             run: wit::RunInfo {
                 run_id: "describe".into(),
                 runtime: String::new(),
@@ -106,32 +108,20 @@ impl BackendPlugin {
             redactor: Redactor::default(),
             cancel: CancellationToken::new(),
         });
-        store.data_mut().start_call();
-        let described_call = async {
-            let bindings = plugin.pre.instantiate_async(&mut store).await?;
-            bindings
-                .aac_plugin_adapter()
-                .call_describe(&mut store)
-                .await
-        };
-        let wall = plugin.limits.call_wall;
-        let info = bounded(described_call, wall, &CancellationToken::new())
-            .await
-            .map_err(|stopped| {
-                anyhow::anyhow!(
-                    stopped
-                        .outcome(&identity, "describe", "[limits] call_wall")
-                        .message
-                        .unwrap_or_default()
-                )
-            })?;
-        let info = described(store.data(), info, |info| {
-            [&info.name, &info.version, &info.description].map(String::as_str)
-        })?;
-        // Named in every message about the plugin: short and printable.
-        identity.name = super::text::identity_part(&info.name);
-        identity.version = super::text::identity_part(&info.version);
-        plugin.identity = Arc::new(identity);
+        let pre = plugin.pre.clone();
+        // Boxed: the loading future is nested deep in its callers' futures already.
+        let info = Box::pin(describe(
+            &mut plugin.identity,
+            store,
+            move |store| {
+                Box::pin(async move {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    bindings.aac_plugin_adapter().call_describe(store).await
+                })
+            },
+            |info: &PluginInfo| [&info.name, &info.version, &info.description].map(String::as_str),
+        ))
+        .await?;
         plugin.description = info.description;
         Ok(plugin)
     }
@@ -181,7 +171,7 @@ impl BackendPlugin {
         &self.effective
     }
 
-    fn new_store(&self, options: SessionOptions) -> Store<SessionState> {
+    fn new_store(&self, options: SessionOptions) -> Store<SessionState<BackendWorld>> {
         let limits = self.limits;
         let state = SessionState::new(
             self.identity.clone(),
@@ -191,8 +181,14 @@ impl BackendPlugin {
                 16 << 10,
                 options.redactor.clone(),
             ),
-            EventsCapability::with_limits(options.events, options.redactor, (&limits).into()),
-            SandboxCapability::new(options.sandbox, options.process_limits),
+            BackendWorld {
+                events: EventsCapability::with_limits(
+                    options.events,
+                    options.redactor,
+                    (&limits).into(),
+                ),
+                sandbox: SandboxCapability::new(options.sandbox, options.process_limits),
+            },
         );
         let mut state = state;
         if !self.effective.is_empty() {
@@ -252,7 +248,7 @@ impl BackendPlugin {
 
 /// One run's session: a Store, an instance and the plugin's `session` resource.
 pub struct BackendSession {
-    store: Store<SessionState>,
+    store: Store<SessionState<BackendWorld>>,
     bindings: Backend,
     session: ResourceAny,
     identity: Arc<PluginIdentity>,
@@ -270,7 +266,7 @@ impl BackendSession {
 
     /// Numbers the session's next event after `seq` (the run's last stored event).
     pub fn continue_events_after(&mut self, seq: u64) {
-        self.store.data_mut().events.continue_after(seq);
+        self.store.data_mut().world.events.continue_after(seq);
     }
 
     /// Runs one turn. Cancelling `cancel` kills the turn's processes; the turn is reported as
@@ -287,11 +283,11 @@ impl BackendSession {
         // Stops the turn's processes on a cancel and at the wall-clock deadline alike.
         let stop_processes = cancel.child_token();
         let state = self.store.data_mut();
-        state.sandbox.cancel = stop_processes.clone();
-        state.sandbox.lost = None;
-        state.events.command_id = command.command_id.clone();
+        state.world.sandbox.cancel = stop_processes.clone();
+        state.world.sandbox.lost = None;
+        state.world.events.command_id = command.command_id.clone();
         state.start_turn();
-        state.events.start_turn();
+        state.world.events.start_turn();
 
         let grace = self.cancel_grace;
         let wall = self.limits.turn_wall;
@@ -314,7 +310,7 @@ impl BackendSession {
         };
         // The processes were stopped though nobody cancelled: the deadline passed.
         let past_deadline = stop_processes.is_cancelled() && !cancel.is_cancelled();
-        self.store.data_mut().events.end_turn();
+        self.store.data_mut().world.events.end_turn();
 
         let outcome = match result {
             // Past its deadline the turn failed, whatever the plugin said once its processes died.
@@ -343,7 +339,7 @@ impl BackendSession {
             },
             Some(Err(err)) => {
                 let outcome = classify(self.store.data(), "run-turn", &err);
-                self.store.data_mut().events.push(
+                self.store.data_mut().world.events.push(
                     "backend.failed",
                     serde_json::json!({ "failure_kind": outcome.failure_kind, "message": outcome.message }),
                 );
@@ -359,7 +355,7 @@ impl BackendSession {
                 outcome
             }
         };
-        if let Some(lost) = self.store.data_mut().sandbox.lost.take()
+        if let Some(lost) = self.store.data_mut().world.sandbox.lost.take()
             && !cancel.is_cancelled()
             && outcome.status != TerminalStatus::Completed
         {

@@ -3,7 +3,7 @@
 use aac_protocol::outcome::{FailureKind, TurnOutcome};
 
 use super::PluginIdentity;
-use super::state::SessionState;
+use super::state::{SessionState, WorldState};
 
 /// Failure kinds only the host can know (its lease, its sandbox, its limits, its bundle): a plugin
 /// claiming one is not believed.
@@ -37,7 +37,11 @@ pub fn refuse_host_only_kind(who: &PluginIdentity, outcome: TurnOutcome) -> Turn
 
 /// Classifies an error from a call into the plugin. The limits record whether they fired, so a
 /// trap caused by them is reported as what it is rather than as a crash.
-pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> TurnOutcome {
+pub fn classify<W: WorldState>(
+    state: &SessionState<W>,
+    call: &str,
+    err: &wasmtime::Error,
+) -> TurnOutcome {
     let who = state.identity.to_string();
     if state.cpu.exceeded {
         return TurnOutcome::failed(
@@ -48,7 +52,7 @@ pub fn classify(state: &SessionState, call: &str, err: &wasmtime::Error) -> Turn
             ),
         );
     }
-    if let Some(reason) = &state.events.exceeded {
+    if let Some(reason) = state.world.event_limit_exceeded() {
         return TurnOutcome::failed(
             FailureKind::ResourceExhausted,
             format!("{who} went past an event limit in `{call}`: {reason}"),
@@ -99,7 +103,7 @@ fn trap_summary(err: &wasmtime::Error) -> String {
 /// Refuses strings a plugin returned that are longer than `result_bytes`: a plugin must not make
 /// the host carry (and ship) arbitrarily large results.
 pub fn check_result_size<'a>(
-    state: &SessionState,
+    state: &SessionState<impl WorldState>,
     call: &str,
     strings: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), TurnOutcome> {
@@ -119,7 +123,7 @@ pub fn check_result_size<'a>(
 /// What `describe()` returned, as an error naming the plugin when the call trapped or a string
 /// was too large. `fields` are the name, version and description.
 pub fn described<T>(
-    state: &SessionState,
+    state: &SessionState<impl WorldState>,
     result: wasmtime::Result<T>,
     fields: impl Fn(&T) -> [&str; 3],
 ) -> anyhow::Result<T> {

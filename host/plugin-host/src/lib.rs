@@ -20,6 +20,7 @@ pub mod bindings;
 mod cache;
 pub mod capability;
 mod deadline;
+mod describe;
 mod engine;
 mod failure;
 pub mod integrity;
@@ -52,7 +53,7 @@ pub use materializer::{
 pub use validate::{ComponentShape, World};
 
 use engine::EpochTicker;
-use state::SessionState;
+use state::{BackendWorld, MaterializerWorld, SessionState, WorldState};
 
 /// Who a plugin is, for every message that concerns it.
 #[derive(Clone, Debug, Serialize)]
@@ -149,8 +150,8 @@ pub struct PluginHost {
     engine: Engine,
     cache: ArtifactCache,
     /// One linker per world, built once: every plugin of that world is linked against it.
-    backend_linker: Linker<SessionState>,
-    materializer_linker: Linker<SessionState>,
+    backend_linker: Linker<SessionState<BackendWorld>>,
+    materializer_linker: Linker<SessionState<MaterializerWorld>>,
     limits: PluginLimits,
     _ticker: EpochTicker,
 }
@@ -309,10 +310,10 @@ impl PluginHost {
 
 /// A linker for one world: WASI and wasi:http, which every world gets, then the world's own
 /// interfaces (`add_world`, one line per world).
-fn world_linker(
+fn world_linker<W: WorldState>(
     engine: &Engine,
-    add_world: impl FnOnce(&mut Linker<SessionState>) -> wasmtime::Result<()>,
-) -> Result<Linker<SessionState>> {
+    add_world: impl FnOnce(&mut Linker<SessionState<W>>) -> wasmtime::Result<()>,
+) -> Result<Linker<SessionState<W>>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     // Always linked, so a plugin that uses wasi:http loads; the allowlist hook refuses every

@@ -18,7 +18,9 @@ use super::stderr_tail::StderrTail;
 /// the last ones written.
 const STDERR_CAPTURE: usize = 64 << 10;
 
-pub struct SessionState {
+/// The Store data of a plugin of world `W`: what every world's host calls reach (WASI, wasi:http,
+/// log, limits), plus `world`, the capabilities of that world alone.
+pub struct SessionState<W> {
     pub identity: Arc<PluginIdentity>,
     pub table: ResourceTable,
     pub wasi: WasiCtx,
@@ -27,21 +29,44 @@ pub struct SessionState {
     pub memory: MemoryLimiter,
     pub cpu: CpuBudget,
     pub log: LogCapability,
-    pub events: EventsCapability,
-    pub sandbox: SandboxCapability,
-    /// The local archive of a materializer's bundle; none for backends.
-    pub archive: ArchiveCapability,
-    /// wasi:http with the effective allowlist; linked only for plugins that may use it.
+    /// wasi:http with the effective allowlist; every request refused unless granted.
     pub http: HttpCapability,
+    pub world: W,
 }
 
-impl SessionState {
+/// What only a backend session's host calls reach.
+pub struct BackendWorld {
+    pub events: EventsCapability,
+    pub sandbox: SandboxCapability,
+}
+
+/// What only a materializer's host calls reach: the local archive of its bundle.
+pub struct MaterializerWorld {
+    pub archive: ArchiveCapability,
+}
+
+/// What the failure classification asks of a world.
+pub trait WorldState: Send + 'static {
+    /// Why the plugin went past an event limit, when it did (only backends emit events).
+    fn event_limit_exceeded(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl WorldState for BackendWorld {
+    fn event_limit_exceeded(&self) -> Option<&str> {
+        self.events.exceeded.as_deref()
+    }
+}
+
+impl WorldState for MaterializerWorld {}
+
+impl<W: WorldState> SessionState<W> {
     pub fn new(
         identity: Arc<PluginIdentity>,
         limits: &PluginLimits,
         log: LogCapability,
-        events: EventsCapability,
-        sandbox: SandboxCapability,
+        world: W,
     ) -> Self {
         let stderr = StderrTail::new(STDERR_CAPTURE);
         let memory = MemoryLimiter::new(limits.memory_bytes, stderr.clone());
@@ -56,10 +81,8 @@ impl SessionState {
             memory,
             cpu: CpuBudget::new(limits.call_cpu, limits.turn_cpu),
             log,
-            events,
-            sandbox,
-            archive: ArchiveCapability::default(),
             http,
+            world,
         }
     }
 
@@ -113,7 +136,7 @@ pub fn denied_wasi(stderr: &StderrTail) -> WasiCtxBuilder {
     builder
 }
 
-impl WasiView for SessionState {
+impl<W: WorldState> WasiView for SessionState<W> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -126,10 +149,10 @@ impl WasiView for SessionState {
 /// runs (every host call alike: sandbox, events, WASI sleeps and polls), and the epoch callback
 /// that charges the budget, traps past it, and yields on every tick so one busy plugin cannot
 /// starve the other sessions.
-pub fn limited_store(
+pub fn limited_store<W: WorldState>(
     engine: &wasmtime::Engine,
-    state: SessionState,
-) -> wasmtime::Store<SessionState> {
+    state: SessionState<W>,
+) -> wasmtime::Store<SessionState<W>> {
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     store.call_hook(|mut ctx, hook| {

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use sha2::{Digest, Sha256};
 
 use crate::bindings::materializer::aac::plugin::archive::Host;
-use crate::state::SessionState;
+use crate::state::{MaterializerWorld, SessionState};
 
 /// Most bytes handed over per call, whatever the plugin asks for.
 const MAX_READ: u32 = 4 << 20;
@@ -86,9 +86,9 @@ fn hash_file(file: &File) -> Result<sha2::digest::Output<Sha256>, String> {
     }
 }
 
-impl Host for SessionState {
+impl Host for SessionState<MaterializerWorld> {
     async fn read(&mut self, offset: u64, max: u32) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        let archive = &mut self.archive;
+        let archive = &mut self.world.archive;
         let Some(file) = &archive.file else {
             return Ok(Err("this bundle has no local archive".into()));
         };

@@ -17,7 +17,7 @@ use crate::bindings::backend::aac::plugin::events::Host;
 use crate::bindings::backend::aac::plugin::types::Event;
 use crate::limits::PluginLimits;
 use crate::redact::Redactor;
-use crate::state::SessionState;
+use crate::state::{BackendWorld, SessionState};
 use aac_protocol::outcome::TurnEvent;
 
 /// The host's marker for output events it dropped: `{"dropped": N, "reason": …}`, placed where
@@ -170,7 +170,7 @@ impl EventsCapability {
     }
 }
 
-impl Host for SessionState {
+impl Host for SessionState<BackendWorld> {
     async fn emit(&mut self, event: Event) -> wasmtime::Result<()> {
         // Host time, not the plugin's CPU (the Store's call hook pauses the budget): a flood is
         // stopped by the event limits, whatever the speed of this machine, not by the CPU budget.
@@ -178,7 +178,7 @@ impl Host for SessionState {
     }
 }
 
-impl SessionState {
+impl SessionState<BackendWorld> {
     fn emit_event(&mut self, event: Event) -> wasmtime::Result<()> {
         let Event {
             kind: claimed,
@@ -192,11 +192,16 @@ impl SessionState {
             None if claimed.starts_with(HOST_KIND_PREFIX) => format!("plugin.{claimed}"),
             None => claimed.clone(),
         };
-        let room = self.events.limits.event_bytes.saturating_sub(kind.len());
+        let room = self
+            .world
+            .events
+            .limits
+            .event_bytes
+            .saturating_sub(kind.len());
         let payload_json =
             aac_event_bounds::bound_payload(&payload_json, room).unwrap_or(payload_json);
         let is_output = kind.starts_with("output.");
-        let events = &mut self.events;
+        let events = &mut self.world.events;
         let budget = if is_output {
             &mut events.output
         } else {

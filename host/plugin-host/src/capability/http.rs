@@ -11,7 +11,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::declared::Capabilities;
-use crate::state::SessionState;
+use crate::state::{SessionState, WorldState};
 
 /// The HTTP side of a Store: the wasi:http context and the allowlist hook.
 pub struct HttpCapability {
@@ -95,7 +95,7 @@ impl WasiHttpHooks for AllowlistHooks {
     }
 }
 
-impl WasiHttpView for SessionState {
+impl<W: WorldState> WasiHttpView for SessionState<W> {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http.ctx,

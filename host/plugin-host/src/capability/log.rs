@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use crate::bindings::backend::aac::plugin::log::{Host, Level};
-use crate::state::SessionState;
+use crate::state::{SessionState, WorldState};
 use crate::text::{cut, terminal_safe};
 
 /// Sustained plugin log lines per second, per session; a burst of [`BURST_LINES`] is allowed.
@@ -82,7 +82,7 @@ impl Drop for LogCapability {
     }
 }
 
-impl Host for SessionState {
+impl<W: WorldState> Host for SessionState<W> {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let max = self.log.max_message_bytes;
         if !self.log.admit(message.len().min(max)) {

@@ -1,5 +1,6 @@
 //! Host capabilities offered to plugins, one module per WIT interface (like Spin's factors). Each
-//! module owns its state, stored in [`SessionState`](super::state::SessionState), and implements
+//! module owns its state, stored in [`SessionState`](super::state::SessionState) (in its `world` when only one world
+//! offers it), and implements
 //! the generated `Host` trait.
 //!
 //! Every host call pauses the plugin's CPU budget while it runs: time spent waiting on a process is
@@ -13,6 +14,6 @@ pub mod log;
 pub mod sandbox;
 
 use super::bindings::backend::aac::plugin::types;
-use super::state::SessionState;
+use super::state::{SessionState, WorldState};
 
-impl types::Host for SessionState {}
+impl<W: WorldState> types::Host for SessionState<W> {}

@@ -9,7 +9,7 @@ use wasmtime::component::Resource;
 use crate::bindings::backend::aac::plugin::sandbox::{
     ExecError, ExecRequest, ExitStatus, Host, HostProcess, OutputChunk, OutputStream, StdinMode,
 };
-use crate::state::SessionState;
+use crate::state::{BackendWorld, SessionState};
 use aac_sandbox::{self as sandbox, ExecSpec, KillReason, ProcessHandle, ProcessLimits, Sandbox};
 
 pub struct SandboxCapability {
@@ -36,17 +36,17 @@ impl SandboxCapability {
     }
 }
 
-impl Host for SessionState {
+impl Host for SessionState<BackendWorld> {
     async fn exec(
         &mut self,
         request: ExecRequest,
     ) -> wasmtime::Result<Result<Resource<ProcessHandle>, ExecError>> {
-        let Some(sandbox) = self.sandbox.sandbox.clone() else {
+        let Some(sandbox) = self.world.sandbox.sandbox.clone() else {
             return Ok(Err(ExecError::SandboxLost(
                 "this session has no sandbox".into(),
             )));
         };
-        if let Err(refused) = self.sandbox.admit(&request) {
+        if let Err(refused) = self.world.sandbox.admit(&request) {
             return Ok(Err(refused));
         }
         let spec = ExecSpec {
@@ -62,7 +62,7 @@ impl Host for SessionState {
             Ok(raw) => raw,
             Err(err) => {
                 if let sandbox::ExecError::SandboxLost(message) = &err {
-                    self.sandbox.lost = Some(message.clone());
+                    self.world.sandbox.lost = Some(message.clone());
                 }
                 return Ok(Err(exec_error(err)));
             }
@@ -70,11 +70,11 @@ impl Host for SessionState {
         let handle = ProcessHandle::start(
             raw,
             &spec,
-            self.sandbox.limits,
-            self.sandbox.cancel.child_token(),
+            self.world.sandbox.limits,
+            self.world.sandbox.cancel.child_token(),
         );
         let handle = self.table.push(handle)?;
-        self.sandbox.open += 1;
+        self.world.sandbox.open += 1;
         Ok(Ok(handle))
     }
 }
@@ -128,7 +128,7 @@ fn exec_error(err: sandbox::ExecError) -> ExecError {
     }
 }
 
-impl HostProcess for SessionState {
+impl HostProcess for SessionState<BackendWorld> {
     async fn read(
         &mut self,
         process: Resource<ProcessHandle>,
@@ -162,7 +162,7 @@ impl HostProcess for SessionState {
     async fn wait(&mut self, process: Resource<ProcessHandle>) -> wasmtime::Result<ExitStatus> {
         let info = open_process(&mut self.table, &process)?.wait().await;
         if let Some(message) = &info.sandbox_error {
-            self.sandbox.lost = Some(message.clone());
+            self.world.sandbox.lost = Some(message.clone());
         }
         Ok(ExitStatus {
             code: info.code,
@@ -181,7 +181,7 @@ impl HostProcess for SessionState {
         // Dropping the handle kills a process that is still running.
         open_process(&mut self.table, &handle)?;
         self.table.delete(handle)?;
-        self.sandbox.open = self.sandbox.open.saturating_sub(1);
+        self.world.sandbox.open = self.world.sandbox.open.saturating_sub(1);
         Ok(())
     }
 }

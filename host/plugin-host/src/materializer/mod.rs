@@ -20,27 +20,27 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use super::bindings::backend::aac::plugin::types::PluginInfo;
 use super::bindings::materializer::exports::aac::plugin::materialize as wit;
 use super::bindings::materializer::{Materializer, MaterializerPre};
 use super::capability::archive::ArchiveCapability;
 use super::capability::declared::Capabilities;
 use super::capability::http::HttpCapability;
-use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::capability::log::LogCapability;
 use super::deadline::bounded;
-use super::failure::{check_result_size, classify, described};
+use super::describe::describe;
+use super::failure::{check_result_size, classify};
 use super::limits::PluginLimits;
-use super::state::{SessionState, denied_wasi, limited_store};
+use super::state::{MaterializerWorld, SessionState, denied_wasi, limited_store};
 use super::{PluginHost, PluginIdentity};
 use crate::redact::Redactor;
 use aac_protocol::outcome::FailureKind;
-use aac_sandbox::ProcessLimits;
 
 pub use bundle::Bundle;
 pub use staging::Staging;
@@ -113,7 +113,7 @@ impl MaterializeFailure {
 /// A loaded materializer: compiled, linked and described.
 pub struct MaterializerPlugin {
     host: Arc<PluginHost>,
-    pre: MaterializerPre<SessionState>,
+    pre: MaterializerPre<SessionState<MaterializerWorld>>,
     identity: Arc<PluginIdentity>,
     description: String,
     declared: Capabilities,
@@ -126,7 +126,7 @@ impl MaterializerPlugin {
         component: Component,
         declared: Capabilities,
     ) -> Result<Self> {
-        let mut identity = PluginIdentity {
+        let identity = PluginIdentity {
             name: path
                 .file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
@@ -150,33 +150,21 @@ impl MaterializerPlugin {
             description: String::new(),
             declared,
         };
-        let mut store = plugin.new_store(plugin.host.limits(), None)?;
-        store.data_mut().start_call();
-        let describing = async {
-            let bindings = plugin.pre.instantiate_async(&mut store).await?;
-            bindings
-                .aac_plugin_materialize()
-                .call_describe(&mut store)
-                .await
-        };
-        let wall = plugin.host.limits().call_wall;
-        let info = bounded(describing, wall, &CancellationToken::new())
-            .await
-            .map_err(|stopped| {
-                anyhow::anyhow!(
-                    stopped
-                        .outcome(&identity, "describe", "[limits] call_wall")
-                        .message
-                        .unwrap_or_default()
-                )
-            })?;
-        let info = described(store.data(), info, |info| {
-            [&info.name, &info.version, &info.description].map(String::as_str)
-        })?;
-        // Named in every message about the plugin: short and printable.
-        identity.name = crate::text::identity_part(&info.name);
-        identity.version = crate::text::identity_part(&info.version);
-        plugin.identity = Arc::new(identity);
+        let store = plugin.new_store(plugin.host.limits(), None)?;
+        let pre = plugin.pre.clone();
+        // Boxed: the loading future is nested deep in its callers' futures already.
+        let info = Box::pin(describe(
+            &mut plugin.identity,
+            store,
+            move |store| {
+                Box::pin(async move {
+                    let bindings = pre.instantiate_async(&mut *store).await?;
+                    bindings.aac_plugin_materialize().call_describe(store).await
+                })
+            },
+            |info: &PluginInfo| [&info.name, &info.version, &info.description].map(String::as_str),
+        ))
+        .await?;
         plugin.description = info.description;
         Ok(plugin)
     }
@@ -199,18 +187,18 @@ impl MaterializerPlugin {
         &self,
         limits: PluginLimits,
         grant: Option<(&Path, &Capabilities, ArchiveCapability)>,
-    ) -> Result<Store<SessionState>> {
-        let (events, _) = mpsc::unbounded_channel();
+    ) -> Result<Store<SessionState<MaterializerWorld>>> {
         let mut state = SessionState::new(
             self.identity.clone(),
             &limits,
             LogCapability::new("materialize".into(), 16 << 10, Redactor::default()),
-            EventsCapability::new(events, Redactor::default()),
-            SandboxCapability::new(None, ProcessLimits::default()),
+            MaterializerWorld {
+                archive: ArchiveCapability::default(),
+            },
         );
         if let Some((staging, effective, archive)) = grant {
             state.wasi = materializer_wasi(&state, staging, effective)?;
-            state.archive = archive;
+            state.world.archive = archive;
             state.http = HttpCapability::new(self.identity.to_string(), effective.clone());
         }
         Ok(limited_store(self.host.engine(), state))
@@ -352,6 +340,7 @@ impl MaterializerPlugin {
         // A local archive is verified by the host over exactly the bytes the plugin read.
         store
             .data_mut()
+            .world
             .archive
             .verify(bundle.size, bundle.sha256.as_deref())
             .map_err(|message| MaterializeFailure::bundle(format!("{what}: {message}"), None))?;
@@ -387,7 +376,7 @@ impl MaterializerPlugin {
 /// WASI for a materialize call: the staging directory as the workspace (read-write), the effective
 /// environment variables, no args, no sockets; stderr captured for crash messages.
 fn materializer_wasi(
-    state: &SessionState,
+    state: &SessionState<MaterializerWorld>,
     staging: &Path,
     effective: &Capabilities,
 ) -> Result<WasiCtx> {
