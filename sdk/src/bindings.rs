@@ -4,7 +4,7 @@
 /// The `backend` world: imports `sandbox`, `events`, `log`; exports `adapter`.
 pub mod backend {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "aac:plugin/backend@0.1.0",
         pub_export_macro: true,
         default_bindings_module: "aac_sdk::bindings::backend",
@@ -17,7 +17,7 @@ pub mod backend {
 /// the backend bindings so that a type means one thing across the SDK.
 pub mod materializer {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "aac:plugin/materializer@0.1.0",
         pub_export_macro: true,
         default_bindings_module: "aac_sdk::bindings::materializer",
