@@ -139,3 +139,51 @@ fn a_plugin_outside_the_repository_builds_from_the_doc_and_runs() {
         "the echoed prompt is missing: {stdout}{stderr}"
     );
 }
+
+/// The SDK is publishable: `cargo package` accepts it (together with aac-event-bounds, its one
+/// path dependency, which a registry would get first) and the package carries the WIT and the
+/// event registry, so a build from the package needs nothing of this repository.
+#[test]
+fn the_sdk_packages_with_its_wit() {
+    let target_dir = root().join("target/sdk-package");
+    let package = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root())
+        .args([
+            "package",
+            "-p",
+            "aac-event-bounds",
+            "-p",
+            "aac-sdk",
+            "--allow-dirty",
+            "--no-verify",
+            "--offline",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .output()
+        .unwrap();
+    assert!(
+        package.status.success(),
+        "cargo package failed:\n{}",
+        String::from_utf8_lossy(&package.stderr)
+    );
+    let manifest = std::fs::read_to_string(root().join("sdk/Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("version = "))
+        .expect("sdk/Cargo.toml states its version")
+        .trim_matches('"');
+    let crate_file = target_dir.join(format!("package/aac-sdk-{version}.crate"));
+    let listing = Command::new("tar")
+        .arg("tzf")
+        .arg(&crate_file)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for file in ["wit/worlds.wit", "wit/types.wit", "wit/events.schema.json"] {
+        assert!(
+            listing.contains(&format!("aac-sdk-{version}/{file}")),
+            "{file} is not in the package:\n{listing}"
+        );
+    }
+}
