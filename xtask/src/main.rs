@@ -2,7 +2,8 @@
 //! command each.
 //!
 //! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
-//! * `test`    the same set-up, checked on a fresh dockerd too, then the whole test suite;
+//! * `test`    the same set-up (plus the JS/Python examples when node/python3 are installed),
+//!   checked on a fresh dockerd too, then the whole test suite;
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
 //! * `plugins` builds the first-party plugins into target/plugins/ (`--polyglot`: also the
 //!   JavaScript and Python example backends of examples/);
@@ -137,6 +138,7 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
+    polyglot::build_available()?;
     agent_images::build_all()?;
     fresh_docker::check(&plugin_dir)?;
     run(cargo()
