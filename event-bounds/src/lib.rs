@@ -84,6 +84,13 @@ fn longest_string(value: &mut Value) -> Option<&mut String> {
     }
 }
 
+/// `text` cut to at most `max_bytes` at a character boundary, and how many bytes were cut: the
+/// rule for one string (an output line, a stderr tail) that a caller marks itself.
+pub fn cut_text(text: &str, max_bytes: usize) -> (&str, usize) {
+    let keep = floor_char_boundary(text, max_bytes);
+    (&text[..keep], text.len() - keep)
+}
+
 fn floor_char_boundary(text: &str, index: usize) -> usize {
     let mut index = index.min(text.len());
     while !text.is_char_boundary(index) {
@@ -95,6 +102,12 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary() {
+        assert_eq!(cut_text("é€x", 4), ("é", 4));
+        assert_eq!(cut_text("abc", 10), ("abc", 0));
+    }
 
     #[test]
     fn a_small_payload_is_kept() {

@@ -72,7 +72,7 @@ macro_rules! export_backend {
         struct __AacBackendExport;
 
         #[cfg(target_family = "wasm")]
-        impl $crate::bindings::backend::exports::aac::plugin::adapter::Guest for __AacBackendExport {
+        impl $crate::__private::bindings::backend::exports::aac::plugin::adapter::Guest for __AacBackendExport {
             type Session = $crate::SessionExport<$backend>;
 
             fn describe() -> $crate::PluginInfo {
@@ -85,7 +85,7 @@ macro_rules! export_backend {
         }
 
         #[cfg(target_family = "wasm")]
-        $crate::bindings::backend::export_backend_world!(__AacBackendExport with_types_in $crate::bindings::backend);
+        $crate::__private::bindings::backend::export_backend_world!(__AacBackendExport with_types_in $crate::__private::bindings::backend);
 
         // Natively the backend is still reachable, so its code is checked like the wasm build's.
         #[cfg(not(target_family = "wasm"))]

@@ -1,13 +1,13 @@
-//! Raw bindings generated from `wit/`. Plugin authors rarely need these directly: the SDK's traits,
-//! helpers and export macros wrap them.
+//! Raw bindings generated from the crate's `wit/`. Private to the SDK (the export macros reach them
+//! through `__private`): the SDK's traits, helpers and re-exports wrap them.
 
 /// The `backend` world: imports `sandbox`, `events`, `log`; exports `adapter`.
 pub mod backend {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "aac:plugin/backend@0.1.0",
         pub_export_macro: true,
-        default_bindings_module: "aac_sdk::bindings::backend",
+        default_bindings_module: "aac_sdk::__private::bindings::backend",
         export_macro_name: "export_backend_world",
         generate_all,
     });
@@ -17,10 +17,10 @@ pub mod backend {
 /// the backend bindings so that a type means one thing across the SDK.
 pub mod materializer {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "aac:plugin/materializer@0.1.0",
         pub_export_macro: true,
-        default_bindings_module: "aac_sdk::bindings::materializer",
+        default_bindings_module: "aac_sdk::__private::bindings::materializer",
         export_macro_name: "export_materializer_world",
         with: {
             "aac:plugin/log@0.1.0": crate::bindings::backend::aac::plugin::log,

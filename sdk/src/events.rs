@@ -6,6 +6,10 @@
 
 use serde::Serialize;
 
+pub mod kinds;
+
+pub use aac_event_bounds::cut_text;
+
 use crate::Event;
 use crate::bindings::backend::aac::plugin::events as host;
 

@@ -6,7 +6,13 @@
 //! * a **resource-bundle materializer** implements [`Materializer`] and calls [`export_materializer!`].
 //!
 //! Inside a turn, [`process::Command`] runs processes in the run's sandbox (with a line iterator over
-//! their output), [`events`] emits typed events and [`log`] writes into the host's logs.
+//! their output), [`events`] emits events (the well-known kinds typed in [`events::kinds`]) and
+//! [`log`] writes into the host's logs. [`config::parse`] reads the backend's settings into a type
+//! of its own; [`Exit::outcome`] turns a process's end into the turn's result the standard way;
+//! [`Tail`] keeps a bounded stderr tail to explain a crash.
+//!
+//! The WIT bindings are generated inside the crate and kept private: everything a plugin needs is
+//! re-exported here.
 //!
 //! ```ignore
 //! use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult};
@@ -29,18 +35,27 @@
 //! Build with `cargo build --target wasm32-wasip2`; the resulting `.wasm` is the plugin.
 
 pub mod archive;
-pub mod bindings;
 pub mod config;
 pub mod events;
+pub mod exit;
 pub mod log;
 pub mod process;
 
 mod backend;
+// Public only for the export macros (through `__private`); plugins use the re-exports.
+#[doc(hidden)]
+#[path = "bindings.rs"]
+pub mod __bindings;
+use __bindings as bindings;
 mod capabilities;
 mod materializer;
+mod tail;
 mod types;
 
+pub use capabilities::Capabilities;
+pub use exit::{Exit, Outcome};
 pub use process::{Command, Line, Process, Stream};
+pub use tail::Tail;
 
 pub use backend::{Backend, SessionExport};
 pub use materializer::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
@@ -52,8 +67,10 @@ pub use bindings::backend::aac::plugin::types::{
 /// The WIT package version this SDK targets. The host refuses plugins built for another one.
 pub const WIT_VERSION: &str = "0.1.0";
 
+/// What the export macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__bindings as bindings;
     pub use crate::backend::describe_with_defaults;
     pub use crate::materializer::{describe_materializer_with_defaults, materialize_with};
 }

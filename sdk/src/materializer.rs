@@ -77,7 +77,7 @@ macro_rules! export_materializer {
         struct __AacMaterializerExport;
 
         #[cfg(target_family = "wasm")]
-        impl $crate::bindings::materializer::exports::aac::plugin::materialize::Guest
+        impl $crate::__private::bindings::materializer::exports::aac::plugin::materialize::Guest
             for __AacMaterializerExport
         {
             fn describe() -> $crate::PluginInfo {
@@ -98,8 +98,8 @@ macro_rules! export_materializer {
         }
 
         #[cfg(target_family = "wasm")]
-        $crate::bindings::materializer::export_materializer_world!(
-            __AacMaterializerExport with_types_in $crate::bindings::materializer
+        $crate::__private::bindings::materializer::export_materializer_world!(
+            __AacMaterializerExport with_types_in $crate::__private::bindings::materializer
         );
 
         // Natively the materializer is still reachable, so its code is checked like the wasm build's.

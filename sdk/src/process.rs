@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use crate::bindings::backend::aac::plugin::sandbox::{
-    self, ExecError, ExecRequest, ExitStatus, OutputChunk, OutputStream, StdinMode,
+use crate::bindings::backend::aac::plugin::sandbox::{self, StdinMode};
+pub use crate::bindings::backend::aac::plugin::sandbox::{
+    ExecError, ExecRequest, ExitStatus, OutputChunk, OutputStream,
 };
+use crate::events::kinds::WellKnown;
+use crate::exit::Exit;
 
 /// Which output stream a chunk or line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +96,19 @@ impl Command {
         self
     }
 
+    /// Adds every `(name, value)` pair, e.g. a settings type's `env` map.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.request
+            .env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
         self.request.cwd = Some(dir.into());
         self
@@ -113,6 +129,18 @@ impl Command {
     /// Kills the process when it prints nothing for `idle`.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.request.idle_timeout_ms = Some(duration_ms(idle));
+        self
+    }
+
+    /// [`timeout`](Self::timeout) in milliseconds, as settings hold it; `None` sets no timeout.
+    pub fn timeout_ms(mut self, ms: Option<u64>) -> Self {
+        self.request.timeout_ms = ms;
+        self
+    }
+
+    /// [`idle_timeout`](Self::idle_timeout) in milliseconds; `None` sets no idle timeout.
+    pub fn idle_timeout_ms(mut self, ms: Option<u64>) -> Self {
+        self.request.idle_timeout_ms = ms;
         self
     }
 
@@ -201,6 +229,14 @@ impl Process {
 
     pub fn kill(&self) {
         self.inner.kill()
+    }
+
+    /// Waits for the process to exit, emits the well-known `process.exited` event and returns
+    /// how it ended, e.g. for [`Exit::outcome`].
+    pub fn finish(&self) -> Exit {
+        let exit = Exit::from(self.wait());
+        crate::events::kinds::ProcessExited::from(&exit).emit();
+        exit
     }
 
     fn split_lines(&mut self, stream: Stream, data: &[u8]) {

@@ -50,11 +50,16 @@ pub fn text(text: &str) -> Reply {
 
 /// The assistant calls the `Bash` tool with `command`.
 pub fn bash_call(id: &str, command: &str) -> Reply {
-    let input = json!({ "command": command }).to_string();
+    tool_call(id, "Bash", json!({ "command": command }))
+}
+
+/// The assistant calls the tool `name` with `input`.
+pub fn tool_call(id: &str, name: &str, input: Value) -> Reply {
+    let input = input.to_string();
     let mut events = vec![
         message_start(),
         event(json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "tool_use", "id": id, "name": "Bash", "input": {}}})),
+            "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})),
         event(json!({"type": "content_block_delta", "index": 0,
             "delta": {"type": "input_json_delta", "partial_json": input}})),
         event(json!({"type": "content_block_stop", "index": 0})),

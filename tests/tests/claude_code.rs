@@ -2,7 +2,8 @@
 //! `aac/claude-code:2.1.330`, built by `cargo xtask images`) against a scripted Messages API on the
 //! Docker bridge: messages, Bash commands that reach the host's workspace, session resume with the
 //! history sent, model failures, the idle watchdog for a CLI that never prints its result line,
-//! and cancellation — with no container left behind.
+//! and cancellation — with no container left behind; every event it emits is checked against the
+//! event registry (docs/events.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,8 @@ async fn run(mock: &MockServer, extra: Value, prompts: &[&str]) -> (AgentRun, te
         0,
         "container left behind"
     );
+    // Every event of every turn here is of a registered kind with a matching payload.
+    aac_tests::event_registry::assert_registered(&run.events);
     (run, workspace)
 }
 
@@ -124,6 +127,37 @@ async fn a_bash_command_writes_a_file_the_host_sees() {
         .filter(|block| block["type"] == "tool_result" && block["tool_use_id"] == "toolu_1")
         .count();
     assert_eq!(results, 1, "no tool_result for toolu_1");
+}
+
+/// Claude Code's Write tool becomes `file.changed` in the registry's shape, the one codex emits
+/// for its file changes: `{id, changes: [{path, kind}], status}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_tool_is_a_file_changed_event_shaped_like_codexs() {
+    let mock = mock_anthropic::start().await;
+    mock.push(mock_anthropic::tool_call(
+        "toolu_w",
+        "Write",
+        json!({ "file_path": "/workspace/new.txt", "content": "made by Write\n" }),
+    ));
+    mock.push(mock_anthropic::text("written"));
+    let (run, workspace) = run(&mock, json!({}), &["create new.txt"]).await;
+
+    assert_eq!(
+        run.outcomes[0].status,
+        TerminalStatus::Completed,
+        "{:?}",
+        run.outcomes[0]
+    );
+    let content = std::fs::read_to_string(workspace.path().join("new.txt")).unwrap();
+    assert_eq!(content, "made by Write\n");
+    let changed = run.payloads(1, "file.changed");
+    assert_eq!(changed.len(), 1, "{:?}", run.kinds(1));
+    assert_eq!(changed[0]["id"], "toolu_w");
+    assert_eq!(
+        changed[0]["changes"],
+        json!([{ "path": "/workspace/new.txt", "kind": "add" }])
+    );
+    assert_eq!(changed[0]["status"], "completed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,4 +279,5 @@ async fn cancel_mid_turn_leaves_nothing_running() {
     let exited = run.payloads(1, "process.exited");
     assert_eq!(exited[0]["kill_reason"], "cancelled", "{exited:?}");
     assert_eq!(containers_of_run(&run.run_id).await, 0);
+    aac_tests::event_registry::assert_registered(&run.events);
 }

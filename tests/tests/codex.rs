@@ -1,7 +1,8 @@
 //! The codex plugin driving the real Codex CLI 0.169.0 (image `aac/codex:0.169.0`, built by
 //! `cargo xtask images`) against a scripted Responses API on the Docker bridge: messages, shell
 //! commands that reach the host's workspace, thread resume with the history sent, model and auth
-//! failures, the idle watchdog and cancellation — with no container left behind.
+//! failures, the idle watchdog and cancellation — with no container left behind; every event they
+//! emit is checked against the event registry (docs/events.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ async fn run(mock: &MockServer, extra: Value, prompts: &[&str]) -> (AgentRun, te
         0,
         "container left behind"
     );
+    // Every event of every turn here is of a registered kind with a matching payload.
+    aac_tests::event_registry::assert_registered(&run.events);
     (run, workspace)
 }
 
@@ -242,6 +245,7 @@ async fn cancel_mid_turn_leaves_nothing_running() {
     let exited = run.payloads(1, "process.exited");
     assert_eq!(exited[0]["kill_reason"], "cancelled", "{exited:?}");
     assert_eq!(containers_of_run(&run.run_id).await, 0);
+    aac_tests::event_registry::assert_registered(&run.events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,11 @@
 //! command each.
 //!
 //! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
-//! * `test`    the same set-up, checked on a fresh dockerd too, then the whole test suite;
+//! * `test`    the same set-up (plus the JS/Python examples when node/python3 are installed),
+//!   checked on a fresh dockerd too, then the whole test suite;
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
-//! * `plugins` builds the first-party plugins into target/plugins/;
+//! * `plugins` builds the first-party plugins into target/plugins/ (`--polyglot`: also the
+//!   JavaScript and Python example backends of examples/);
 //! * `image`   builds the local sandbox image with `docker import`;
 //! * `images`  that image plus the agent CLI images (real Codex and Claude Code CLIs from npm);
 //! * `docker`  makes sure a Docker engine answers (installs and starts one when root);
@@ -15,6 +17,7 @@ mod docker;
 mod fresh_docker;
 mod image;
 mod plugins;
+mod polyglot;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,7 +42,13 @@ fn dispatch() -> Result<()> {
         "demo" => demo(rest),
         "test" => test(rest),
         "bench" => bench(rest),
-        "plugins" => plugins::build_all(&plugins::FIRST_PARTY).map(|_| ()),
+        "plugins" => {
+            plugins::build_all(&plugins::FIRST_PARTY)?;
+            if rest.iter().any(|arg| arg == "--polyglot") {
+                polyglot::build()?;
+            }
+            Ok(())
+        }
         "image" => {
             docker::ensure_engine()?;
             image::build_busybox()
@@ -129,6 +138,7 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
+    polyglot::build_available()?;
     agent_images::build_all()?;
     fresh_docker::check(&plugin_dir)?;
     run(cargo()

@@ -23,7 +23,7 @@ use sha2::Digest;
 use manifest::Expected;
 use source::Hashing;
 
-aac_sdk::declare_capabilities!(br#"{"http": ["*"]}"#);
+aac_sdk::declare_capabilities!(http: ["*"]);
 
 /// Bytes read from the source at a time: tar reads in 512-byte blocks, the host in large chunks.
 const READ_BUFFER: usize = 1 << 20;

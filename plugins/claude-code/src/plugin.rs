@@ -1,17 +1,12 @@
 //! The WIT glue: one session per run holding Claude's session id, one `claude -p` per turn.
 
-use std::collections::VecDeque;
-use std::time::Duration;
-
-use aac_sdk::process::{Command, Stream};
-use aac_sdk::{Backend, CommandInfo, FailureKind, RunInfo, TurnResult, events, log};
+use aac_sdk::{
+    Backend, Command, CommandInfo, FailureKind, RunInfo, Stream, Tail, TurnResult, events, log,
+};
 
 use crate::settings::Settings;
 use crate::stream::Mapper;
-use crate::verdict::{self, Exit, Failure, Verdict};
-
-/// How many stderr lines are kept to explain a crash.
-const STDERR_TAIL: usize = 5;
+use crate::verdict;
 
 struct ClaudeCode {
     run: RunInfo,
@@ -36,16 +31,12 @@ impl Backend for ClaudeCode {
             Err(message) => return TurnResult::failed(FailureKind::AgentError, message),
         };
         let argv = settings.argv(&command.prompt, self.session_id.as_deref());
-        let mut exec = Command::new(&argv[0])
+        let exec = Command::new(&argv[0])
             .args(&argv[1..])
             .cwd(&self.run.workspace_dir)
-            .idle_timeout(Duration::from_millis(settings.idle_timeout_ms));
-        for (key, value) in settings.env() {
-            exec = exec.env(key, value);
-        }
-        if let Some(ms) = settings.timeout_ms {
-            exec = exec.timeout(Duration::from_millis(ms));
-        }
+            .envs(settings.env())
+            .idle_timeout_ms(Some(settings.idle_timeout_ms))
+            .timeout_ms(settings.timeout_ms);
         let mut process = match exec.spawn() {
             Ok(process) => process,
             Err(err) => {
@@ -63,7 +54,7 @@ impl Backend for ClaudeCode {
 
         let mut mapper = Mapper::new();
         let mut mapped = Vec::new();
-        let mut stderr_tail = VecDeque::new();
+        let mut stderr_tail = Tail::default();
         while let Some(line) = process.next_line() {
             match line.stream {
                 Stream::Stdout => {
@@ -74,43 +65,23 @@ impl Backend for ClaudeCode {
                 }
                 Stream::Stderr => {
                     events::emit_output(Stream::Stderr, &line);
-                    if stderr_tail.len() == STDERR_TAIL {
-                        stderr_tail.pop_front();
-                    }
-                    stderr_tail.push_back(line.text);
+                    stderr_tail.push(&line.text);
                 }
             }
         }
-        let status = process.wait();
-        events::emit(
-            "process.exited",
-            &serde_json::json!({
-                "code": status.code,
-                "killed": status.killed,
-                "kill_reason": status.kill_reason,
-                "oom_killed": status.oom_killed,
-            }),
-        );
-        let exit = Exit {
-            code: status.code,
-            killed: status.killed,
-            kill_reason: status.kill_reason,
-            oom_killed: status.oom_killed,
-        };
+        let exit = process.finish();
 
         let stream = mapper.state();
         if let Some(session_id) = &stream.session_id {
             self.session_id = Some(session_id.clone());
         }
-        let stderr_tail = Vec::from(stderr_tail).join(" | ");
-        let mut result =
-            match verdict::decide(&exit, stream, &stderr_tail, settings.idle_timeout_ms) {
-                Verdict::Completed => TurnResult::completed(),
-                Verdict::Cancelled(message) => TurnResult::cancelled(message),
-                Verdict::Failed(failure, message) => {
-                    TurnResult::failed(failure_kind(failure), message)
-                }
-            };
+        let mut result: TurnResult = verdict::decide(
+            &exit,
+            stream,
+            &stderr_tail.joined(),
+            settings.idle_timeout_ms,
+        )
+        .into();
         if let Some(session_id) = &self.session_id {
             result = result.with_thread_id(session_id);
         }
@@ -118,16 +89,6 @@ impl Backend for ClaudeCode {
             result = result.with_turn_id(uuid);
         }
         result
-    }
-}
-
-fn failure_kind(failure: Failure) -> FailureKind {
-    match failure {
-        Failure::AgentError => FailureKind::AgentError,
-        Failure::ModelError => FailureKind::ModelError,
-        Failure::AuthError => FailureKind::AuthError,
-        Failure::TurnTimeout => FailureKind::TurnTimeout,
-        Failure::OomKilled => FailureKind::OomKilled,
     }
 }
 

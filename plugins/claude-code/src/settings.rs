@@ -1,42 +1,45 @@
 //! The plugin's settings (run config merged with each command's payload), and the `claude -p`
 //! command line and environment they give. Pure: no WIT, unit-tested natively.
 
-use aac_sdk::config::{env, number, object, string, strings};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 
 /// The default idle watchdog: ten silent minutes means the CLI hangs.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 600_000;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Settings {
+    #[serde(default = "default_binary")]
     pub binary: String,
     pub model: Option<String>,
     /// `ANTHROPIC_BASE_URL` (no `/v1`).
     pub base_url: Option<String>,
     /// `CLAUDE_CODE_MAX_RETRIES`; 0 by default so a dead provider fails the turn at once.
+    #[serde(default)]
     pub max_retries: u64,
     pub max_turns: Option<u64>,
+    #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     pub timeout_ms: Option<u64>,
+    #[serde(default)]
     pub extra_args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_binary() -> String {
+    "claude".into()
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
 }
 
 impl Settings {
     /// Reads the run's config, with the command's payload overriding it key by key.
     pub fn from_json(config_json: &str, payload_json: &str) -> Result<Self, String> {
-        let mut config = object(config_json, "run config")?;
-        config.extend(object(payload_json, "command payload")?);
-        Ok(Self {
-            binary: string(&config, "binary")?.unwrap_or_else(|| "claude".into()),
-            model: string(&config, "model")?,
-            base_url: string(&config, "base_url")?,
-            max_retries: number(&config, "max_retries")?.unwrap_or(0),
-            max_turns: number(&config, "max_turns")?,
-            idle_timeout_ms: number(&config, "idle_timeout_ms")?.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
-            timeout_ms: number(&config, "timeout_ms")?,
-            extra_args: strings(&config, "extra_args")?,
-            env: env(&config)?,
-        })
+        aac_sdk::config::parse(config_json, payload_json)
     }
 
     /// The command line of one turn: a new session, or `--resume <session_id>`.
@@ -83,7 +86,7 @@ impl Settings {
         if let Some(base_url) = &self.base_url {
             env.push(("ANTHROPIC_BASE_URL".into(), base_url.clone()));
         }
-        env.extend(self.env.iter().cloned());
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }
 }

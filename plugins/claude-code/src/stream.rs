@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+use aac_sdk::events::kinds::{
+    AgentPlan, AgentUsage, ChangeKind, FileChange, FileChanged, PlanItem, Status, WellKnown,
+};
 use serde_json::{Value, json};
 
 /// One aac event: a dotted kind and a JSON payload.
@@ -46,6 +49,8 @@ pub struct Mapper {
 }
 
 const FILE_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit"];
+/// Claude Code's to-do list tool: its input is the plan, as codex's `todo_list` item is.
+const PLAN_TOOL: &str = "TodoWrite";
 
 impl Mapper {
     pub fn new() -> Self {
@@ -127,6 +132,8 @@ impl Mapper {
                         "command.started",
                         json!({ "id": id, "command": input["command"] }),
                     )
+                } else if name == PLAN_TOOL {
+                    plan(&id, &input)
                 } else {
                     Event::new(
                         "tool.started",
@@ -154,21 +161,46 @@ impl Mapper {
                     "id": id,
                     "command": input["command"],
                     "output": output,
+                    // Claude Code does not report the command's exit code.
+                    "exit_code": null,
+                    "status": status(is_error),
                     "stdout": tool_output["stdout"],
                     "stderr": tool_output["stderr"],
                     "interrupted": tool_output["interrupted"],
                     "is_error": is_error,
                 }),
             ),
-            tool if FILE_TOOLS.contains(&tool) => Event::new(
-                "file.changed",
-                json!({
-                    "id": id,
-                    "tool": tool,
-                    "path": input["file_path"].as_str().or(input["notebook_path"].as_str()),
-                    "is_error": is_error,
-                }),
-            ),
+            tool if FILE_TOOLS.contains(&tool) => {
+                let path = input["file_path"]
+                    .as_str()
+                    .or(input["notebook_path"].as_str());
+                // Write reports whether it created the file; every other tool edits one.
+                let kind = if tool_output["type"] == "create" {
+                    ChangeKind::Add
+                } else {
+                    ChangeKind::Update
+                };
+                let changed = FileChanged {
+                    id: id.to_string(),
+                    changes: path
+                        .map(|path| FileChange {
+                            path: path.to_string(),
+                            kind,
+                        })
+                        .into_iter()
+                        .collect(),
+                    status: if is_error {
+                        Status::Failed
+                    } else {
+                        Status::Completed
+                    },
+                };
+                let mut payload = serde_json::to_value(changed).unwrap_or_default();
+                payload["tool"] = tool.into();
+                Event::new(FileChanged::KIND, payload)
+            }
+            // The plan was its input, already emitted; only a failure says more.
+            PLAN_TOOL if !is_error => return,
             tool => Event::new(
                 "tool.completed",
                 json!({ "id": id, "tool": tool, "output": output, "is_error": is_error }),
@@ -185,15 +217,9 @@ impl Mapper {
             api_error_status: value["api_error_status"].as_u64(),
             uuid: value["uuid"].as_str().map(String::from),
         };
-        out.push(Event::new(
-            "agent.usage",
-            json!({
-                "usage": value["usage"],
-                "total_cost_usd": value["total_cost_usd"],
-                "duration_ms": value["duration_ms"],
-                "num_turns": value["num_turns"],
-            }),
-        ));
+        if value["usage"].is_object() {
+            out.push(usage(&value));
+        }
         out.push(Event::new(
             "agent.result",
             json!({
@@ -206,6 +232,54 @@ impl Mapper {
         ));
         self.state.result = Some(result);
     }
+}
+
+/// `agent.plan` from a TodoWrite call's `todos: [{content, status}]`.
+fn plan(id: &str, input: &Value) -> Event {
+    let items = input["todos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|todo| PlanItem {
+            text: todo["content"].as_str().unwrap_or_default().to_string(),
+            completed: todo["status"] == "completed",
+        })
+        .collect();
+    let plan = AgentPlan {
+        id: Some(id.to_string()),
+        items,
+    };
+    Event::new(
+        AgentPlan::KIND,
+        serde_json::to_value(plan).unwrap_or_default(),
+    )
+}
+
+fn status(is_error: bool) -> &'static str {
+    if is_error { "failed" } else { "completed" }
+}
+
+/// `agent.usage` in the registry's names (OpenTelemetry GenAI). Anthropic counts cache reads and
+/// writes apart from `input_tokens`; OpenTelemetry's `input_tokens` includes them.
+fn usage(result: &Value) -> Event {
+    let usage = &result["usage"];
+    let count = |key: &str| usage[key].as_u64();
+    let cache_read = count("cache_read_input_tokens");
+    let cache_creation = count("cache_creation_input_tokens");
+    let input =
+        count("input_tokens").unwrap_or(0) + cache_read.unwrap_or(0) + cache_creation.unwrap_or(0);
+    let mut payload = serde_json::to_value(AgentUsage {
+        input_tokens: input,
+        output_tokens: count("output_tokens").unwrap_or(0),
+        cache_read_input_tokens: cache_read,
+        cache_creation_input_tokens: cache_creation,
+        reasoning_output_tokens: None,
+        cost_usd: result["total_cost_usd"].as_f64(),
+    })
+    .unwrap_or_default();
+    payload["duration_ms"] = result["duration_ms"].clone();
+    payload["num_turns"] = result["num_turns"].clone();
+    Event::new(AgentUsage::KIND, payload)
 }
 
 /// A tool_result's content: a string, or text blocks joined.
@@ -240,7 +314,7 @@ mod tests {
             r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"","is_error":false}]},"tool_use_result":{"stdout":"","stderr":"","interrupted":false}}"#,
             r#"{"type":"assistant","message":{"id":"msg_2","content":[{"type":"tool_use","id":"toolu_2","name":"Write","input":{"file_path":"/workspace/a.txt","content":"x"}}]}}"#,
             r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"toolu_2","content":[{"type":"text","text":"ok"}]}]}}"#,
-            r#"{"session_id":"s-1","usage":{"input_tokens":3},"is_error":false,"subtype":"success","result":"done","type":"result","uuid":"u-1","num_turns":2}"#,
+            r#"{"session_id":"s-1","usage":{"input_tokens":3,"cache_read_input_tokens":7},"is_error":false,"subtype":"success","result":"done","type":"result","uuid":"u-1","num_turns":2}"#,
         ];
         let mut mapper = Mapper::new();
         let mut events = Vec::new();
@@ -264,14 +338,44 @@ mod tests {
         assert_eq!(events[0].payload["thread_id"], "s-1");
         assert_eq!(events[2].payload["command"], "echo hi > out.txt");
         assert_eq!(events[3].payload["command"], "echo hi > out.txt");
-        assert_eq!(events[5].payload["path"], "/workspace/a.txt");
-        assert_eq!(events[6].payload["usage"]["input_tokens"], 3);
+        assert_eq!(
+            events[5].payload,
+            json!({ "id": "toolu_2", "tool": "Write", "status": "completed",
+                    "changes": [{ "path": "/workspace/a.txt", "kind": "update" }] })
+        );
+        assert_eq!(events[3].payload["status"], "completed");
+        assert_eq!(
+            events[6].payload,
+            json!({ "input_tokens": 10, "output_tokens": 0, "cache_read_input_tokens": 7,
+                    "duration_ms": null, "num_turns": 2 })
+        );
         let state = mapper.state();
         assert_eq!(state.session_id.as_deref(), Some("s-1"));
         let result = state.result.as_ref().unwrap();
         assert_eq!(result.subtype, "success");
         assert!(!result.is_error);
         assert_eq!(result.uuid.as_deref(), Some("u-1"));
+    }
+
+    #[test]
+    fn todo_write_is_a_plan_like_codexs() {
+        let mut mapper = Mapper::new();
+        let mut events = Vec::new();
+        mapper.map_line(
+            r#"{"type":"assistant","message":{"id":"m","content":[{"type":"tool_use","id":"t1","name":"TodoWrite","input":{"todos":[{"content":"read","status":"completed","activeForm":"reading"},{"content":"fix","status":"pending","activeForm":"fixing"}]}}]}}"#,
+            &mut events,
+        );
+        mapper.map_line(
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"ok"}]}}"#,
+            &mut events,
+        );
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, "agent.plan");
+        assert_eq!(
+            events[0].payload,
+            json!({ "id": "t1", "items": [{ "text": "read", "completed": true },
+                                          { "text": "fix", "completed": false }] })
+        );
     }
 
     #[test]
@@ -291,13 +395,7 @@ mod tests {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
-            [
-                "agent.retry",
-                "agent.raw",
-                "output.stdout",
-                "agent.usage",
-                "agent.result"
-            ]
+            ["agent.retry", "agent.raw", "output.stdout", "agent.result"]
         );
         let result = mapper.state().result.clone().unwrap();
         assert!(result.is_error);

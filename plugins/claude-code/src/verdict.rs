@@ -1,34 +1,9 @@
 //! How a Claude Code turn ended: the process's exit plus its `result` line (if any) → terminal
 //! status and failure kind. Pure; each row of docs/plugins/claude-code.md's failure table is tested.
 
+pub use aac_sdk::{Exit, FailureKind, Outcome};
+
 use crate::stream::{ResultLine, StreamState};
-
-/// How the `claude` process ended (the sandbox's exit status, without WIT types).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exit {
-    pub code: Option<i32>,
-    pub killed: bool,
-    /// `timeout`, `idle-timeout`, `cancelled` or `requested` when the host killed it.
-    pub kill_reason: Option<String>,
-    pub oom_killed: bool,
-}
-
-/// The failure kinds this backend reports (a subset of the WIT `failure-kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    AgentError,
-    ModelError,
-    AuthError,
-    TurnTimeout,
-    OomKilled,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Completed,
-    Failed(Failure, String),
-    Cancelled(String),
-}
 
 /// Decides a turn's end; `stderr_tail` explains a crash, `idle_timeout_ms` names the watchdog.
 pub fn decide(
@@ -36,28 +11,31 @@ pub fn decide(
     stream: &StreamState,
     stderr_tail: &str,
     idle_timeout_ms: u64,
-) -> Verdict {
+) -> Outcome {
     if exit.oom_killed {
-        return Verdict::Failed(
-            Failure::OomKilled,
+        return Outcome::Failed(
+            FailureKind::OomKilled,
             "claude was killed for running out of memory".into(),
         );
     }
     match (exit.kill_reason.as_deref(), &stream.result) {
-        (Some("cancelled"), _) => return Verdict::Cancelled("the turn was cancelled".into()),
+        (Some("cancelled"), _) => return Outcome::Cancelled("the turn was cancelled".into()),
         // A CLI that printed its result and then hung has finished the turn: the result decides.
         (Some("idle-timeout"), Some(result)) => return from_result(result),
         // The CLI can hang without ever printing its result line: the watchdog ends the turn.
         (Some("idle-timeout"), None) => {
-            return Verdict::Failed(
-                Failure::TurnTimeout,
+            return Outcome::Failed(
+                FailureKind::TurnTimeout,
                 format!(
                     "claude printed nothing for {idle_timeout_ms} ms (idle watchdog); no result line"
                 ),
             );
         }
         (Some(reason), _) if exit.killed => {
-            return Verdict::Failed(Failure::TurnTimeout, format!("claude was killed: {reason}"));
+            return Outcome::Failed(
+                FailureKind::TurnTimeout,
+                format!("claude was killed: {reason}"),
+            );
         }
         _ => {}
     }
@@ -77,12 +55,12 @@ pub fn decide(
         Some(code) => format!("claude exited with code {code} without a result line{tail}"),
         None => format!("claude ended without an exit code (crashed){tail}"),
     };
-    Verdict::Failed(Failure::AgentError, message)
+    Outcome::Failed(FailureKind::AgentError, message)
 }
 
-fn from_result(result: &ResultLine) -> Verdict {
+fn from_result(result: &ResultLine) -> Outcome {
     if !result.is_error && result.subtype == "success" {
-        return Verdict::Completed;
+        return Outcome::Completed;
     }
     let message = if result.text.is_empty() {
         format!("claude ended with {}", result.subtype)
@@ -96,13 +74,13 @@ fn from_result(result: &ResultLine) -> Verdict {
         let auth = matches!(result.api_error_status, Some(401 | 403))
             || message.to_ascii_lowercase().contains("authenticat");
         let failure = if auth {
-            Failure::AuthError
+            FailureKind::AuthError
         } else {
-            Failure::ModelError
+            FailureKind::ModelError
         };
-        Verdict::Failed(failure, message)
+        Outcome::Failed(failure, message)
     } else {
-        Verdict::Failed(Failure::AgentError, message)
+        Outcome::Failed(FailureKind::AgentError, message)
     }
 }
 
@@ -156,13 +134,13 @@ mod tests {
             is_error: true,
             ..ResultLine::default()
         });
-        let cases: Vec<(Exit, StreamState, Verdict)> = vec![
-            (exited(0), success.clone(), Verdict::Completed),
-            (killed("idle-timeout"), success, Verdict::Completed),
+        let cases: Vec<(Exit, StreamState, Outcome)> = vec![
+            (exited(0), success.clone(), Outcome::Completed),
+            (killed("idle-timeout"), success, Outcome::Completed),
             (
                 exited(1),
                 api_error(Some(500), "API Error: 500 boom"),
-                Verdict::Failed(Failure::ModelError, "API Error: 500 boom".into()),
+                Outcome::Failed(FailureKind::ModelError, "API Error: 500 boom".into()),
             ),
             (
                 exited(1),
@@ -170,53 +148,53 @@ mod tests {
                     None,
                     "API Error: API returned an empty or malformed response",
                 ),
-                Verdict::Failed(
-                    Failure::ModelError,
+                Outcome::Failed(
+                    FailureKind::ModelError,
                     "API Error: API returned an empty or malformed response".into(),
                 ),
             ),
             (
                 exited(1),
                 api_error(Some(401), "Failed to authenticate. API Error: 401 bad key"),
-                Verdict::Failed(
-                    Failure::AuthError,
+                Outcome::Failed(
+                    FailureKind::AuthError,
                     "Failed to authenticate. API Error: 401 bad key".into(),
                 ),
             ),
             (
                 exited(1),
                 max_turns,
-                Verdict::Failed(
-                    Failure::AgentError,
+                Outcome::Failed(
+                    FailureKind::AgentError,
                     "claude ended with error_max_turns".into(),
                 ),
             ),
             (
                 killed("cancelled"),
                 none.clone(),
-                Verdict::Cancelled("the turn was cancelled".into()),
+                Outcome::Cancelled("the turn was cancelled".into()),
             ),
             (
                 killed("idle-timeout"),
                 none.clone(),
-                Verdict::Failed(
-                    Failure::TurnTimeout,
+                Outcome::Failed(
+                    FailureKind::TurnTimeout,
                     "claude printed nothing for 700 ms (idle watchdog); no result line".into(),
                 ),
             ),
             (
                 exited(0),
                 none.clone(),
-                Verdict::Failed(
-                    Failure::AgentError,
+                Outcome::Failed(
+                    FailureKind::AgentError,
                     "claude exited without a result line: boom".into(),
                 ),
             ),
             (
                 exited(3),
                 none.clone(),
-                Verdict::Failed(
-                    Failure::AgentError,
+                Outcome::Failed(
+                    FailureKind::AgentError,
                     "claude exited with code 3 without a result line: boom".into(),
                 ),
             ),
@@ -226,8 +204,8 @@ mod tests {
                     ..exited(137)
                 },
                 none,
-                Verdict::Failed(
-                    Failure::OomKilled,
+                Outcome::Failed(
+                    FailureKind::OomKilled,
                     "claude was killed for running out of memory".into(),
                 ),
             ),

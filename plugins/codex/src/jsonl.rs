@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+use aac_sdk::events::kinds::{AgentUsage, WellKnown};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -133,11 +134,9 @@ impl Mapper {
             "turn.started" => out.push(Object::new().event("turn.started")),
             "turn.completed" => {
                 self.state.turn_completed = true;
-                let usage = line.usage.map_or("null", RawValue::get);
-                out.push(Event {
-                    kind: "agent.usage",
-                    payload: usage.to_string(),
-                });
+                if let Some(usage) = line.usage.and_then(|raw| usage(raw.get())) {
+                    out.push(usage);
+                }
             }
             "turn.failed" | "error" => {
                 let (message, source) = if kind == "error" {
@@ -242,6 +241,34 @@ fn map_item(phase: &str, item: &Item, raw: &RawValue, out: &mut Vec<Event>) {
         }
     };
     out.push(p.event(event));
+}
+
+/// Codex's token counts, as OpenAI reports them (`input_tokens` includes the cached ones).
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    cached_input_tokens: Option<u64>,
+    reasoning_output_tokens: Option<u64>,
+}
+
+/// `agent.usage` in the registry's names (OpenTelemetry GenAI); `None` for no usage object.
+fn usage(raw: &str) -> Option<Event> {
+    let usage: Usage = serde_json::from_str(raw).ok()?;
+    let payload = serde_json::to_string(&AgentUsage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_read_input_tokens: usage.cached_input_tokens,
+        reasoning_output_tokens: usage.reasoning_output_tokens,
+        ..AgentUsage::default()
+    })
+    .ok()?;
+    Some(Event {
+        kind: AgentUsage::KIND,
+        payload,
+    })
 }
 
 /// Writes a JSON object field by field; keys are fixed names that need no escaping.
@@ -353,7 +380,10 @@ mod tests {
                     "exit_code": 0, "output": "a \"quoted\"\nline", "status": "completed" })
         );
         assert_eq!(events[4].1, json!({ "id": "item_1", "text": "done é" }));
-        assert_eq!(events[5].1["input_tokens"], 20);
+        assert_eq!(
+            events[5].1,
+            json!({ "input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 0 })
+        );
         assert_eq!(state.thread_id.as_deref(), Some("t-1"));
         assert!(state.turn_completed);
         assert_eq!(state.error, None);

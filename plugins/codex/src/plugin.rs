@@ -1,17 +1,12 @@
 //! The WIT glue: one session per run holding the thread id, one `codex exec` process per turn.
 
-use std::collections::VecDeque;
-use std::time::Duration;
-
-use aac_sdk::process::{Command, Stream};
-use aac_sdk::{Backend, CommandInfo, FailureKind, RunInfo, TurnResult, events, log};
+use aac_sdk::{
+    Backend, Command, CommandInfo, FailureKind, RunInfo, Stream, Tail, TurnResult, events, log,
+};
 
 use crate::jsonl::Mapper;
 use crate::settings::Settings;
-use crate::verdict::{self, Exit, Failure, Verdict};
-
-/// How many stderr lines are kept to explain a crash.
-const STDERR_TAIL: usize = 5;
+use crate::verdict;
 
 struct Codex {
     run: RunInfo,
@@ -38,16 +33,12 @@ impl Backend for Codex {
             Err(message) => return TurnResult::failed(FailureKind::AgentError, message),
         };
         let argv = settings.argv(&command.prompt, self.thread_id.as_deref());
-        let mut exec = Command::new(&argv[0])
+        let exec = Command::new(&argv[0])
             .args(&argv[1..])
             .cwd(&self.run.workspace_dir)
-            .idle_timeout(Duration::from_millis(settings.idle_timeout_ms));
-        for (key, value) in &settings.env {
-            exec = exec.env(key, value);
-        }
-        if let Some(ms) = settings.timeout_ms {
-            exec = exec.timeout(Duration::from_millis(ms));
-        }
+            .envs(&settings.env)
+            .idle_timeout_ms(Some(settings.idle_timeout_ms))
+            .timeout_ms(settings.timeout_ms);
         let mut process = match exec.spawn() {
             Ok(process) => process,
             Err(err) => {
@@ -65,7 +56,7 @@ impl Backend for Codex {
 
         let mut mapper = Mapper::new();
         let mut mapped = Vec::new();
-        let mut stderr_tail = VecDeque::new();
+        let mut stderr_tail = Tail::default();
         while let Some(line) = process.next_line() {
             match line.stream {
                 Stream::Stdout => {
@@ -76,29 +67,11 @@ impl Backend for Codex {
                 }
                 Stream::Stderr => {
                     events::emit_output(Stream::Stderr, &line);
-                    if stderr_tail.len() == STDERR_TAIL {
-                        stderr_tail.pop_front();
-                    }
-                    stderr_tail.push_back(line.text);
+                    stderr_tail.push(&line.text);
                 }
             }
         }
-        let status = process.wait();
-        events::emit(
-            "process.exited",
-            &serde_json::json!({
-                "code": status.code,
-                "killed": status.killed,
-                "kill_reason": status.kill_reason,
-                "oom_killed": status.oom_killed,
-            }),
-        );
-        let exit = Exit {
-            code: status.code,
-            killed: status.killed,
-            kill_reason: status.kill_reason,
-            oom_killed: status.oom_killed,
-        };
+        let exit = process.finish();
 
         let stream = mapper.state();
         if let Some(thread_id) = &stream.thread_id
@@ -109,12 +82,13 @@ impl Backend for Codex {
             self.turns = 0;
         }
         self.turns += 1;
-        let stderr_tail = Vec::from(stderr_tail).join(" | ");
-        let result = match verdict::decide(&exit, stream, &stderr_tail, settings.idle_timeout_ms) {
-            Verdict::Completed => TurnResult::completed(),
-            Verdict::Cancelled(message) => TurnResult::cancelled(message),
-            Verdict::Failed(failure, message) => TurnResult::failed(failure_kind(failure), message),
-        };
+        let result: TurnResult = verdict::decide(
+            &exit,
+            stream,
+            &stderr_tail.joined(),
+            settings.idle_timeout_ms,
+        )
+        .into();
         match &self.thread_id {
             // Codex 0.169 prints no turn id: turns are numbered within their thread.
             Some(thread_id) => result
@@ -122,16 +96,6 @@ impl Backend for Codex {
                 .with_turn_id(format!("{thread_id}/{}", self.turns)),
             None => result,
         }
-    }
-}
-
-fn failure_kind(failure: Failure) -> FailureKind {
-    match failure {
-        Failure::AgentError => FailureKind::AgentError,
-        Failure::ModelError => FailureKind::ModelError,
-        Failure::AuthError => FailureKind::AuthError,
-        Failure::TurnTimeout => FailureKind::TurnTimeout,
-        Failure::OomKilled => FailureKind::OomKilled,
     }
 }
 

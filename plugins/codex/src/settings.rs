@@ -1,8 +1,11 @@
 //! The plugin's settings (run config merged with each command's payload) and the `codex exec`
 //! command line they give. Pure: no WIT, unit-tested natively.
 
-use aac_sdk::config::{env, number, object, string, strings};
-use serde_json::Value;
+use std::collections::BTreeMap;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
 /// The default idle watchdog: Codex prints at least one line per item, so ten silent minutes
 /// means it hangs.
@@ -17,67 +20,69 @@ const BASE_OVERRIDES: &[(&str, &str)] = &[
     ("features.unbounded_connection_retries", "false"),
 ];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Settings {
+    #[serde(default = "default_binary")]
     pub binary: String,
     pub model: Option<String>,
     pub provider: Option<Provider>,
+    #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     pub timeout_ms: Option<u64>,
-    /// `-c key=value` overrides, value already TOML.
+    /// `-c key=value` overrides (the `config` key), value already TOML.
+    #[serde(default, rename = "config", deserialize_with = "overrides")]
     pub overrides: Vec<(String, String)>,
+    #[serde(default)]
     pub extra_args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A custom model provider, written as `model_providers.<id>.*` overrides.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Provider {
+    #[serde(default = "default_provider")]
     pub id: String,
+    #[serde(default = "default_provider")]
     pub name: String,
     pub base_url: String,
+    #[serde(default = "default_wire_api")]
     pub wire_api: String,
     pub env_key: Option<String>,
     pub request_max_retries: Option<u64>,
     pub stream_max_retries: Option<u64>,
 }
 
+fn default_binary() -> String {
+    "codex".into()
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    DEFAULT_IDLE_TIMEOUT_MS
+}
+
+fn default_provider() -> String {
+    "aac".into()
+}
+
+fn default_wire_api() -> String {
+    "responses".into()
+}
+
+/// `config`: an object of Codex settings, each value turned into TOML.
+fn overrides<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    Map::<String, Value>::deserialize(deserializer)?
+        .iter()
+        .map(|(key, value)| Ok((key.clone(), toml_value(value).map_err(D::Error::custom)?)))
+        .collect()
+}
+
 impl Settings {
     /// Reads the run's config, with the command's payload overriding it key by key.
     pub fn from_json(config_json: &str, payload_json: &str) -> Result<Self, String> {
-        let mut config = object(config_json, "run config")?;
-        config.extend(object(payload_json, "command payload")?);
-        let provider = match config.get("provider") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(p)) => Some(Provider {
-                id: string(p, "id")?.unwrap_or_else(|| "aac".into()),
-                name: string(p, "name")?.unwrap_or_else(|| "aac".into()),
-                base_url: string(p, "base_url")?.ok_or("config `provider.base_url` is required")?,
-                wire_api: string(p, "wire_api")?.unwrap_or_else(|| "responses".into()),
-                env_key: string(p, "env_key")?,
-                request_max_retries: number(p, "request_max_retries")?,
-                stream_max_retries: number(p, "stream_max_retries")?,
-            }),
-            Some(_) => return Err("config `provider` must be an object".into()),
-        };
-        let overrides = match config.get("config") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(key, value)| Ok((key.clone(), toml_value(value)?)))
-                .collect::<Result<_, String>>()?,
-            Some(_) => return Err("config `config` must be an object of Codex settings".into()),
-        };
-        Ok(Self {
-            binary: string(&config, "binary")?.unwrap_or_else(|| "codex".into()),
-            model: string(&config, "model")?,
-            provider,
-            idle_timeout_ms: number(&config, "idle_timeout_ms")?.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
-            timeout_ms: number(&config, "timeout_ms")?,
-            overrides,
-            extra_args: strings(&config, "extra_args")?,
-            env: env(&config)?,
-        })
+        aac_sdk::config::parse(config_json, payload_json)
     }
 
     /// The command line of one turn: a new thread, or `resume <thread_id>`.

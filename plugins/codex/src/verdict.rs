@@ -1,34 +1,9 @@
 //! How a Codex turn ended: the process's exit plus what its stream said → terminal status and
 //! failure kind. Pure, so every row of the failure table in docs/plugins/codex.md is unit-tested.
 
+pub use aac_sdk::{Exit, FailureKind, Outcome};
+
 use crate::jsonl::StreamState;
-
-/// How the `codex` process ended (the sandbox's exit status, without WIT types).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Exit {
-    pub code: Option<i32>,
-    pub killed: bool,
-    /// `timeout`, `idle-timeout`, `cancelled` or `requested` when the host killed it.
-    pub kill_reason: Option<String>,
-    pub oom_killed: bool,
-}
-
-/// The failure kinds this backend reports (a subset of the WIT `failure-kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    AgentError,
-    ModelError,
-    AuthError,
-    TurnTimeout,
-    OomKilled,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Completed,
-    Failed(Failure, String),
-    Cancelled(String),
-}
 
 /// Decides a turn's end. `stderr_tail` is the last stderr lines, quoted when nothing better explains
 /// a crash; `idle_timeout_ms` names the watchdog's limit in its message.
@@ -37,31 +12,34 @@ pub fn decide(
     stream: &StreamState,
     stderr_tail: &str,
     idle_timeout_ms: u64,
-) -> Verdict {
+) -> Outcome {
     if exit.oom_killed {
-        return Verdict::Failed(
-            Failure::OomKilled,
+        return Outcome::Failed(
+            FailureKind::OomKilled,
             "codex was killed for running out of memory".into(),
         );
     }
     match exit.kill_reason.as_deref() {
-        Some("cancelled") => return Verdict::Cancelled("the turn was cancelled".into()),
+        Some("cancelled") => return Outcome::Cancelled("the turn was cancelled".into()),
         Some("idle-timeout") => {
-            return Verdict::Failed(
-                Failure::TurnTimeout,
+            return Outcome::Failed(
+                FailureKind::TurnTimeout,
                 format!("codex printed nothing for {idle_timeout_ms} ms (idle watchdog)"),
             );
         }
         Some(reason) if exit.killed => {
-            return Verdict::Failed(Failure::TurnTimeout, format!("codex was killed: {reason}"));
+            return Outcome::Failed(
+                FailureKind::TurnTimeout,
+                format!("codex was killed: {reason}"),
+            );
         }
         _ => {}
     }
     if stream.turn_completed && exit.code == Some(0) {
-        return Verdict::Completed;
+        return Outcome::Completed;
     }
     if let Some(message) = &stream.error {
-        return Verdict::Failed(model_failure(message), message.clone());
+        return Outcome::Failed(model_failure(message), message.clone());
     }
     let tail = if stderr_tail.is_empty() {
         String::new()
@@ -69,27 +47,27 @@ pub fn decide(
         format!(": {stderr_tail}")
     };
     match exit.code {
-        Some(code @ (126 | 127)) => Verdict::Failed(
-            Failure::AgentError,
+        Some(code @ (126 | 127)) => Outcome::Failed(
+            FailureKind::AgentError,
             format!("the codex CLI could not be started in the sandbox image (exit {code}){tail}"),
         ),
-        Some(0) => Verdict::Failed(
-            Failure::AgentError,
+        Some(0) => Outcome::Failed(
+            FailureKind::AgentError,
             format!("codex exited without reporting turn.completed{tail}"),
         ),
-        Some(code) => Verdict::Failed(
-            Failure::AgentError,
+        Some(code) => Outcome::Failed(
+            FailureKind::AgentError,
             format!("codex exited with code {code}{tail}"),
         ),
-        None => Verdict::Failed(
-            Failure::AgentError,
+        None => Outcome::Failed(
+            FailureKind::AgentError,
             format!("codex ended without an exit code (crashed){tail}"),
         ),
     }
 }
 
 /// A provider error refusing credentials is `auth-error`; any other is `model-error`.
-pub fn model_failure(message: &str) -> Failure {
+pub fn model_failure(message: &str) -> FailureKind {
     let lower = message.to_ascii_lowercase();
     let auth = [
         "401",
@@ -101,9 +79,9 @@ pub fn model_failure(message: &str) -> Failure {
         "api_key",
     ];
     if auth.iter().any(|needle| lower.contains(needle)) {
-        Failure::AuthError
+        FailureKind::AuthError
     } else {
-        Failure::ModelError
+        FailureKind::ModelError
     }
 }
 
@@ -143,41 +121,41 @@ mod tests {
     #[test]
     fn the_failure_table() {
         let none = StreamState::default();
-        let cases: Vec<(Exit, StreamState, Verdict)> = vec![
-            (exited(0), completed(), Verdict::Completed),
+        let cases: Vec<(Exit, StreamState, Outcome)> = vec![
+            (exited(0), completed(), Outcome::Completed),
             (
                 exited(1),
                 failed("stream disconnected before completion"),
-                Verdict::Failed(
-                    Failure::ModelError,
+                Outcome::Failed(
+                    FailureKind::ModelError,
                     "stream disconnected before completion".into(),
                 ),
             ),
             (
                 exited(1),
                 failed("unexpected status 401 Unauthorized: bad key"),
-                Verdict::Failed(
-                    Failure::AuthError,
+                Outcome::Failed(
+                    FailureKind::AuthError,
                     "unexpected status 401 Unauthorized: bad key".into(),
                 ),
             ),
             (
                 killed("cancelled"),
                 none.clone(),
-                Verdict::Cancelled("the turn was cancelled".into()),
+                Outcome::Cancelled("the turn was cancelled".into()),
             ),
             (
                 killed("idle-timeout"),
                 none.clone(),
-                Verdict::Failed(
-                    Failure::TurnTimeout,
+                Outcome::Failed(
+                    FailureKind::TurnTimeout,
                     "codex printed nothing for 500 ms (idle watchdog)".into(),
                 ),
             ),
             (
                 killed("timeout"),
                 none.clone(),
-                Verdict::Failed(Failure::TurnTimeout, "codex was killed: timeout".into()),
+                Outcome::Failed(FailureKind::TurnTimeout, "codex was killed: timeout".into()),
             ),
             (
                 Exit {
@@ -185,21 +163,24 @@ mod tests {
                     ..exited(137)
                 },
                 none.clone(),
-                Verdict::Failed(
-                    Failure::OomKilled,
+                Outcome::Failed(
+                    FailureKind::OomKilled,
                     "codex was killed for running out of memory".into(),
                 ),
             ),
             (
                 exited(2),
                 none.clone(),
-                Verdict::Failed(Failure::AgentError, "codex exited with code 2: boom".into()),
+                Outcome::Failed(
+                    FailureKind::AgentError,
+                    "codex exited with code 2: boom".into(),
+                ),
             ),
             (
                 exited(0),
                 none.clone(),
-                Verdict::Failed(
-                    Failure::AgentError,
+                Outcome::Failed(
+                    FailureKind::AgentError,
                     "codex exited without reporting turn.completed: boom".into(),
                 ),
             ),
@@ -216,7 +197,7 @@ mod tests {
     #[test]
     fn a_missing_cli_is_named() {
         let verdict = decide(&exited(127), &StreamState::default(), "", 500);
-        let Verdict::Failed(Failure::AgentError, message) = verdict else {
+        let Outcome::Failed(FailureKind::AgentError, message) = verdict else {
             panic!("{verdict:?}")
         };
         assert!(message.contains("could not be started"), "{message}");
@@ -229,6 +210,6 @@ mod tests {
             error: Some("Reconnecting... 1/5".into()),
             ..StreamState::default()
         };
-        assert_eq!(decide(&exited(0), &stream, "", 1), Verdict::Completed);
+        assert_eq!(decide(&exited(0), &stream, "", 1), Outcome::Completed);
     }
 }

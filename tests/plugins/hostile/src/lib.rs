@@ -13,7 +13,7 @@
 use aac_sdk::{Backend, CommandInfo, FailureKind, RunInfo, TurnResult, events};
 
 // Asks for two variables; the tests grant only one of them.
-aac_sdk::declare_capabilities!(br#"{"env": ["PATH", "HOME"]}"#);
+aac_sdk::declare_capabilities!(env: ["PATH", "HOME"]);
 
 struct Hostile {
     block_close: bool,
@@ -75,7 +75,7 @@ impl Backend for Hostile {
             "big-event" => {
                 // Straight to the host, past the SDK's own bound: the host must cut it.
                 let payload = format!("{{\"blob\":\"{}\"}}", "x".repeat(1 << 20));
-                aac_sdk::bindings::backend::aac::plugin::events::emit(&aac_sdk::Event {
+                aac_sdk::__private::bindings::backend::aac::plugin::events::emit(&aac_sdk::Event {
                     kind: "big".into(),
                     payload_json: payload,
                 });
@@ -118,7 +118,7 @@ impl Backend for Hostile {
                 // A process handle the host never gave out.
                 // SAFETY: deliberately wrong; the host must contain it.
                 let forged = unsafe {
-                    aac_sdk::bindings::backend::aac::plugin::sandbox::Process::from_handle(4242)
+                    aac_sdk::__private::bindings::backend::aac::plugin::sandbox::Process::from_handle(4242)
                 };
                 format!(
                     "LEAK: read {:?}",
