@@ -14,6 +14,7 @@ use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::deadline::{Call, CallError, bounded};
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
 use super::spare::{self, SpareExec};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
@@ -217,8 +218,24 @@ fn oom_kill_count(text: &str) -> Option<u64> {
         .and_then(|count| count.trim().parse().ok())
 }
 
-/// Runs a short `sh -c` script as the container's user and returns its stdout.
+/// Runs a short `sh -c` script as the container's user and returns its stdout, all within one
+/// deadline.
 async fn run_to_end(docker: &Docker, container: &str, script: &str) -> Result<String> {
+    let target = format!("container {container}");
+    let text = bounded(
+        Call::HelperScript,
+        &target,
+        script_output(docker, container, script),
+    )
+    .await?;
+    Ok(text)
+}
+
+async fn script_output(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+) -> Result<String, bollard::errors::Error> {
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(false),
@@ -276,21 +293,26 @@ impl Sandbox for DockerSandbox {
             ),
             ..Default::default()
         };
-        let exec = self
-            .docker
-            .create_exec(&self.id, config)
-            .await
-            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let target = format!("container {}", self.id);
+        let exec = bounded(
+            Call::CreateExec,
+            &target,
+            self.docker.create_exec(&self.id, config),
+        )
+        .await
+        .map_err(|err| classify_exec_error(&self.id, err))?;
         let options = StartExecOptions {
             detach: false,
             tty: false,
             output_capacity: None,
         };
-        let started = self
-            .docker
-            .start_exec(&exec.id, Some(options))
-            .await
-            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let started = bounded(
+            Call::StartExec,
+            &target,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await
+        .map_err(|err| classify_exec_error(&self.id, err))?;
         let StartExecResults::Attached { output, input } = started else {
             return Err(ExecError::SpawnFailed(
                 "docker started the exec detached".into(),
@@ -320,15 +342,25 @@ impl Sandbox for DockerSandbox {
             v: true,
             ..Default::default()
         };
-        let removed = match self.docker.remove_container(&self.id, Some(options)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+        let target = format!("container {}", self.id);
+        let removed = match bounded(
+            Call::RemoveContainer,
+            &target,
+            self.docker.remove_container(&self.id, Some(options)),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
         };
         if let Some(network) = &self.network {
-            let _ = self.docker.remove_network(network).await;
+            let _ = bounded(
+                Call::RemoveNetwork,
+                &format!("network {network}"),
+                self.docker.remove_network(network),
+            )
+            .await;
         }
         removed
     }
@@ -340,27 +372,34 @@ impl Sandbox for DockerSandbox {
 
 /// Whether a container is running; a container that no longer exists is not.
 pub(super) async fn container_running(docker: &Docker, id: &str) -> Result<bool> {
-    match docker
-        .inspect_container(id, None::<InspectContainerOptions>)
-        .await
+    let target = format!("container {id}");
+    match bounded(
+        Call::InspectContainer,
+        &target,
+        docker.inspect_container(id, None::<InspectContainerOptions>),
+    )
+    .await
     {
         Ok(inspect) => Ok(inspect
             .state
             .and_then(|state| state.running)
             .unwrap_or(false)),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
+        Err(err) if err.is_not_found() => Ok(false),
         Err(err) => Err(err).with_context(|| format!("could not inspect container {id}")),
     }
 }
 
-fn classify_exec_error(container: &str, err: bollard::errors::Error) -> ExecError {
+/// A container that is gone, stopped or does not answer in time is lost; anything else is this
+/// process failing to start.
+fn classify_exec_error(container: &str, err: CallError) -> ExecError {
     match err {
-        bollard::errors::Error::DockerResponseServerError {
+        CallError::Engine(bollard::errors::Error::DockerResponseServerError {
             status_code: 404 | 409,
             message,
-        } => ExecError::SandboxLost(format!("container {container}: {message}")),
-        other => ExecError::SpawnFailed(format!("container {container}: {other}")),
+        }) => ExecError::SandboxLost(format!("container {container}: {message}")),
+        timed_out @ CallError::TimedOut { .. } => ExecError::SandboxLost(timed_out.to_string()),
+        CallError::Engine(other) => {
+            ExecError::SpawnFailed(format!("container {container}: {other}"))
+        }
     }
 }

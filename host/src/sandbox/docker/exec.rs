@@ -10,6 +10,7 @@ use bollard::models::ExecConfig;
 use tracing::warn;
 
 use super::container::{OomCounter, container_running};
+use super::deadline::{Call, bounded};
 use crate::sandbox::{ExitInfo, ProcessControl, Signal};
 
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
@@ -84,23 +85,36 @@ impl ProcessControl for DockerProcess {
             ]),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(&self.container, config).await?;
+        let target = format!("container {}", self.container);
+        let exec = bounded(
+            Call::CreateExec,
+            &target,
+            self.docker.create_exec(&self.container, config),
+        )
+        .await?;
         let options = StartExecOptions {
             detach: true,
             ..Default::default()
         };
-        self.docker.start_exec(&exec.id, Some(options)).await?;
+        bounded(
+            Call::StartExec,
+            &target,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await?;
         Ok(())
     }
 
     async fn exit_info(&self) -> Result<ExitInfo> {
         // The output ends a moment before Docker records the exit code.
         for attempt in 0..50u64 {
-            let inspect = self
-                .docker
-                .inspect_exec(&self.exec_id)
-                .await
-                .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
+            let inspect = bounded(
+                Call::InspectExec,
+                &format!("exec {} in container {}", self.exec_id, self.container),
+                self.docker.inspect_exec(&self.exec_id),
+            )
+            .await
+            .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
             if inspect.running != Some(true) {
                 let code = inspect.exit_code.map(|code| code as i32);
                 let sandbox_error = self.sandbox_failure(code).await;

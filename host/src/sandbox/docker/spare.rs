@@ -12,6 +12,7 @@ use bollard::models::ExecConfig;
 use futures::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
+use super::deadline::{Call, CallError, bounded};
 use super::exec::{PID_FILE_PREFIX, SHELL_NAME};
 use crate::sandbox::{ExecError, ExecSpec};
 
@@ -46,22 +47,29 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
         ]),
         ..Default::default()
     };
-    let failed = |err: bollard::errors::Error| {
+    let failed = |err: CallError| {
         ExecError::SpawnFailed(format!("container {container}: spare process: {err}"))
     };
-    let exec = docker
-        .create_exec(container, config)
-        .await
-        .map_err(failed)?;
+    let target = format!("container {container}");
+    let exec = bounded(
+        Call::CreateExec,
+        &target,
+        docker.create_exec(container, config),
+    )
+    .await
+    .map_err(failed)?;
     let options = StartExecOptions {
         detach: false,
         tty: false,
         output_capacity: None,
     };
-    match docker
-        .start_exec(&exec.id, Some(options))
-        .await
-        .map_err(failed)?
+    match bounded(
+        Call::StartExec,
+        &target,
+        docker.start_exec(&exec.id, Some(options)),
+    )
+    .await
+    .map_err(failed)?
     {
         StartExecResults::Attached { output, input } => Ok(SpareExec {
             exec_id: exec.id,
