@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::deadline::{Call, CallError, bounded};
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
+use super::exec_start::{self, START_FUNCTION};
 use super::spare::{self, SpareExec};
 use crate::sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
@@ -89,8 +90,9 @@ impl DockerSandbox {
         });
     }
 
-    /// Hands `spec` to the spare process, if there is one and it takes the command.
-    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<RawProcess> {
+    /// Hands `spec` to the spare process, if there is one and it takes the command; `None` when
+    /// there is no usable spare.
+    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<Result<RawProcess, ExecError>> {
         let mut spare = self
             .spare
             .lock()
@@ -105,13 +107,18 @@ impl DockerSandbox {
         if !spec.stdin_piped && spare.input.shutdown().await.is_err() {
             return None;
         }
-        Some(self.attach(
-            spare.output,
+        let output =
+            match exec_start::started(&self.id, spec, &self.workspace_dir, spare.output).await {
+                Ok(output) => output,
+                Err(err) => return Some(Err(err)),
+            };
+        Some(Ok(self.attach(
+            output,
             spare.input,
             spare.exec_id,
             spare.pid_file,
             spec,
-        ))
+        )))
     }
 
     /// A started exec as a [`RawProcess`].
@@ -268,15 +275,17 @@ impl Sandbox for DockerSandbox {
         }
         if let Some(process) = self.exec_on_spare(&spec).await {
             self.prepare_spare();
-            return Ok(process);
+            return process;
         }
         let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
+        let cwd = spec.cwd.as_deref().unwrap_or(&self.workspace_dir);
         let mut cmd = vec![
             "/bin/sh".to_string(),
             "-c".into(),
-            EXEC_WRAPPER.into(),
+            format!("{START_FUNCTION}{EXEC_WRAPPER}"),
             SHELL_NAME.into(),
             pid_file.clone(),
+            cwd.to_string(),
         ];
         cmd.extend(spec.argv.iter().cloned());
         let config = ExecConfig {
@@ -286,11 +295,8 @@ impl Sandbox for DockerSandbox {
             tty: Some(false),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             cmd: Some(cmd),
-            working_dir: Some(
-                spec.cwd
-                    .clone()
-                    .unwrap_or_else(|| self.workspace_dir.clone()),
-            ),
+            // The wrapper enters the requested cwd itself, so a bad one is told apart.
+            working_dir: Some(self.workspace_dir.clone()),
             ..Default::default()
         };
         let target = format!("container {}", self.id);
@@ -318,9 +324,10 @@ impl Sandbox for DockerSandbox {
                 "docker started the exec detached".into(),
             ));
         };
-        let process = self.attach(output, input, exec.id, pid_file, &spec);
+        // The spare is prepared whatever the outcome: the failed exec has already ended.
         self.prepare_spare();
-        Ok(process)
+        let output = exec_start::started(&self.id, &spec, &self.workspace_dir, output).await?;
+        Ok(self.attach(output, input, exec.id, pid_file, &spec))
     }
 
     async fn warm_up(&self) -> Result<()> {

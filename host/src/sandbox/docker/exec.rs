@@ -16,12 +16,13 @@ use crate::sandbox::{ExitInfo, ProcessControl, Signal};
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
 pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
-/// Records the shell's pid (which `exec` hands to the real program), then runs the program.
-/// Docker has no API to signal an exec, so the pid is how a kill finds it.
-/// Only shell builtins run before `exec`, so the wrapper costs no extra process. The pid file is
-/// `$1`; `$0` is [`SHELL_NAME`], so the shell's own errors (a missing program) do not show the
-/// host's pid-file path.
-pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
+/// Records the shell's pid (which `exec` hands to the real program), then runs the program through
+/// `start` (see `exec_start`: its status line, then the program). Docker has no API to signal an
+/// exec, so the pid is how a kill finds it. Only shell builtins run before `exec`, so the wrapper
+/// costs no extra process. Arguments: the pid file, the cwd, the argv; `$0` is [`SHELL_NAME`], so
+/// the shell's own errors do not show the host's pid-file path. Runs after
+/// [`START_FUNCTION`](super::exec_start::START_FUNCTION).
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && start "$@""#;
 
 /// `$0` of the wrapper shells: what their error messages start with.
 pub(super) const SHELL_NAME: &str = "sandbox";

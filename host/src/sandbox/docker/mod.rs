@@ -11,6 +11,7 @@ mod deadline;
 mod deadman;
 mod engine;
 mod exec;
+mod exec_start;
 pub mod labels;
 mod reaper;
 mod spare;

@@ -14,12 +14,14 @@ use tokio::io::AsyncWrite;
 
 use super::deadline::{Call, CallError, bounded};
 use super::exec::{PID_FILE_PREFIX, SHELL_NAME};
+use super::exec_start::START_FUNCTION;
 use crate::sandbox::{ExecError, ExecSpec};
 
 /// Waits for one line, records the shell's pid (which `exec` hands to the program), then runs the
-/// line: `cd DIR && export 'K=V' … && exec 'ARG' …`. `$nl` lets quoted arguments carry newlines
-/// while the command stays one line. The pid file is `$1`: `$0` (the name the shell puts before its
-/// own error messages, e.g. a bad `cd` or a missing program) is [`SHELL_NAME`].
+/// line: `export 'K=V' && … start 'DIR' 'ARG' …` (`start`: see `exec_start`). `$nl` lets quoted
+/// arguments carry newlines while the command stays one line. The pid file is `$1`: `$0` (the name
+/// the shell puts before its own error messages) is [`SHELL_NAME`]. Runs after
+/// [`START_FUNCTION`].
 const SPARE_SCRIPT: &str = "nl='\n'\nIFS= read -r line && echo $$ > \"$1\" && eval \"$line\"";
 
 /// A started exec waiting for its command.
@@ -41,7 +43,7 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
         cmd: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            SPARE_SCRIPT.into(),
+            format!("{START_FUNCTION}{SPARE_SCRIPT}"),
             SHELL_NAME.into(),
             pid_file.clone(),
         ]),
@@ -86,11 +88,11 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
 /// The line a spare process runs for `spec` (one line, newline-terminated).
 pub(super) fn command_line(spec: &ExecSpec, default_cwd: &str) -> String {
     let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
-    let mut line = format!("cd {} &&", quote(cwd));
+    let mut line = String::new();
     for (key, value) in &spec.env {
-        line.push_str(&format!(" export {} &&", quote(&format!("{key}={value}"))));
+        line.push_str(&format!("export {} && ", quote(&format!("{key}={value}"))));
     }
-    line.push_str(" exec");
+    line.push_str(&format!("start {}", quote(cwd)));
     for arg in &spec.argv {
         line.push(' ');
         line.push_str(&quote(arg));
@@ -124,7 +126,7 @@ mod tests {
         assert!(line.ends_with('\n'));
         assert_eq!(
             line.trim_end(),
-            r#"cd '/work space' && export 'K=it'\''s' && exec 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
+            r#"export 'K=it'\''s' && start '/work space' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
         );
     }
 }
