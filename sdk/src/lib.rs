@@ -38,6 +38,7 @@ pub mod process;
 mod backend;
 mod capabilities;
 mod materializer;
+mod output_gate;
 mod types;
 
 pub use process::{Command, Line, Process, Stream};
