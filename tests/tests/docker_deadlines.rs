@@ -1,6 +1,6 @@
 //! Every Docker call has a deadline: a container whose engine calls hang (held by a proxy between
 //! the real `aac-host` and the real dockerd) fails its own run as `sandbox-lost`, naming the call
-//! and the container, while the other run of the same host completes.
+//! and the container, while the other run of the same host completes; a signal still stops the host.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -108,4 +108,59 @@ async fn a_container_whose_exec_calls_hang_fails_its_run_and_the_other_run_compl
             "run {run} left a container"
         );
     }
+}
+
+/// SIGTERM while the host waits on a wedged container's call: `aac-host run` still stops, within
+/// the call's deadline or its own abort bound, and leaves no container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_stops_aac_host_run_while_a_docker_call_hangs() {
+    let proxy = DockerProxy::start().await;
+    proxy.hang_first_container("POST", "/exec");
+    let runner = format!("wedged-signal-{}", std::process::id());
+    let child = Command::new(aac_host_binary())
+        .args(["run", "--json", "--plugin"])
+        .arg(plugin("shell"))
+        .args(["--runner-id", &runner, "echo never"])
+        .env("DOCKER_HOST", &proxy.docker_host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the host is held by the wedged call, then signal it.
+    let held = async {
+        while proxy.held().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, held)
+        .await
+        .expect("the host never reached the wedged call");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::time::timeout(
+        HANG_GUARD,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("a signalled host hung behind a wedged container")
+    .unwrap()
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        matches!(output.status.code(), Some(1 | 130)),
+        "failed or cancelled: {text}"
+    );
+    assert!(
+        !text.contains(r#""text":"never""#),
+        "the turn never ran: {text}"
+    );
+    let left = aac_tests::containers_with_label(&format!("dev.aac-host.runner={runner}")).await;
+    assert!(left.is_empty(), "containers left: {left:?}\n{text}");
 }
