@@ -29,6 +29,7 @@ pub const MAX_EVENT_BYTES: usize = 255 << 10;
 
 /// Emits an event whose payload is already JSON text, cut to [`MAX_EVENT_BYTES`] if needed.
 pub fn emit_raw(kind: &str, payload_json: String) {
+    crate::output_gate::report_skipped();
     let payload_json =
         aac_event_bounds::bound_payload(&payload_json, MAX_EVENT_BYTES).unwrap_or(payload_json);
     host::emit(&Event {
@@ -41,7 +42,13 @@ pub fn emit_raw(kind: &str, payload_json: String) {
 /// was not valid UTF-8 also says how many of its bytes were (`invalid_utf8_bytes`, each replaced
 /// by U+FFFD) and its size (`bytes`); a line too long for one event is cut and says so
 /// (`truncated`, `original_bytes`: its size as printed).
+///
+/// While the host drops output (past its rate or the turn's bytes) the event is not built; it is
+/// counted and reported as skipped, so it stays counted as dropped.
 pub fn emit_output(stream: crate::process::Stream, line: &crate::process::Line) {
+    if !crate::output_gate::admit() {
+        return;
+    }
     // Room for the kind, the keys and the counts.
     let room = MAX_EVENT_BYTES - 1024;
     let mut cut = line.text.len().min(room);
@@ -62,6 +69,9 @@ pub fn emit_output(stream: crate::process::Stream, line: &crate::process::Line) 
 
 /// [`emit_output`] for a text that did not come from a process.
 pub fn emit_output_text(stream: crate::process::Stream, text: &str) {
+    if !crate::output_gate::admit() {
+        return;
+    }
     emit(stream.event_kind(), &serde_json::json!({ "text": text }));
 }
 

@@ -49,6 +49,7 @@ pub mod __bindings;
 use __bindings as bindings;
 mod capabilities;
 mod materializer;
+mod output_gate;
 mod tail;
 mod types;
 

@@ -169,3 +169,38 @@ async fn a_batch_over_the_request_limit_is_split_and_never_a_lease_loss() {
     assert_eq!(client.get_run(&run.id).await.unwrap().dropped_events, 1);
     assert_eq!(stored.last().unwrap().seq, 42);
 }
+
+/// Far past the rate for long: the plugin asks the host whether it takes output and skips building
+/// the lines it would drop (reporting how many), so the flood costs it a line split per line and
+/// the turn completes within its CPU budget, every line stored or counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_line_flood_completes_within_the_plugins_cpu_budget_and_every_line_is_counted() {
+    let limits = PluginLimits {
+        // Fewer events to store (the default CPU budget is what is tested), as on a busy manager.
+        events_per_second: 2_000,
+        ..PluginLimits::default()
+    };
+    let (run, events) = shell_run("seq 1 1000000", limits).await;
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+    let lines = output(&events);
+    assert!(run.dropped_events > 0, "{} lines, no drop", lines.len());
+    let marked: u64 = events
+        .iter()
+        .filter(|e| e.kind == DROPPED_KIND)
+        .map(|e| e.payload["dropped"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        lines.len() as u64 + run.dropped_events,
+        1_000_000,
+        "{} lines stored, {marked} marked dropped, last seq {:?}",
+        lines.len(),
+        events.last().map(|e| e.seq)
+    );
+    // Markers are placed at most about once a second among output, not before every admitted line.
+    let markers = events.iter().filter(|e| e.kind == DROPPED_KIND).count();
+    assert!(
+        markers * 10 < lines.len(),
+        "{markers} markers for {} lines",
+        lines.len()
+    );
+}

@@ -160,18 +160,28 @@ async fn plugin_text_reaches_the_terminal_without_control_characters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_cwd_or_a_missing_program_does_not_show_the_hosts_wrapper_files() {
+async fn a_bad_cwd_is_invalid_request_and_a_missing_program_spawn_failed_without_the_wrappers_files()
+ {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    for prompt in [
-        "run-in /workspace no-such-program-aac",
-        "run-in /no/such/dir echo hi",
+    for (prompt, answer, named) in [
+        (
+            "run-in /workspace no-such-program-aac",
+            "refused: ExecError::SpawnFailed(",
+            "no-such-program-aac",
+        ),
+        (
+            "run-in /no/such/dir echo hi",
+            "refused: ExecError::InvalidRequest(",
+            "/no/such/dir",
+        ),
     ] {
         let runner = format!("hostile-cwd-{}", std::process::id());
         let child = aac_host_run(&config, &runner, "{}", prompt, true);
         let (code, output) = wait(child).await;
         assert_eq!(code, 0, "{output}");
         assert!(!output.contains(".aac-exec-"), "{prompt}: {output}");
-        assert!(output.contains("exit Some("), "{prompt}: {output}");
+        assert!(output.contains(answer), "{prompt}: {output}");
+        assert!(output.contains(named), "{prompt}: {output}");
     }
 }

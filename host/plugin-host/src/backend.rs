@@ -311,6 +311,7 @@ impl BackendSession {
         // The processes were stopped though nobody cancelled: the deadline passed.
         let past_deadline = stop_processes.is_cancelled() && !cancel.is_cancelled();
         self.store.data_mut().world.events.end_turn();
+        tracing::debug!(cpu = ?self.store.data().cpu.used(), "the plugin's CPU in this turn");
 
         let outcome = match result {
             // Past its deadline the turn failed, whatever the plugin said once its processes died.

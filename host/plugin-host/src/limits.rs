@@ -138,6 +138,11 @@ impl CpuBudget {
         self.limit
     }
 
+    /// CPU the plugin's code used in the current call so far.
+    pub fn used(&self) -> Duration {
+        self.used
+    }
+
     /// A new export call other than a turn starts.
     pub fn start_call(&mut self) {
         self.limit = self.call_limit;

@@ -14,7 +14,9 @@ use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::deadline::{Call, CallError, bounded};
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
+use super::exec_start::{self, START_FUNCTION};
 use super::spare::{self, SpareExec};
 use aac_sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
@@ -88,8 +90,9 @@ impl DockerSandbox {
         });
     }
 
-    /// Hands `spec` to the spare process, if there is one and it takes the command.
-    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<RawProcess> {
+    /// Hands `spec` to the spare process, if there is one and it takes the command; `None` when
+    /// there is no usable spare.
+    async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<Result<RawProcess, ExecError>> {
         let mut spare = self
             .spare
             .lock()
@@ -104,13 +107,18 @@ impl DockerSandbox {
         if !spec.stdin_piped && spare.input.shutdown().await.is_err() {
             return None;
         }
-        Some(self.attach(
-            spare.output,
+        let output =
+            match exec_start::started(&self.id, spec, &self.workspace_dir, spare.output).await {
+                Ok(output) => output,
+                Err(err) => return Some(Err(err)),
+            };
+        Some(Ok(self.attach(
+            output,
             spare.input,
             spare.exec_id,
             spare.pid_file,
             spec,
-        ))
+        )))
     }
 
     /// A started exec as a [`RawProcess`].
@@ -217,8 +225,24 @@ fn oom_kill_count(text: &str) -> Option<u64> {
         .and_then(|count| count.trim().parse().ok())
 }
 
-/// Runs a short `sh -c` script as the container's user and returns its stdout.
+/// Runs a short `sh -c` script as the container's user and returns its stdout, all within one
+/// deadline.
 async fn run_to_end(docker: &Docker, container: &str, script: &str) -> Result<String> {
+    let target = format!("container {container}");
+    let text = bounded(
+        Call::HelperScript,
+        &target,
+        script_output(docker, container, script),
+    )
+    .await?;
+    Ok(text)
+}
+
+async fn script_output(
+    docker: &Docker,
+    container: &str,
+    script: &str,
+) -> Result<String, bollard::errors::Error> {
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(false),
@@ -251,15 +275,17 @@ impl Sandbox for DockerSandbox {
         }
         if let Some(process) = self.exec_on_spare(&spec).await {
             self.prepare_spare();
-            return Ok(process);
+            return process;
         }
         let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
+        let cwd = spec.cwd.as_deref().unwrap_or(&self.workspace_dir);
         let mut cmd = vec![
             "/bin/sh".to_string(),
             "-c".into(),
-            EXEC_WRAPPER.into(),
+            format!("{START_FUNCTION}{EXEC_WRAPPER}"),
             SHELL_NAME.into(),
             pid_file.clone(),
+            cwd.to_string(),
         ];
         cmd.extend(spec.argv.iter().cloned());
         let config = ExecConfig {
@@ -269,36 +295,39 @@ impl Sandbox for DockerSandbox {
             tty: Some(false),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             cmd: Some(cmd),
-            working_dir: Some(
-                spec.cwd
-                    .clone()
-                    .unwrap_or_else(|| self.workspace_dir.clone()),
-            ),
+            // The wrapper enters the requested cwd itself, so a bad one is told apart.
+            working_dir: Some(self.workspace_dir.clone()),
             ..Default::default()
         };
-        let exec = self
-            .docker
-            .create_exec(&self.id, config)
-            .await
-            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let target = format!("container {}", self.id);
+        let exec = bounded(
+            Call::CreateExec,
+            &target,
+            self.docker.create_exec(&self.id, config),
+        )
+        .await
+        .map_err(|err| classify_exec_error(&self.id, err))?;
         let options = StartExecOptions {
             detach: false,
             tty: false,
             output_capacity: None,
         };
-        let started = self
-            .docker
-            .start_exec(&exec.id, Some(options))
-            .await
-            .map_err(|err| classify_exec_error(&self.id, err))?;
+        let started = bounded(
+            Call::StartExec,
+            &target,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await
+        .map_err(|err| classify_exec_error(&self.id, err))?;
         let StartExecResults::Attached { output, input } = started else {
             return Err(ExecError::SpawnFailed(
                 "docker started the exec detached".into(),
             ));
         };
-        let process = self.attach(output, input, exec.id, pid_file, &spec);
+        // The spare is prepared whatever the outcome: the failed exec has already ended.
         self.prepare_spare();
-        Ok(process)
+        let output = exec_start::started(&self.id, &spec, &self.workspace_dir, output).await?;
+        Ok(self.attach(output, input, exec.id, pid_file, &spec))
     }
 
     async fn warm_up(&self) -> Result<()> {
@@ -320,15 +349,25 @@ impl Sandbox for DockerSandbox {
             v: true,
             ..Default::default()
         };
-        let removed = match self.docker.remove_container(&self.id, Some(options)).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
+        let target = format!("container {}", self.id);
+        let removed = match bounded(
+            Call::RemoveContainer,
+            &target,
+            self.docker.remove_container(&self.id, Some(options)),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
         };
         if let Some(network) = &self.network {
-            let _ = self.docker.remove_network(network).await;
+            let _ = bounded(
+                Call::RemoveNetwork,
+                &format!("network {network}"),
+                self.docker.remove_network(network),
+            )
+            .await;
         }
         removed
     }
@@ -340,27 +379,34 @@ impl Sandbox for DockerSandbox {
 
 /// Whether a container is running; a container that no longer exists is not.
 pub(super) async fn container_running(docker: &Docker, id: &str) -> Result<bool> {
-    match docker
-        .inspect_container(id, None::<InspectContainerOptions>)
-        .await
+    let target = format!("container {id}");
+    match bounded(
+        Call::InspectContainer,
+        &target,
+        docker.inspect_container(id, None::<InspectContainerOptions>),
+    )
+    .await
     {
         Ok(inspect) => Ok(inspect
             .state
             .and_then(|state| state.running)
             .unwrap_or(false)),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(false),
+        Err(err) if err.is_not_found() => Ok(false),
         Err(err) => Err(err).with_context(|| format!("could not inspect container {id}")),
     }
 }
 
-fn classify_exec_error(container: &str, err: bollard::errors::Error) -> ExecError {
+/// A container that is gone, stopped or does not answer in time is lost; anything else is this
+/// process failing to start.
+fn classify_exec_error(container: &str, err: CallError) -> ExecError {
     match err {
-        bollard::errors::Error::DockerResponseServerError {
+        CallError::Engine(bollard::errors::Error::DockerResponseServerError {
             status_code: 404 | 409,
             message,
-        } => ExecError::SandboxLost(format!("container {container}: {message}")),
-        other => ExecError::SpawnFailed(format!("container {container}: {other}")),
+        }) => ExecError::SandboxLost(format!("container {container}: {message}")),
+        timed_out @ CallError::TimedOut { .. } => ExecError::SandboxLost(timed_out.to_string()),
+        CallError::Engine(other) => {
+            ExecError::SpawnFailed(format!("container {container}: {other}"))
+        }
     }
 }

@@ -12,6 +12,8 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use futures::StreamExt;
 
+use super::deadline::{Call, bounded};
+
 /// Waits for EOF on stdin, then SIGKILLs every process it may signal (all but PID 1 and itself).
 const WATCHDOG: &str = "cat >/dev/null 2>&1; kill -9 -1";
 
@@ -29,19 +31,26 @@ pub(super) async fn arm(docker: &Docker, container: &str) -> Result<DeadMan> {
         cmd: Some(vec!["/bin/sh".into(), "-c".into(), WATCHDOG.into()]),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(container, config)
-        .await
-        .with_context(|| format!("could not create the watchdog of container {container}"))?;
+    let target = format!("container {container}");
+    let exec = bounded(
+        Call::CreateExec,
+        &target,
+        docker.create_exec(container, config),
+    )
+    .await
+    .with_context(|| format!("could not create the watchdog of container {container}"))?;
     let options = StartExecOptions {
         detach: false,
         tty: false,
         output_capacity: None,
     };
-    let started = docker
-        .start_exec(&exec.id, Some(options))
-        .await
-        .with_context(|| format!("could not start the watchdog of container {container}"))?;
+    let started = bounded(
+        Call::StartExec,
+        &target,
+        docker.start_exec(&exec.id, Some(options)),
+    )
+    .await
+    .with_context(|| format!("could not start the watchdog of container {container}"))?;
     let StartExecResults::Attached { mut output, input } = started else {
         bail!("docker started the watchdog of container {container} detached");
     };

@@ -10,17 +10,19 @@ use bollard::models::ExecConfig;
 use tracing::warn;
 
 use super::container::{OomCounter, container_running};
+use crate::deadline::{Call, bounded};
 use aac_sandbox::{ExitInfo, ProcessControl, Signal};
 
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
 pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
-/// Records the shell's pid (which `exec` hands to the real program), then runs the program.
-/// Docker has no API to signal an exec, so the pid is how a kill finds it.
-/// Only shell builtins run before `exec`, so the wrapper costs no extra process. The pid file is
-/// `$1`; `$0` is [`SHELL_NAME`], so the shell's own errors (a missing program) do not show the
-/// host's pid-file path.
-pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && exec "$@""#;
+/// Records the shell's pid (which `exec` hands to the real program), then runs the program through
+/// `start` (see `exec_start`: its status line, then the program). Docker has no API to signal an
+/// exec, so the pid is how a kill finds it. Only shell builtins run before `exec`, so the wrapper
+/// costs no extra process. Arguments: the pid file, the cwd, the argv; `$0` is [`SHELL_NAME`], so
+/// the shell's own errors do not show the host's pid-file path. Runs after
+/// [`START_FUNCTION`](super::exec_start::START_FUNCTION).
+pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && start "$@""#;
 
 /// `$0` of the wrapper shells: what their error messages start with.
 pub(super) const SHELL_NAME: &str = "sandbox";
@@ -84,23 +86,36 @@ impl ProcessControl for DockerProcess {
             ]),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(&self.container, config).await?;
+        let target = format!("container {}", self.container);
+        let exec = bounded(
+            Call::CreateExec,
+            &target,
+            self.docker.create_exec(&self.container, config),
+        )
+        .await?;
         let options = StartExecOptions {
             detach: true,
             ..Default::default()
         };
-        self.docker.start_exec(&exec.id, Some(options)).await?;
+        bounded(
+            Call::StartExec,
+            &target,
+            self.docker.start_exec(&exec.id, Some(options)),
+        )
+        .await?;
         Ok(())
     }
 
     async fn exit_info(&self) -> Result<ExitInfo> {
         // The output ends a moment before Docker records the exit code.
         for attempt in 0..50u64 {
-            let inspect = self
-                .docker
-                .inspect_exec(&self.exec_id)
-                .await
-                .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
+            let inspect = bounded(
+                Call::InspectExec,
+                &format!("exec {} in container {}", self.exec_id, self.container),
+                self.docker.inspect_exec(&self.exec_id),
+            )
+            .await
+            .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
             if inspect.running != Some(true) {
                 let code = inspect.exit_code.map(|code| code as i32);
                 let sandbox_error = self.sandbox_failure(code).await;

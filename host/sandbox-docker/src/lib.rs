@@ -10,9 +10,11 @@
 //! runtime@version, expiry) so orphans can be reaped.
 
 mod container;
+mod deadline;
 mod deadman;
 mod engine;
 mod exec;
+mod exec_start;
 pub mod labels;
 mod reaper;
 mod spare;
@@ -34,6 +36,7 @@ use tracing::{debug, info};
 
 use aac_sandbox::{NetworkMode, OpenError, PullPolicy, Sandbox, SandboxDriver, SandboxSpec};
 use container::DockerSandbox;
+use deadline::{Call, bounded};
 
 pub use labels::MANAGED as MANAGED_LABEL;
 
@@ -64,7 +67,7 @@ impl DockerDriver {
         let mut delay = Duration::from_millis(100);
         let mut attempts = 0;
         loop {
-            match docker.ping().await {
+            match bounded(Call::Ping, "the engine", docker.ping()).await {
                 Ok(_) => break,
                 Err(err) if attempts < 5 => {
                     debug!(error = %err, "Docker engine not answering yet; retrying");
@@ -109,11 +112,16 @@ impl DockerDriver {
 
     /// Makes `image` available as `policy` allows.
     async fn prepare_image(&self, image: &str, policy: PullPolicy) -> Result<(), OpenError> {
-        let present = match self.docker.inspect_image(image).await {
+        let target = format!("image {image}");
+        let present = match bounded(
+            Call::InspectImage,
+            &target,
+            self.docker.inspect_image(image),
+        )
+        .await
+        {
             Ok(_) => true,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => false,
+            Err(err) if err.is_not_found() => false,
             Err(err) => {
                 return Err(OpenError::Engine(
                     anyhow!(err).context(format!("could not inspect image `{image}`")),
@@ -177,10 +185,13 @@ impl DockerDriver {
             ])),
             ..Default::default()
         };
-        self.docker
-            .create_network(request)
-            .await
-            .with_context(|| format!("could not create network {name}"))?;
+        bounded(
+            Call::CreateNetwork,
+            &format!("network {name}"),
+            self.docker.create_network(request),
+        )
+        .await
+        .with_context(|| format!("could not create network {name}"))?;
         Ok(())
     }
 
@@ -283,16 +294,24 @@ impl SandboxDriver for DockerDriver {
             (None, _) => "none".into(),
         };
         let body = self.container_body(spec, &network)?;
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .with_context(|| format!("could not create a container from image `{}`", spec.image));
+        let created = bounded(
+            Call::CreateContainer,
+            &format!("a container of image {}", spec.image),
+            self.docker
+                .create_container(None::<CreateContainerOptions>, body),
+        )
+        .await
+        .with_context(|| format!("could not create a container from image `{}`", spec.image));
         let created = match created {
             Ok(created) => created,
             Err(err) => {
                 if let Some(name) = &own_network {
-                    let _ = self.docker.remove_network(name).await;
+                    let _ = bounded(
+                        Call::RemoveNetwork,
+                        &format!("network {name}"),
+                        self.docker.remove_network(name),
+                    )
+                    .await;
                 }
                 return Err(err.into());
             }
@@ -303,10 +322,13 @@ impl SandboxDriver for DockerDriver {
             spec.workspace_dir.clone(),
             own_network,
         );
-        if let Err(err) = self
-            .docker
-            .start_container(sandbox.id(), None::<StartContainerOptions>)
-            .await
+        if let Err(err) = bounded(
+            Call::StartContainer,
+            &format!("container {}", sandbox.id()),
+            self.docker
+                .start_container(sandbox.id(), None::<StartContainerOptions>),
+        )
+        .await
         {
             let _ = sandbox.remove().await;
             return Err(anyhow!(err)

@@ -6,9 +6,14 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use futures::StreamExt;
 use tracing::{info, warn};
 
+use super::deadline::{Call, bounded};
 use super::{DockerDriver, labels};
+
+/// Containers removed at once: a wedged one costs its removal deadline, not the others' turn.
+const PARALLEL_REMOVALS: usize = 8;
 
 impl DockerDriver {
     /// Removes every managed container whose host process is gone (whatever its runner id: the
@@ -43,7 +48,8 @@ impl DockerDriver {
         Ok(removed)
     }
 
-    /// Force-removes the managed containers `doomed` picks.
+    /// Force-removes the managed containers `doomed` picks, several at once, each within its
+    /// deadline.
     async fn remove_managed(
         &self,
         doomed: impl Fn(&HashMap<String, String>) -> bool,
@@ -52,38 +58,55 @@ impl DockerDriver {
             "label".to_string(),
             vec![format!("{}=true", labels::MANAGED)],
         )]);
-        let containers = self
-            .client()
-            .list_containers(Some(ListContainersOptions {
+        let containers = bounded(
+            Call::ListContainers,
+            "the managed containers",
+            self.client().list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
                 ..Default::default()
-            }))
-            .await
-            .context("could not list containers to reap orphans")?;
-        let mut removed = 0;
-        for container in containers {
-            let (Some(id), Some(container_labels)) = (container.id, container.labels) else {
-                continue;
-            };
-            if !doomed(&container_labels) {
-                continue;
-            }
-            let options = RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            };
-            match self.client().remove_container(&id, Some(options)).await {
-                Ok(()) => {
-                    removed += 1;
-                    info!(container = %id, state = ?container.state, "removed orphaned sandbox");
+            })),
+        )
+        .await
+        .context("could not list containers to reap orphans")?;
+        let doomed: Vec<_> = containers
+            .into_iter()
+            .filter_map(|container| {
+                let (Some(id), Some(container_labels)) = (container.id, container.labels) else {
+                    return None;
+                };
+                doomed(&container_labels).then_some((id, container.state))
+            })
+            .collect();
+        let removed = futures::stream::iter(doomed)
+            .map(|(id, state)| async move {
+                let options = RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                };
+                let target = format!("container {id}");
+                match bounded(
+                    Call::RemoveContainer,
+                    &target,
+                    self.client().remove_container(&id, Some(options)),
+                )
+                .await
+                {
+                    Ok(()) => {
+                        info!(container = %id, state = ?state, "removed orphaned sandbox");
+                        true
+                    }
+                    Err(err) => {
+                        warn!(container = %id, error = %err, "could not remove orphaned sandbox");
+                        false
+                    }
                 }
-                Err(err) => {
-                    warn!(container = %id, error = %err, "could not remove orphaned sandbox")
-                }
-            }
-        }
+            })
+            .buffer_unordered(PARALLEL_REMOVALS)
+            .filter(|removed| std::future::ready(*removed))
+            .count()
+            .await;
         Ok(removed)
     }
 
@@ -94,19 +117,26 @@ impl DockerDriver {
             "label".to_string(),
             vec![format!("{}=true", labels::MANAGED)],
         )]);
-        let Ok(networks) = self
-            .client()
-            .list_networks(Some(ListNetworksOptions {
+        let Ok(networks) = bounded(
+            Call::ListNetworks,
+            "the managed networks",
+            self.client().list_networks(Some(ListNetworksOptions {
                 filters: Some(filters),
-            }))
-            .await
+            })),
+        )
+        .await
         else {
             return;
         };
         for network in networks {
             let Some(name) = network.name else { continue };
             // Removal fails while a container still uses the network, which is what we want.
-            let _ = self.client().remove_network(&name).await;
+            let _ = bounded(
+                Call::RemoveNetwork,
+                &format!("network {name}"),
+                self.client().remove_network(&name),
+            )
+            .await;
         }
     }
 }

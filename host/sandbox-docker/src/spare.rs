@@ -12,13 +12,16 @@ use bollard::models::ExecConfig;
 use futures::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
+use super::deadline::{Call, CallError, bounded};
 use super::exec::{PID_FILE_PREFIX, SHELL_NAME};
+use crate::exec_start::START_FUNCTION;
 use aac_sandbox::{ExecError, ExecSpec};
 
 /// Waits for one line, records the shell's pid (which `exec` hands to the program), then runs the
-/// line: `cd DIR && export 'K=V' … && exec 'ARG' …`. `$nl` lets quoted arguments carry newlines
-/// while the command stays one line. The pid file is `$1`: `$0` (the name the shell puts before its
-/// own error messages, e.g. a bad `cd` or a missing program) is [`SHELL_NAME`].
+/// line: `export 'K=V' && … start 'DIR' 'ARG' …` (`start`: see `exec_start`). `$nl` lets quoted
+/// arguments carry newlines while the command stays one line. The pid file is `$1`: `$0` (the name
+/// the shell puts before its own error messages) is [`SHELL_NAME`]. Runs after
+/// [`START_FUNCTION`].
 const SPARE_SCRIPT: &str = "nl='\n'\nIFS= read -r line && echo $$ > \"$1\" && eval \"$line\"";
 
 /// A started exec waiting for its command.
@@ -40,28 +43,35 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
         cmd: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            SPARE_SCRIPT.into(),
+            format!("{START_FUNCTION}{SPARE_SCRIPT}"),
             SHELL_NAME.into(),
             pid_file.clone(),
         ]),
         ..Default::default()
     };
-    let failed = |err: bollard::errors::Error| {
+    let failed = |err: CallError| {
         ExecError::SpawnFailed(format!("container {container}: spare process: {err}"))
     };
-    let exec = docker
-        .create_exec(container, config)
-        .await
-        .map_err(failed)?;
+    let target = format!("container {container}");
+    let exec = bounded(
+        Call::CreateExec,
+        &target,
+        docker.create_exec(container, config),
+    )
+    .await
+    .map_err(failed)?;
     let options = StartExecOptions {
         detach: false,
         tty: false,
         output_capacity: None,
     };
-    match docker
-        .start_exec(&exec.id, Some(options))
-        .await
-        .map_err(failed)?
+    match bounded(
+        Call::StartExec,
+        &target,
+        docker.start_exec(&exec.id, Some(options)),
+    )
+    .await
+    .map_err(failed)?
     {
         StartExecResults::Attached { output, input } => Ok(SpareExec {
             exec_id: exec.id,
@@ -78,11 +88,11 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
 /// The line a spare process runs for `spec` (one line, newline-terminated).
 pub(super) fn command_line(spec: &ExecSpec, default_cwd: &str) -> String {
     let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
-    let mut line = format!("cd {} &&", quote(cwd));
+    let mut line = String::new();
     for (key, value) in &spec.env {
-        line.push_str(&format!(" export {} &&", quote(&format!("{key}={value}"))));
+        line.push_str(&format!("export {} && ", quote(&format!("{key}={value}"))));
     }
-    line.push_str(" exec");
+    line.push_str(&format!("start {}", quote(cwd)));
     for arg in &spec.argv {
         line.push(' ');
         line.push_str(&quote(arg));
@@ -116,7 +126,7 @@ mod tests {
         assert!(line.ends_with('\n'));
         assert_eq!(
             line.trim_end(),
-            r#"cd '/work space' && export 'K=it'\''s' && exec 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
+            r#"export 'K=it'\''s' && start '/work space' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
         );
     }
 }

@@ -41,7 +41,14 @@ pub struct EventsCapability {
     /// Output events dropped since the last marker, and the limit that dropped them.
     dropped: u64,
     dropped_reason: String,
+    /// When the last drop marker was emitted: markers between output events come at most once per
+    /// [`MARKER_INTERVAL`], so a flood that reopens for single events does not double its events.
+    last_marker: Instant,
 }
+
+/// Least time between two drop markers placed among output events (a marker before any other
+/// event and at the end of a turn is placed at once).
+const MARKER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 pub struct EventLimits {
@@ -78,6 +85,14 @@ impl Budget {
 
     /// Takes one event of `size` bytes when the limits allow it; `Err` names the limit it broke.
     fn admit(&mut self, limits: &EventLimits, size: usize) -> Result<(), String> {
+        self.room(limits, size)?;
+        self.tokens -= 1.0;
+        self.turn_bytes += size as u64;
+        Ok(())
+    }
+
+    /// Whether one event of `size` bytes would be taken now, without taking it.
+    fn room(&mut self, limits: &EventLimits, size: usize) -> Result<(), String> {
         if self.turn_bytes + size as u64 > limits.turn_bytes {
             return Err(format!(
                 "the turn emitted more than its limit of {} bytes of events",
@@ -95,8 +110,6 @@ impl Budget {
                 limits.per_second
             ));
         }
-        self.tokens -= 1.0;
-        self.turn_bytes += size as u64;
         Ok(())
     }
 }
@@ -122,6 +135,7 @@ impl EventsCapability {
             exceeded: None,
             dropped: 0,
             dropped_reason: String::new(),
+            last_marker: Instant::now(),
         }
     }
 
@@ -150,6 +164,7 @@ impl EventsCapability {
                 "reason": std::mem::take(&mut self.dropped_reason),
             });
             self.dropped = 0;
+            self.last_marker = Instant::now();
             self.push(DROPPED_KIND, payload);
         }
     }
@@ -175,6 +190,31 @@ impl Host for SessionState<BackendWorld> {
         // Host time, not the plugin's CPU (the Store's call hook pauses the budget): a flood is
         // stopped by the event limits, whatever the speed of this machine, not by the CPU budget.
         self.emit_event(event)
+    }
+
+    async fn output_open(&mut self) -> wasmtime::Result<bool> {
+        let events = &mut self.world.events;
+        // The smallest output event: its kind and `{"text":""}`.
+        let smallest = "output.stdout".len() + r#"{"text":""}"#.len();
+        match events.output.room(&events.limits, smallest) {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                events.dropped_reason = reason;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn skipped_output(&mut self, skipped: u64) -> wasmtime::Result<()> {
+        let events = &mut self.world.events;
+        if skipped > 0 {
+            events.dropped = events.dropped.saturating_add(skipped);
+            if events.dropped_reason.is_empty() {
+                "the plugin skipped output while the host was dropping it"
+                    .clone_into(&mut events.dropped_reason);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,7 +258,9 @@ impl SessionState<BackendWorld> {
             events.exceeded = Some(reason.clone());
             return Err(wasmtime::Error::msg(reason));
         }
-        events.mark_drops();
+        if !is_output || events.last_marker.elapsed() >= MARKER_INTERVAL {
+            events.mark_drops();
+        }
         let payload = serde_json::from_str(&payload_json).unwrap_or_else(|err| {
             serde_json::json!({
                 "invalid_json": payload_json,
