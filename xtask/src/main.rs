@@ -1,7 +1,8 @@
 //! `cargo xtask …`: everything set-up needs, so a fresh machine runs the demo or the tests with one
 //! command each.
 //!
-//! * `demo`    builds host and plugins, makes sure Docker runs, builds the sandbox image, runs a turn;
+//! * `demo`    builds the host and the shell plugin while it makes sure Docker runs and builds the
+//!   sandbox image, then runs a turn;
 //! * `test`    the same set-up (plus the JS/Python examples when node/python3 are installed),
 //!   checked on a fresh dockerd too, then the whole test suite;
 //! * `bench`   the benchmarks (results go into docs/benchmarks.md by hand);
@@ -113,10 +114,17 @@ fn set_up(plugins: &[&str]) -> Result<PathBuf> {
 }
 
 fn demo(args: &[String]) -> Result<()> {
-    let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
-    // The dev profile, as the tests use: one build of the wasmtime stack serves the demo and
-    // `cargo xtask test` (dependencies are optimized in it; see Cargo.toml).
-    run(cargo().args(["build", "-p", "aac-host"]))?;
+    // On a fresh machine installing Docker waits on the network and the disk while compiling
+    // needs both cores: do them side by side. The thread is always joined, so an apt-get is
+    // never cut off half-way by a failed build.
+    let engine =
+        std::thread::spawn(|| docker::ensure_engine().and_then(|()| image::build_busybox()));
+    let built = build_demo();
+    let engine = engine
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("setting up Docker panicked")));
+    let plugin_dir = built?;
+    engine?;
     let prompt = args.first().cloned().unwrap_or_else(|| {
         "echo \"hello from $(id -un) in $(pwd)\"; echo 'made by the shell plugin' > hello.txt; ls -l; echo 'a line on stderr' >&2".into()
     });
@@ -134,6 +142,14 @@ fn demo(args: &[String]) -> Result<()> {
         .with_context(|| format!("the turn did not leave {} on the host", written.display()))?;
     eprintln!("host sees {}: {}", written.display(), content.trim());
     Ok(())
+}
+
+/// What the demo runs: the shell plugin and the host, in the dev profile the tests use (one build
+/// of the wasmtime stack serves the demo and `cargo xtask test`; dependencies are optimized in it).
+fn build_demo() -> Result<PathBuf> {
+    let plugin_dir = plugins::build_all(&["shell"])?;
+    run(cargo().args(["build", "-p", "aac-host"]))?;
+    Ok(plugin_dir)
 }
 
 fn test(args: &[String]) -> Result<()> {
