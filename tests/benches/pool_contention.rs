@@ -91,7 +91,12 @@ async fn healthy_turn(client: &ManagerClient) -> f64 {
                 aac_host::outcome::TerminalStatus::Completed,
                 "{outcome:?}"
             );
-            return seen.saturating_sub(command.acked_at_ms.unwrap()) as f64;
+            let turn = seen.saturating_sub(command.acked_at_ms.unwrap()) as f64;
+            // A run stays open for more commands: ended, it gives its pool slot back.
+            let _ = client.cancel_run(&run).await;
+            wait_ended(client, &[run]).await;
+            eprintln!("healthy turn: {turn:.0} ms");
+            return turn;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
