@@ -23,6 +23,9 @@ pub enum FaultAction {
     BlackHole,
     /// Start a reply and cut the connection before it is complete.
     Reset,
+    /// Answer this status to a request whose body is over this many bytes; forward smaller ones
+    /// (a manager that takes small requests but not big ones).
+    StatusOver(u16, usize),
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +137,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         .iter()
         .find(|f| f.method.as_ref().is_none_or(|m| *m == method) && path.ends_with(&f.path_suffix))
         .cloned();
+    let mut refuse_over = None;
     match fault.map(|f| f.action) {
         Some(FaultAction::Status(code)) => {
             return StatusCode::from_u16(code).unwrap().into_response();
@@ -149,6 +153,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
             });
             return (StatusCode::OK, Body::from_stream(cut)).into_response();
         }
+        Some(FaultAction::StatusOver(code, bytes)) => refuse_over = Some((code, bytes)),
         None => {}
     }
     let headers = request.headers().clone();
@@ -156,6 +161,11 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Ok(body) => body,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
+    if let Some((code, bytes)) = refuse_over
+        && body.len() > bytes
+    {
+        return StatusCode::from_u16(code).unwrap().into_response();
+    }
     let mut upstream = shared
         .http
         .request(method, format!("{}{path_and_query}", shared.upstream))

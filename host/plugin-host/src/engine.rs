@@ -18,8 +18,11 @@ use super::limits::PluginLimits;
 const POOLED_SESSIONS: u32 = 512;
 
 /// How often the epoch advances. CPU budgets are counted in these ticks' worth of time and a
-/// running plugin yields to other sessions at least this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// running plugin yields to other sessions at least this often. Every await of a healthy session
+/// (a process read, an event) waits behind busy plugins' slices on the host's few worker threads,
+/// so the slice is short: at 10 ms a turn next to two spinning plugins on 2 cores took 23× its
+/// time alone (docs/benchmarks.md, "A healthy turn among hostile runs").
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The engine: the pooling allocator (pre-reserved slots, copy-on-write memory images, the fastest
 /// instantiation) where the address space allows it, on-demand allocation otherwise.

@@ -12,6 +12,13 @@ use tracing::{debug, warn};
 
 use super::{ExecSpec, ExitInfo, KillReason, OutputChunk, RawProcess, Signal};
 
+/// Output bytes the host reads from the engine ahead of the plugin's reads. Docker closes an
+/// exec's streams 2 s after its process exits, whether or not the client has read them: a plugin
+/// slower than the process (a loaded machine, a flood) would lose the process's last output without
+/// a word. Reading ahead keeps the engine's pipe drained; past this bound the process is slowed
+/// down instead (a plugin that never reads cannot make the host hold more).
+const READ_AHEAD_BYTES: usize = 4 << 20;
+
 /// Host-side policy for processes.
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessLimits {
@@ -143,7 +150,9 @@ impl Pump {
         let started = Instant::now();
         let deadline = self.timeout.map(|t| started + t);
         let mut last_output = started;
-        let mut pending: Option<OutputChunk> = None;
+        // Read from the engine, not yet handed to the plugin (at most READ_AHEAD_BYTES).
+        let mut ahead: std::collections::VecDeque<OutputChunk> = std::collections::VecDeque::new();
+        let mut ahead_bytes = 0usize;
         let mut killed: Option<KillReason> = None;
         let mut escalation: Option<tokio::task::JoinHandle<()>> = None;
         let mut stream_error: Option<String> = None;
@@ -153,11 +162,12 @@ impl Pump {
             let idle_deadline = self.idle_timeout.map(|idle| last_output + idle);
             let reason = tokio::select! {
                 biased;
-                chunk = output.next(), if pending.is_none() => {
+                chunk = output.next(), if ahead_bytes < READ_AHEAD_BYTES => {
                     match chunk {
                         Some(Ok(chunk)) => {
                             last_output = Instant::now();
-                            pending = Some(chunk);
+                            ahead_bytes += chunk.data.len();
+                            ahead.push_back(chunk);
                             continue;
                         }
                         Some(Err(err)) => {
@@ -167,12 +177,19 @@ impl Pump {
                         None => break,
                     }
                 }
-                permit = output_tx.reserve(), if pending.is_some() => {
-                    if let (Ok(permit), Some(chunk)) = (permit, pending.take()) {
-                        permit.send(chunk);
+                permit = output_tx.reserve(), if !ahead.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            let chunk = ahead.pop_front().expect("checked non-empty");
+                            ahead_bytes -= chunk.data.len();
+                            permit.send(chunk);
+                        }
+                        // A reader that went away only means the output is discarded.
+                        Err(_) => {
+                            ahead.clear();
+                            ahead_bytes = 0;
+                        }
                     }
-                    // A reader that went away only means the output is discarded.
-                    pending = None;
                     continue;
                 }
                 Some(reason) = kill_rx.recv(), if killed.is_none() => reason,
@@ -184,8 +201,10 @@ impl Pump {
             killed = Some(reason);
             escalation = Some(tokio::spawn(escalate(control.clone(), self.grace)));
         }
-        if let Some(chunk) = pending.take() {
-            let _ = output_tx.send(chunk).await;
+        for chunk in ahead {
+            if output_tx.send(chunk).await.is_err() {
+                break;
+            }
         }
         drop(output_tx);
         if let Some(escalation) = escalation {

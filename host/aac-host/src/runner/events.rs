@@ -2,8 +2,13 @@
 //! [`BatchPolicy::max_events`] events and [`BatchPolicy::max_batch_bytes`] of JSON, or
 //! [`BatchPolicy::max_delay`] after the first one waiting), retried by the client's backoff, and
 //! flushed on demand before any terminal status. When the buffer is full (events or bytes), new
-//! events are dropped and the count goes with the next batch, as do the counts of the host's
-//! [`DROPPED_KIND`] markers. A batch the manager finds too large (413) is split, never a lease loss.
+//! output events are dropped and the count goes with the next batch, as do the counts of the
+//! host's [`DROPPED_KIND`] markers; the turn's other events (and the markers) have a reserve of
+//! their own past that, so a flood of output never costs the events that say what the turn did.
+//! A batch the manager finds too large (413) is split, never a lease loss. A batch the manager
+//! did not take stays buffered and goes again; events still undelivered when the shipper stops
+//! are counted as dropped, and if even that count cannot reach the manager the shipper says how
+//! many it lost ([`ShipStats::undelivered`]) so the run fails naming them: never silently short.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,6 +38,10 @@ pub struct BatchPolicy {
     pub max_buffered_bytes: usize,
 }
 
+/// The share of [`BatchPolicy::max_buffered`] (and of its bytes) that events other than output
+/// may use past the limit: one in `RESERVE_DIVISOR` more.
+const RESERVE_DIVISOR: usize = 16;
+
 impl Default for BatchPolicy {
     fn default() -> Self {
         Self {
@@ -61,7 +70,11 @@ impl BatchPolicy {
 pub struct ShipStats {
     pub sent: u64,
     pub requests: u64,
+    /// Events dropped (output past the buffer, and the output the session's markers count).
     pub dropped: u64,
+    /// Events neither stored by the manager nor counted in its `dropped_events`: the shipper
+    /// stopped while the manager was not taking its batches.
+    pub undelivered: u64,
 }
 
 /// Why events could not be delivered.
@@ -187,22 +200,60 @@ impl Shipper {
                 }
             }
         }
-        let _ = self.ship_all().await;
+        if let Err(err) = self.ship_all().await {
+            self.give_up(err).await;
+        }
         self.stats
     }
 
+    /// The shipper stops with events the manager did not take: they are counted as dropped, and
+    /// the count goes in one last request; what even that could not report is `undelivered`.
+    async fn give_up(&mut self, err: ShipError) {
+        let left = self.buffer.len() as u64;
+        self.remove_oldest(self.buffer.len());
+        self.count_drops(left);
+        if self.failed.is_none() && self.ship_batch().await.is_ok() {
+            warn!(events = left, error = %err, "events the manager did not take are counted as dropped");
+            return;
+        }
+        self.stats.undelivered = self.unreported_drops;
+        warn!(
+            events = self.unreported_drops,
+            error = %err,
+            "events neither reached the manager nor were counted there"
+        );
+    }
+
     fn push(&mut self, event: TurnEvent) {
-        if event.kind == DROPPED_KIND {
+        let marker = event.kind == DROPPED_KIND;
+        if marker {
             // Output the session dropped: counted on the run like our own drops.
             let dropped = event.payload["dropped"].as_u64().unwrap_or(0);
             self.count_drops(dropped);
         }
         let size = serde_json::to_vec(&event).map_or(0, |json| json.len());
+        // Output may fill the buffer; the other events have a reserve past it.
+        let (max_events, max_bytes) = if event.kind.starts_with("output.") {
+            (self.policy.max_buffered, self.policy.max_buffered_bytes)
+        } else {
+            let BatchPolicy {
+                max_buffered,
+                max_buffered_bytes,
+                ..
+            } = self.policy;
+            (
+                max_buffered + max_buffered / RESERVE_DIVISOR,
+                max_buffered_bytes + max_buffered_bytes / RESERVE_DIVISOR,
+            )
+        };
         if self.failed.is_some()
-            || self.buffer.len() >= self.policy.max_buffered
-            || self.buffered_bytes + size > self.policy.max_buffered_bytes
+            || self.buffer.len() >= max_events
+            || self.buffered_bytes + size > max_bytes
         {
-            self.count_drops(1);
+            // A marker lost here is no lost output: its count already went to the run.
+            if !marker {
+                self.count_drops(1);
+            }
             return;
         }
         if self.buffer.is_empty() {
@@ -314,7 +365,7 @@ impl Shipper {
         };
         warn!(error = %error, fatal, "event delivery failed");
         if fatal {
-            self.stats.dropped += self.buffer.len() as u64;
+            self.count_drops(self.buffer.len() as u64);
             self.buffer.clear();
             self.buffered_bytes = 0;
             self.oldest = None;

@@ -221,8 +221,7 @@ impl RunWork<'_> {
         if let Some(why) = end.release_reason() {
             return self.release(why).await;
         }
-        let outcome = self.final_outcome(end);
-        info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "run ended");
+        let mut outcome = self.final_outcome(end);
 
         let RunWork {
             runner,
@@ -235,10 +234,25 @@ impl RunWork<'_> {
             ..
         } = self;
         drop(events);
-        if let Err(err) = shipper.flush().await {
+        let flushed = shipper.flush().await;
+        if let Err(err) = &flushed {
             warn!(error = %err, "not every event reached the manager");
         }
         report.events = shipper.finish().await;
+        if report.events.undelivered > 0 && outcome.failure_kind != Some(FailureKind::LeaseLost) {
+            // The run is not reported as it happened but short: it fails, naming what was lost.
+            let why = flushed
+                .err()
+                .map_or_else(String::new, |err| format!(": {err}"));
+            outcome = TurnOutcome::failed(
+                FailureKind::HostError,
+                format!(
+                    "{} event(s) were neither stored by the manager nor counted as dropped{why}",
+                    report.events.undelivered
+                ),
+            );
+        }
+        info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "run ended");
         report.outcome = outcome.clone();
         let update = RunStatusUpdate {
             status: outcome.status,

@@ -1,0 +1,196 @@
+//! A healthy turn while hostile runs share the pool (`cargo xtask bench`, or
+//! `cargo bench -p aac-tests --bench pool_contention`), printed for docs/benchmarks.md. One pool
+//! runner (the real release binary, `--max-runs 8`, a config with the `shell` and the hostile test
+//! runtimes) and the real manager. The healthy run's second command (the first one opened the
+//! session and its sandbox) prints 3 000 lines from a shell loop; its turn time, from the
+//! manager's ack of the command to its terminal status, is measured alone and while 7 hostile runs
+//! hold the other slots: two spinning on CPU, one flooding events, one growing its memory, one
+//! blocked in a WASI wait, one sleeping, one holding 20 processes. Goal: within 1.2× of alone.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aac_host::manager::ManagerClient;
+use aac_host::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
+use aac_tests::plugin;
+use aac_tests::runs::{TOKEN, TestManager};
+
+const HEALTHY: &str = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done";
+const HOSTILE: [&str; 7] = [
+    "spin", "spin", "flood", "grow", "block", "sleep 40", "spawn 20",
+];
+const REPEATS: usize = 3;
+
+fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("aac.toml");
+    let runtime = |name: &str, plugin: &std::path::Path| {
+        format!(
+            "[runtimes.{name}]\nplugin = \"{}\"\ndefault_version = \"1\"\n\
+             versions.\"1\".image = \"aac/busybox:latest\"\n\
+             sandbox = {{ memory = \"256MiB\", pids = 64, cpus = 1.0, network = \"none\" }}\n\
+             pull_policy = \"never\"\n\n",
+            plugin.display()
+        )
+    };
+    let text = format!(
+        "[limits]\nturn_wall = \"60s\"\n\n{}{}",
+        runtime("shell", &plugin("shell")),
+        runtime("hostile", &plugin("test-hostile")),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+async fn create(client: &ManagerClient, backend: &str, prompts: &[&str]) -> String {
+    let run = client
+        .create_run(CreateRun {
+            id: None,
+            backend: backend.into(),
+            bundle: None,
+            config: serde_json::json!({}),
+            max_attempts: None,
+        })
+        .await
+        .unwrap();
+    for (i, prompt) in prompts.iter().enumerate() {
+        client
+            .enqueue(
+                &run.id,
+                EnqueueCommand {
+                    id: Some(format!("c{}", i + 1)),
+                    prompt: prompt.to_string(),
+                    payload: serde_json::json!({}),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    run.id
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The healthy run's measured turn, in ms: from the ack of `c2` to the moment its terminal status
+/// is seen (polled every 10 ms).
+async fn healthy_turn(client: &ManagerClient) -> f64 {
+    let run = create(client, "shell", &["true", HEALTHY]).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "the healthy run did not end");
+        let command = client.get_command(&run, "c2").await.unwrap();
+        if command.status.is_terminal() {
+            let seen = now_ms();
+            let outcome = command.outcome.clone().unwrap();
+            assert_eq!(
+                outcome.status,
+                aac_host::outcome::TerminalStatus::Completed,
+                "{outcome:?}"
+            );
+            let turn = seen.saturating_sub(command.acked_at_ms.unwrap()) as f64;
+            // A run stays open for more commands: ended, it gives its pool slot back.
+            let _ = client.cancel_run(&run).await;
+            wait_ended(client, &[run]).await;
+            eprintln!("healthy turn: {turn:.0} ms");
+            return turn;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_running(client: &ManagerClient, runs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'wait: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the hostile runs were not all claimed"
+        );
+        for run in runs {
+            if client.get_run(run).await.unwrap().status == RunStatus::Queued {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'wait;
+            }
+        }
+        return;
+    }
+}
+
+async fn wait_ended(client: &ManagerClient, runs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for run in runs {
+        while !client.get_run(run).await.unwrap().status.is_terminal() {
+            assert!(Instant::now() < deadline, "hostile run {run} did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn pool_runner(url: &str, config: &std::path::Path, root: &std::path::Path) -> Child {
+    Command::new(aac_tests::aac_host_binary())
+        .arg("--config")
+        .arg(config)
+        .args(["--manager-url", url, "--max-runs", "8"])
+        .args(["--runner-id", "bench-contention", "--lease", "6s", "--json"])
+        .arg("--workspace-root")
+        .arg(root)
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", root.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting aac-host")
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut runner = pool_runner(&manager.url(), &config, dir.path());
+
+    // Alone: the first run also compiles and caches the plugin; it is not counted.
+    healthy_turn(&client).await;
+    let mut alone = Vec::new();
+    for _ in 0..REPEATS {
+        alone.push(healthy_turn(&client).await);
+    }
+
+    let mut shared = Vec::new();
+    for _ in 0..REPEATS {
+        let mut hostile = Vec::new();
+        for prompt in HOSTILE {
+            hostile.push(create(&client, "hostile", &[prompt]).await);
+        }
+        wait_running(&client, &hostile).await;
+        // Into their turns: spinning, flooding, growing, blocked.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shared.push(healthy_turn(&client).await);
+        for run in &hostile {
+            let _ = client.cancel_run(run).await;
+        }
+        wait_ended(&client, &hostile).await;
+    }
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status();
+    let _ = runner.wait();
+
+    let (alone, shared) = (median(alone.clone()), median(shared.clone()));
+    println!(
+        "healthy shell turn (3 000 lines), pool of 8 (release binary): alone {alone:.0} ms, \
+         with 7 hostile runs (2× spin, flood, grow, block, sleep, spawn 20) {shared:.0} ms: \
+         {:.2}× (goal ≤ 1.2×); medians of {REPEATS}",
+        shared / alone
+    );
+}
