@@ -15,6 +15,7 @@ pub mod events;
 pub mod lease;
 mod pool_mode;
 pub mod profile;
+mod run_end;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
