@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod agent_turns;
 pub mod bundle;
+pub mod child;
 pub mod docker_proxy;
 pub mod event_registry;
 pub mod fault_proxy;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use aac_tests::child::wait;
 use aac_tests::{aac_host_binary, containers_with_label, plugin};
 
 fn write_config(dir: &std::path::Path, limits: &str) -> std::path::PathBuf {
@@ -56,19 +57,6 @@ fn aac_host_run(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starting aac-host run")
-}
-
-async fn wait(child: std::process::Child) -> (i32, String) {
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aac_host::manager::protocol::{AttemptEnd, CommandStatus, RegisterRunner, RunStatus};
+use aac_tests::child::{signal, wait};
 use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
 use aac_tests::{aac_host_binary, containers_of_run, plugin};
 
@@ -35,27 +36,6 @@ fn runner_process(
         .expect("starting aac-host")
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait(child: Child) -> (i32, String) {
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sigterm_finishes_the_turn_then_gives_the_run_back() {
     let manager = TestManager::start().await;
@@ -67,7 +47,7 @@ async fn first_sigterm_finishes_the_turn_then_gives_the_run_back() {
     let child = runner_process(&manager, &run.id, "cli-drain", cache.path());
 
     wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
-    sigterm(&child);
+    signal(&child, "TERM");
     let (code, output) = wait(child).await;
     assert_eq!(code, 5, "released: {output}");
     let stored = client.get_run(&run.id).await.unwrap();
@@ -114,7 +94,7 @@ async fn sigterm_gives_an_idle_run_back_at_once() {
     while client.get_run(&run.id).await.unwrap().status != RunStatus::Running {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sigterm(&child);
+    signal(&child, "TERM");
     let (code, output) = wait(child).await;
     assert_eq!(code, 5, "{output}");
     let stored = client.get_run(&run.id).await.unwrap();
@@ -135,9 +115,9 @@ async fn second_sigterm_kills_the_turn_and_gives_the_run_back() {
     let child = runner_process(&manager, &run.id, "cli-abort", cache.path());
 
     wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
-    sigterm(&child);
+    signal(&child, "TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sigterm(&child);
+    signal(&child, "TERM");
     let (code, output) = wait(child).await;
     assert_eq!(code, 130, "{output}");
     let stored = client.get_run(&run.id).await.unwrap();

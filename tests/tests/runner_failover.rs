@@ -9,6 +9,7 @@ use std::time::Duration;
 use aac_host::manager::LeasePolicy;
 use aac_host::manager::protocol::{AttemptEnd, RunStatus};
 use aac_host::outcome::FailureKind;
+use aac_tests::child::{signal, wait};
 use aac_tests::fault_proxy::{FaultAction, FaultProxy};
 use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
 use aac_tests::{aac_host_binary, containers_with_label, docker, plugin};
@@ -33,27 +34,6 @@ fn runner_process(url: &str, run: &str, runner_id: &str, cache: &std::path::Path
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting aac-host")
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait(child: Child) -> (i32, String) {
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
 }
 
 /// Containers of the run that still have a process running.
