@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aac_host::manager::ManagerClient;
-use aac_host::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
+use aac_host::manager::protocol::RunStatus;
 use aac_tests::plugin;
-use aac_tests::runs::{TOKEN, TestManager};
+use aac_tests::runs::{TOKEN, TestManager, queued_run};
 
 const HEALTHY: &str = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done";
 const HOSTILE: [&str; 7] = [
@@ -42,30 +42,7 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn create(client: &ManagerClient, backend: &str, prompts: &[&str]) -> String {
-    let run = client
-        .create_run(CreateRun {
-            id: None,
-            backend: backend.into(),
-            bundle: None,
-            config: serde_json::json!({}),
-            max_attempts: None,
-        })
-        .await
-        .unwrap();
-    for (i, prompt) in prompts.iter().enumerate() {
-        client
-            .enqueue(
-                &run.id,
-                EnqueueCommand {
-                    id: Some(format!("c{}", i + 1)),
-                    prompt: prompt.to_string(),
-                    payload: serde_json::json!({}),
-                },
-            )
-            .await
-            .unwrap();
-    }
-    run.id
+    queued_run(client, backend, prompts).await.id
 }
 
 fn now_ms() -> u64 {

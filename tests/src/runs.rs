@@ -83,31 +83,7 @@ impl TestManager {
 
     /// A queued `shell` run with these commands (ids `c1`, `c2`…).
     pub async fn shell_run(&self, commands: &[&str]) -> Run {
-        let client = self.client();
-        let run = client
-            .create_run(CreateRun {
-                id: None,
-                backend: "shell".into(),
-                bundle: None,
-                config: serde_json::json!({}),
-                max_attempts: None,
-            })
-            .await
-            .unwrap();
-        for (i, prompt) in commands.iter().enumerate() {
-            client
-                .enqueue(
-                    &run.id,
-                    EnqueueCommand {
-                        id: Some(format!("c{}", i + 1)),
-                        prompt: prompt.to_string(),
-                        payload: serde_json::json!({}),
-                    },
-                )
-                .await
-                .unwrap();
-        }
-        run
+        queued_run(&self.client(), "shell", commands).await
     }
 }
 
@@ -199,4 +175,32 @@ pub async fn assert_contiguous_events(client: &ManagerClient, run: &str) -> Vec<
         .filter(|e| e.kind.starts_with("output."))
         .map(|e| e.payload["text"].as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// A queued run of `backend` with these commands (ids `c1`, `c2`…).
+pub async fn queued_run(client: &ManagerClient, backend: &str, commands: &[&str]) -> Run {
+    let run = client
+        .create_run(CreateRun {
+            id: None,
+            backend: backend.into(),
+            bundle: None,
+            config: serde_json::json!({}),
+            max_attempts: None,
+        })
+        .await
+        .unwrap();
+    for (i, prompt) in commands.iter().enumerate() {
+        client
+            .enqueue(
+                &run.id,
+                EnqueueCommand {
+                    id: Some(format!("c{}", i + 1)),
+                    prompt: prompt.to_string(),
+                    payload: serde_json::json!({}),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    run
 }
