@@ -21,12 +21,14 @@ pub mod child;
 pub mod docker_proxy;
 pub mod event_registry;
 pub mod fault_proxy;
+pub mod host_driver;
 pub mod interfaces;
 pub mod mock_anthropic;
 pub mod mock_http;
 pub mod mock_openai;
 pub mod recording;
 pub mod runs;
+pub mod wait;
 
 pub use agent_turns::{
     AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with,

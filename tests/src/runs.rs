@@ -103,26 +103,8 @@ pub async fn shell_runner(
     host: &Arc<PluginHost>,
     config: RunnerConfig,
 ) -> Runner {
-    let runner = unregistered_shell_runner(client, host, config).await;
-    runner.register().await.expect("registering the runner");
-    runner
-}
-
-/// A runner of the shell plugin that has not registered yet.
-pub async fn unregistered_shell_runner(
-    client: ManagerClient,
-    host: &Arc<PluginHost>,
-    config: RunnerConfig,
-) -> Runner {
     let driver = docker().await.with_runner_id(config.runner_id.clone());
-    let profile = RunProfile::new(plugin("shell"));
-    Runner::new(
-        client,
-        host.clone(),
-        Arc::new(driver),
-        Profiles::Fixed(profile),
-        config,
-    )
+    shell_runner_on(client, host, config, Arc::new(driver)).await
 }
 
 /// Waits until the run has an event matching `wanted`; returns it.
@@ -153,15 +135,25 @@ pub async fn shell_runner_on(
     config: RunnerConfig,
     driver: Arc<dyn aac_host::sandbox::SandboxDriver>,
 ) -> Runner {
-    let runner = Runner::new(
+    let runner = unregistered_shell_runner_on(client, host, config, driver);
+    runner.register().await.expect("registering the runner");
+    runner
+}
+
+/// A runner of the shell plugin on any sandbox driver that has not registered yet.
+pub fn unregistered_shell_runner_on(
+    client: ManagerClient,
+    host: &Arc<PluginHost>,
+    config: RunnerConfig,
+    driver: Arc<dyn aac_host::sandbox::SandboxDriver>,
+) -> Runner {
+    Runner::new(
         client,
         host.clone(),
         driver,
         Profiles::Fixed(RunProfile::new(plugin("shell"))),
         config,
-    );
-    runner.register().await.expect("registering the runner");
-    runner
+    )
 }
 
 /// Every stored event's seq, in order, is 1..=n with no gap or repeat.

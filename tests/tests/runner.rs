@@ -1,19 +1,17 @@
 //! The runner's life against a real embedded manager over HTTP, with the shell plugin in real
-//! containers: session reuse, idle timeout, leases, cancellation, faults of the manager.
+//! containers: session reuse, idle timeout, a manager restart, pool mode with warm sandboxes, event
+//! bounds. The lifecycle cases with no sandbox logic (claim conflicts, tokens, heartbeats, lost
+//! leases, cancellation) run without Docker in host/aac-host/tests/runner_lifecycle.rs.
 
 use std::time::Duration;
 
-use aac_host::manager::ManagerClient;
 use aac_host::manager::protocol::{CommandStatus, EnqueueCommand, RunStatus};
-use aac_host::outcome::{FailureKind, TerminalStatus};
+use aac_host::outcome::TerminalStatus;
 use aac_host::runner::RunMode;
-use aac_tests::fault_proxy::{FaultAction, FaultProxy};
 use aac_tests::runs::{
-    TestManager, assert_contiguous_events, is_line, runner_config, shell_runner,
-    unregistered_shell_runner, wait_for_event,
+    TestManager, assert_contiguous_events, is_line, runner_config, shell_runner, wait_for_event,
 };
 use aac_tests::{containers_of_run, test_host};
-use axum::http::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_of_a_run_share_one_session_and_end_completed() {
@@ -92,115 +90,6 @@ async fn an_idle_run_waits_for_commands_then_ends_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_conflict_returns_at_once_without_work() {
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo never"]).await;
-    client
-        .register_runner(aac_host::manager::protocol::RegisterRunner {
-            id: Some("someone-else".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    client
-        .claim(&run.id, "someone-else", Duration::from_secs(60))
-        .await
-        .unwrap();
-
-    let runner = shell_runner(client.clone(), &host, runner_config("r-late", root.path())).await;
-    let err = runner.run(&run.id).await.unwrap_err();
-    assert!(err.is_conflict(), "{err}");
-    let command = client.get_command(&run.id, "c1").await.unwrap();
-    assert_eq!(command.status, CommandStatus::Queued, "nothing was acked");
-    assert_eq!(containers_of_run(&run.id).await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runners_racing_for_one_run_exactly_one_works() {
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo once"]).await;
-    let a = shell_runner(client.clone(), &host, runner_config("r-a", root.path())).await;
-    let b = shell_runner(client.clone(), &host, runner_config("r-b", root.path())).await;
-    let (ra, rb) = tokio::join!(a.run(&run.id), b.run(&run.id));
-    let (worked, refused): (Vec<_>, Vec<_>) = [ra, rb].into_iter().partition(Result::is_ok);
-    assert_eq!(worked.len(), 1, "exactly one runner works");
-    assert!(refused[0].as_ref().unwrap_err().is_conflict());
-    let lines = assert_contiguous_events(&client, &run.id).await;
-    assert_eq!(lines, ["once"], "the command ran once");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_first_heartbeat_means_no_work() {
-    let manager = TestManager::start().await;
-    let proxy = FaultProxy::start(&manager.url()).await;
-    proxy.inject(Method::POST, "/heartbeat", FaultAction::Status(503));
-    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo never"]).await;
-    let mut config = runner_config("r-nobeat", root.path());
-    config.lease = Duration::from_secs(2);
-    let runner = shell_runner(client, &host, config).await;
-
-    let err = runner.run(&run.id).await.unwrap_err();
-    assert!(err.to_string().contains("first heartbeat"), "{err}");
-    assert_eq!(proxy.count("/ack"), 0, "no command was acked");
-    assert_eq!(proxy.count("/commands"), 0, "no command was even polled");
-    assert_eq!(containers_of_run(&run.id).await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_heartbeats_mid_turn_stops_the_turn_and_gives_the_run_back() {
-    let manager = TestManager::start().await;
-    let proxy = FaultProxy::start(&manager.url()).await;
-    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo started; sleep 60"]).await;
-    let mut config = runner_config("r-lost", root.path());
-    config.lease = Duration::from_secs(2);
-    let runner = shell_runner(client, &host, config).await;
-    let run_id = run.id.clone();
-    let work = tokio::spawn(async move { runner.run(&run_id).await });
-
-    wait_for_event(&manager.client(), &run.id, |e| is_line(e, "started")).await;
-    proxy.inject(Method::POST, "/heartbeat", FaultAction::Status(503));
-    let report = work.await.unwrap().unwrap();
-    let why = report.released.clone().expect("released");
-    assert!(why.contains("lease"), "{why}");
-    assert!(
-        report.commands.is_empty(),
-        "no status for a turn the host stopped"
-    );
-    let stored = manager.client().get_run(&run.id).await.unwrap();
-    assert_eq!(
-        stored.status,
-        RunStatus::Queued,
-        "the run goes to its next attempt"
-    );
-    assert_eq!(
-        manager
-            .client()
-            .get_command(&run.id, "c1")
-            .await
-            .unwrap()
-            .status,
-        CommandStatus::Queued
-    );
-    assert_eq!(
-        containers_of_run(&run.id).await,
-        0,
-        "the turn's sandbox is gone"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_restart_mid_run_loses_and_duplicates_no_event() {
     let mut manager = TestManager::start().await;
     let client = manager.client();
@@ -233,125 +122,6 @@ async fn a_manager_restart_mid_run_loses_and_duplicates_no_event() {
         client.get_run(&run.id).await.unwrap().status,
         RunStatus::Completed
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_cancelled_before_it_starts_is_not_worked_on() {
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo never"]).await;
-    let cancelled = client.cancel_run(&run.id).await.unwrap();
-    assert_eq!(cancelled.status, RunStatus::Cancelled);
-
-    let runner = shell_runner(client.clone(), &host, runner_config("r-pre", root.path())).await;
-    let err = runner.run(&run.id).await.unwrap_err();
-    assert!(err.to_string().contains("run-terminal"), "{err}");
-    let command = client.get_command(&run.id, "c1").await.unwrap();
-    assert_eq!(command.status, CommandStatus::Cancelled);
-    assert_eq!(containers_of_run(&run.id).await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_run_mid_turn_kills_the_turn_and_ends_the_run_cancelled() {
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager
-        .shell_run(&["echo started; sleep 60", "echo never"])
-        .await;
-    let runner = shell_runner(
-        client.clone(),
-        &host,
-        runner_config("r-cancel", root.path()),
-    )
-    .await;
-    let run_id = run.id.clone();
-    let work = tokio::spawn(async move { runner.run(&run_id).await });
-
-    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
-    client.cancel_run(&run.id).await.unwrap();
-    let report = work.await.unwrap().unwrap();
-    assert_eq!(report.status(), TerminalStatus::Cancelled, "{report:?}");
-    assert_eq!(report.commands.len(), 1, "the second command never ran");
-    assert_eq!(
-        client.get_command(&run.id, "c1").await.unwrap().status,
-        CommandStatus::Cancelled
-    );
-    assert_eq!(
-        client.get_run(&run.id).await.unwrap().status,
-        RunStatus::Cancelled
-    );
-    assert_eq!(containers_of_run(&run.id).await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_one_command_lets_the_run_go_on() {
-    let manager = TestManager::start().await;
-    let client = manager.client();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager
-        .shell_run(&["echo started; sleep 60", "echo next"])
-        .await;
-    let runner = shell_runner(client.clone(), &host, runner_config("r-cmd", root.path())).await;
-    let run_id = run.id.clone();
-    let work = tokio::spawn(async move { runner.run(&run_id).await });
-
-    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
-    client.cancel_command(&run.id, "c1").await.unwrap();
-    let report = work.await.unwrap().unwrap();
-    assert_eq!(report.commands[0].1.status, TerminalStatus::Cancelled);
-    assert_eq!(report.commands[1].1.status, TerminalStatus::Completed);
-    assert_eq!(report.status(), TerminalStatus::Completed);
-    let lines = assert_contiguous_events(&client, &run.id).await;
-    assert_eq!(lines, ["started", "next"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_manager_reply_fails_the_run_as_schema_invalid() {
-    let manager = TestManager::start().await;
-    let proxy = FaultProxy::start(&manager.url()).await;
-    proxy.inject(
-        Method::GET,
-        "/commands",
-        FaultAction::Garbage(r#"{"commands": "not a list"}"#),
-    );
-    let client = ManagerClient::new(&proxy.url, aac_tests::runs::TOKEN).unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo never"]).await;
-    let runner = shell_runner(client, &host, runner_config("r-garbage", root.path())).await;
-
-    let report = runner.run(&run.id).await.unwrap();
-    assert_eq!(report.failure_kind(), Some(FailureKind::SchemaInvalid));
-    let message = report.outcome.message.clone().unwrap_or_default();
-    assert!(
-        message.contains("GET /v1/runs/") && message.contains("CommandBatch"),
-        "the message names the endpoint and the expected shape: {message}"
-    );
-    let stored = manager.client().get_run(&run.id).await.unwrap();
-    assert_eq!(stored.status, RunStatus::Failed);
-    assert_eq!(stored.failure_kind, Some(FailureKind::SchemaInvalid));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_token_is_refused_before_any_work() {
-    let manager = TestManager::start().await;
-    let root = tempfile::tempdir().unwrap();
-    let host = test_host(None);
-    let run = manager.shell_run(&["echo never"]).await;
-    let client = ManagerClient::new(manager.url(), "wrong").unwrap();
-    let runner =
-        unregistered_shell_runner(client, &host, runner_config("r-401", root.path())).await;
-    let err = runner.register().await.unwrap_err();
-    assert!(err.to_string().contains("unauthorized"), "{err}");
-    let err = runner.run(&run.id).await.unwrap_err();
-    assert!(err.to_string().contains("unauthorized"), "{err}");
-    let stored = manager.client().get_run(&run.id).await.unwrap();
-    assert_eq!(stored.status, RunStatus::Queued, "no effect on the run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
