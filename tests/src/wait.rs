@@ -28,3 +28,11 @@ where
 pub async fn until_sync(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     until(what, timeout, || std::future::ready(condition())).await
 }
+
+/// Waits until a manager (started in another process, say) answers `client`.
+pub async fn manager_answers(client: &aac_host::manager::ManagerClient) {
+    until("the manager to answer", Duration::from_secs(60), || async {
+        client.list_runs(None).await.is_ok()
+    })
+    .await
+}

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "aac/claude-code:2.1.330";
+/// Longest wait for something the CLI does on its own (a cold start included).
+const WAIT: Duration = Duration::from_secs(120);
 
 fn config(mock: &MockServer, extra: Value) -> Value {
     let mut config = json!({
@@ -256,9 +258,8 @@ async fn cancel_mid_turn_leaves_nothing_running() {
     let canceller = tokio::spawn({
         let (mock, cancel) = (mock.clone(), cancel.clone());
         async move {
-            while mock.model_requests().is_empty() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let asked = || !mock.model_requests().is_empty();
+            aac_tests::wait::until_sync("the CLI's first model request", WAIT, asked).await;
             cancel.cancel();
         }
     });

@@ -91,9 +91,10 @@ async fn sigterm_gives_an_idle_run_back_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    while client.get_run(&run.id).await.unwrap().status != RunStatus::Running {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    aac_tests::wait::until("the run to be running", Duration::from_secs(60), || async {
+        client.get_run(&run.id).await.unwrap().status == RunStatus::Running
+    })
+    .await;
     signal(&child, "TERM");
     let (code, output) = wait(child).await;
     assert_eq!(code, 5, "{output}");

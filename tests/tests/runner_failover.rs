@@ -12,8 +12,12 @@ use aac_host::outcome::FailureKind;
 use aac_tests::child::{signal, wait};
 use aac_tests::fault_proxy::{FaultAction, FaultProxy};
 use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
+use aac_tests::wait::{until, until_sync};
 use aac_tests::{aac_host_binary, containers_with_label, docker, plugin};
 use bollard::query_parameters::InspectContainerOptions;
+
+/// Longest wait for a runner, a manager or Docker to get somewhere.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn runner_process(url: &str, run: &str, runner_id: &str, cache: &std::path::Path) -> Child {
     Command::new(aac_host_binary())
@@ -76,12 +80,12 @@ async fn a_runner_killed_mid_turn_leaves_no_process_and_the_next_attempt_complet
     kill_9_mid_turn(&manager, &run.id, "doomed").await;
 
     // The dead-man's switch: the host is gone, so is every process of its sandbox.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        running_containers_of_run(&run.id).await,
-        Vec::<String>::new(),
-        "no sandbox of the killed runner still runs"
-    );
+    until(
+        "no sandbox of the killed runner to run any more",
+        WAIT,
+        || async { running_containers_of_run(&run.id).await.is_empty() },
+    )
+    .await;
 
     // Another runner, with another id, reaps the stopped container and finishes the run.
     let cache = tempfile::tempdir().unwrap();
@@ -132,22 +136,17 @@ async fn a_run_that_kills_its_runners_fails_after_max_attempts_leaving_no_contai
     let client = manager.client();
     let run = manager.shell_run(&["echo started; sleep 30"]).await;
     for i in 0..2 {
-        loop {
-            let shown = client.get_run(&run.id).await.unwrap();
-            if shown.status == RunStatus::Queued {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until("the run to be queued again", WAIT, || async {
+            client.get_run(&run.id).await.unwrap().status == RunStatus::Queued
+        })
+        .await;
         kill_9_mid_turn(&manager, &run.id, &format!("poisoned-{i}")).await;
     }
-    let failed = loop {
-        let shown = client.get_run(&run.id).await.unwrap();
-        if shown.status.is_terminal() {
-            break shown;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    until("the run to end", WAIT, || async {
+        client.get_run(&run.id).await.unwrap().status.is_terminal()
+    })
+    .await;
+    let failed = client.get_run(&run.id).await.unwrap();
     assert_eq!(failed.status, RunStatus::Failed);
     assert_eq!(failed.failure_kind, Some(FailureKind::LeaseLost));
     let message = failed.message.clone().unwrap();
@@ -174,9 +173,10 @@ async fn a_signal_stops_a_runner_whose_manager_never_answers() {
     let cache = tempfile::tempdir().unwrap();
     let child = runner_process(&proxy.url, &run.id, "r-unreachable", cache.path());
     // Registering hangs on the black hole until the signal.
-    while proxy.count("/runners") == 0 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_sync("the runner to try registering", WAIT, || {
+        proxy.count("/runners") > 0
+    })
+    .await;
     signal(&child, "TERM");
     let (code, output) = wait(child).await;
     assert_eq!(code, 130, "{output}");
@@ -231,9 +231,7 @@ async fn the_manager_process_stops_on_sigterm_and_sigint() {
         let client =
             aac_host::manager::ManagerClient::new(format!("http://127.0.0.1:{port}"), TOKEN)
                 .unwrap();
-        while client.list_runs(None).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        aac_tests::wait::manager_answers(&client).await;
         // A long-poll in flight must not hold the shutdown.
         let run = client
             .create_run(aac_host::manager::protocol::CreateRun {
@@ -277,9 +275,10 @@ async fn a_local_run_stops_on_sigterm_and_leaves_no_container() {
         .spawn()
         .unwrap();
     let label = format!("dev.aac-host.runner={runner}");
-    while containers_with_label(&label).await.is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the turn's container", WAIT, || async {
+        !containers_with_label(&label).await.is_empty()
+    })
+    .await;
     // Give the turn a moment to start inside its container.
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&child, "TERM");

@@ -2,10 +2,10 @@
 //! restart of the process.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use aac_host::manager::client::ManagerClient;
 use aac_host::manager::protocol::CreateRun;
+use aac_tests::wait::manager_answers;
 
 struct ManagerProcess(tokio::process::Child);
 
@@ -36,16 +36,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_until_up(client: &ManagerClient) {
-    for _ in 0..200 {
-        if client.list_runs(None).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the manager never answered");
-}
-
 #[tokio::test]
 async fn the_standalone_manager_keeps_runs_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +45,7 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
     let client = ManagerClient::new(&url, "cli-test-token").unwrap();
 
     let manager = ManagerProcess::start(port, &db);
-    wait_until_up(&client).await;
+    manager_answers(&client).await;
     let run = client
         .create_run(CreateRun {
             id: None,
@@ -74,7 +64,7 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
     manager.stop().await;
 
     let manager = ManagerProcess::start(port, &db);
-    wait_until_up(&client).await;
+    manager_answers(&client).await;
     let runs = client.list_runs(None).await.unwrap();
     assert_eq!(
         runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
@@ -108,7 +98,7 @@ async fn the_runs_commands_drive_a_manager() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let manager = ManagerProcess::start(port, &dir.path().join("manager.redb"));
-    wait_until_up(&ManagerClient::new(&url, "cli-test-token").unwrap()).await;
+    manager_answers(&ManagerClient::new(&url, "cli-test-token").unwrap()).await;
 
     let run = json_of(
         &runs_cli(

@@ -286,12 +286,7 @@ async fn the_standalone_manager_deletes_finished_runs_and_expires_old_ones() {
         .spawn()
         .unwrap();
     let client = ManagerClient::new(&url, "retention-token").unwrap();
-    for _ in 0..200 {
-        if client.list_runs(None).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    aac_tests::wait::manager_answers(&client).await;
     let runner = client
         .register_runner(from(json!({"id": "rnr"})))
         .await
@@ -336,19 +331,17 @@ async fn the_standalone_manager_deletes_finished_runs_and_expires_old_ones() {
     );
 
     // The sweep removes the other finished run once it is 2 s old; a hang guard, not a timing.
-    let mut gone = false;
-    for _ in 0..120 {
-        if client
-            .get_run("expired")
-            .await
-            .is_err_and(|e| e.status() == Some(404))
-        {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(gone, "the retention sweep never removed the finished run");
+    aac_tests::wait::until(
+        "the retention sweep to remove the finished run",
+        Duration::from_secs(60),
+        || async {
+            client
+                .get_run("expired")
+                .await
+                .is_err_and(|e| e.status() == Some(404))
+        },
+    )
+    .await;
     assert_eq!(
         client.get_run("kept").await.unwrap().status,
         RunStatus::Queued

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use aac_host::manager::server::start;
 use aac_host::manager::{Manager, ManagerClient, ManagerConfig, ManualClock};
+use aac_tests::wait::until_sync;
 use futures::StreamExt;
 
 const TOKEN: &str = "waiters-token";
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn polls_on_missing_runs_leave_no_waiter_and_ended_polls_leave_none() {
@@ -71,32 +73,20 @@ async fn polls_on_missing_runs_leave_no_waiter_and_ended_polls_leave_none() {
 
     // A follower of the events stream holds one until its stream ends.
     let mut stream = client.follow_events(&run.id, 0).await.unwrap();
-    let mut seen = 0;
-    for _ in 0..200 {
-        seen = manager.watched_runs();
-        if seen == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, 1, "the follower waits on the run");
+    until_sync("the follower to wait on the run", WAIT, || {
+        manager.watched_runs() == 1
+    })
+    .await;
     client.cancel_run(&run.id).await.unwrap();
     assert!(
         stream.next().await.is_none(),
         "the stream ends with the run"
     );
     drop(stream);
-    for _ in 0..200 {
-        if manager.watched_runs() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        manager.watched_runs(),
-        0,
-        "the ended stream left its waiter"
-    );
+    until_sync("the ended stream to leave its waiter", WAIT, || {
+        manager.watched_runs() == 0
+    })
+    .await;
     handle.shutdown().await.unwrap();
 }
 
@@ -144,12 +134,7 @@ async fn the_manager_process_does_not_grow_with_polls_on_missing_runs() {
     let pid = child.id().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let client = ManagerClient::new(&url, TOKEN).unwrap();
-    for _ in 0..200 {
-        if client.list_runs(None).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    aac_tests::wait::manager_answers(&client).await;
 
     // Warm up allocator arenas and connection buffers, then measure.
     poll_missing(&url, 0, 2_000).await;

@@ -29,6 +29,17 @@ async fn start_manager(db: &Path, clock: &ManualClock) -> (ManagerHandle, Manage
     (handle, client)
 }
 
+/// Waits until `n` runs have a long-poll or an event stream waiting on them in the manager.
+async fn until_watched(handle: &ManagerHandle, n: usize) {
+    for _ in 0..1000 {
+        if handle.manager().watched_runs() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("waited 10 s for {n} watched runs");
+}
+
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         initial_backoff: Duration::from_millis(1),
@@ -349,8 +360,8 @@ async fn long_poll_wakes_when_a_command_is_enqueued() {
         let id = run.id.clone();
         tokio::spawn(async move { client.poll_commands(&id, 0, Duration::from_secs(60)).await })
     };
-    // Give the poll a moment to start waiting (correctness does not depend on it).
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Wait until the poll waits, so the enqueue below wakes it rather than finds it early.
+    until_watched(&handle, 1).await;
     let cmd = client.enqueue(&run.id, prompt("wake up")).await.unwrap();
     let batch = poller.await.unwrap().unwrap();
     assert_eq!(batch.commands.len(), 1);
@@ -524,7 +535,7 @@ async fn follow_streams_events_until_the_run_is_terminal() {
         .unwrap();
 
     let follower = spawn_follower(client.clone(), run.id.clone());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_watched(&handle, 1).await;
     client
         .append_events(&run.id, &t, &batch(3..=4, &cmd.id))
         .await
@@ -772,7 +783,7 @@ async fn runner_and_follower_ride_through_a_manager_restart() {
         .unwrap();
 
     let follower = spawn_follower(patient.clone(), run.id.clone());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_watched(&handle, 1).await;
     handle.shutdown().await.unwrap();
 
     // While the manager is down the runner keeps retrying its batch.
@@ -826,7 +837,7 @@ async fn long_poll_wakes_on_cancellation() {
         let id = run.id.clone();
         tokio::spawn(async move { client.poll_commands(&id, 0, Duration::from_secs(60)).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_watched(&handle, 1).await;
     client.cancel_run(&run.id).await.unwrap();
     let batch = poller.await.unwrap().unwrap();
     assert!(batch.commands.is_empty());

@@ -190,6 +190,7 @@ pub async fn serve_with_shutdown(
 /// A manager serving in the background (see [`start`]).
 pub struct ManagerHandle {
     addr: SocketAddr,
+    manager: Manager,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -202,6 +203,11 @@ impl ManagerHandle {
     /// `http://127.0.0.1:PORT`, the base URL for [`super::client::ManagerClient`].
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The manager being served: its store, its waiters.
+    pub fn manager(&self) -> &Manager {
+        &self.manager
     }
 
     /// Stops serving and waits until the store file is released.
@@ -233,11 +239,12 @@ pub async fn start(manager: Manager) -> std::io::Result<ManagerHandle> {
 pub fn start_on(listener: TcpListener, manager: Manager) -> std::io::Result<ManagerHandle> {
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve_with_shutdown(listener, manager, async move {
+    let task = tokio::spawn(serve_with_shutdown(listener, manager.clone(), async move {
         let _ = rx.await;
     }));
     Ok(ManagerHandle {
         addr,
+        manager,
         shutdown: Some(tx),
         task,
     })
