@@ -400,3 +400,37 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
         "fine"
     );
 }
+
+/// A spinning plugin is paused once its burst is spent, so it takes at most its share of a core:
+/// its CPU budget still ends it, but only after the pauses that share imposes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_plugin_is_held_to_its_share_of_a_core() {
+    use aac_host::plugin::{PluginHostConfig, PluginLimits};
+    use std::time::{Duration, Instant};
+    let limits = PluginLimits {
+        turn_cpu: Duration::from_millis(600),
+        cpu_burst: Duration::from_millis(100),
+        cpu_share: 0.2,
+        ..PluginLimits::default()
+    };
+    let host = PluginHost::new(PluginHostConfig {
+        cache_dir: None,
+        limits,
+    })
+    .unwrap();
+    let plugin = hostile(&host, &Grants::default()).await;
+    let started = Instant::now();
+    let (outcome, _) = turn(plugin, "spin").await;
+    assert_eq!(
+        outcome.failure_kind,
+        Some(FailureKind::BackendTimeout),
+        "{outcome:?}"
+    );
+    // 100 ms of burst, then 500 ms of CPU at a fifth of a core: at least 2 s of pauses. (A bound
+    // by construction: pauses are sleeps; a slow machine only makes the turn longer.)
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "the spinner ran {took:?}: it was not held to its share"
+    );
+}

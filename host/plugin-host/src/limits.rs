@@ -19,6 +19,13 @@ pub struct PluginLimits {
     pub call_cpu: Duration,
     /// CPU time the plugin's own code may use in one `run-turn`.
     pub turn_cpu: Duration,
+    /// The share of one core the plugin's code may use once its burst is spent: past it the
+    /// plugin is paused at its next epoch tick until it is back under. An adapter's work is
+    /// parsing lines; the agent's work runs in its sandbox, under the sandbox's cgroup.
+    pub cpu_share: f64,
+    /// CPU the plugin's code may use at full speed before `cpu_share` applies; refilled at
+    /// `cpu_share` while it waits or is paused.
+    pub cpu_burst: Duration,
     /// Wall-clock time one call other than a turn may take, waiting included.
     pub call_wall: Duration,
     /// Wall-clock time one `run-turn` may take, waiting on its processes included.
@@ -39,6 +46,8 @@ impl Default for PluginLimits {
             memory_bytes: 256 << 20,
             call_cpu: Duration::from_secs(10),
             turn_cpu: Duration::from_secs(10),
+            cpu_share: 0.25,
+            cpu_burst: Duration::from_millis(500),
             call_wall: Duration::from_secs(60),
             turn_wall: Duration::from_secs(4 * 3600),
             event_bytes: 256 << 10,
@@ -111,7 +120,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// CPU time of the plugin's code in the current call.
+/// CPU time of the plugin's code in the current call, and its share of a core.
 pub struct CpuBudget {
     call_limit: Duration,
     turn_limit: Duration,
@@ -119,17 +128,30 @@ pub struct CpuBudget {
     used: Duration,
     /// When the plugin's code last resumed: at call start, or when a host call returned.
     resumed_at: Option<Instant>,
+    share: CpuShare,
     pub exceeded: bool,
 }
 
+/// What the epoch callback does after a tick.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tick {
+    /// Yield to the executor and go on.
+    Continue,
+    /// The plugin is over its share of a core: pause it this long before it goes on.
+    Pause(Duration),
+    /// The CPU budget is spent: trap.
+    Exceeded,
+}
+
 impl CpuBudget {
-    pub fn new(call_limit: Duration, turn_limit: Duration) -> Self {
+    pub fn new(limits: &PluginLimits) -> Self {
         Self {
-            call_limit,
-            turn_limit,
-            limit: call_limit,
+            call_limit: limits.call_cpu,
+            turn_limit: limits.turn_cpu,
+            limit: limits.call_cpu,
             used: Duration::ZERO,
             resumed_at: None,
+            share: CpuShare::new(limits.cpu_share, limits.cpu_burst),
             exceeded: false,
         }
     }
@@ -161,8 +183,15 @@ impl CpuBudget {
     /// counting. Called from the Store's call hook, for every host call alike.
     pub fn pause(&mut self) {
         if let Some(resumed) = self.resumed_at.take() {
-            self.used += resumed.elapsed();
+            self.charge(resumed, Instant::now());
         }
+    }
+
+    /// Counts the plugin's code as running from `resumed` to `now`, less a pause in between.
+    fn charge(&mut self, resumed: Instant, now: Instant) {
+        let ran = now.saturating_duration_since(self.share.paused_until(resumed));
+        self.used += ran;
+        self.share.owe(ran);
     }
 
     /// The plugin's code runs again (a host call returned, or the host called into it).
@@ -170,15 +199,138 @@ impl CpuBudget {
         self.resumed_at = Some(Instant::now());
     }
 
-    /// Called on every epoch tick the plugin's code observes. True when the budget is spent.
-    pub fn tick(&mut self) -> bool {
+    /// Called on every epoch tick the plugin's code observes: charges the time since it resumed
+    /// (or since its last pause ended) and says whether it goes on, pauses or traps.
+    pub fn tick(&mut self) -> Tick {
         let now = Instant::now();
         if let Some(resumed) = self.resumed_at.replace(now) {
-            self.used += now - resumed;
+            self.charge(resumed, now);
         }
         if self.used > self.limit {
             self.exceeded = true;
         }
-        self.exceeded
+        if self.exceeded {
+            return Tick::Exceeded;
+        }
+        match self.share.settle(now) {
+            Some(pause) => Tick::Pause(pause),
+            None => Tick::Continue,
+        }
+    }
+}
+
+/// A token bucket of CPU time: `burst` full, refilled at `share` of wall-clock time, drained by
+/// the plugin's code. Empty, the plugin pauses until the bucket is back at zero.
+struct CpuShare {
+    share: f64,
+    burst: f64,
+    /// Seconds of CPU left; negative while the plugin owes a pause.
+    tokens: f64,
+    /// CPU run since the bucket was last settled, host calls in between included.
+    owed: Duration,
+    refilled_at: Instant,
+    pause_ends: Option<Instant>,
+}
+
+impl CpuShare {
+    fn new(share: f64, burst: Duration) -> Self {
+        Self {
+            share,
+            burst: burst.as_secs_f64(),
+            tokens: burst.as_secs_f64(),
+            owed: Duration::ZERO,
+            refilled_at: Instant::now(),
+            pause_ends: None,
+        }
+    }
+
+    /// When the pause that began after `resumed` ended (or `resumed` if there was none): a
+    /// pause is not CPU.
+    fn paused_until(&self, resumed: Instant) -> Instant {
+        self.pause_ends
+            .filter(|end| *end > resumed)
+            .unwrap_or(resumed)
+    }
+
+    /// Notes `ran` of CPU, taken from the bucket at the next [`Self::settle`].
+    fn owe(&mut self, ran: Duration) {
+        self.owed += ran;
+    }
+
+    /// Refills the bucket for the time since the last settle, takes what the plugin ran, and
+    /// returns the pause that brings it back to zero, if it is below.
+    fn settle(&mut self, now: Instant) -> Option<Duration> {
+        let ran = std::mem::take(&mut self.owed);
+        if self.share >= 1.0 {
+            return None;
+        }
+        let waited = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.refilled_at = now;
+        self.tokens = (self.tokens + waited * self.share).min(self.burst) - ran.as_secs_f64();
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let pause = Duration::from_secs_f64(-self.tokens / self.share);
+        self.pause_ends = Some(now + pause);
+        Some(pause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spinning_plugin_gets_its_burst_then_its_share() {
+        let start = Instant::now();
+        let mut share = CpuShare::new(0.25, Duration::from_millis(100));
+        share.refilled_at = start;
+        let tick = Duration::from_millis(1);
+        let (mut now, mut ran, mut paused) = (start, Duration::ZERO, Duration::ZERO);
+        // Spin for 10 s of wall-clock time, one tick at a time, pausing when told to.
+        while now < start + Duration::from_secs(10) {
+            now += tick;
+            ran += tick;
+            share.owe(tick);
+            if let Some(pause) = share.settle(now) {
+                assert!(ran > Duration::from_millis(99), "paused inside its burst");
+                now += pause;
+                paused += pause;
+            }
+        }
+        let wall = (now - start).as_secs_f64();
+        let used = ran.as_secs_f64();
+        let expected = 0.1 + 0.25 * wall;
+        assert!(
+            (used - expected).abs() < 0.01,
+            "used {used:.3} s of CPU in {wall:.3} s, expected {expected:.3} s"
+        );
+        assert!(paused > Duration::from_secs(7), "{paused:?}");
+    }
+
+    #[test]
+    fn a_plugin_that_mostly_waits_is_never_paused() {
+        let start = Instant::now();
+        let mut share = CpuShare::new(0.25, Duration::from_millis(100));
+        share.refilled_at = start;
+        // 2 ms of work, then 20 ms waiting on its process: 10 % of a core.
+        let mut now = start;
+        for _ in 0..1_000 {
+            now += Duration::from_millis(20);
+            share.settle(now);
+            now += Duration::from_millis(2);
+            share.owe(Duration::from_millis(2));
+            assert_eq!(share.settle(now), None);
+        }
+    }
+
+    #[test]
+    fn a_full_share_never_pauses() {
+        let start = Instant::now();
+        let mut share = CpuShare::new(1.0, Duration::ZERO);
+        share.owe(Duration::from_secs(5));
+        assert_eq!(share.settle(start), None);
     }
 }

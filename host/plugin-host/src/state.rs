@@ -11,7 +11,7 @@ use super::capability::{
     archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
     sandbox::SandboxCapability,
 };
-use super::limits::{CpuBudget, MemoryLimiter, PluginLimits};
+use super::limits::{CpuBudget, MemoryLimiter, PluginLimits, Tick};
 use super::stderr_tail::StderrTail;
 
 /// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there):
@@ -79,7 +79,7 @@ impl<W: WorldState> SessionState<W> {
             stderr,
             limits: *limits,
             memory,
-            cpu: CpuBudget::new(limits.call_cpu, limits.turn_cpu),
+            cpu: CpuBudget::new(limits),
             log,
             http,
             world,
@@ -148,7 +148,8 @@ impl<W: WorldState> WasiView for SessionState<W> {
 /// A Store for `state`: its memory limiter, the call hook that stops the CPU budget while the host
 /// runs (every host call alike: sandbox, events, WASI sleeps and polls), and the epoch callback
 /// that charges the budget, traps past it, and yields on every tick so one busy plugin cannot
-/// starve the other sessions.
+/// starve the other sessions — and pauses a plugin past its share of a core (`cpu_share`, after
+/// `cpu_burst`), so spinning plugins leave the cores to the runner and to healthy runs.
 pub fn limited_store<W: WorldState>(
     engine: &wasmtime::Engine,
     state: SessionState<W>,
@@ -165,11 +166,13 @@ pub fn limited_store<W: WorldState>(
     });
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
-        if ctx.data_mut().cpu.tick() {
-            Ok(wasmtime::UpdateDeadline::Interrupt)
-        } else {
-            Ok(wasmtime::UpdateDeadline::Yield(1))
-        }
+        Ok(match ctx.data_mut().cpu.tick() {
+            Tick::Exceeded => wasmtime::UpdateDeadline::Interrupt,
+            Tick::Continue => wasmtime::UpdateDeadline::Yield(1),
+            Tick::Pause(pause) => {
+                wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+            }
+        })
     });
     store
 }

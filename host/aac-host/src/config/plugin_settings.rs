@@ -26,6 +26,8 @@ pub(super) struct RawLimits {
     memory: Option<Spanned<ByteSize>>,
     call_cpu: Option<Spanned<HumanDuration>>,
     turn_cpu: Option<Spanned<HumanDuration>>,
+    cpu_share: Option<Spanned<f64>>,
+    cpu_burst: Option<Spanned<HumanDuration>>,
     call_wall: Option<Spanned<HumanDuration>>,
     turn_wall: Option<Spanned<HumanDuration>>,
     event_size: Option<Spanned<ByteSize>>,
@@ -93,6 +95,7 @@ impl Checker<'_> {
         for (raw, leaf, field) in [
             (raw.call_cpu, "call_cpu", &mut limits.call_cpu),
             (raw.turn_cpu, "turn_cpu", &mut limits.turn_cpu),
+            (raw.cpu_burst, "cpu_burst", &mut limits.cpu_burst),
             (raw.call_wall, "call_wall", &mut limits.call_wall),
             (raw.turn_wall, "turn_wall", &mut limits.turn_wall),
         ] {
@@ -122,6 +125,17 @@ impl Checker<'_> {
         }
         if let Some(value) = &raw.result_size {
             limits.result_bytes = positive(value, "result_size")? as usize;
+        }
+        if let Some(value) = raw.cpu_share {
+            let share = *value.get_ref();
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(self.error(
+                    value.span(),
+                    &path("cpu_share"),
+                    format!("{share} is not a share of one core: expected a number in (0, 1]"),
+                ));
+            }
+            limits.cpu_share = share;
         }
         if let Some(value) = raw.events_per_second {
             if *value.get_ref() == 0 {

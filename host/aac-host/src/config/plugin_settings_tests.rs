@@ -54,6 +54,8 @@ fn host_limits_apply_to_runtimes_which_may_override_them() {
 memory = "128MiB"
 call_cpu = "5s"
 turn_cpu = "2m"
+cpu_share = 0.5
+cpu_burst = "2s"
 call_wall = "90s"
 turn_wall = "3h"
 event_size = "64KiB"
@@ -61,7 +63,7 @@ events_per_second = 50
 turn_output = "8MiB"
 result_size = "4KiB"
 {RUNTIME}
-limits = {{ memory = "32MiB", turn_cpu = "30s" }}
+limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0 }}
 "#
     );
     let config = parse(&text).unwrap();
@@ -69,6 +71,8 @@ limits = {{ memory = "32MiB", turn_cpu = "30s" }}
         memory_bytes: 128 << 20,
         call_cpu: Duration::from_secs(5),
         turn_cpu: Duration::from_secs(120),
+        cpu_share: 0.5,
+        cpu_burst: Duration::from_secs(2),
         call_wall: Duration::from_secs(90),
         turn_wall: Duration::from_secs(3 * 3600),
         event_bytes: 64 << 10,
@@ -82,6 +86,7 @@ limits = {{ memory = "32MiB", turn_cpu = "30s" }}
         PluginLimits {
             memory_bytes: 32 << 20,
             turn_cpu: Duration::from_secs(30),
+            cpu_share: 1.0,
             ..host
         }
     );
@@ -101,6 +106,14 @@ fn bad_limits_name_file_line_and_key() {
         "limits.turn_cpu",
         "longer than 0s",
     );
+    for share in ["0", "1.5", "-0.25", "nan"] {
+        assert_error(
+            &format!("[limits]\ncpu_share = {share}\n{RUNTIME}"),
+            "cpu_share",
+            "limits.cpu_share",
+            "expected a number in (0, 1]",
+        );
+    }
     assert_error(
         &format!("[limits]\nevents_per_second = 0\n{RUNTIME}"),
         "events_per_second",

@@ -245,6 +245,9 @@ impl MaterializerPlugin {
         let staging = Staging::create(workspace).map_err(host_error)?;
 
         let mut limits = self.host.limits();
+        // A materializer's work is CPU (hashing, unpacking), once, before the run's sandbox
+        // starts: it is bounded by its CPU budget, not held to a share of a core.
+        limits.cpu_share = 1.0;
         if let Some(cpu) = options.cpu {
             limits.call_cpu = cpu;
         }
