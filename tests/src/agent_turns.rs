@@ -9,6 +9,7 @@ use aac_host::manager::protocol::{CreateRun, EnqueueCommand};
 use aac_host::outcome::{TurnEvent, TurnOutcome};
 use aac_host::plugin::PluginHost;
 use aac_host::runner::{Profiles, RunMode, RunProfile, Runner, RunnerConfig};
+use aac_host::sandbox::transcript::{RecordedCommand, RecordingDriver, Transcript};
 use aac_host::sandbox::{NetworkMode, PullPolicy};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,8 @@ pub struct AgentRun {
     pub run_id: String,
     pub outcomes: Vec<TurnOutcome>,
     pub events: Vec<TurnEvent>,
+    /// The run as a transcript `aac-host plugin test` replays without Docker.
+    pub transcript: Transcript,
 }
 
 impl AgentRun {
@@ -102,6 +105,7 @@ pub async fn run_agent_turns_with(
 
     let manager = TestManager::start().await;
     let client = manager.client();
+    let config_json = config.to_string();
     let run = client
         .create_run(CreateRun {
             id: None,
@@ -137,10 +141,11 @@ pub async fn run_agent_turns_with(
         pull_policy: PullPolicy::Never,
         ..RunProfile::new(agent.path.clone())
     };
+    let driver = RecordingDriver::new(driver.with_runner_id(runner_id));
     let runner = Runner::new(
         client.clone(),
         agent.host.clone(),
-        Arc::new(driver.with_runner_id(runner_id)),
+        Arc::new(driver.clone()),
         Profiles::Fixed(profile),
         runner_config,
     );
@@ -159,6 +164,22 @@ pub async fn run_agent_turns_with(
         .expect("the runner worked on the run");
     canceller.abort();
     let events = client.events(&run.id, 0).await.unwrap();
+    let commands = prompts
+        .iter()
+        .enumerate()
+        .map(|(index, prompt)| RecordedCommand {
+            id: command_id(index + 1),
+            prompt: prompt.to_string(),
+            payload: serde_json::json!({}),
+        })
+        .collect();
+    let transcript = aac_host::replay::transcript(
+        &config_json,
+        commands,
+        driver.processes(),
+        &events,
+        &report.commands,
+    );
     AgentRun {
         run_id: run.id,
         outcomes: report
@@ -167,6 +188,7 @@ pub async fn run_agent_turns_with(
             .map(|(_, outcome)| outcome)
             .collect(),
         events,
+        transcript,
     }
 }
 

@@ -28,13 +28,14 @@ pub mod mock_http;
 pub mod mock_openai;
 pub mod recording;
 pub mod runs;
+pub mod transcripts;
 pub mod wait;
 
 pub use agent_turns::{
     AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with,
 };
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()

@@ -129,6 +129,10 @@ async fn a_bash_command_writes_a_file_the_host_sees() {
         .filter(|block| block["type"] == "tool_result" && block["tool_use_id"] == "toolu_1")
         .count();
     assert_eq!(results, 1, "no tool_result for toolu_1");
+
+    // Replayed without Docker, the plugin emits the same from the CLI's recorded output.
+    aac_tests::transcripts::replays_and_ships("claude-code", "bash-tool-turn", &run.transcript)
+        .await;
 }
 
 /// Claude Code's Write tool becomes `file.changed` in the registry's shape, the one codex emits

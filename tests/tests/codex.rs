@@ -135,6 +135,9 @@ async fn a_shell_command_writes_a_file_the_host_sees() {
         .filter(|item| item["type"] == "function_call_output" && item["call_id"] == "call_1")
         .collect();
     assert_eq!(outputs.len(), 1, "no function_call_output for call_1");
+
+    // Replayed without Docker, the plugin emits the same from the CLI's recorded output.
+    aac_tests::transcripts::replays_and_ships("codex", "shell-tool-turn", &run.transcript).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,8 @@ pub use crate::runner::session::WORKSPACE_DIR;
 
 /// The runner id of local runs: containers carry it, and the next local run reaps its orphans.
 pub const LOCAL_RUNNER_ID: &str = "local";
+/// The id of a local run's one command.
+pub const LOCAL_COMMAND_ID: &str = "cmd-1";
 
 /// One local turn.
 #[derive(Clone, Debug)]
@@ -147,7 +149,7 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
         .enqueue(
             &run_id,
             EnqueueCommand {
-                id: Some("cmd-1".into()),
+                id: Some(LOCAL_COMMAND_ID.into()),
                 prompt: turn.prompt.clone(),
                 payload: serde_json::json!({}),
             },

@@ -14,6 +14,7 @@
 pub mod lifetime;
 pub mod pool;
 mod process;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

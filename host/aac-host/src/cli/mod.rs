@@ -71,6 +71,16 @@ enum PluginCommand {
         #[arg(long, requires = "config")]
         runtime: Option<String>,
     },
+    /// Run a backend against a transcript recorded with `aac-host run --record` (no Docker, no
+    /// agent CLI) and compare what it emits with what the transcript says. Exit 0 when they match,
+    /// 1 when they differ.
+    Test {
+        /// The backend plugin (.wasm).
+        plugin: PathBuf,
+        /// The transcript (JSON) to replay.
+        #[arg(long)]
+        transcript: PathBuf,
+    },
 }
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
@@ -179,5 +189,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print_inspection(&inspection, json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            command: PluginCommand::Test { plugin, transcript },
+        } => replay_test(&plugin_host()?, &plugin, &transcript).await,
     }
+}
+
+/// `aac-host plugin test`: prints each difference, or how much matched.
+async fn replay_test(
+    host: &std::sync::Arc<PluginHost>,
+    plugin: &std::path::Path,
+    transcript: &std::path::Path,
+) -> Result<ExitCode> {
+    let recorded = crate::replay::read_transcript(transcript)?;
+    let report = crate::replay::replay(host, plugin, &recorded).await?;
+    if report.matches() {
+        println!(
+            "ok: {} command(s), {} process(es), {} event(s) as in {}",
+            recorded.commands.len(),
+            recorded.processes.len(),
+            report.events,
+            transcript.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for difference in &report.differences {
+        println!("differs: {difference}");
+    }
+    if report.more > 0 {
+        println!("… and {} more differences", report.more);
+    }
+    Ok(ExitCode::from(1))
 }

@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::output;
 use super::profile_args::ProfileArgs;
-use crate::local::{LOCAL_RUNNER_ID, LocalTurn, run_local_turn};
+use crate::local::{LOCAL_COMMAND_ID, LOCAL_RUNNER_ID, LocalTurn, run_local_turn};
 use crate::plugin::PluginHost;
 use crate::runner::shutdown::ProcessSignals;
 use crate::sandbox::docker::DockerDriver;
+use crate::sandbox::transcript::{RecordedCommand, RecordingDriver};
 
 /// After the first signal, how long the cancelled turn may take to end before the containers are
 /// removed and the process exits anyway.
@@ -40,6 +41,10 @@ pub struct RunArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Write a transcript of the turn to FILE (the processes the plugin started, their output and
+    /// exits, the events): `aac-host plugin test PLUGIN --transcript FILE` replays it without Docker.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// The prompt: the command the agent works on.
     prompt: String,
 }
@@ -78,11 +83,12 @@ impl RunArgs {
 pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
     let turn = args.turn()?;
     let json = args.json;
-    let driver = DockerDriver::connect()
+    let docker = DockerDriver::connect()
         .await?
         .with_runner_id(args.runner_id.clone())
         .with_progress(!json);
-    let reaped = driver.reap_orphans(&args.runner_id).await?;
+    let driver = RecordingDriver::new(docker);
+    let reaped = driver.inner().reap_orphans(&args.runner_id).await?;
     if reaped > 0 {
         tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
     }
@@ -93,8 +99,23 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
         );
     }
 
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(output::print_events(events_rx, json));
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<crate::outcome::TurnEvent>();
+    // Each event goes to the printer, and into the transcript when one is recorded.
+    let (print_tx, print_rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(output::print_events(print_rx, json));
+    let recorder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(event) = events_rx.recv().await {
+            seen.push(event.clone());
+            let _ = print_tx.send(event);
+        }
+        seen
+    });
+    let config_json = turn.config_json.clone();
+    let prompt = turn.prompt.clone();
+    // A transcript is a file people share: the profile's secret values never reach it.
+    let redactor =
+        crate::redact::Redactor::new(turn.secrets.iter().map(|(_, value)| value.clone()));
     // SIGTERM and SIGINT alike: the first cancels the turn (its container is removed as the run
     // ends); a second one, or the turn still running ABORT_BOUND later, removes the containers
     // and exits at once.
@@ -117,15 +138,35 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
     let report = tokio::select! {
         report = turn => report,
         Ok(()) = force => {
-            if let Err(err) = driver.remove_own().await {
+            if let Err(err) = driver.inner().remove_own().await {
                 tracing::warn!(error = %format!("{err:#}"), "could not remove every container");
             }
             eprintln!("stopped before the turn ended");
             return Ok(ExitCode::from(130));
         }
     };
+    let events = recorder.await.unwrap_or_default();
     let _ = printer.await;
     let report = report?;
+    if let Some(path) = &args.record {
+        let command = RecordedCommand {
+            id: LOCAL_COMMAND_ID.into(),
+            prompt,
+            payload: serde_json::json!({}),
+        };
+        let transcript = crate::replay::transcript(
+            &config_json,
+            vec![command],
+            driver.processes(),
+            &events,
+            &[(LOCAL_COMMAND_ID.to_string(), report.outcome.clone())],
+        );
+        let mut value = serde_json::to_value(&transcript)?;
+        redactor.redact_json(&mut value);
+        let text = serde_json::to_string_pretty(&value)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the transcript {}", path.display()))?;
+    }
     output::print_outcome(&report, json);
     Ok(output::exit_code(report.outcome.status))
 }
