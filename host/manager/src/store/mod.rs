@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod attempts;
+pub mod blobs;
 mod bulk;
 mod commands;
 mod events;
 mod open;
 mod queue;
+mod results;
 mod retention;
 
 pub use queue::MAX_CLAIM_BACKENDS;
@@ -21,6 +23,8 @@ pub use retention::{SWEEP_ROWS, SweepReport};
 pub use open::RepairReport;
 
 pub use attempts::LeasePolicy;
+pub use blobs::{BlobDir, DEFAULT_BLOB_GRACE, DEFAULT_MAX_BLOB_BYTES};
+pub use results::MAX_RESULT_FILES;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -94,6 +98,7 @@ impl RunRecord {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    blobs: blobs::BlobDir,
     clock: Arc<dyn Clock>,
     policy: LeasePolicy,
 }
@@ -190,6 +195,7 @@ impl Store {
     /// error (see [`open`]).
     pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
         let db = open::open_database(path.as_ref())?;
+        let blobs = blobs::BlobDir::beside(path.as_ref())?;
         let tx = db.begin_write()?;
         tx.open_table(RUNNERS)?;
         tx.open_table(RUNS)?;
@@ -197,10 +203,14 @@ impl Store {
         tx.open_table(COMMAND_IDS)?;
         tx.open_table(EVENTS)?;
         tx.open_table(retention::DELETING)?;
+        tx.open_table(results::RESULTS)?;
+        tx.open_table(blobs::BLOB_REFS)?;
+        tx.open_table(blobs::RUN_BLOBS)?;
         tx.commit()?;
         queue::ensure_index(&db)?;
         Ok(Self {
             db: Arc::new(db),
+            blobs,
             clock,
             policy: LeasePolicy::default(),
         })
@@ -336,6 +346,9 @@ impl Store {
                 },
                 lease: None,
             };
+            if let Some(sha) = self.bundle_blob(rec.run.bundle.as_ref())? {
+                Self::add_blob_ref(&tx, &rec.run.id, &sha)?;
+            }
             Self::save_run(&tx, &mut table, &rec)?;
             rec.run
         };
