@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod local;
+pub mod results;
 pub mod runner;
 
 pub use aac_manager as manager;

@@ -35,6 +35,11 @@ enum RunsCommand {
         /// Attempts the run gets before it ends `failed` (the manager's default when absent).
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// The workspace to start from: a directory (packed; a git work tree as `git ls-files
+        /// -co --exclude-standard` lists it, plus its `.git`) or a bundle archive (`.tar`),
+        /// uploaded to the manager before the run is created.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
@@ -128,14 +133,20 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             backend,
             config,
             max_attempts,
+            bundle,
         } => {
             let config = json_object("--config", &config)?;
+            // Uploaded first: a failed upload leaves no run behind.
+            let bundle = match bundle {
+                Some(path) => Some(super::results::upload_bundle(&client, &path).await?),
+                None => None,
+            };
             print(
                 &client
                     .create_run(CreateRun {
                         id: None,
                         backend,
-                        bundle: None,
+                        bundle,
                         config,
                         max_attempts,
                     })
