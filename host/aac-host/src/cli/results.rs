@@ -54,3 +54,79 @@ pub async fn upload_bundle(client: &ManagerClient, path: &Path) -> Result<Bundle
         size: Some(size),
     })
 }
+
+/// Most bytes of a diff `runs diff` takes.
+const MAX_DIFF_BYTES: u64 = 4 << 30;
+
+/// Prints the run's diff (or one command's) to stdout, as the manager stored it.
+pub async fn print_diff(client: &ManagerClient, run: &str, command: Option<&str>) -> Result<()> {
+    use std::io::Write;
+    let diff = client.diff(run, command, MAX_DIFF_BYTES).await?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&diff)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether a changed file's path is safe to write below an output directory: relative, no `..`.
+fn safe_relative(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty()
+        && p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Writes each file the run changed, with its latest content, below `out`.
+pub async fn write_files(client: &ManagerClient, run: &str, out: &Path) -> Result<()> {
+    use crate::manager::results::FileChange;
+    let mut files = client.changed_files(run).await?;
+    // Links last: no file is then written through a link this command created.
+    files.sort_by_key(|f| f.mode.as_deref() == Some("120000"));
+    let (mut written, mut deleted, mut omitted) = (0usize, 0usize, 0usize);
+    for file in files {
+        if !safe_relative(&file.path) {
+            bail!(
+                "the manager listed {:?}, which is not a relative path inside the workspace",
+                file.path
+            );
+        }
+        let target = out.join(&file.path);
+        match (&file.change, &file.sha256) {
+            (FileChange::Deleted, _) => {
+                eprintln!("deleted: {}", file.path);
+                deleted += 1;
+            }
+            (_, None) => {
+                eprintln!("omitted (over the result limit): {}", file.path);
+                omitted += 1;
+            }
+            (_, Some(sha)) => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                if file.mode.as_deref() == Some("120000") {
+                    let link = client.get_blob(sha, 1 << 20).await?;
+                    let _ = std::fs::remove_file(&target);
+                    std::os::unix::fs::symlink(String::from_utf8_lossy(&link).as_ref(), &target)
+                        .with_context(|| format!("cannot create the link {}", target.display()))?;
+                } else {
+                    client
+                        .get_blob_to_file(sha, &target, u64::MAX)
+                        .await
+                        .with_context(|| format!("cannot fetch {}", file.path))?;
+                    if file.mode.as_deref() == Some("100755") {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+                    }
+                }
+                written += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{written} file(s) written to {}, {deleted} deleted, {omitted} omitted",
+        out.display()
+    );
+    Ok(())
+}

@@ -66,6 +66,10 @@ pub struct RunnerArgs {
     /// it the result is cut and a `result.truncated` event says so.
     #[arg(long, value_parser = crate::config::parse_size)]
     result_bytes: Option<u64>,
+    /// The bundle materializer (.wasm) for runs that carry a bundle, when the config file has
+    /// no `[bundles]` table (which is used otherwise).
+    #[arg(long)]
+    bundle_plugin: Option<PathBuf>,
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
@@ -172,6 +176,14 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     if let Some((profile, plugin)) = loaded {
         runner = runner.with_plugin(&profile, plugin);
     }
+    let bundles = match &args.bundle_plugin {
+        Some(plugin) => Some(crate::config::BundleSettings::for_plugin(plugin.clone())),
+        None if args.profile.config.is_file() => {
+            crate::config::HostConfig::load(&args.profile.config)?.bundles
+        }
+        None => None,
+    };
+    runner = runner.with_bundles(bundles);
     let runner = Arc::new(runner);
     let work = work(&runner, &args);
     tokio::select! {

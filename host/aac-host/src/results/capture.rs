@@ -52,7 +52,22 @@ impl Shadow {
             git_dir: git_dir.to_owned(),
             work_tree: work_tree.to_owned(),
         };
-        shadow.git(&["init", "-q", "--bare"])?;
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(git_dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .output()
+            .context("could not run git (results are captured with git; is it installed?)")?;
+        if !init.status.success() {
+            bail!(
+                "git init {} failed: {}",
+                git_dir.display(),
+                String::from_utf8_lossy(&init.stderr).trim()
+            );
+        }
         shadow.git(&["config", "core.bare", "false"])?;
         Ok(shadow)
     }
