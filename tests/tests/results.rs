@@ -362,3 +362,42 @@ async fn a_hostile_bundle_uploaded_from_the_cli_is_still_refused() {
     assert!(!root.join(&run).join("escape.txt").exists());
     assert!(!tmp.path().join("escape.txt").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_prints_its_change_and_with_diff_the_patch() {
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("keep.txt"), "before\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(aac_host_binary())
+        .args(["run", "--plugin"])
+        .arg(plugin("shell"))
+        .arg("--workspace")
+        .arg(workspace.path())
+        .arg("--diff")
+        .arg("echo after > keep.txt; echo new > made.txt")
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("changes: 1 added, 1 modified, 0 deleted"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("diff --git a/made.txt b/made.txt"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-before\n+after\n"), "{stdout}");
+    // The workspace given is the user's: it stays.
+    assert!(workspace.path().join("made.txt").exists());
+}

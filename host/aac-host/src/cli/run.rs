@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Print the turn's change to the workspace as a git diff (on stdout) after it ended.
+    #[arg(long)]
+    diff: bool,
     /// The prompt: the command the agent works on.
     prompt: String,
 }
@@ -69,6 +72,7 @@ impl RunArgs {
             plugin_limits: profile.plugin_limits,
             grants: profile.grants,
             integrity: profile.integrity,
+            fetch_diff: self.diff,
             ..LocalTurn::new(profile.plugin, self.prompt.clone())
         })
     }
@@ -127,5 +131,11 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
     let _ = printer.await;
     let report = report?;
     output::print_outcome(&report, json);
+    if let Some(diff) = &report.diff {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(diff)?;
+        out.flush()?;
+    }
     Ok(output::exit_code(report.outcome.status))
 }

@@ -167,9 +167,16 @@ impl RunWork<'_> {
 }
 
 /// Removes a finished attempt's directory (workspace, shadow repository, fetched bundle): its
-/// results are on the manager. Kept with `keep_workspaces`, and a fixed workspace is never removed.
+/// results are on the manager. Kept with `keep_workspaces`; a fixed workspace (`aac-host run
+/// --workspace`) is never removed, only the attempt's own files beside it.
 pub(super) fn remove_workspace(config: &super::RunnerConfig, attempt_dir: &Path) {
-    if config.keep_workspaces || config.workspace.is_some() || !attempt_dir.exists() {
+    if config.keep_workspaces || !attempt_dir.exists() {
+        return;
+    }
+    if let Some(fixed) = &config.workspace
+        && fixed.starts_with(attempt_dir)
+    {
+        let _ = std::fs::remove_dir_all(attempt_dir.join("results.git"));
         return;
     }
     match std::fs::remove_dir_all(attempt_dir) {
