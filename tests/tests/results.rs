@@ -18,6 +18,8 @@ struct ManagerProcess {
     child: Option<Child>,
     url: String,
     _dir: tempfile::TempDir,
+    /// The runners' plugin cache.
+    cache: tempfile::TempDir,
 }
 
 impl ManagerProcess {
@@ -47,6 +49,7 @@ impl ManagerProcess {
             child: Some(child),
             url,
             _dir: dir,
+            cache: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -77,25 +80,29 @@ impl ManagerProcess {
 
     /// A runner process that works on `run` until its commands are done.
     async fn run_runner(&self, run: &str, root: &Path, extra: &[&str]) -> (i32, String) {
-        let cache = tempfile::tempdir().unwrap();
-        let child = Command::new(aac_host_binary())
+        let mut args = vec!["--one-shot"];
+        args.extend_from_slice(extra);
+        wait(self.spawn_runner(run, root, &args)).await
+    }
+
+    fn spawn_runner(&self, run: &str, root: &Path, extra: &[&str]) -> Child {
+        Command::new(aac_host_binary())
             .arg("--plugin")
             .arg(plugin("shell"))
             .arg("--bundle-plugin")
             .arg(plugin("bundle"))
-            .args(["--manager-url", &self.url, "--run-id", run, "--one-shot"])
+            .args(["--manager-url", &self.url, "--run-id", run])
             .args(["--lease", "10s", "--json"])
             .arg("--workspace-root")
             .arg(root)
             .args(extra)
             .env("AAC_MANAGER_TOKEN", TOKEN)
-            .env("AAC_CACHE_DIR", cache.path())
+            .env("AAC_CACHE_DIR", self.cache.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
-        wait(child).await
+            .unwrap()
     }
 }
 
@@ -400,4 +407,70 @@ async fn a_local_run_prints_its_change_and_with_diff_the_patch() {
     assert!(stdout.contains("-before\n+after\n"), "{stdout}");
     // The workspace given is the user's: it stays.
     assert!(workspace.path().join("made.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attempt_continues_from_the_finished_commands_results() {
+    use aac_host::manager::protocol::CommandStatus;
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    let first: serde_json::Value = serde_json::from_slice(&manager.cli_ok(&[
+        "enqueue",
+        &run,
+        "echo one > one.txt; rm old.txt",
+    ]))
+    .unwrap();
+    let first = first["id"].as_str().unwrap().to_owned();
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    // The first runner finishes the command, then drains: the run goes back to the queue.
+    let runner = manager.spawn_runner(&run, &root, &["--idle-timeout", "120s"]);
+    let client = manager.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while client.get_command(&run, &first).await.unwrap().status != CommandStatus::Completed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first command never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&runner, "TERM");
+    let (code, output) = wait(runner).await;
+    assert_eq!(
+        client.get_run(&run).await.unwrap().status,
+        RunStatus::Queued,
+        "{code} {output}"
+    );
+
+    // The next attempt starts from the bundle plus the first command's result.
+    manager.cli_ok(&["enqueue", &run, "cat one.txt > copy.txt; test ! -e old.txt"]);
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let shown = client.get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Completed, "{shown:?}");
+    assert_eq!(shown.attempts.len(), 2, "{shown:?}");
+    let workspace = root.join(&run).join("attempt-2").join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("copy.txt")).unwrap(),
+        "one\n"
+    );
+    // The run's diff still goes from the bundle, over both attempts.
+    let diff = String::from_utf8(manager.cli_ok(&["diff", &run])).unwrap();
+    for file in ["one.txt", "copy.txt", "old.txt"] {
+        assert!(
+            diff.contains(&format!("diff --git a/{file} b/{file}")),
+            "{diff}"
+        );
+    }
+    let results = client.results(&run).await.unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        (results[1].added, results[1].deleted),
+        (1, 0),
+        "the second command's own change"
+    );
 }

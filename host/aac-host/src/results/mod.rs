@@ -3,4 +3,5 @@
 
 pub mod capture;
 pub mod pack;
+pub mod restore;
 pub mod turn;

@@ -56,6 +56,16 @@ impl RunResults {
         .context("the baseline task failed")?
     }
 
+    /// Records the workspace as it is now as the next command's baseline, keeping the run's
+    /// (after a new attempt restored earlier commands' results over the bundle).
+    pub async fn rebase(&mut self) -> Result<()> {
+        let shadow = self.shadow.clone();
+        self.last = tokio::task::spawn_blocking(move || shadow.snapshot())
+            .await
+            .context("the snapshot task failed")??;
+        Ok(())
+    }
+
     /// What the command that just ended changed, with its contents, cut at the result limit.
     pub async fn capture(&self) -> Result<Captured> {
         let shadow = self.shadow.clone();

@@ -472,8 +472,13 @@ impl RunWork<'_> {
                 Ok(session) => {
                     self.report.workspace = Some(session.workspace.clone());
                     self.report.warm_sandbox = session.warm;
-                    self.start_results(&session.workspace).await;
+                    let user =
+                        super::session::sandbox_spec(profile, session.workspace.clone()).user;
+                    let restored = self.start_results(&session.workspace, &user).await;
                     self.session = Some(session);
+                    if let Err(outcome) = restored {
+                        return Ok(outcome);
+                    }
                     self.session_deadline = Some(Instant::now() + profile.max_duration);
                 }
                 Err(outcome) => return Ok(outcome),

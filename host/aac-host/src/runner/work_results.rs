@@ -93,17 +93,59 @@ impl RunWork<'_> {
         )
     }
 
-    /// Records the workspace as materialized: the baseline of the first command's result.
-    pub(super) async fn start_results(&mut self, workspace: &Path) {
+    /// Records the workspace as materialized: the baseline of the run's diff. A later attempt
+    /// then restores the stored results of the run's finished commands over it, and that state is
+    /// the next command's baseline. `Err` is the outcome of the command that needed it: a
+    /// workspace that cannot be restored must not be worked on.
+    pub(super) async fn start_results(
+        &mut self,
+        workspace: &Path,
+        user: &str,
+    ) -> Result<(), TurnOutcome> {
         let git_dir = self.attempt_dir().join("results.git");
         let limit = self.runner.config.result_bytes;
-        match RunResults::start(git_dir, workspace.to_owned(), limit).await {
-            Ok(results) => self.results.results = Some(results),
+        let mut results = match RunResults::start(git_dir, workspace.to_owned(), limit).await {
+            Ok(results) => results,
             Err(err) => {
                 warn!(error = %format!("{err:#}"), "results of this run cannot be captured");
                 self.results.unavailable = Some(format!("{err:#}"));
+                return Ok(());
+            }
+        };
+        if self.attempt > 1 {
+            let restored = guarded(
+                &self.signals,
+                &self.runner.shutdown,
+                crate::results::restore::restore(&self.runner.client, &self.run.id, workspace),
+            )
+            .await
+            .map_err(|_| TurnOutcome::cancelled("the runner stopped while restoring"))?
+            .map_err(|err| {
+                TurnOutcome::failed(
+                    FailureKind::HostError,
+                    format!("could not restore the earlier attempts' results: {err:#}"),
+                )
+            })?;
+            crate::sandbox::pool::give_to_user(workspace, user)
+                .map_err(|err| TurnOutcome::failed(FailureKind::HostError, format!("{err:#}")))?;
+            info!(
+                commands = restored.commands,
+                written = restored.written,
+                deleted = restored.deleted,
+                omitted = restored.omitted.len(),
+                "restored the results of the run's finished commands"
+            );
+            if !restored.omitted.is_empty() {
+                warn!(files = ?restored.omitted, "files whose content was never stored stay as the bundle had them");
+            }
+            if let Err(err) = results.rebase().await {
+                warn!(error = %format!("{err:#}"), "results of this run cannot be captured");
+                self.results.unavailable = Some(format!("{err:#}"));
+                return Ok(());
             }
         }
+        self.results.results = Some(results);
+        Ok(())
     }
 
     /// Captures what `command` changed and stores it on the manager. A result past the limit, or

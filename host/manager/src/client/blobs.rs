@@ -72,7 +72,10 @@ impl ManagerClient {
             endpoint: endpoint.clone(),
             message: format!("cannot write {}: {e}", out.display()),
         };
-        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(out).await.map_err(io)?);
+        let mut file = tokio::io::BufWriter::with_capacity(
+            1 << 20,
+            tokio::fs::File::create(out).await.map_err(io)?,
+        );
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut stream = resp.bytes_stream();
