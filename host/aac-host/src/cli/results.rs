@@ -29,6 +29,8 @@ pub async fn upload_bundle(client: &ManagerClient, path: &Path) -> Result<Bundle
         let (sha, size) = (packed.sha256.clone(), packed.size);
         (Some(packed), file, sha, size)
     } else if meta.is_file() {
+        crate::results::pack::check_archive(path)
+            .with_context(|| format!("--bundle {}", path.display()))?;
         let file = path.to_owned();
         let (sha, size) = tokio::task::spawn_blocking(move || sha256_file(&file)).await??;
         (None, path.to_owned(), sha, size)

@@ -135,12 +135,18 @@ fn items(dir: &Path) -> Result<(BTreeMap<String, Item>, bool)> {
         };
         let item = if meta.file_type().is_symlink() {
             let target = fs::read_link(&full)?;
-            Item::Link(
-                target
-                    .to_str()
-                    .with_context(|| format!("the link {path} has a target that is not UTF-8"))?
-                    .to_owned(),
-            )
+            let target = target
+                .to_str()
+                .with_context(|| format!("the link {path} has a target that is not UTF-8"))?
+                .to_owned();
+            if !link_stays_inside(&path, &target) {
+                bail!(
+                    "the link {path} points to {target:?}, outside {}: a bundle's links must \
+                     stay inside it",
+                    dir.display()
+                );
+            }
+            Item::Link(target)
         } else if meta.is_file() {
             Item::File(full)
         } else if meta.is_dir() {
@@ -155,6 +161,52 @@ fn items(dir: &Path) -> Result<(BTreeMap<String, Item>, bool)> {
         items.insert(path, item);
     }
     Ok((items, git))
+}
+
+/// Whether the link at `path` (relative) to `target` resolves inside the bundle, read lexically.
+fn link_stays_inside(path: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: Vec<&str> = path.split('/').collect();
+    depth.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            name => depth.push(name),
+        }
+    }
+    true
+}
+
+/// Checks that `file` is a bundle archive: a tar whose first entry is the manifest.
+pub fn check_archive(file: &Path) -> Result<()> {
+    let opened = fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut archive = tar::Archive::new(opened);
+    let first = archive
+        .entries()
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(|entry| entry.ok())
+        .and_then(|entry| entry.path().ok().map(|p| p.to_string_lossy().into_owned()));
+    match first {
+        Some(name) if name == MANIFEST => Ok(()),
+        Some(name) => bail!(
+            "{} is not a bundle archive: its first entry is {name:?}, not {MANIFEST} (see \
+             docs/bundles.md, or give the directory to pack it)",
+            file.display()
+        ),
+        None => bail!(
+            "{} is not a bundle archive: not a tar file (see docs/bundles.md, or give a \
+             directory to pack it)",
+            file.display()
+        ),
+    }
 }
 
 fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -236,4 +288,54 @@ pub fn pack_dir(dir: &Path) -> Result<PackedBundle> {
         files: files.len(),
         git,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_that_leave_the_directory_are_refused_when_packing() {
+        assert!(link_stays_inside("a/b", "c"));
+        assert!(link_stays_inside("a/b", "../c"));
+        assert!(!link_stays_inside("a/b", "../../c"));
+        assert!(!link_stays_inside("b", "/etc/passwd"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("out")).unwrap();
+        let err = pack_dir(dir.path()).err().unwrap();
+        assert!(
+            format!("{err:#}").contains("the link out points to"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_packed_directory_lists_every_file_in_its_manifest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::os::unix::fs::symlink("src/main.rs", dir.path().join("link")).unwrap();
+        let packed = pack_dir(dir.path()).unwrap();
+        assert!(!packed.git);
+        assert_eq!(packed.files, 1);
+        check_archive(packed.file.path()).unwrap();
+        let mut archive = tar::Archive::new(fs::File::open(packed.file.path()).unwrap());
+        let mut entries = archive.entries().unwrap();
+        let mut manifest = String::new();
+        entries
+            .next()
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut manifest)
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(manifest["files"][0]["path"], "src/main.rs");
+        assert_eq!(manifest["links"][0]["target"], "src/main.rs");
+        // Packing the same tree again gives the same archive.
+        assert_eq!(pack_dir(dir.path()).unwrap().sha256, packed.sha256);
+        // A file that is not a bundle is named as such.
+        let err = check_archive(&dir.path().join("src/main.rs")).unwrap_err();
+        assert!(err.to_string().contains("not a bundle archive"), "{err}");
+    }
 }
