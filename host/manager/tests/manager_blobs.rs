@@ -171,3 +171,76 @@ fn the_sweep_removes_blobs_only_once_no_run_refers_to_them() {
     assert_eq!(store.sweep_blobs(Duration::ZERO).unwrap(), 1);
     assert!(store.blobs().size(&used).is_none());
 }
+
+/// A lost attempt interrupted command 2 after command 1 finished: with command 1's result stored
+/// whole, command 2 goes back to the queue (the next attempt restores command 1's change first);
+/// without it, the run fails as before, naming why.
+#[test]
+fn a_lost_command_is_queued_again_only_when_the_finished_ones_can_be_restored() {
+    use aac_manager::outcome::TurnOutcome;
+    use aac_manager::protocol::{
+        ClaimRequest, CommandStatus, EnqueueCommand, RegisterRunner, ReleaseRequest, RunStatus,
+    };
+    use aac_manager::results::CommandResult;
+    for stored in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = aac_manager::Store::open(
+            dir.path().join("m.redb"),
+            std::sync::Arc::new(aac_manager::SystemClock),
+        )
+        .unwrap();
+        store
+            .register_runner(RegisterRunner {
+                id: Some("w".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut run = blob_run("r", &sha(b"x"), 1);
+        run.bundle = None;
+        store.create_run(run).unwrap();
+        for id in ["c1", "c2"] {
+            store
+                .enqueue(
+                    "r",
+                    EnqueueCommand {
+                        id: Some(id.into()),
+                        prompt: id.into(),
+                        payload: serde_json::json!({}),
+                    },
+                )
+                .unwrap();
+        }
+        let lease = store
+            .claim(
+                "r",
+                ClaimRequest {
+                    runner_id: "w".into(),
+                    lease_seconds: Some(60),
+                    placement: None,
+                },
+            )
+            .unwrap();
+        let token = lease.lease_token;
+        store.ack("r", "c1", &token).unwrap();
+        if stored {
+            store
+                .put_result("r", "c1", &token, CommandResult::default())
+                .unwrap();
+        }
+        store
+            .set_command_status("r", "c1", &token, TurnOutcome::completed())
+            .unwrap();
+        store.ack("r", "c2", &token).unwrap();
+        let run = store
+            .release("r", &token, ReleaseRequest { message: None })
+            .unwrap();
+        let c2 = store.get_command("r", "c2").unwrap();
+        if stored {
+            assert_eq!(run.status, RunStatus::Queued, "{run:?}");
+            assert_eq!(c2.status, CommandStatus::Queued);
+        } else {
+            assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+            assert!(run.message.unwrap().contains("cannot be restored"));
+        }
+    }
+}

@@ -54,6 +54,10 @@ const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events
 struct RunRecord {
     run: Run,
     lease: Option<LeaseRecord>,
+    /// Sequence numbers of the commands whose result is stored whole (nothing left out): a new
+    /// attempt can restore what they changed (see `attempts::settle_lost_attempt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    restorable: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -345,6 +349,7 @@ impl Store {
                     attempts: Vec::new(),
                 },
                 lease: None,
+                restorable: Vec::new(),
             };
             if let Some(sha) = self.bundle_blob(rec.run.bundle.as_ref())? {
                 Self::add_blob_ref(&tx, &rec.run.id, &sha)?;

@@ -50,7 +50,8 @@ impl Store {
         }
         let tx = self.db.begin_write()?;
         {
-            let rec = Self::load_run(&tx.open_table(RUNS)?, run)?;
+            let mut runs = tx.open_table(RUNS)?;
+            let mut rec = Self::load_run(&runs, run)?;
             check_lease(&rec, token)?;
             let (seq, _) = super::commands::find_command(
                 &tx.open_table(COMMAND_IDS)?,
@@ -65,6 +66,12 @@ impl Store {
             }
             tx.open_table(RESULTS)?
                 .insert((run, seq), encode(&result)?.as_slice())?;
+            let whole = !result.truncated && result.files.iter().all(|f| !f.omitted);
+            rec.restorable.retain(|s| *s != seq);
+            if whole {
+                rec.restorable.push(seq);
+            }
+            Self::save_run(&tx, &mut runs, &rec)?;
         }
         tx.commit()?;
         Ok(result)
