@@ -474,3 +474,65 @@ async fn a_new_attempt_continues_from_the_finished_commands_results() {
         "the second command's own change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_mid_command_is_replaced_by_an_attempt_that_restores_and_reruns_it() {
+    use aac_host::manager::protocol::CommandStatus;
+    let manager = ManagerProcess::start(&[]).await;
+    let client = manager.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    manager.cli_ok(&["enqueue", &run, "echo one > one.txt"]);
+    let second: serde_json::Value = serde_json::from_slice(&manager.cli_ok(&[
+        "enqueue",
+        &run,
+        "cat one.txt > copy.txt; echo started; sleep 8",
+    ]))
+    .unwrap();
+    let second = second["id"].as_str().unwrap().to_owned();
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let runner = manager.spawn_runner(&run, &root, &["--one-shot"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let events = client.events(&run, 0).await.unwrap();
+        if events
+            .iter()
+            .any(|e| e.command_id == second && e.payload["text"] == "started")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "command 2 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&runner, "KILL");
+    let _ = wait(runner).await;
+    // The lease runs out; the interrupted command goes back to the queue, not the run to `failed`.
+    while client.get_run(&run).await.unwrap().status != RunStatus::Queued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let shown = client.get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Completed, "{shown:?}");
+    assert_eq!(
+        client.get_command(&run, &second).await.unwrap().status,
+        CommandStatus::Completed
+    );
+    let workspace = root.join(&run).join("attempt-2").join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("copy.txt")).unwrap(),
+        "one\n",
+        "command 2 ran again on command 1's change"
+    );
+}
