@@ -1,6 +1,6 @@
 //! aac-host: a host runner for AI coding-agent runs. This crate owns the binary and what wires the
 //! other crates together: the runner ([`runner`]: lease, heartbeat, command loop, event shipping,
-//! pool mode), `aac.toml` ([`config`]), one local turn as `aac-host run` does it ([`local`]) and
+//! pool mode), bundles in and results out ([`results`]), `aac.toml` ([`config`]), one local turn as `aac-host run` does it ([`local`]) and
 //! the command line ([`cli`]). The seams live in their own crates, re-exported here under their
 //! old module names so paths such as `aac_host::manager::protocol` keep working:
 //!
