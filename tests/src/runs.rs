@@ -94,6 +94,8 @@ pub fn runner_config(id: &str, root: &std::path::Path) -> RunnerConfig {
     config.mode = RunMode::OneShot;
     config.workspace_root = root.to_path_buf();
     config.cancel_grace = Duration::from_secs(2);
+    // Tests look at the workspace after the run.
+    config.keep_workspaces = true;
     config
 }
 

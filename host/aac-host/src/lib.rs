@@ -1,7 +1,8 @@
 //! aac-host: a host runner for AI coding-agent runs. This crate owns the binary and what wires the
 //! other crates together: the runner ([`runner`]: lease, heartbeat, command loop, event shipping,
-//! pool mode), `aac.toml` ([`config`]), one local turn as `aac-host run` does it ([`local`]) and
-//! the command line ([`cli`]). The seams live in their own crates, re-exported here under their
+//! pool mode), bundles in and results out ([`results`]), `aac.toml` ([`config`]), one local turn
+//! as `aac-host run` does it ([`local`]), transcripts and replay tests of backends ([`replay`])
+//! and the command line ([`cli`]). The seams live in their own crates, re-exported here under their
 //! old module names so paths such as `aac_host::manager::protocol` keep working:
 //!
 //! * [`outcome`] and [`manager::protocol`]: `aac-protocol`, the wire types and failure taxonomy;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod local;
 pub mod replay;
+pub mod results;
 pub mod runner;
 
 pub use aac_manager as manager;

@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::config::Grants;
 use crate::manager::ManagerClient;
 use crate::manager::protocol::{CreateRun, EnqueueCommand};
+use crate::manager::results::CommandResult;
 use crate::manager::server::{self, Manager, ManagerConfig};
 use crate::outcome::{TurnEvent, TurnOutcome};
 use crate::plugin::integrity::Integrity;
@@ -60,6 +61,8 @@ pub struct LocalTurn {
     pub grants: Grants,
     /// Pin and signature checks of the plugin file.
     pub integrity: Integrity,
+    /// Fetch the turn's diff into the report (`aac-host run --diff`).
+    pub fetch_diff: bool,
 }
 
 impl LocalTurn {
@@ -81,6 +84,7 @@ impl LocalTurn {
             plugin_limits: None,
             grants: Grants::default(),
             integrity: Integrity::default(),
+            fetch_diff: false,
         }
     }
 
@@ -106,6 +110,10 @@ pub struct LocalTurnReport {
     pub run_id: String,
     pub workspace: PathBuf,
     pub outcome: TurnOutcome,
+    /// What the turn changed in the workspace, when its result was stored.
+    pub result: Option<CommandResult>,
+    /// The turn's git diff, when asked for (`fetch_diff`) and stored.
+    pub diff: Option<Vec<u8>>,
 }
 
 /// Runs one turn. `Err` means the host could not run it at all (bad plugin file, no engine, no
@@ -198,6 +206,8 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
                 run_id,
                 workspace,
                 outcome: TurnOutcome::cancelled(format!("cancelled before it started: {err}")),
+                result: None,
+                diff: None,
             });
         }
         Err(err) => {
@@ -211,6 +221,17 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
     } else {
         follower.abort();
     }
+    let result = report.results.last().cloned();
+    let diff = match result.as_ref().and_then(|r| r.diff_sha256.as_deref()) {
+        Some(sha) if turn.fetch_diff => match client.get_blob(sha, MAX_LOCAL_DIFF_BYTES).await {
+            Ok(diff) => Some(diff.to_vec()),
+            Err(err) => {
+                warn!(error = %err, "could not read the turn's diff");
+                None
+            }
+        },
+        _ => None,
+    };
     embedded.stop(&scratch).await;
     let outcome = match report.commands.into_iter().next() {
         Some((_, outcome)) => outcome,
@@ -220,8 +241,13 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
         run_id,
         workspace: report.workspace.unwrap_or(workspace),
         outcome,
+        result,
+        diff,
     })
 }
+
+/// Most bytes of a diff `aac-host run --diff` prints.
+const MAX_LOCAL_DIFF_BYTES: u64 = 1 << 30;
 
 /// The manager a local run talks to: on loopback, with a store file of its own.
 struct EmbeddedManager {
@@ -249,6 +275,7 @@ impl EmbeddedManager {
             warn!(error = %err, "the embedded manager did not stop cleanly");
         }
         let _ = std::fs::remove_file(scratch.join("manager.redb"));
+        let _ = std::fs::remove_dir_all(scratch.join("manager.redb.blobs"));
     }
 }
 

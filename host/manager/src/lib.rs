@@ -18,7 +18,7 @@ pub mod error;
 pub mod server;
 pub mod store;
 
-pub use aac_protocol::{outcome, protocol};
+pub use aac_protocol::{outcome, protocol, results};
 pub use client::{ClientError, ManagerClient, RetryPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ManagerError;

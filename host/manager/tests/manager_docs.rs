@@ -22,7 +22,7 @@ fn documented_operations() -> Vec<(String, String)> {
         } else if !line.starts_with("  ") && !line.is_empty() {
             path = None;
         } else if let Some(p) = &path {
-            for m in ["get", "post", "delete"] {
+            for m in ["get", "post", "put", "delete"] {
                 if line == format!("    {m}:") {
                     ops.push((m.to_uppercase(), p.clone()));
                 }
@@ -35,7 +35,7 @@ fn documented_operations() -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_documented_endpoint_exists_and_needs_the_token() {
     let ops = documented_operations();
-    assert_eq!(ops.len(), 20, "{ops:?}");
+    assert_eq!(ops.len(), 27, "{ops:?}");
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let config = ManagerConfig::new("t").with_clock(Arc::new(clock));
@@ -47,7 +47,10 @@ async fn every_documented_endpoint_exists_and_needs_the_token() {
         let url = format!(
             "{}{}",
             handle.url(),
-            path.replace("{run}", "r1").replace("{cmd}", "c1")
+            path.replace("{run}", "r1")
+                .replace("{cmd}", "c1")
+                .replace("{sha256}", &"0".repeat(64))
+                .replace("{path}", "src/main.rs")
         );
         let without = http
             .request(method.parse().unwrap(), &url)

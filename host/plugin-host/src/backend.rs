@@ -264,6 +264,12 @@ impl BackendSession {
         &self.identity
     }
 
+    /// Emits an event of the host's own (e.g. `result.truncated`) in the current command's
+    /// sequence, as if emitted by the turn that just ended.
+    pub fn push_host_event(&mut self, kind: &str, payload: serde_json::Value) {
+        self.store.data_mut().world.events.push(kind, payload);
+    }
+
     /// Numbers the session's next event after `seq` (the run's last stored event).
     pub fn continue_events_after(&mut self, seq: u64) {
         self.store.data_mut().world.events.continue_after(seq);

@@ -6,3 +6,4 @@
 
 pub mod outcome;
 pub mod protocol;
+pub mod results;

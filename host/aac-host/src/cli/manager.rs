@@ -36,6 +36,12 @@ pub struct ManagerArgs {
     #[arg(long, default_value_t = crate::manager::protocol::DEFAULT_MAX_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::manager::protocol::MAX_ATTEMPTS_LIMIT)))]
     max_attempts: u32,
+    /// The largest blob (an uploaded bundle, a result's file) the manager takes, e.g. `4GiB`.
+    #[arg(long, default_value = "4GiB", value_parser = crate::config::parse_size)]
+    max_blob_bytes: u64,
+    /// How long an uploaded blob no run refers to is kept before it is removed, e.g. `1h`.
+    #[arg(long, default_value = "1h", value_parser = crate::cli::runner::parse_duration_arg)]
+    blob_grace: Duration,
     /// After a lease expires, how long before the run may be claimed again.
     #[arg(long, default_value = "1s", value_parser = crate::cli::runner::parse_duration_arg)]
     regrant_gap: Duration,
@@ -76,7 +82,10 @@ pub async fn manager(args: ManagerArgs) -> Result<ExitCode> {
         regrant_gap: args.regrant_gap,
         max_attempts: args.max_attempts,
     };
-    let mut config = ManagerConfig::new(token).with_policy(policy);
+    let mut config = ManagerConfig::new(token)
+        .with_policy(policy)
+        .with_max_blob_bytes(args.max_blob_bytes)
+        .with_blob_grace(args.blob_grace);
     if let Some(retention) = args.retention {
         config = config.with_retention(retention);
     }

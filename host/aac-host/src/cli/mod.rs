@@ -3,6 +3,7 @@
 mod manager;
 mod output;
 mod profile_args;
+mod results;
 mod run;
 mod runner;
 mod runs;

@@ -112,6 +112,7 @@ pub fn print_outcome(report: &LocalTurnReport, json: bool) {
             "run_id": report.run_id,
             "workspace": report.workspace,
             "outcome": report.outcome,
+            "result": report.result,
         });
         println!("{line}");
         return;
@@ -124,6 +125,13 @@ pub fn print_outcome(report: &LocalTurnReport, json: bool) {
     };
     eprintln!("{mark} turn {}", describe(outcome));
     eprintln!("  workspace: {}", report.workspace.display());
+    if let Some(result) = &report.result {
+        let cut = if result.truncated { " (truncated)" } else { "" };
+        eprintln!(
+            "  changes: {} added, {} modified, {} deleted; diff {} bytes{cut}",
+            result.added, result.modified, result.deleted, result.diff_bytes
+        );
+    }
 }
 
 pub fn print_inspection(inspection: &Inspection, json: bool) -> Result<()> {

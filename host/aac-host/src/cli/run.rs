@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// exits, the events): `aac-host plugin test PLUGIN --transcript FILE` replays it without Docker.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Print the turn's change to the workspace as a git diff (on stdout) after it ended.
+    #[arg(long)]
+    diff: bool,
     /// The prompt: the command the agent works on.
     prompt: String,
 }
@@ -74,6 +77,7 @@ impl RunArgs {
             plugin_limits: profile.plugin_limits,
             grants: profile.grants,
             integrity: profile.integrity,
+            fetch_diff: self.diff,
             ..LocalTurn::new(profile.plugin, self.prompt.clone())
         })
     }
@@ -168,5 +172,11 @@ pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing the transcript {}", path.display()))?;
     }
     output::print_outcome(&report, json);
+    if let Some(diff) = &report.diff {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(diff)?;
+        out.flush()?;
+    }
     Ok(output::exit_code(report.outcome.status))
 }

@@ -58,6 +58,18 @@ pub struct RunnerArgs {
     /// Where run workspaces are created; a relative path is resolved against the current directory.
     #[arg(long, value_parser = super::values::directory)]
     workspace_root: Option<PathBuf>,
+    /// Keep each run's workspace (and its results' shadow repository) after the run ended;
+    /// by default it is removed once the run's status and results are stored.
+    #[arg(long)]
+    keep_workspaces: bool,
+    /// Most bytes (diffs and file contents) one command's result stores, e.g. `256MiB`; past
+    /// it the result is cut and a `result.truncated` event says so.
+    #[arg(long, value_parser = crate::config::parse_size)]
+    result_bytes: Option<u64>,
+    /// The bundle materializer (.wasm) for runs that carry a bundle, when the config file has
+    /// no `[bundles]` table (which is used otherwise).
+    #[arg(long)]
+    bundle_plugin: Option<PathBuf>,
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
@@ -150,6 +162,10 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     if let Some(root) = &args.workspace_root {
         config.workspace_root = root.clone();
     }
+    config.keep_workspaces = args.keep_workspaces;
+    if let Some(bytes) = args.result_bytes {
+        config.result_bytes = bytes;
+    }
     let shutdown = Shutdown::new();
     shutdown
         .listen_for_signals()
@@ -160,6 +176,14 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     if let Some((profile, plugin)) = loaded {
         runner = runner.with_plugin(&profile, plugin);
     }
+    let bundles = match &args.bundle_plugin {
+        Some(plugin) => Some(crate::config::BundleSettings::for_plugin(plugin.clone())),
+        None if args.profile.config.is_file() => {
+            crate::config::HostConfig::load(&args.profile.config)?.bundles
+        }
+        None => None,
+    };
+    runner = runner.with_bundles(bundles);
     let runner = Arc::new(runner);
     let work = work(&runner, &args);
     tokio::select! {

@@ -35,6 +35,11 @@ enum RunsCommand {
         /// Attempts the run gets before it ends `failed` (the manager's default when absent).
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// The workspace to start from: a directory (packed; a git work tree as `git ls-files
+        /// -co --exclude-standard` lists it, plus its `.git`) or a bundle archive (`.tar`),
+        /// uploaded to the manager before the run is created.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
@@ -60,6 +65,22 @@ enum RunsCommand {
         #[arg(long)]
         status: Option<RunStatus>,
     },
+    /// Print the run's change as a git diff (from its bundle to its last state, or of one
+    /// command with --command): `aac-host runs diff RUN | git apply`.
+    Diff {
+        run: String,
+        #[arg(long)]
+        command: Option<String>,
+    },
+    /// Write the files the run changed (their latest content) below --out; deleted files are
+    /// listed on stderr, not removed.
+    Files {
+        run: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the stored results of the run's commands (what each changed) as JSON.
+    Results { run: String },
     /// Print a run's events as JSON lines; `--follow` waits for more until the run ends.
     Events {
         run: String,
@@ -128,14 +149,20 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             backend,
             config,
             max_attempts,
+            bundle,
         } => {
             let config = json_object("--config", &config)?;
+            // Uploaded first: a failed upload leaves no run behind.
+            let bundle = match bundle {
+                Some(path) => Some(super::results::upload_bundle(&client, &path).await?),
+                None => None,
+            };
             print(
                 &client
                     .create_run(CreateRun {
                         id: None,
                         backend,
-                        bundle: None,
+                        bundle,
                         config,
                         max_attempts,
                     })
@@ -169,6 +196,11 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
         RunsCommand::Get { run } => print(&run_with_commands(&client, &run).await?)?,
         RunsCommand::Delete { run } => print(&client.delete_run(&run).await?)?,
         RunsCommand::List { status } => print(&client.list_runs(status).await?)?,
+        RunsCommand::Diff { run, command } => {
+            super::results::print_diff(&client, &run, command.as_deref()).await?;
+        }
+        RunsCommand::Files { run, out } => super::results::write_files(&client, &run, &out).await?,
+        RunsCommand::Results { run } => print(&client.results(&run).await?)?,
         RunsCommand::Events { run, after, follow } => {
             if follow {
                 let mut stream = client.follow_events(&run, after).await?;

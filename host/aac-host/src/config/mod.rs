@@ -72,6 +72,20 @@ pub struct BundleSettings {
 }
 
 impl BundleSettings {
+    /// The materializer at `plugin` with default bounds and no grants (what `aac-host runner
+    /// --bundle-plugin` uses without a `[bundles]` table).
+    pub fn for_plugin(plugin: PathBuf) -> Self {
+        Self {
+            plugin,
+            plugin_sha256: None,
+            grants: Grants::default(),
+            limits: BundleLimits::default(),
+            cpu: plugin_settings::DEFAULT_MATERIALIZE_CPU,
+            wall: plugin_settings::DEFAULT_MATERIALIZE_WALL,
+            trust: TrustSettings::default(),
+        }
+    }
+
     pub fn integrity(&self) -> Integrity {
         self.trust.integrity(self.plugin_sha256.as_ref())
     }

@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod signals;
 mod stop;
 mod work;
+mod work_results;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,6 +72,11 @@ pub struct RunnerConfig {
     pub batch: BatchPolicy,
     /// Longest single long-poll for commands.
     pub poll_wait: Duration,
+    /// Most bytes (diffs and file contents) one command's result stores; past it the result is
+    /// cut with a `result.truncated` event.
+    pub result_bytes: u64,
+    /// Keep each run's workspace after the run ended and its results are stored.
+    pub keep_workspaces: bool,
 }
 
 impl RunnerConfig {
@@ -85,6 +91,8 @@ impl RunnerConfig {
             cancel_grace: Duration::from_secs(10),
             batch: BatchPolicy::default(),
             poll_wait: Duration::from_secs(30),
+            result_bytes: crate::results::turn::DEFAULT_RESULT_BYTES,
+            keep_workspaces: false,
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct RunReport {
     /// Why the run was given back unfinished for another attempt (drain, shutdown, lost lease);
     /// `None` when this runner ended it.
     pub released: Option<String>,
+    /// The result of each command this runner stored, in order.
+    pub results: Vec<crate::manager::results::CommandResult>,
 }
 
 impl RunReport {

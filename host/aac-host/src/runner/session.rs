@@ -163,6 +163,11 @@ impl RunSession {
         self.backend.run_turn(info, cancel).await
     }
 
+    /// Emits a host event in the run's event sequence (see `BackendSession::push_host_event`).
+    pub fn host_event(&mut self, kind: &str, payload: serde_json::Value) {
+        self.backend.push_host_event(kind, payload);
+    }
+
     /// Closes the backend session (waiting at most `wall`, and no longer once `stop` fires) and
     /// removes the sandbox.
     pub async fn close(self, wall: Duration, stop: &CancellationToken) {

@@ -25,20 +25,22 @@ use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 /// runner with an unreachable manager still exits promptly.
 const RELEASE_BUDGET: Duration = Duration::from_secs(5);
 
-struct RunWork<'a> {
-    runner: &'a Runner,
-    run: Run,
-    token: String,
-    signals: Arc<RunSignals>,
+pub(super) struct RunWork<'a> {
+    pub(super) runner: &'a Runner,
+    pub(super) run: Run,
+    pub(super) token: String,
+    pub(super) signals: Arc<RunSignals>,
     events: mpsc::UnboundedSender<TurnEvent>,
     shipper: EventShipper,
-    session: Option<RunSession>,
+    pub(super) session: Option<RunSession>,
     /// When the session must end at the latest (its maximum duration).
     session_deadline: Option<Instant>,
     /// The attempt this claim opened (its number counts from 1).
-    attempt: u32,
+    pub(super) attempt: u32,
     budget: LeaseBudget,
-    report: RunReport,
+    pub(super) report: RunReport,
+    /// What each command changed, captured against the workspace's last recorded state.
+    pub(super) results: super::work_results::ResultState,
 }
 
 impl Runner {
@@ -114,6 +116,7 @@ impl Runner {
                     warm_sandbox: false,
                     attempt_id,
                     released: None,
+                    results: Vec::new(),
                 },
                 run,
                 token: lease_token,
@@ -124,6 +127,7 @@ impl Runner {
                 session_deadline: None,
                 attempt,
                 budget,
+                results: Default::default(),
             };
             let report = work.finish_run().await;
             drop(watch);
@@ -153,6 +157,7 @@ impl RunWork<'_> {
         }
         let mut outcome = self.final_outcome(end);
 
+        let attempt_dir = self.attempt_dir();
         let RunWork {
             runner,
             run,
@@ -205,6 +210,9 @@ impl RunWork<'_> {
             None => warn!(
                 "gave up reporting the run status: the lease was lost or the runner shut down"
             ),
+        }
+        if report.reported {
+            super::work_results::remove_workspace(&runner.config, &attempt_dir);
         }
         report
     }
@@ -380,6 +388,10 @@ impl RunWork<'_> {
                 }
             };
             info!(status = %outcome.status, failure_kind = ?outcome.failure_kind, "turn ended");
+            // The result is stored before the events are flushed and the status reported.
+            if let Err(end) = self.store_result(&command).await {
+                return Some(end);
+            }
             match guarded(&self.signals, &self.runner.shutdown, self.shipper.flush()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => {
@@ -460,7 +472,13 @@ impl RunWork<'_> {
                 Ok(session) => {
                     self.report.workspace = Some(session.workspace.clone());
                     self.report.warm_sandbox = session.warm;
+                    let user =
+                        super::session::sandbox_spec(profile, session.workspace.clone()).user;
+                    let restored = self.start_results(&session.workspace, &user).await;
                     self.session = Some(session);
+                    if let Err(outcome) = restored {
+                        return Ok(outcome);
+                    }
                     self.session_deadline = Some(Instant::now() + profile.max_duration);
                 }
                 Err(outcome) => return Ok(outcome),
@@ -520,7 +538,23 @@ impl RunWork<'_> {
                 }
             },
         };
-        let bundle = match (&self.run.bundle, &materializer) {
+        // A bundle in the manager's blob store is fetched first, then materialized from disk.
+        let local = match (&self.run.bundle, &materializer) {
+            (Some(bundle), Some((_, settings))) => Some(tokio::select! {
+                local = super::work_results::local_bundle(
+                    runner,
+                    &self.signals,
+                    self.attempt_dir(),
+                    bundle,
+                    &settings.limits,
+                ) => local?,
+                () = cancel.cancelled() => {
+                    return Err(TurnOutcome::cancelled("stopped while fetching the bundle"));
+                }
+            }),
+            _ => None,
+        };
+        let bundle = match (&local, &materializer) {
             (Some(bundle), Some((plugin, settings))) => Some(BundleJob {
                 materializer: plugin,
                 bundle,

@@ -8,6 +8,7 @@
 //! Retried creations are safe: the client picks the ids of runners, runs and commands it creates,
 //! and the manager treats a repeated id with the same body as the same object.
 
+mod blobs;
 mod error;
 mod events;
 mod retry;
@@ -51,6 +52,15 @@ impl Reply {
             Reply::Streaming(_) => &[],
         }
     }
+}
+
+/// A request body.
+enum Payload {
+    Json(Bytes),
+    /// Raw bytes (a blob).
+    Bytes(Bytes),
+    /// A file's content, streamed (a blob).
+    File(std::path::PathBuf),
 }
 
 /// A typed client of one manager.
@@ -148,12 +158,27 @@ impl ManagerClient {
         &self.base
     }
 
-    /// Sends one request, retrying as the policy says; returns a 2xx response.
+    /// Sends one request with a JSON body, retrying as the policy says; returns a 2xx response.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
+        lease: Option<&str>,
+        timeout: Option<Duration>,
+        buffer: bool,
+    ) -> Result<(String, Reply)> {
+        let body = body.map(Payload::Json);
+        self.send_payload(method, path, body.as_ref(), lease, timeout, buffer)
+            .await
+    }
+
+    /// Sends one request, retrying as the policy says; returns a 2xx response.
+    async fn send_payload(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Payload>,
         lease: Option<&str>,
         timeout: Option<Duration>,
         buffer: bool,
@@ -171,8 +196,31 @@ impl ManagerClient {
             if let Some(t) = timeout {
                 req = req.timeout(t);
             }
-            if let Some(b) = &body {
-                req = req.header(CONTENT_TYPE, "application/json").body(b.clone());
+            match body {
+                Some(Payload::Json(b)) => {
+                    req = req.header(CONTENT_TYPE, "application/json").body(b.clone());
+                }
+                // Each attempt reads the file again from its start.
+                Some(Payload::File(file)) => {
+                    let opened =
+                        tokio::fs::File::open(file)
+                            .await
+                            .map_err(|e| ClientError::Request {
+                                endpoint: endpoint.clone(),
+                                message: format!("cannot read {}: {e}", file.display()),
+                            })?;
+                    let len = opened.metadata().await.map(|m| m.len()).unwrap_or(0);
+                    req = req
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .body(reqwest::Body::from(opened));
+                }
+                Some(Payload::Bytes(b)) => {
+                    req = req
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .body(b.clone());
+                }
+                None => {}
             }
             if let Some(l) = lease {
                 req = req.header(LEASE_TOKEN_HEADER, l);

@@ -31,8 +31,16 @@ impl Janitor {
                     _ = tokio::time::sleep(pause) => {}
                 }
                 // Awaited whole: a sweep is never cut off mid-transaction by a shutdown.
+                let grace = manager.blob_grace();
                 let swept = manager
-                    .blocking(move |s| s.sweep(retention, SWEEP_ROWS))
+                    .blocking(move |s| {
+                        let report = s.sweep(retention, SWEEP_ROWS)?;
+                        let blobs = s.sweep_blobs(grace)?;
+                        if blobs > 0 {
+                            tracing::info!(blobs, "removed blobs no run refers to");
+                        }
+                        Ok(report)
+                    })
                     .await;
                 pause = match swept {
                     Ok(report) => {

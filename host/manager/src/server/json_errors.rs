@@ -42,7 +42,9 @@ fn is_json(content_type: &str) -> bool {
 }
 
 pub(super) async fn require_json(request: Request, next: Next) -> Response {
-    if has_body(request.headers()) {
+    // Blobs are bytes of any type (tar archives, file contents).
+    let blob = request.uri().path().starts_with("/v1/blobs/");
+    if !blob && has_body(request.headers()) {
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)

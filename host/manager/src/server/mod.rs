@@ -14,6 +14,7 @@ mod auth;
 mod janitor;
 mod json_errors;
 mod notify;
+mod results_routes;
 mod routes;
 
 use std::future::Future;
@@ -48,6 +49,10 @@ pub struct ManagerConfig {
     pub retention: Option<Duration>,
     /// How often the background sweep looks for work (deletions, runs past the retention).
     pub sweep_interval: Duration,
+    /// The largest blob (bundle, result file) `PUT /v1/blobs` takes.
+    pub max_blob_bytes: u64,
+    /// How long a blob no run refers to is kept before the sweep removes it.
+    pub blob_grace: Duration,
 }
 
 impl ManagerConfig {
@@ -58,7 +63,19 @@ impl ManagerConfig {
             policy: LeasePolicy::default(),
             retention: None,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
+            blob_grace: crate::store::DEFAULT_BLOB_GRACE,
         }
+    }
+
+    pub fn with_max_blob_bytes(mut self, max: u64) -> Self {
+        self.max_blob_bytes = max;
+        self
+    }
+
+    pub fn with_blob_grace(mut self, grace: Duration) -> Self {
+        self.blob_grace = grace;
+        self
     }
 
     /// Removes runs that finished longer than `retention` ago; the sweep then runs at least every
@@ -87,6 +104,8 @@ struct Inner {
     tokens: Vec<String>,
     retention: Option<Duration>,
     sweep_interval: Duration,
+    max_blob_bytes: u64,
+    blob_grace: Duration,
 }
 
 /// The embedded manager: store, wake-ups and auth. Cheap to clone.
@@ -103,6 +122,8 @@ impl Manager {
         let inner = Arc::get_mut(&mut manager.inner).expect("not shared yet");
         inner.retention = config.retention;
         inner.sweep_interval = config.sweep_interval;
+        inner.max_blob_bytes = config.max_blob_bytes;
+        inner.blob_grace = config.blob_grace;
         Ok(manager)
     }
 
@@ -119,6 +140,8 @@ impl Manager {
                 tokens,
                 retention: None,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
+                max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
+                blob_grace: crate::store::DEFAULT_BLOB_GRACE,
             }),
         })
     }
@@ -137,6 +160,14 @@ impl Manager {
 
     pub(crate) fn sweep_interval(&self) -> Duration {
         self.inner.sweep_interval
+    }
+
+    pub(crate) fn max_blob_bytes(&self) -> u64 {
+        self.inner.max_blob_bytes
+    }
+
+    pub(crate) fn blob_grace(&self) -> Duration {
+        self.inner.blob_grace
     }
 
     /// How many runs have a long-poll or event stream waiting on them now (each such run holds

@@ -44,6 +44,7 @@ pub(super) fn router(manager: Manager) -> Router {
         .route("/runs/{run}/commands/{cmd}/cancel", post(cancel_command))
         .route("/runs/{run}/commands/{cmd}/status", post(command_status))
         .route("/runs/{run}/events", get(events).post(append_events));
+    let v1 = super::results_routes::add(v1);
     // Layers run outermost last-added: JSON errors, then auth, then the content-type check.
     Router::new()
         .nest("/v1", v1)
@@ -72,7 +73,7 @@ async fn method_not_allowed() -> Response {
 }
 
 /// A JSON body; an empty body is `T::default()` when `T` allows it.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
+pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
     let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -92,14 +93,14 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
     Ok(value)
 }
 
-fn query<T>(
+pub(super) fn query<T>(
     q: std::result::Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T> {
     q.map(|Query(q)| q)
         .map_err(|e| ManagerError::BadRequest(format!("invalid query: {}", e.body_text())))
 }
 
-fn lease_token(headers: &HeaderMap) -> Result<String> {
+pub(super) fn lease_token(headers: &HeaderMap) -> Result<String> {
     headers
         .get(LEASE_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())

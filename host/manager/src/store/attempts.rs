@@ -122,7 +122,8 @@ fn save_command(
 }
 
 /// After an attempt was lost (released or expired): its interrupted commands are queued again
-/// when nothing of the run finished yet (a fresh workspace is then the state they started from);
+/// when every finished command of the run has its result stored whole (the next attempt restores
+/// them over the bundle: the state they started from; trivially so when none finished yet);
 /// otherwise they fail and so does the run, naming the lost attempt. A run out of attempts fails
 /// too (its interrupted commands with it). Returns whether the run ended.
 fn settle_lost_attempt(
@@ -133,9 +134,10 @@ fn settle_lost_attempt(
 ) -> Result<bool> {
     let run = rec.run.id.clone();
     let all = run_commands(commands, &run)?;
-    let finished = all
-        .iter()
-        .find(|(_, c)| c.status.is_terminal() && c.outcome.is_some());
+    // A finished command whose result is stored whole can be restored by the next attempt.
+    let finished = all.iter().find(|(seq, c)| {
+        c.status.is_terminal() && c.outcome.is_some() && !rec.restorable.contains(seq)
+    });
     let interrupted: Vec<_> = all
         .iter()
         .filter(|(_, c)| c.status == CommandStatus::Acked)
@@ -143,7 +145,8 @@ fn settle_lost_attempt(
     if let (Some((_, done)), Some((_, first))) = (finished, interrupted.first()) {
         let message = format!(
             "attempt {lost} was lost while command {} ran; command {} had already finished and \
-             its workspace changes cannot be restored, so the command is not run again",
+             its workspace changes cannot be restored (no whole result of it is stored), so the \
+             command is not run again",
             first.id, done.id
         );
         rec.fail(FailureKind::LeaseLost, message.clone(), now);

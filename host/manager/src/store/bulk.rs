@@ -23,7 +23,15 @@ impl Store {
                         "created_at_ms": now,
                         "updated_at_ms": now,
                     }))?;
-                    Self::save_run(&tx, &mut table, &RunRecord { run, lease: None })?;
+                    Self::save_run(
+                        &tx,
+                        &mut table,
+                        &RunRecord {
+                            run,
+                            lease: None,
+                            restorable: Vec::new(),
+                        },
+                    )?;
                     n += 1;
                 }
             }

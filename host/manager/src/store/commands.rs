@@ -233,7 +233,7 @@ impl Store {
 }
 
 /// A command by id, through either a read or a write transaction's tables.
-fn find_command(
+pub(super) fn find_command(
     ids: &impl ReadableTable<&'static str, u64>,
     commands: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     run: &str,

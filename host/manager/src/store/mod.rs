@@ -8,11 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod attempts;
+pub mod blobs;
 mod bulk;
 mod commands;
 mod events;
 mod open;
 mod queue;
+mod results;
 mod retention;
 
 pub use queue::MAX_CLAIM_BACKENDS;
@@ -21,6 +23,8 @@ pub use retention::{SWEEP_ROWS, SweepReport};
 pub use open::RepairReport;
 
 pub use attempts::LeasePolicy;
+pub use blobs::{BlobDir, DEFAULT_BLOB_GRACE, DEFAULT_MAX_BLOB_BYTES};
+pub use results::MAX_RESULT_FILES;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -50,6 +54,10 @@ const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events
 struct RunRecord {
     run: Run,
     lease: Option<LeaseRecord>,
+    /// Sequence numbers of the commands whose result is stored whole (nothing left out): a new
+    /// attempt can restore what they changed (see `attempts::settle_lost_attempt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    restorable: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +102,7 @@ impl RunRecord {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    blobs: blobs::BlobDir,
     clock: Arc<dyn Clock>,
     policy: LeasePolicy,
 }
@@ -190,6 +199,7 @@ impl Store {
     /// error (see [`open`]).
     pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
         let db = open::open_database(path.as_ref())?;
+        let blobs = blobs::BlobDir::beside(path.as_ref())?;
         let tx = db.begin_write()?;
         tx.open_table(RUNNERS)?;
         tx.open_table(RUNS)?;
@@ -197,10 +207,14 @@ impl Store {
         tx.open_table(COMMAND_IDS)?;
         tx.open_table(EVENTS)?;
         tx.open_table(retention::DELETING)?;
+        tx.open_table(results::RESULTS)?;
+        tx.open_table(blobs::BLOB_REFS)?;
+        tx.open_table(blobs::RUN_BLOBS)?;
         tx.commit()?;
         queue::ensure_index(&db)?;
         Ok(Self {
             db: Arc::new(db),
+            blobs,
             clock,
             policy: LeasePolicy::default(),
         })
@@ -335,7 +349,11 @@ impl Store {
                     attempts: Vec::new(),
                 },
                 lease: None,
+                restorable: Vec::new(),
             };
+            if let Some(sha) = self.bundle_blob(rec.run.bundle.as_ref())? {
+                Self::add_blob_ref(&tx, &rec.run.id, &sha)?;
+            }
             Self::save_run(&tx, &mut table, &rec)?;
             rec.run
         };

@@ -114,7 +114,23 @@ fn purge_run(tx: &redb::WriteTransaction, run: &str, budget: &mut usize) -> Resu
         return Ok(false);
     }
     *budget -= keys.len();
-    Ok(true)
+
+    let mut results = tx.open_table(super::results::RESULTS)?;
+    let seqs: Vec<u64> = results
+        .range((run, 0)..=(run, u64::MAX))?
+        .take(*budget + 1)
+        .map(|e| e.map(|(k, _)| k.value().1))
+        .collect::<std::result::Result<_, _>>()?;
+    for seq in seqs.iter().take(*budget) {
+        results.remove((run, *seq))?;
+    }
+    if seqs.len() > *budget {
+        *budget = 0;
+        return Ok(false);
+    }
+    *budget -= seqs.len();
+    // The blobs themselves go in the blob sweep, once no run refers to them.
+    super::blobs::purge_blob_refs(tx, run, budget)
 }
 
 impl Store {

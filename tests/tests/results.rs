@@ -1,0 +1,538 @@
+//! Results leave the runner (issue 14), across real processes: a manager process, the `aac-host`
+//! CLI, and a runner process working in Docker with the shell plugin. A git repository goes in
+//! with `runs create --bundle`, a turn edits, adds, deletes, chmods and writes binary, and
+//! `runs diff` applied with `git apply` to a fresh clone gives the runner's tree back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use aac_host::manager::ManagerClient;
+use aac_host::manager::protocol::RunStatus;
+use aac_tests::aac_host_binary;
+use aac_tests::child::{signal, wait};
+use aac_tests::plugin;
+use aac_tests::runs::TOKEN;
+
+struct ManagerProcess {
+    child: Option<Child>,
+    url: String,
+    _dir: tempfile::TempDir,
+    /// The runners' plugin cache.
+    cache: tempfile::TempDir,
+}
+
+impl ManagerProcess {
+    async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(aac_host_binary())
+            .args(["manager", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--db")
+            .arg(dir.path().join("m.redb"))
+            .args(extra)
+            .env("AAC_MANAGER_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = ManagerClient::new(&url, TOKEN).unwrap();
+        while client.list_runs(None).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            child: Some(child),
+            url,
+            _dir: dir,
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn client(&self) -> ManagerClient {
+        ManagerClient::new(&self.url, TOKEN).unwrap()
+    }
+
+    /// `aac-host runs ARGS…` against this manager.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(aac_host_binary())
+            .arg("runs")
+            .args(args)
+            .env("AAC_MANAGER_URL", &self.url)
+            .env("AAC_MANAGER_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "runs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A runner process that works on `run` until its commands are done.
+    async fn run_runner(&self, run: &str, root: &Path, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["--one-shot"];
+        args.extend_from_slice(extra);
+        wait(self.spawn_runner(run, root, &args)).await
+    }
+
+    fn spawn_runner(&self, run: &str, root: &Path, extra: &[&str]) -> Child {
+        Command::new(aac_host_binary())
+            .arg("--plugin")
+            .arg(plugin("shell"))
+            .arg("--bundle-plugin")
+            .arg(plugin("bundle"))
+            .args(["--manager-url", &self.url, "--run-id", run])
+            .args(["--lease", "10s", "--json"])
+            .arg("--workspace-root")
+            .arg(root)
+            .args(extra)
+            .env("AAC_MANAGER_TOKEN", TOKEN)
+            .env("AAC_CACHE_DIR", self.cache.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let _ = child.wait();
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(["-c", "init.defaultBranch=main"])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A small repository: committed files, and an ignored build directory.
+fn repo(root: &Path) -> PathBuf {
+    let repo = root.join("repo");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::create_dir_all(repo.join("target")).unwrap();
+    std::fs::write(repo.join("README.md"), "# demo\n\nline two\n").unwrap();
+    std::fs::write(repo.join("src/lib.txt"), "unchanged\n").unwrap();
+    std::fs::write(repo.join("old.txt"), "to be deleted\n").unwrap();
+    std::fs::write(repo.join("script.sh"), "echo hi\n").unwrap();
+    std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
+    std::fs::write(repo.join("target/build-output"), "ignored\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "start"]);
+    repo
+}
+
+fn run_id(created: &[u8]) -> String {
+    let run: serde_json::Value = serde_json::from_slice(created).unwrap();
+    run["id"].as_str().unwrap().to_owned()
+}
+
+/// Every file below `dir` except `.git`: path → (content, executable).
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let exec = entry.metadata().unwrap().permissions().mode() & 0o100 != 0;
+                out.insert(rel, (std::fs::read(&path).unwrap(), exec));
+            }
+        }
+    }
+    out
+}
+
+const TURN: &str = "echo 'line three' >> README.md; echo new > added.txt; rm old.txt; \
+    chmod +x script.sh; printf 'bin\\000\\001\\002\\377' > data.bin; \
+    mkdir -p deep/dir && echo deep > deep/dir/f.txt; git status --short >/dev/null 2>&1; true";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundled_git_repo_comes_back_as_a_diff_that_git_applies() {
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    let shown = manager.client().get_run(&run).await.unwrap();
+    let bundle = shown.bundle.expect("the run names its bundle");
+    assert_eq!(bundle.kind, "blob");
+    assert_eq!(
+        bundle.location,
+        format!("/v1/blobs/{}", bundle.sha256.unwrap())
+    );
+    manager.cli_ok(&["enqueue", &run, TURN]);
+
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let shown = manager.client().get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Completed, "{shown:?}");
+    let workspace = root.join(&run).join("workspace");
+    assert!(
+        workspace.join(".git").is_dir(),
+        "the bundle carries the repository"
+    );
+    assert!(
+        !workspace.join("target").exists(),
+        ".gitignore'd files stay out of the bundle"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&manager.cli_ok(&["results", &run])).unwrap();
+    let result = &results[0];
+    assert_eq!(result["added"], 3, "{result} {output}");
+    assert_eq!(result["modified"], 2, "{result}");
+    assert_eq!(result["deleted"], 1, "{result}");
+    assert!(result.get("truncated").is_none(), "{result}");
+
+    // The diff applies to a fresh clone and gives the runner's tree, modes included.
+    let diff = manager.cli_ok(&["diff", &run]);
+    let text = String::from_utf8_lossy(&diff);
+    assert!(
+        text.contains("diff --git a/README.md b/README.md"),
+        "{text}"
+    );
+    assert!(text.contains("deleted file mode 100644"), "{text}");
+    assert!(text.contains("new file mode 100644"), "{text}");
+    assert!(text.contains("old mode 100644\nnew mode 100755"), "{text}");
+    assert!(text.contains("GIT binary patch"), "{text}");
+    assert!(
+        !text.contains("a/.git/"),
+        ".git internals are not changes: {text}"
+    );
+    let fresh = tmp.path().join("fresh");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            repo.to_str().unwrap(),
+            fresh.to_str().unwrap(),
+        ],
+    );
+    let patch = tmp.path().join("change.patch");
+    std::fs::write(&patch, &diff).unwrap();
+    git(&fresh, &["apply", "--index", patch.to_str().unwrap()]);
+    assert_eq!(tree(&fresh), tree(&workspace));
+
+    // One command's diff is the same here: it is the run's only command.
+    let command = result["command_id"].as_str().unwrap();
+    assert_eq!(manager.cli_ok(&["diff", &run, "--command", command]), diff);
+
+    // The changed files themselves.
+    let out = tmp.path().join("out");
+    manager.cli_ok(&["files", &run, "--out", out.to_str().unwrap()]);
+    let files = tree(&out);
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        [
+            "README.md",
+            "added.txt",
+            "data.bin",
+            "deep/dir/f.txt",
+            "script.sh"
+        ]
+    );
+    assert_eq!(files["data.bin"].0, b"bin\x00\x01\x02\xff");
+    assert!(files["script.sh"].1, "the mode comes back");
+    assert_eq!(files["README.md"], tree(&workspace)["README.md"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_past_its_limit_is_marked_and_the_run_still_completes() {
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    manager.cli_ok(&[
+        "enqueue",
+        &run,
+        "head -c 5000 /dev/zero | tr '\\0' x > big.txt",
+    ]);
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--result-bytes", "1000"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let client = manager.client();
+    assert_eq!(
+        client.get_run(&run).await.unwrap().status,
+        RunStatus::Completed
+    );
+    let results = client.results(&run).await.unwrap();
+    assert!(results[0].truncated, "{results:?}");
+    assert!(
+        results[0]
+            .truncated_reason
+            .as_deref()
+            .unwrap()
+            .contains("limit of 1000 bytes")
+    );
+    let events = client.events(&run, 0).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "result.truncated"),
+        "a result.truncated event: {events:?}"
+    );
+    let diff = manager.cli(&["diff", &run]);
+    assert!(!diff.status.success());
+    assert!(
+        String::from_utf8_lossy(&diff.stderr).contains("limit"),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    // Without --keep-workspaces the finished run's directory is gone.
+    assert!(!root.join(&run).exists(), "the workspace was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_over_the_managers_limit_creates_no_run() {
+    let manager = ManagerProcess::start(&["--max-blob-bytes", "4KiB"]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("big");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big.txt"), vec![b'x'; 10_000]).unwrap();
+    let out = manager.cli(&["create", "shell", "--bundle", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("blob limit of 4096 bytes"), "{stderr}");
+    assert!(stderr.contains("no run was created"), "{stderr}");
+    assert!(manager.client().list_runs(None).await.unwrap().is_empty());
+    let out = manager.cli(&["create", "shell", "--bundle", "/nonexistent/dir"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_bundle_uploaded_from_the_cli_is_still_refused() {
+    use aac_tests::bundle::{Entry, archive, manifest_for};
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = [Entry::file("../escape.txt", "out of the workspace\n")];
+    let tar = tmp.path().join("hostile.tar");
+    std::fs::write(&tar, archive(&manifest_for(&entries), &entries)).unwrap();
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", tar.to_str().unwrap()]));
+    manager.cli_ok(&["enqueue", &run, "echo should not run"]);
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_ne!(code, 0, "{output}");
+    let shown = manager.client().get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Failed, "{shown:?}");
+    assert_eq!(
+        shown.failure_kind,
+        Some(aac_host::outcome::FailureKind::ResourceBundle)
+    );
+    assert!(!root.join(&run).join("escape.txt").exists());
+    assert!(!tmp.path().join("escape.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_prints_its_change_and_with_diff_the_patch() {
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("keep.txt"), "before\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(aac_host_binary())
+        .args(["run", "--plugin"])
+        .arg(plugin("shell"))
+        .arg("--workspace")
+        .arg(workspace.path())
+        .arg("--diff")
+        .arg("echo after > keep.txt; echo new > made.txt")
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("changes: 1 added, 1 modified, 0 deleted"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("diff --git a/made.txt b/made.txt"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-before\n+after\n"), "{stdout}");
+    // The workspace given is the user's: it stays.
+    assert!(workspace.path().join("made.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attempt_continues_from_the_finished_commands_results() {
+    use aac_host::manager::protocol::CommandStatus;
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    let first: serde_json::Value = serde_json::from_slice(&manager.cli_ok(&[
+        "enqueue",
+        &run,
+        "echo one > one.txt; rm old.txt",
+    ]))
+    .unwrap();
+    let first = first["id"].as_str().unwrap().to_owned();
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    // The first runner finishes the command, then drains: the run goes back to the queue.
+    let runner = manager.spawn_runner(&run, &root, &["--idle-timeout", "120s"]);
+    let client = manager.client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while client.get_command(&run, &first).await.unwrap().status != CommandStatus::Completed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first command never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&runner, "TERM");
+    let (code, output) = wait(runner).await;
+    assert_eq!(
+        client.get_run(&run).await.unwrap().status,
+        RunStatus::Queued,
+        "{code} {output}"
+    );
+
+    // The next attempt starts from the bundle plus the first command's result.
+    manager.cli_ok(&["enqueue", &run, "cat one.txt > copy.txt; test ! -e old.txt"]);
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let shown = client.get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Completed, "{shown:?}");
+    assert_eq!(shown.attempts.len(), 2, "{shown:?}");
+    let workspace = root.join(&run).join("attempt-2").join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("copy.txt")).unwrap(),
+        "one\n"
+    );
+    // The run's diff still goes from the bundle, over both attempts.
+    let diff = String::from_utf8(manager.cli_ok(&["diff", &run])).unwrap();
+    for file in ["one.txt", "copy.txt", "old.txt"] {
+        assert!(
+            diff.contains(&format!("diff --git a/{file} b/{file}")),
+            "{diff}"
+        );
+    }
+    let results = client.results(&run).await.unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        (results[1].added, results[1].deleted),
+        (1, 0),
+        "the second command's own change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_mid_command_is_replaced_by_an_attempt_that_restores_and_reruns_it() {
+    use aac_host::manager::protocol::CommandStatus;
+    let manager = ManagerProcess::start(&[]).await;
+    let client = manager.client();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo(tmp.path());
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
+    manager.cli_ok(&["enqueue", &run, "echo one > one.txt"]);
+    let second: serde_json::Value = serde_json::from_slice(&manager.cli_ok(&[
+        "enqueue",
+        &run,
+        "cat one.txt > copy.txt; echo started; sleep 8",
+    ]))
+    .unwrap();
+    let second = second["id"].as_str().unwrap().to_owned();
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let runner = manager.spawn_runner(&run, &root, &["--one-shot"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let events = client.events(&run, 0).await.unwrap();
+        if events
+            .iter()
+            .any(|e| e.command_id == second && e.payload["text"] == "started")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "command 2 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&runner, "KILL");
+    let _ = wait(runner).await;
+    // The lease runs out; the interrupted command goes back to the queue, not the run to `failed`.
+    while client.get_run(&run).await.unwrap().status != RunStatus::Queued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_eq!(code, 0, "{output}");
+    let shown = client.get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Completed, "{shown:?}");
+    assert_eq!(
+        client.get_command(&run, &second).await.unwrap().status,
+        CommandStatus::Completed
+    );
+    let workspace = root.join(&run).join("attempt-2").join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("copy.txt")).unwrap(),
+        "one\n",
+        "command 2 ran again on command 1's change"
+    );
+}
