@@ -14,6 +14,7 @@ use super::profile_args::ProfileArgs;
 use crate::config::parse_duration;
 use crate::manager::ManagerClient;
 use crate::plugin::PluginHost;
+use crate::runner::status_server::StatusServer;
 use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
 use crate::sandbox::docker::DockerDriver;
 
@@ -61,6 +62,10 @@ pub struct RunnerArgs {
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Serve `/healthz` and `/readyz` (registered, manager reachable; runs held and warm-pool
+    /// fill as JSON) on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "AAC_STATUS_LISTEN")]
+    status_listen: Option<std::net::SocketAddr>,
 }
 
 /// A duration flag (`90s`, `15m`…).
@@ -161,8 +166,12 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
         runner = runner.with_plugin(&profile, plugin);
     }
     let runner = Arc::new(runner);
+    let status_server = match args.status_listen {
+        Some(addr) => Some(StatusServer::start(addr, runner.clone()).await?),
+        None => None,
+    };
     let work = work(&runner, &args);
-    tokio::select! {
+    let code = tokio::select! {
         code = work => code,
         () = abort_deadline(&shutdown) => {
             tracing::warn!(bound = ?ABORT_BOUND, "the runner did not stop in time; removing its containers");
@@ -171,7 +180,11 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(EXIT_ABORTED))
         }
+    };
+    if let Some(server) = status_server {
+        server.stop().await;
     }
+    code
 }
 
 /// Resolves [`ABORT_BOUND`] after the second signal.

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
 use super::signals::RunSignals;
+use super::status::RunnerStatus;
 use crate::manager::protocol::{Cancellation, HeartbeatReply};
 use crate::manager::{ClientError, ManagerClient, RetryPolicy};
 
@@ -90,6 +91,7 @@ impl LeaseKeeper {
         budget: LeaseBudget,
         renewed_at: Instant,
         signals: Arc<RunSignals>,
+        status: Arc<RunnerStatus>,
     ) -> Self {
         // One try per beat, bounded by the time left to stop: the next beat is the retry.
         let client = client
@@ -104,6 +106,7 @@ impl LeaseKeeper {
             token,
             budget,
             signals,
+            status,
             renewed: renewed.clone(),
         };
         let task = tokio::spawn(
@@ -146,6 +149,7 @@ struct Beats {
     token: String,
     budget: LeaseBudget,
     signals: Arc<RunSignals>,
+    status: Arc<RunnerStatus>,
     renewed: CancellationToken,
 }
 
@@ -184,6 +188,12 @@ impl Beats {
                 }
                 Some(joined) = in_flight.join_next() => {
                     let Ok((sent_at, reply)) = joined else { continue };
+                    match &reply {
+                        Err(err) if err.status().is_none_or(|s| s >= 500) => {
+                            self.status.manager_failed(err)
+                        }
+                        _ => self.status.manager_answered(),
+                    }
                     match reply {
                         Ok(reply) => {
                             // Replies may come back out of order: the newest send counts.

@@ -19,6 +19,8 @@ mod run_end;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod status;
+pub mod status_server;
 mod stop;
 mod work;
 
@@ -34,6 +36,7 @@ pub use events::{BatchPolicy, ShipStats};
 pub use pool_mode::{ServeReport, describe_unserved};
 pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
 pub use shutdown::Shutdown;
+pub use status::{RunnerStatus, StatusReport};
 
 use crate::config::BundleSettings;
 use crate::manager::protocol::RegisterRunner;
@@ -160,6 +163,8 @@ pub struct Runner {
     /// `[bundles]`: how runs' resource bundles reach their workspaces.
     bundles: Option<BundleSettings>,
     materializer: Mutex<Option<Arc<MaterializerPlugin>>>,
+    /// Registration, manager reachability and held runs, for the status listener.
+    status: Arc<RunnerStatus>,
 }
 
 impl Runner {
@@ -185,6 +190,7 @@ impl Runner {
             pools: Mutex::new(HashMap::new()),
             bundles: profiles_bundles,
             materializer: Mutex::new(None),
+            status: Arc::default(),
         }
     }
 
@@ -217,6 +223,27 @@ impl Runner {
         &self.config
     }
 
+    pub fn status(&self) -> &Arc<RunnerStatus> {
+        &self.status
+    }
+
+    /// The state the status listener shows: health, held runs and warm-pool fill.
+    pub async fn status_report(&self) -> StatusReport {
+        let pools = self
+            .pools
+            .lock()
+            .await
+            .iter()
+            .map(|(key, pool)| status::PoolFill {
+                pool: key.clone(),
+                ready: pool.ready_count(),
+                size: pool.size(),
+            })
+            .collect();
+        self.status
+            .report(self.shutdown.draining().is_cancelled(), pools)
+    }
+
     /// Registers this runner with the manager (idempotent: the id is the runner id).
     pub async fn register(&self) -> Result<(), StartError> {
         let mut labels = std::collections::BTreeMap::new();
@@ -224,13 +251,19 @@ impl Runner {
             labels.insert("host".to_string(), host.trim().to_string());
         }
         labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        self.client
+        let registered = self
+            .client
             .register_runner(RegisterRunner {
                 id: Some(self.config.runner_id.clone()),
                 name: self.config.runner_id.clone(),
                 labels,
             })
-            .await
+            .await;
+        match &registered {
+            Ok(_) => self.status.set_registered(),
+            Err(err) => self.status.manager_failed(err),
+        }
+        registered
             .map(|_| ())
             .map_err(|source| StartError::Register {
                 runner: self.config.runner_id.clone(),

@@ -15,6 +15,7 @@ use super::profile::RunProfile;
 use super::run_end::{RunEnd, ends_the_run, guarded};
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
+use super::status::{HeldRun, now_ms};
 use super::stop::{StopReason, stop_reason, stopped_outcome};
 use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::RetryPolicy;
@@ -68,6 +69,12 @@ impl Runner {
             // Heartbeats start at once and go on without waiting for each other; one must succeed
             // before any work (a runner that cannot renew must not start).
             let signals = Arc::new(RunSignals::default());
+            let _held = self.status.hold(HeldRun {
+                run_id: run.id.clone(),
+                attempt_id: attempt_id.clone(),
+                backend: run.backend.clone(),
+                since_ms: now_ms(),
+            });
             let keeper = LeaseKeeper::start(
                 &self.client,
                 run.id.clone(),
@@ -75,6 +82,7 @@ impl Runner {
                 budget,
                 claimed_at,
                 signals.clone(),
+                self.status.clone(),
             );
             tokio::select! {
                 () = keeper.renewed_once() => {}

@@ -11,6 +11,7 @@
 //! ```
 
 mod auth;
+mod health;
 mod janitor;
 mod json_errors;
 mod notify;
@@ -156,9 +157,9 @@ impl Manager {
             .map_err(|e| ManagerError::Storage(format!("store task failed: {e}")))?
     }
 
-    /// The protocol's routes, behind bearer-token auth.
+    /// The protocol's routes, behind bearer-token auth, and the health probes, without.
     pub fn router(&self) -> Router {
-        routes::router(self.clone())
+        routes::router(self.clone()).merge(health::router(self.clone()))
     }
 }
 

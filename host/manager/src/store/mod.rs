@@ -12,6 +12,7 @@ mod bulk;
 mod commands;
 mod events;
 mod open;
+mod probe;
 mod queue;
 mod retention;
 
