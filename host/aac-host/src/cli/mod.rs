@@ -1,5 +1,6 @@
 //! The `aac-host` command line.
 
+mod logging;
 mod manager;
 mod output;
 mod profile_args;
@@ -33,6 +34,16 @@ struct Cli {
     /// Do not read or write the compiled-plugin cache.
     #[arg(long, global = true)]
     no_cache: bool,
+
+    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info`).
+    #[arg(
+        long,
+        global = true,
+        env = "AAC_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: logging::LogFormat,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -76,7 +87,7 @@ enum PluginCommand {
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,36 +105,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
-    // Colours only for a terminal: piped into a file or a log collector, lines stay plain text.
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_filter(filter)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !is_wire_dump(meta)
-        }));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
-}
-
-/// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
-/// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
-fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
-    const WIRE_LEVEL_CRATES: [&str; 6] =
-        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
-    *meta.level() > tracing::Level::INFO
-        && WIRE_LEVEL_CRATES.iter().any(|name| {
-            meta.target()
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {

@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access_log;
 mod auth;
 mod health;
 mod janitor;
@@ -157,9 +158,12 @@ impl Manager {
             .map_err(|e| ManagerError::Storage(format!("store task failed: {e}")))?
     }
 
-    /// The protocol's routes, behind bearer-token auth, and the health probes, without.
+    /// The protocol's routes, behind bearer-token auth, and the health probes, without; every
+    /// request goes to the access log.
     pub fn router(&self) -> Router {
-        routes::router(self.clone()).merge(health::router(self.clone()))
+        routes::router(self.clone())
+            .merge(health::router(self.clone()))
+            .layer(axum::middleware::from_fn(access_log::log_request))
     }
 }
 
