@@ -70,7 +70,16 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
     assert_eq!((status, &live["status"]), (200, &serde_json::json!("ok")));
 
     let run = manager.shell_run(&["echo started; sleep 60"]).await;
-    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    let started = wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    // Events carry the runner's emit time and the manager's receive time, no earlier.
+    let (emitted, received) = (
+        started.emitted_at_ms.unwrap(),
+        started.received_at_ms.unwrap(),
+    );
+    assert!(
+        emitted > 1_600_000_000_000 && received + 1000 >= emitted,
+        "{started:?}"
+    );
     let holding = poll_until(&format!("{base}/readyz"), "the held run", |s, b| {
         s == 200 && b["runs"].to_string().contains(&run.id)
     })

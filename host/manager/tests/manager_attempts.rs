@@ -110,6 +110,8 @@ impl World {
             kind: "output.stdout".into(),
             payload: serde_json::json!({ "text": format!("line {seq}") }),
             attempt_id: Some("made-up-by-the-runner".into()),
+            emitted_at_ms: None,
+            received_at_ms: None,
         };
         self.client
             .append_events(
