@@ -109,6 +109,7 @@ pub async fn run_agent_turns_with(
             bundle: None,
             config,
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

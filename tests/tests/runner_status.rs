@@ -55,6 +55,7 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
         .args(["--manager-url", &manager.url(), "--max-runs", "2"])
         .args(["--runner-id", "status-runner", "--lease", "6s", "--json"])
         .args(["--status-listen", &format!("127.0.0.1:{port}")])
+        .args(["--label", "zone=test-a"])
         .env("AAC_MANAGER_TOKEN", TOKEN)
         .env("AAC_CACHE_DIR", cache.path())
         .stdout(Stdio::piped())
@@ -69,6 +70,15 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
     let (status, live) = get(&format!("{base}/healthz")).await.unwrap();
     assert_eq!((status, &live["status"]), (200, &serde_json::json!("ok")));
 
+    // Queued first, for a zone this runner is not in: passed over, never claimed.
+    let elsewhere = client
+        .create_run(aac_host::manager::protocol::CreateRun {
+            backend: "shell".into(),
+            require_labels: [("zone".to_string(), "test-b".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let run = manager.shell_run(&["echo started; sleep 60"]).await;
     let started = wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
     // Events carry the runner's emit time and the manager's receive time, no earlier.
@@ -85,6 +95,17 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
     })
     .await;
     assert_eq!(holding["runs"][0]["backend"], "shell", "{holding}");
+    let fleet = client.list_runners().await.unwrap();
+    let me = fleet
+        .iter()
+        .find(|r| r.runner.id == "status-runner")
+        .unwrap();
+    assert_eq!(me.runner.labels["zone"], "test-a", "{me:?}");
+    assert_eq!(me.runs_held, vec![run.id.clone()], "{me:?}");
+    assert_eq!(
+        client.get_run(&elsewhere.id).await.unwrap().status,
+        aac_host::manager::protocol::RunStatus::Queued
+    );
 
     // Heartbeats now fail: the runner is alive but not ready, and says why.
     manager.stop().await;

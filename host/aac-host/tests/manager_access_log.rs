@@ -47,6 +47,7 @@ async fn each_request_is_one_json_access_line_without_tokens() {
             bundle: None,
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

@@ -52,6 +52,7 @@ async fn healthz_and_readyz_answer_without_a_token_and_the_api_still_needs_one()
             bundle: None,
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

@@ -75,6 +75,7 @@ impl World {
                 bundle: None,
                 config: serde_json::json!({}),
                 max_attempts,
+                require_labels: Default::default(),
             })
             .await
             .unwrap();
@@ -323,6 +324,7 @@ async fn a_poison_run_fails_after_max_attempts_naming_them() {
             bundle: None,
             config: serde_json::Value::Null,
             max_attempts: Some(0),
+            require_labels: Default::default(),
         })
         .await
         .unwrap_err();

@@ -38,7 +38,7 @@ fn documented_operations() -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_documented_endpoint_exists_and_needs_the_token() {
     let ops = documented_operations();
-    assert_eq!(ops.len(), 20, "{ops:?}");
+    assert_eq!(ops.len(), 21, "{ops:?}");
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let config = ManagerConfig::new("t").with_clock(Arc::new(clock));

@@ -39,6 +39,7 @@ async fn events_carry_the_emit_time_sent_and_the_managers_receive_time() {
             bundle: None,
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

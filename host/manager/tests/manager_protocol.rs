@@ -45,6 +45,7 @@ fn shell_run() -> CreateRun {
         bundle: None,
         config: serde_json::json!({}),
         max_attempts: None,
+        require_labels: Default::default(),
     }
 }
 

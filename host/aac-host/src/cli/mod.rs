@@ -6,6 +6,7 @@ mod output;
 mod profile_args;
 mod run;
 mod runner;
+mod runners;
 mod runs;
 mod values;
 
@@ -60,6 +61,8 @@ enum Command {
     Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
+    /// List the runners registered with a manager.
+    Runners(runners::RunnersArgs),
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -143,6 +146,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             run::run(&plugin_host_with(limits)?, *args).await
         }
         Command::Runs(args) => runs::runs(args).await,
+        Command::Runners(args) => runners::runners(args).await,
         Command::Manager(args) => manager::manager(args).await,
         Command::Plugin {
             command:

@@ -53,6 +53,10 @@ pub struct RunnerArgs {
     /// Lease length asked for; heartbeats every third of it.
     #[arg(long, value_parser = duration, default_value = "60s")]
     lease: Duration,
+    /// A label this runner offers, `KEY=VALUE` (repeat for more): runs created with
+    /// `--require KEY=VALUE` are claimed only by runners with every label they require.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::values::label)]
+    labels: Vec<(String, String)>,
     /// This runner's id (on the manager and on its containers).
     #[arg(long, env = "AAC_RUNNER_ID")]
     runner_id: Option<String>,
@@ -147,6 +151,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     let mut config = RunnerConfig::new(runner_id);
     config.lease = args.lease;
     config.idle_timeout = args.idle_timeout;
+    config.labels = args.labels.iter().cloned().collect();
     config.mode = if args.one_shot {
         RunMode::OneShot
     } else {

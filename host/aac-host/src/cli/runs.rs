@@ -35,6 +35,10 @@ enum RunsCommand {
         /// Attempts the run gets before it ends `failed` (the manager's default when absent).
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// A runner label the run needs, `KEY=VALUE` (repeat for more): only a runner registered
+        /// with every one claims it.
+        #[arg(long = "require", value_name = "KEY=VALUE", value_parser = super::values::label)]
+        require: Vec<(String, String)>,
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
@@ -113,8 +117,13 @@ async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_js
     Ok(value)
 }
 
-pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
-    let token = match (args.token, args.token_file) {
+/// A client of the manager at `url`, with the token given, or read from `token_file`.
+pub(super) fn connect(
+    url: &str,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+) -> Result<ManagerClient> {
+    let token = match (token, token_file) {
         (Some(token), _) => token,
         (None, Some(file)) => std::fs::read_to_string(&file)
             .with_context(|| format!("could not read token file {}", file.display()))?
@@ -122,12 +131,17 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             .to_string(),
         (None, None) => bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
     };
-    let client = ManagerClient::new(&args.manager_url, token)?;
+    Ok(ManagerClient::new(url, token)?)
+}
+
+pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
+    let client = connect(&args.manager_url, args.token, args.token_file)?;
     match args.command {
         RunsCommand::Create {
             backend,
             config,
             max_attempts,
+            require,
         } => {
             let config = json_object("--config", &config)?;
             print(
@@ -138,6 +152,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
                         bundle: None,
                         config,
                         max_attempts,
+                        require_labels: require.into_iter().collect(),
                     })
                     .await?,
             )?;

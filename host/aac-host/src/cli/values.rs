@@ -57,6 +57,24 @@ pub fn directory(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// `--label` / `--require`: `KEY=VALUE`, a non-empty key of at most 128 characters.
+pub fn label(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not KEY=VALUE, e.g. gpu=a100"));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() {
+        return Err(format!("`{text}` has an empty key"));
+    }
+    let max = crate::manager::store::MAX_LABEL_CHARS;
+    if key.chars().count() > max || value.chars().count() > max {
+        return Err(format!(
+            "`{text}`: keys and values are at most {max} characters"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,8 @@ pub struct RunnerConfig {
     pub batch: BatchPolicy,
     /// Longest single long-poll for commands.
     pub poll_wait: Duration,
+    /// Labels registered with the manager besides `host` and `version` (which they override).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunnerConfig {
@@ -88,6 +90,7 @@ impl RunnerConfig {
             cancel_grace: Duration::from_secs(10),
             batch: BatchPolicy::default(),
             poll_wait: Duration::from_secs(30),
+            labels: Default::default(),
         }
     }
 }
@@ -251,6 +254,7 @@ impl Runner {
             labels.insert("host".to_string(), host.trim().to_string());
         }
         labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        labels.extend(self.config.labels.clone());
         let registered = self
             .client
             .register_runner(RegisterRunner {

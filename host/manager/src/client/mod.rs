@@ -11,6 +11,7 @@
 mod error;
 mod events;
 mod retry;
+mod runners;
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
