@@ -61,6 +61,39 @@ async fn healthz_and_readyz_answer_without_a_token_and_the_api_still_needs_one()
     assert_eq!(body["status"], "ready");
     assert_eq!(body["runs"], 1, "the probe read the store: {body}");
 
+    // Metrics: Prometheus text, no token; the store's counts and the requests so far.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "aac_manager_runs{status=\"queued\"} 1",
+        "aac_manager_runs{status=\"running\"} 0",
+        "aac_manager_queue_depth 1",
+        "aac_manager_events_stored_total 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(
+            "aac_manager_request_duration_seconds_count{method=\"POST\",route=\"/v1/runs\",status=\"201\"} 1"
+        ),
+        "{metrics}"
+    );
+    let age = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aac_manager_oldest_queued_age_seconds "))
+        .expect("the oldest queued age")
+        .parse::<f64>()
+        .unwrap();
+    assert!(age >= 0.0, "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
     let (status, body) = get(&format!("{base}/v1/runs")).await.unwrap();
     assert_eq!(status, 401, "the protocol still needs the token: {body}");
     let (status, _) = get(&format!("{base}/metricz")).await.unwrap();

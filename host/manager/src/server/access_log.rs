@@ -6,17 +6,22 @@
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::Manager;
 use crate::protocol::valid_id;
 
 /// Bodies of at most this size are read for a runner id (register and claim bodies are tiny).
 const PEEK_LIMIT: usize = 16 * 1024;
 
-pub(super) async fn log_request(request: Request, next: Next) -> Response {
+pub(super) async fn log_request(
+    State(manager): State<Manager>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -38,12 +43,17 @@ pub(super) async fn log_request(request: Request, next: Next) -> Response {
         _ => (request, None),
     };
     let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("(no route)");
+    let seconds = started.elapsed().as_secs_f64();
+    manager
+        .metrics()
+        .observe_request(method.as_str(), route, response.status().as_u16(), seconds);
     tracing::info!(
         target: "access",
         method = %method,
-        route = route.as_deref().unwrap_or("(no route)"),
+        route,
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = seconds * 1000.0,
         run = run.as_deref(),
         runner = runner.as_deref(),
         "request"

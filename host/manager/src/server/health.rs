@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store answers and the manager is
-//! not shutting down), without a bearer token so load balancers and orchestrators can probe them.
+//! not shutting down), and `GET /metrics` (Prometheus text), without a bearer token so load
+//! balancers, orchestrators and scrapers can reach them.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ pub(super) fn router(manager: Manager) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(manager)
 }
 
@@ -49,4 +51,19 @@ fn not_ready(reason: String) -> Response {
         Json(json!({ "status": "unavailable", "reason": reason })),
     )
         .into_response()
+}
+
+/// Prometheus text exposition; the store's counts are read at each scrape.
+async fn metrics(State(m): State<Manager>) -> Response {
+    match m.blocking(|s| Ok((s.run_stats()?, s.now_ms()))).await {
+        Ok((stats, now)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            m.metrics().render(&stats, now),
+        )
+            .into_response(),
+        Err(err) => not_ready(format!("the store did not answer: {err}")),
+    }
 }

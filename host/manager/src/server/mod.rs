@@ -15,6 +15,7 @@ mod auth;
 mod health;
 mod janitor;
 mod json_errors;
+mod metrics;
 mod notify;
 mod routes;
 
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 use super::clock::{Clock, SystemClock};
 use super::error::ManagerError;
 use super::store::{LeasePolicy, Store};
+pub use metrics::ManagerMetrics;
 use notify::Hub;
 
 /// How often the background sweep looks for work by default.
@@ -89,6 +91,7 @@ struct Inner {
     tokens: Vec<String>,
     retention: Option<Duration>,
     sweep_interval: Duration,
+    metrics: ManagerMetrics,
 }
 
 /// The embedded manager: store, wake-ups and auth. Cheap to clone.
@@ -121,12 +124,17 @@ impl Manager {
                 tokens,
                 retention: None,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
+                metrics: ManagerMetrics::default(),
             }),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &ManagerMetrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
@@ -158,12 +166,15 @@ impl Manager {
             .map_err(|e| ManagerError::Storage(format!("store task failed: {e}")))?
     }
 
-    /// The protocol's routes, behind bearer-token auth, and the health probes, without; every
-    /// request goes to the access log.
+    /// The protocol's routes, behind bearer-token auth, and the health probes and metrics,
+    /// without; every request goes to the access log and the request metrics.
     pub fn router(&self) -> Router {
         routes::router(self.clone())
             .merge(health::router(self.clone()))
-            .layer(axum::middleware::from_fn(access_log::log_request))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                access_log::log_request,
+            ))
     }
 }
 

@@ -387,10 +387,12 @@ async fn append_events(
 ) -> Result<Response> {
     let token = lease_token(&headers)?;
     let req: AppendEvents = parse(&body)?;
+    let dropped = req.dropped;
     let r = run.clone();
     let reply = m
         .blocking(move |s| s.append_events(&r, &token, req))
         .await?;
+    m.metrics().events_appended(reply.stored, dropped);
     if reply.stored > 0 {
         m.hub().bump(&run);
     }

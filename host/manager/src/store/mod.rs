@@ -22,6 +22,7 @@ pub use retention::{SWEEP_ROWS, SweepReport};
 pub use runners::{MAX_LABEL_CHARS, MAX_REQUIRED_LABELS};
 
 pub use open::RepairReport;
+pub use probe::RunStats;
 
 pub use attempts::LeasePolicy;
 
