@@ -107,6 +107,29 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
         aac_host::manager::protocol::RunStatus::Queued
     );
 
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "aac_runner_runs_held 1",
+        "aac_runner_claims_total{outcome=\"claimed\"} 1",
+        "aac_runner_sandbox_starts_total{outcome=\"cold\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "no `{series}`:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("aac_runner_time_to_first_event_seconds_count{") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
+
     // Heartbeats now fail: the runner is alive but not ready, and says why.
     manager.stop().await;
     let down = poll_until(&format!("{base}/readyz"), "not ready", |s, _| s == 503).await;
@@ -114,6 +137,17 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
     assert_eq!(down["manager_reachable"], false, "{down}");
     assert!(down["last_error"].is_string(), "{down}");
     assert_eq!(get(&format!("{base}/healthz")).await.unwrap().0, 200);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aac_runner_heartbeat_failures_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(failures.is_some_and(|n| n >= 1), "{metrics}");
 
     manager.restart().await;
     poll_until(&format!("{base}/readyz"), "ready again", |s, _| s == 200).await;

@@ -13,6 +13,7 @@
 pub mod cancel_watch;
 pub mod events;
 pub mod lease;
+pub mod metrics;
 mod pool_mode;
 pub mod profile;
 mod run_end;
@@ -168,6 +169,7 @@ pub struct Runner {
     materializer: Mutex<Option<Arc<MaterializerPlugin>>>,
     /// Registration, manager reachability and held runs, for the status listener.
     status: Arc<RunnerStatus>,
+    metrics: Arc<metrics::RunnerMetrics>,
 }
 
 impl Runner {
@@ -194,6 +196,7 @@ impl Runner {
             bundles: profiles_bundles,
             materializer: Mutex::new(None),
             status: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -228,6 +231,10 @@ impl Runner {
 
     pub fn status(&self) -> &Arc<RunnerStatus> {
         &self.status
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::RunnerMetrics> {
+        &self.metrics
     }
 
     /// The state the status listener shows: health, held runs and warm-pool fill.
@@ -302,11 +309,17 @@ impl Runner {
         if let Some(plugin) = plugins.get(&key) {
             return Ok(plugin.clone());
         }
-        let plugin = self
+        let cached = self.host.is_cached(&profile.plugin);
+        let loaded = self
             .host
             .load_backend_checked(&profile.plugin, &profile.integrity)
-            .await?;
-        let plugin = Arc::new(fitted(plugin, profile));
+            .await;
+        self.metrics.plugin_loaded(match (&loaded, cached) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "cached",
+            (Ok(_), false) => "compiled",
+        });
+        let plugin = Arc::new(fitted(loaded?, profile));
         plugins.insert(key, plugin.clone());
         Ok(plugin)
     }

@@ -118,6 +118,12 @@ impl Runner {
                         }
                         _ => self.status.manager_answered(),
                     }
+                    let result = match &claimed {
+                        Ok(Some(_)) => "claimed",
+                        Ok(None) => "empty",
+                        Err(_) => "error",
+                    };
+                    self.metrics.claim(result, claimed_at.into_std());
                     match claimed {
                         Ok(Some(lease)) => {
                             let runner = self.clone();

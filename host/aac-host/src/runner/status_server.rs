@@ -74,11 +74,25 @@ fn router(runner: Arc<Runner>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(runner)
 }
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus text exposition of the runner's metrics.
+async fn metrics(State(runner): State<Arc<Runner>>) -> Response {
+    let report = runner.status_report().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        runner.metrics().render(&report),
+    )
+        .into_response()
 }
 
 async fn readyz(State(runner): State<Arc<Runner>>) -> Response {

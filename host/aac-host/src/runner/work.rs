@@ -10,7 +10,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::cancel_watch::CancelWatch;
 use super::events::EventShipper;
-use super::lease::{LeaseBudget, LeaseKeeper};
+use super::lease::{LeaseBudget, LeaseKeeper, Observers};
+use super::metrics::EventTap;
 use super::profile::RunProfile;
 use super::run_end::{RunEnd, ends_the_run, guarded};
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
@@ -36,6 +37,8 @@ struct RunWork<'a> {
     session: Option<RunSession>,
     /// When the session must end at the latest (its maximum duration).
     session_deadline: Option<Instant>,
+    /// Shows the run's events to the runner's metrics (first event of a turn, token usage).
+    tap: Arc<EventTap>,
     /// The attempt this claim opened (its number counts from 1).
     attempt: u32,
     budget: LeaseBudget,
@@ -82,7 +85,10 @@ impl Runner {
                 budget,
                 claimed_at,
                 signals.clone(),
-                self.status.clone(),
+                Observers {
+                    status: self.status.clone(),
+                    metrics: self.metrics.clone(),
+                },
             );
             tokio::select! {
                 () = keeper.renewed_once() => {}
@@ -103,12 +109,15 @@ impl Runner {
                 }
             }
             let watch = CancelWatch::start(&self.client, run.id.clone(), signals.clone());
-            let (events, shipper) = EventShipper::start(
+            let tap = Arc::new(EventTap::new(self.metrics.clone()));
+            let (events, shipper) = EventShipper::start_tapped(
                 &self.client,
                 run.id.clone(),
                 lease_token.clone(),
                 self.config.batch,
+                Some(tap.clone()),
             );
+            let backend = run.backend.clone();
             info!("claimed; working on the run");
             let work = RunWork {
                 runner: self,
@@ -130,10 +139,17 @@ impl Runner {
                 shipper,
                 session: None,
                 session_deadline: None,
+                tap,
                 attempt,
                 budget,
             };
             let report = work.finish_run().await;
+            let how = match &report.released {
+                Some(_) => "released".to_owned(),
+                None => report.status().to_string(),
+            };
+            self.metrics
+                .attempt_ended(&backend, &how, report.events.sent, report.events.dropped);
             drop(watch);
             keeper.stop().await;
             Ok(report)
@@ -378,8 +394,17 @@ impl RunWork<'_> {
                 Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
                 Err(end) => return Some(end),
             };
+            self.tap.turn_started(&profile.runtime, &command.id);
+            let turn_started = std::time::Instant::now();
             let outcome = match self.turn(profile, &command).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => {
+                    self.runner.metrics.turn_ended(
+                        &profile.runtime,
+                        &outcome.status.to_string(),
+                        turn_started,
+                    );
+                    outcome
+                }
                 // Stopped by the host, not by the user: no status; the next attempt re-runs it
                 // when it can (see the manager's rules on lost attempts).
                 Err(end) => {
@@ -468,6 +493,7 @@ impl RunWork<'_> {
                 Ok(session) => {
                     self.report.workspace = Some(session.workspace.clone());
                     self.report.warm_sandbox = session.warm;
+                    self.runner.metrics.sandbox_started(session.warm);
                     self.session = Some(session);
                     self.session_deadline = Some(Instant::now() + profile.max_duration);
                 }
