@@ -24,8 +24,9 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
     version,
     about = "Host runner for AI coding-agent runs",
     long_about = "Host runner for AI coding-agent runs.\n\n\
-        Runner mode (no subcommand): aac-host --plugin codex.wasm --manager-url URL --run-id ID \
-        works on one run; --max-runs N claims queued runs and works on up to N at once."
+        aac-host runner --plugin codex.wasm --manager-url URL --run-id ID works on one run; \
+        --max-runs N claims queued runs and works on up to N at once. (The same flags without \
+        the `runner` subcommand still work, with a deprecation warning.)"
 )]
 struct Cli {
     /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
@@ -35,6 +36,9 @@ struct Cli {
     /// Do not read or write the compiled-plugin cache.
     #[arg(long, global = true)]
     no_cache: bool,
+
+    #[command(flatten)]
+    global: Global,
 
     /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info`).
     #[arg(
@@ -53,8 +57,24 @@ struct Cli {
     runner: runner::RunnerArgs,
 }
 
+/// Options every subcommand that talks to a manager shares; accepted before or after the
+/// subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// The manager's base URL (runner, runs, runners; default for runs and runners:
+    /// http://127.0.0.1:7420).
+    #[arg(long, global = true, env = "AAC_MANAGER_URL")]
+    pub manager_url: Option<String>,
+    /// File holding the bearer token (else --token or AAC_MANAGER_TOKEN); the manager serves
+    /// with it, clients and runners present it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Work on runs from a manager: one run (--run-id) or a pool (--max-runs N).
+    Runner(Box<runner::RunnerArgs>),
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
     Run(Box<run::RunArgs>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
@@ -89,7 +109,23 @@ enum PluginCommand {
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    if cli.command.is_some()
+        && let Some(flag) = top_level_runner_flag(&matches)
+    {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--{flag} is a runner flag and goes after `aac-host runner`, not before another \
+                 subcommand (it would be ignored)\n"
+            ),
+        )
+        .exit();
+    }
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,26 +164,34 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             ..config.clone()
         })
     };
-    if cli.command.is_some() && cli.runner.names_work() {
-        anyhow::bail!("runner-mode flags (--run-id, --max-runs) go without a subcommand");
-    }
+    let global = cli.global;
     let Some(command) = cli.command else {
-        if !cli.runner.wanted() {
+        if !cli.runner.wanted(&global) {
             use clap::CommandFactory;
             Cli::command().print_help()?;
             return Ok(ExitCode::from(2));
         }
+        tracing::warn!(
+            "runner flags without a subcommand are deprecated: use `aac-host runner …` (same flags)"
+        );
+        eprintln!(
+            "warning: use `aac-host runner …`; runner flags without the subcommand are deprecated"
+        );
         let limits = cli.runner.profile.host_limits()?;
-        return runner::run(plugin_host_with(limits)?, cli.runner).await;
+        return runner::run(plugin_host_with(limits)?, cli.runner, &global).await;
     };
     match command {
+        Command::Runner(args) => {
+            let limits = args.profile.host_limits()?;
+            runner::run(plugin_host_with(limits)?, *args, &global).await
+        }
         Command::Run(args) => {
             let limits = args.profile.host_limits()?;
             run::run(&plugin_host_with(limits)?, *args).await
         }
-        Command::Runs(args) => runs::runs(args).await,
-        Command::Runners(args) => runners::runners(args).await,
-        Command::Manager(args) => manager::manager(args).await,
+        Command::Runs(args) => runs::runs(args, &global).await,
+        Command::Runners(args) => runners::runners(args, &global).await,
+        Command::Manager(args) => manager::manager(args, &global).await,
         Command::Plugin {
             command:
                 PluginCommand::Inspect {
@@ -165,4 +209,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A runner flag given before a subcommand other than `runner` (`aac-host --plugin X run …`):
+/// clap would parse it into the bare runner form and the subcommand would never see it.
+fn top_level_runner_flag(matches: &clap::ArgMatches) -> Option<String> {
+    let runner_args =
+        <runner::RunnerArgs as clap::Args>::augment_args(clap::Command::new("runner"));
+    runner_args
+        .get_arguments()
+        .filter(|arg| !arg.is_global_set())
+        .find(|arg| {
+            matches!(
+                matches.value_source(arg.get_id().as_str()),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        })
+        .map(|arg| arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned())
 }

@@ -32,12 +32,6 @@ const ABORT_BOUND: Duration = Duration::from_secs(20);
 pub struct RunnerArgs {
     #[command(flatten)]
     pub(super) profile: ProfileArgs,
-    /// The manager's base URL.
-    #[arg(long, env = "AAC_MANAGER_URL")]
-    manager_url: Option<String>,
-    /// File holding the bearer token (else $AAC_MANAGER_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     /// The run to work on.
     #[arg(long, conflicts_with = "max_runs")]
     run_id: Option<String>,
@@ -82,9 +76,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 impl RunnerArgs {
-    /// Whether runner mode was asked for at all.
-    pub fn wanted(&self) -> bool {
-        self.manager_url.is_some() || self.names_work()
+    /// Whether runner mode was asked for at all (a manager URL, a run or pool mode).
+    pub fn wanted(&self, global: &super::Global) -> bool {
+        global.manager_url.is_some() || self.names_work()
     }
 
     /// Whether a run or pool mode was named (a URL alone may come from the environment).
@@ -92,8 +86,8 @@ impl RunnerArgs {
         self.run_id.is_some() || self.max_runs.is_some()
     }
 
-    fn token(&self) -> Result<String> {
-        if let Some(file) = &self.token_file {
+    fn token(global: &super::Global) -> Result<String> {
+        if let Some(file) = &global.token_file {
             return Ok(std::fs::read_to_string(file)
                 .with_context(|| format!("could not read token file {}", file.display()))?
                 .trim()
@@ -104,8 +98,12 @@ impl RunnerArgs {
     }
 }
 
-pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
-    let Some(url) = args.manager_url.clone() else {
+pub async fn run(
+    host: Arc<PluginHost>,
+    args: RunnerArgs,
+    global: &super::Global,
+) -> Result<ExitCode> {
+    let Some(url) = global.manager_url.clone() else {
         bail!("runner mode needs --manager-url (or AAC_MANAGER_URL)");
     };
     if args.run_id.is_none() && args.max_runs.is_none() {
@@ -127,7 +125,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
             .await?;
         loaded = Some((profile.clone(), plugin));
     }
-    let client = ManagerClient::new(url, args.token()?)?;
+    let client = ManagerClient::new(url, RunnerArgs::token(global)?)?;
     let runner_id = args
         .runner_id
         .clone()

@@ -1,21 +1,14 @@
 //! `aac-host runners …`: the fleet as the manager sees it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct RunnersArgs {
-    /// The manager's base URL.
-    #[arg(long, env = "AAC_MANAGER_URL", default_value = "http://127.0.0.1:7420")]
-    manager_url: String,
-    /// Bearer token.
+    /// Bearer token (else --token-file).
     #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the bearer token (instead of --token).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: RunnersCommand,
 }
@@ -27,8 +20,12 @@ enum RunnersCommand {
     List,
 }
 
-pub async fn runners(args: RunnersArgs) -> Result<ExitCode> {
-    let client = super::runs::connect(&args.manager_url, args.token, args.token_file)?;
+pub async fn runners(args: RunnersArgs, global: &super::Global) -> Result<ExitCode> {
+    let client = super::runs::connect(
+        global.manager_url.as_deref(),
+        args.token,
+        global.token_file.clone(),
+    )?;
     match args.command {
         RunnersCommand::List => {
             let runners = client.list_runners().await?;

@@ -11,15 +11,9 @@ use crate::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
 
 #[derive(clap::Args, Debug)]
 pub struct RunsArgs {
-    /// The manager's base URL.
-    #[arg(long, env = "AAC_MANAGER_URL", default_value = "http://127.0.0.1:7420")]
-    manager_url: String,
-    /// Bearer token.
+    /// Bearer token (else --token-file).
     #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the bearer token (instead of --token).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: RunsCommand,
 }
@@ -117,12 +111,17 @@ async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_js
     Ok(value)
 }
 
-/// A client of the manager at `url`, with the token given, or read from `token_file`.
+/// Where a client command finds its manager when `--manager-url` is not given.
+pub const DEFAULT_MANAGER_URL: &str = "http://127.0.0.1:7420";
+
+/// A client of the manager at `url` (else [`DEFAULT_MANAGER_URL`]), with the token given, or
+/// read from `token_file`.
 pub(super) fn connect(
-    url: &str,
+    url: Option<&str>,
     token: Option<String>,
     token_file: Option<PathBuf>,
 ) -> Result<ManagerClient> {
+    let url = url.unwrap_or(DEFAULT_MANAGER_URL);
     let token = match (token, token_file) {
         (Some(token), _) => token,
         (None, Some(file)) => std::fs::read_to_string(&file)
@@ -134,8 +133,12 @@ pub(super) fn connect(
     Ok(ManagerClient::new(url, token)?)
 }
 
-pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
-    let client = connect(&args.manager_url, args.token, args.token_file)?;
+pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
+    let client = connect(
+        global.manager_url.as_deref(),
+        args.token,
+        global.token_file.clone(),
+    )?;
     match args.command {
         RunsCommand::Create {
             backend,
