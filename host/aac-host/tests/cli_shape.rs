@@ -85,8 +85,76 @@ async fn manager_url_and_token_file_are_accepted_after_the_subcommand() {
             "{listed}"
         );
     }
+
+    // A prompt of `-` is read from stdin.
+    let created = aac_host(&[
+        "runs",
+        "create",
+        "shell",
+        "--manager-url",
+        &url,
+        "--token-file",
+        &token_file,
+    ]);
+    let run: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let run_id = run["id"].as_str().unwrap();
+    let mut enqueue = std::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
+        .args([
+            "runs",
+            "enqueue",
+            run_id,
+            "-",
+            "--manager-url",
+            &url,
+            "--token-file",
+            &token_file,
+        ])
+        .env_remove("AAC_MANAGER_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = enqueue.stdin.take().unwrap();
+        stdin.write_all(b"echo \"from stdin\"\nls\n").unwrap();
+    }
+    let output = enqueue.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let command: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        command["prompt"], "echo \"from stdin\"\nls",
+        "one trailing newline dropped"
+    );
     manager.start_kill().unwrap();
     manager.wait().await.unwrap();
+}
+
+#[test]
+fn version_names_the_wit_package_wasmtime_and_the_commit() {
+    let output = aac_host(&["--version"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with(&format!("aac-host {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("\nwit: aac:plugin@0.1.0\n"), "{text}");
+    let wasmtime = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmtime: "))
+        .unwrap();
+    assert!(wasmtime.starts_with(|c: char| c.is_ascii_digit()), "{text}");
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit: "))
+        .unwrap();
+    assert!(!commit.is_empty(), "{text}");
 }
 
 #[test]

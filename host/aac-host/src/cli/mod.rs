@@ -109,7 +109,9 @@ enum PluginCommand {
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
 pub fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let matches = <Cli as clap::CommandFactory>::command()
+        .long_version(long_version())
+        .get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
@@ -226,4 +228,19 @@ fn top_level_runner_flag(matches: &clap::ArgMatches) -> Option<String> {
             )
         })
         .map(|arg| arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned())
+}
+
+/// `aac-host --version`: the host version, the WIT package it speaks, the wasmtime it links and
+/// the git commit it was built from.
+fn long_version() -> &'static str {
+    let text = format!(
+        "{}\nwit: {}@{}\nwasmtime: {}\ncommit: {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::plugin::bindings::WIT_PACKAGE,
+        crate::plugin::bindings::WIT_VERSION,
+        env!("AAC_WASMTIME_VERSION"),
+        env!("AAC_GIT_COMMIT"),
+    );
+    // Built once per process, for clap, which keeps it for the process's life.
+    Box::leak(text.into_boxed_str())
 }

@@ -37,6 +37,7 @@ enum RunsCommand {
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
         run: String,
+        /// The command for the agent (`-` reads it from stdin).
         prompt: String,
         /// Extra payload as a JSON object.
         #[arg(long, default_value = "{}")]
@@ -165,6 +166,7 @@ pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
             prompt,
             payload,
         } => {
+            let prompt = super::values::prompt(prompt)?;
             let payload = json_object("--payload", &payload)?;
             print(
                 &client
