@@ -196,3 +196,17 @@ fn the_bare_runner_form_still_works_but_warns_and_the_subcommand_does_not() {
     assert!(stderr.contains("/nonexistent/plugin.wasm"), "{stderr}");
     assert_eq!(explicit.status.code(), bare.status.code());
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = aac_host(&["completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        for word in ["runner", "runners", "manager-url", "log-format"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let bad = aac_host(&["completions", "cmd.exe"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

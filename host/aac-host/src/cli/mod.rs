@@ -83,6 +83,11 @@ enum Command {
     Runs(runs::RunsArgs),
     /// List the runners registered with a manager.
     Runners(runners::RunnersArgs),
+    /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -190,6 +195,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             let limits = args.profile.host_limits()?;
             run::run(&plugin_host_with(limits)?, *args).await
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "aac-host", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Runs(args) => runs::runs(args, &global).await,
         Command::Runners(args) => runners::runners(args, &global).await,
