@@ -1,5 +1,6 @@
 //! The `aac-host` command line.
 
+mod config_check;
 mod logging;
 mod manager;
 mod output;
@@ -83,6 +84,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// List the runners registered with a manager.
     Runners(runners::RunnersArgs),
+    /// Check a config file without running anything (plugins, pins, images).
+    Config(config_check::ConfigArgs),
     /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -201,6 +204,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "aac-host", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(args) => config_check::config(args, plugin_host()?).await,
         Command::Runs(args) => runs::runs(args, &global).await,
         Command::Runners(args) => runners::runners(args, &global).await,
         Command::Manager(args) => manager::manager(args, &global).await,
