@@ -58,6 +58,8 @@ fn event_delivery(c: &mut Criterion) {
                                 kind: "output.stdout".into(),
                                 payload: serde_json::json!({ "text": format!("line {seq}") }),
                                 attempt_id: None,
+                                emitted_at_ms: None,
+                                received_at_ms: None,
                             });
                         }
                         let stats = shipper.flush().await.unwrap();

@@ -113,6 +113,7 @@ pub async fn run_agent_turns_with(
             bundle: None,
             config,
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

@@ -74,6 +74,8 @@ mod tests {
             kind: kind.into(),
             payload,
             attempt_id: None,
+            emitted_at_ms: None,
+            received_at_ms: None,
         }
     }
 

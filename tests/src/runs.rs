@@ -180,6 +180,7 @@ pub async fn queued_run(client: &ManagerClient, backend: &str, commands: &[&str]
             bundle: None,
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

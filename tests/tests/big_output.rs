@@ -155,6 +155,8 @@ async fn a_batch_over_the_request_limit_is_split_and_never_a_lease_loss() {
         kind: "output.stdout".into(),
         payload: serde_json::json!({ "text": "x".repeat(bytes) }),
         attempt_id: None,
+        emitted_at_ms: None,
+        received_at_ms: None,
     };
     for seq in 1..=40 {
         events.send(line(seq, 200_000)).unwrap();

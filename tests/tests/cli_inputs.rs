@@ -159,6 +159,7 @@ async fn pool_mode_names_the_queued_backends_it_cannot_serve() {
                 bundle: None,
                 config: serde_json::json!({}),
                 max_attempts: None,
+                require_labels: Default::default(),
             })
             .await
             .unwrap();

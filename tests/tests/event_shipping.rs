@@ -35,6 +35,8 @@ fn line(seq: u64) -> TurnEvent {
         kind: "output.stdout".into(),
         payload: serde_json::json!({ "text": seq.to_string() }),
         attempt_id: None,
+        emitted_at_ms: None,
+        received_at_ms: None,
     }
 }
 

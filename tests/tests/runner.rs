@@ -231,6 +231,8 @@ async fn events_over_the_buffer_bound_are_dropped_and_counted() {
                 kind: "output.stdout".into(),
                 payload: serde_json::json!({ "text": seq.to_string() }),
                 attempt_id: None,
+                emitted_at_ms: None,
+                received_at_ms: None,
             })
             .unwrap();
     }

@@ -34,6 +34,7 @@ async fn bundle_run(
             bundle: Some(bundle),
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

@@ -240,6 +240,7 @@ async fn the_manager_process_stops_on_sigterm_and_sigint() {
                 bundle: None,
                 config: serde_json::Value::Null,
                 max_attempts: None,
+                require_labels: Default::default(),
             })
             .await
             .unwrap();

@@ -10,6 +10,44 @@ const FROM_FILE: &str = "ghp-file-0d9e8c7b6a5f4e3d";
 
 #[test]
 fn secrets_from_env_and_file_never_reach_any_output_at_trace_level() {
+    let stderr = run_at_trace("text");
+    assert!(!stderr.contains('\u{1b}'), "no ANSI codes when piped");
+}
+
+/// JSON lines carry span fields (run, attempt, command): a secret must not hide there either.
+#[test]
+fn secrets_never_reach_json_log_lines_at_trace_level() {
+    let stderr = run_at_trace("json");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.len() > 20, "{stderr}");
+    let in_command = lines
+        .iter()
+        .find(|line| {
+            let names: Vec<_> = line["spans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|span| span["name"].as_str())
+                .collect();
+            names.contains(&"run") && names.contains(&"command")
+        })
+        .unwrap_or_else(|| panic!("no line inside a run's command span:\n{stderr}"));
+    let spans = in_command["spans"].as_array().unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["run"].is_string() && s["attempt"].is_string())
+    );
+    assert!(spans.iter().any(|s| s["command"].is_string()));
+}
+
+/// Runs a turn whose sandbox has two secrets with `AAC_LOG=trace` in `format`; checks that no
+/// output holds either, and returns stderr.
+fn run_at_trace(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token.txt"), format!("{FROM_FILE}\n")).unwrap();
     let config = dir.path().join("aac.toml");
@@ -35,6 +73,7 @@ secrets = {{ API_KEY = {{ env = "AAC_TEST_API_KEY" }}, GH_TOKEN = {{ file = "tok
         // The sandbox has them: prove it without printing them.
         .arg(r#"[ "${#API_KEY}" = 23 ] && [ "${#GH_TOKEN}" = 25 ] && echo both-secrets-present; echo "$API_KEY $GH_TOKEN"; env"#)
         .env("AAC_LOG", "trace")
+        .env("AAC_LOG_FORMAT", format)
         .env("AAC_TEST_API_KEY", FROM_ENV)
         .env("AAC_CACHE_DIR", dir.path().join("cache"))
         .output()
@@ -53,4 +92,5 @@ secrets = {{ API_KEY = {{ env = "AAC_TEST_API_KEY" }}, GH_TOKEN = {{ file = "tok
             .collect();
         assert!(leaked.is_empty(), "secret in log lines: {leaked:#?}");
     }
+    stderr.into_owned()
 }

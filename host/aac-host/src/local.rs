@@ -151,6 +151,7 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
             bundle: None,
             config: config_json,
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await?;
     client

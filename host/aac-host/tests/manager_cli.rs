@@ -53,6 +53,7 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
             bundle: None,
             config: serde_json::json!({}),
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap();

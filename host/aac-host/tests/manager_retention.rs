@@ -50,6 +50,8 @@ fn finish(store: &Store, id: &str, events: u64) {
                 kind: "output".into(),
                 payload: json!({"seq": seq}),
                 attempt_id: None,
+                emitted_at_ms: None,
+                received_at_ms: None,
             })
             .collect(),
         dropped: 0,

@@ -75,6 +75,7 @@ impl World {
                 bundle: None,
                 config: serde_json::json!({}),
                 max_attempts,
+                require_labels: Default::default(),
             })
             .await
             .unwrap();
@@ -110,6 +111,8 @@ impl World {
             kind: "output.stdout".into(),
             payload: serde_json::json!({ "text": format!("line {seq}") }),
             attempt_id: Some("made-up-by-the-runner".into()),
+            emitted_at_ms: None,
+            received_at_ms: None,
         };
         self.client
             .append_events(
@@ -321,6 +324,7 @@ async fn a_poison_run_fails_after_max_attempts_naming_them() {
             bundle: None,
             config: serde_json::Value::Null,
             max_attempts: Some(0),
+            require_labels: Default::default(),
         })
         .await
         .unwrap_err();

@@ -38,7 +38,7 @@ fn blob_run(id: &str, sha: &str, size: u64) -> CreateRun {
             size: Some(size),
         }),
         config: serde_json::json!({}),
-        max_attempts: None,
+        ..CreateRun::default()
     }
 }
 

@@ -158,6 +158,7 @@ async fn a_400_is_not_retried() {
             bundle: None,
             config: serde_json::Value::Null,
             max_attempts: None,
+            require_labels: Default::default(),
         })
         .await
         .unwrap_err();

@@ -19,6 +19,9 @@ fn documented_operations() -> Vec<(String, String)> {
     for line in OPENAPI.lines() {
         if let Some(p) = line.strip_prefix("  /v1/") {
             path = Some(format!("/v1/{}", p.trim_end_matches(':')));
+        } else if line.starts_with("  /") {
+            // The unauthenticated probes (`/healthz`…) are checked on their own.
+            path = None;
         } else if !line.starts_with("  ") && !line.is_empty() {
             path = None;
         } else if let Some(p) = &path {
@@ -35,7 +38,7 @@ fn documented_operations() -> Vec<(String, String)> {
 #[tokio::test]
 async fn every_documented_endpoint_exists_and_needs_the_token() {
     let ops = documented_operations();
-    assert_eq!(ops.len(), 27, "{ops:?}");
+    assert_eq!(ops.len(), 28, "{ops:?}");
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::default();
     let config = ManagerConfig::new("t").with_clock(Arc::new(clock));
@@ -131,5 +134,26 @@ fn taxonomy_and_error_codes_are_documented() {
             PROTOCOL.contains(&format!("`{w}`")),
             "docs/protocol.md does not mention `{w}`"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_documented_probes_answer_without_a_token() {
+    for path in ["/healthz", "/readyz"] {
+        assert!(
+            OPENAPI.contains(&format!("\n  {path}:\n    get:")),
+            "{path} is documented"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = ManagerConfig::new("t");
+    let handle = start(Manager::open(dir.path().join("m.redb"), config).unwrap())
+        .await
+        .unwrap();
+    for path in ["/healthz", "/readyz"] {
+        let answer = reqwest::get(format!("{}{path}", handle.url()))
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{path}");
     }
 }

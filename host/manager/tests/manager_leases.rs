@@ -35,6 +35,7 @@ fn shell() -> CreateRun {
         bundle: None,
         config: serde_json::Value::Null,
         max_attempts: None,
+        require_labels: Default::default(),
     }
 }
 

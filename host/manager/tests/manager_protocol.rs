@@ -56,6 +56,7 @@ fn shell_run() -> CreateRun {
         bundle: None,
         config: serde_json::json!({}),
         max_attempts: None,
+        require_labels: Default::default(),
     }
 }
 
@@ -85,6 +86,8 @@ fn event(seq: u64, cmd: &str) -> TurnEvent {
         kind: "output".into(),
         payload: serde_json::json!({"line": format!("line {seq}")}),
         attempt_id: None,
+        emitted_at_ms: None,
+        received_at_ms: None,
     }
 }
 
@@ -335,6 +338,7 @@ async fn retried_event_batches_are_stored_once() {
     );
     let stored = TurnEvent {
         attempt_id: Some(lease.attempt_id.clone()),
+        received_at_ms: Some(clock_ms(&clock)),
         ..event(4, &cmd.id)
     };
     assert_eq!(

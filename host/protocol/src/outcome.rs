@@ -167,4 +167,11 @@ pub struct TurnEvent {
     /// The attempt that emitted it; the manager stamps it on append.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_id: Option<String>,
+    /// When the runner's host received it from the plugin (unix ms, the runner's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_at_ms: Option<u64>,
+    /// When the manager stored it (unix ms, the manager's clock); the manager stamps it on
+    /// append, whatever the runner sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_ms: Option<u64>,
 }

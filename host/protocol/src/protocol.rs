@@ -3,6 +3,8 @@
 //! Times are milliseconds since the Unix epoch (`*_ms`). Statuses and failure kinds are kebab-case,
 //! the taxonomy of [`crate::outcome`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
@@ -184,6 +186,9 @@ pub struct Run {
     /// Every claim of the run, oldest first.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Runner labels the run needs (see [`CreateRun::require_labels`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub require_labels: BTreeMap<String, String>,
 }
 
 /// One runner's hold on a run, from its claim to its release, expiry or the run's end.
@@ -331,9 +336,10 @@ pub struct RegisterRunner {
     pub id: Option<String>,
     #[serde(default)]
     pub name: String,
-    /// Free-form placement metadata (host, pod, job…).
+    /// `key = value` pairs: placement metadata (host, version) and what the runner offers
+    /// (`gpu = a100`, `queue = nightly`); runs that require labels go only to runners with them.
     #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,8 +347,40 @@ pub struct Runner {
     pub id: String,
     pub name: String,
     #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     pub registered_at_ms: u64,
+    /// The runner's latest register, claim or heartbeat (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<u64>,
+    /// The runner's latest accepted heartbeat (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_ms: Option<u64>,
+}
+
+/// Whether labels `offered` hold every pair of `required`.
+pub fn labels_satisfy(
+    offered: &BTreeMap<String, String>,
+    required: &BTreeMap<String, String>,
+) -> bool {
+    required.iter().all(|(k, v)| offered.get(k) == Some(v))
+}
+
+/// A runner as `GET /v1/runners` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerInfo {
+    #[serde(flatten)]
+    pub runner: Runner,
+    /// Its `version` label (the aac-host version it registered with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Runs it holds a live lease on now.
+    #[serde(default)]
+    pub runs_held: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerList {
+    pub runners: Vec<RunnerInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,7 +509,7 @@ pub struct ReleaseRequest {
 
 // ---- client side ----
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateRun {
     /// Client-chosen id (idempotent create); the manager picks one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -484,6 +522,10 @@ pub struct CreateRun {
     /// Claims the run may get before it ends `failed` (the manager's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// Runner labels the run needs: `claim-next` hands it only to a runner registered with every
+    /// one of these `key = value` pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub require_labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

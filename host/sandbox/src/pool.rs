@@ -74,6 +74,11 @@ impl WarmPool {
         pool
     }
 
+    /// How many ready containers the pool keeps.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     pub fn ready_count(&self) -> usize {
         self.ready.lock().expect("pool lock").len()
     }

@@ -21,9 +21,6 @@ pub struct ManagerArgs {
     /// Bearer token clients and runners must present.
     #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the bearer token (instead of --token).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     /// Repair a damaged store file with redb's recovery and exit (the file as it was is kept
     /// beside it as FILE.damaged-TIMESTAMP); start again without --repair to serve.
     #[arg(long)]
@@ -57,7 +54,7 @@ fn retention(text: &str) -> Result<Duration, String> {
     }
 }
 
-pub async fn manager(args: ManagerArgs) -> Result<ExitCode> {
+pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCode> {
     if args.repair {
         let db = args.db.clone();
         // redb may panic on pages it cannot read; the repair reports that as its error, so the
@@ -70,7 +67,7 @@ pub async fn manager(args: ManagerArgs) -> Result<ExitCode> {
         eprintln!("{report}");
         return Ok(ExitCode::SUCCESS);
     }
-    let token = match (args.token, args.token_file) {
+    let token = match (args.token, global.token_file.clone()) {
         (Some(token), _) => token,
         (None, Some(file)) => std::fs::read_to_string(&file)
             .with_context(|| format!("could not read token file {}", file.display()))?

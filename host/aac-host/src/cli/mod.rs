@@ -1,11 +1,14 @@
 //! The `aac-host` command line.
 
+mod config_check;
+mod logging;
 mod manager;
 mod output;
 mod profile_args;
 mod results;
 mod run;
 mod runner;
+mod runners;
 mod runs;
 mod values;
 
@@ -23,8 +26,9 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
     version,
     about = "Host runner for AI coding-agent runs",
     long_about = "Host runner for AI coding-agent runs.\n\n\
-        Runner mode (no subcommand): aac-host --plugin codex.wasm --manager-url URL --run-id ID \
-        works on one run; --max-runs N claims queued runs and works on up to N at once."
+        aac-host runner --plugin codex.wasm --manager-url URL --run-id ID works on one run; \
+        --max-runs N claims queued runs and works on up to N at once. (The same flags without \
+        the `runner` subcommand still work, with a deprecation warning.)"
 )]
 struct Cli {
     /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
@@ -35,6 +39,19 @@ struct Cli {
     #[arg(long, global = true)]
     no_cache: bool,
 
+    #[command(flatten)]
+    global: Global,
+
+    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info`).
+    #[arg(
+        long,
+        global = true,
+        env = "AAC_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Option<Command>,
 
@@ -42,14 +59,39 @@ struct Cli {
     runner: runner::RunnerArgs,
 }
 
+/// Options every subcommand that talks to a manager shares; accepted before or after the
+/// subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// The manager's base URL (runner, runs, runners; default for runs and runners:
+    /// http://127.0.0.1:7420).
+    #[arg(long, global = true, env = "AAC_MANAGER_URL")]
+    pub manager_url: Option<String>,
+    /// File holding the bearer token (else --token or AAC_MANAGER_TOKEN); the manager serves
+    /// with it, clients and runners present it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Work on runs from a manager: one run (--run-id) or a pool (--max-runs N).
+    Runner(Box<runner::RunnerArgs>),
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
     Run(Box<run::RunArgs>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
     Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
     Runs(runs::RunsArgs),
+    /// List the runners registered with a manager.
+    Runners(runners::RunnersArgs),
+    /// Check a config file without running anything (plugins, pins, images).
+    Config(config_check::ConfigArgs),
+    /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Work with plugin files.
     Plugin {
         #[command(subcommand)]
@@ -86,8 +128,26 @@ enum PluginCommand {
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let matches = <Cli as clap::CommandFactory>::command()
+        .long_version(long_version())
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    if cli.command.is_some()
+        && let Some(flag) = top_level_runner_flag(&matches)
+    {
+        clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--{flag} is a runner flag and goes after `aac-host runner`, not before another \
+                 subcommand (it would be ignored)\n"
+            ),
+        )
+        .exit();
+    }
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,36 +165,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plugin=info"));
-    // Colours only for a terminal: piped into a file or a log collector, lines stay plain text.
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_filter(filter)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !is_wire_dump(meta)
-        }));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
-}
-
-/// Debug and trace lines of the Docker and HTTP client libraries print whole request and response
-/// bodies — a container's `Env`, so secret values — and are never shown, whatever `AAC_LOG` says.
-fn is_wire_dump(meta: &tracing::Metadata<'_>) -> bool {
-    const WIRE_LEVEL_CRATES: [&str; 6] =
-        ["bollard", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
-    *meta.level() > tracing::Level::INFO
-        && WIRE_LEVEL_CRATES.iter().any(|name| {
-            meta.target()
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -155,25 +185,40 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             ..config.clone()
         })
     };
-    if cli.command.is_some() && cli.runner.names_work() {
-        anyhow::bail!("runner-mode flags (--run-id, --max-runs) go without a subcommand");
-    }
+    let global = cli.global;
     let Some(command) = cli.command else {
-        if !cli.runner.wanted() {
+        if !cli.runner.wanted(&global) {
             use clap::CommandFactory;
             Cli::command().print_help()?;
             return Ok(ExitCode::from(2));
         }
+        tracing::warn!(
+            "runner flags without a subcommand are deprecated: use `aac-host runner …` (same flags)"
+        );
+        eprintln!(
+            "warning: use `aac-host runner …`; runner flags without the subcommand are deprecated"
+        );
         let limits = cli.runner.profile.host_limits()?;
-        return runner::run(plugin_host_with(limits)?, cli.runner).await;
+        return runner::run(plugin_host_with(limits)?, cli.runner, &global).await;
     };
     match command {
+        Command::Runner(args) => {
+            let limits = args.profile.host_limits()?;
+            runner::run(plugin_host_with(limits)?, *args, &global).await
+        }
         Command::Run(args) => {
             let limits = args.profile.host_limits()?;
             run::run(&plugin_host_with(limits)?, *args).await
         }
-        Command::Runs(args) => runs::runs(args).await,
-        Command::Manager(args) => manager::manager(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "aac-host", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(args) => config_check::config(args, plugin_host()?).await,
+        Command::Runs(args) => runs::runs(args, &global).await,
+        Command::Runners(args) => runners::runners(args, &global).await,
+        Command::Manager(args) => manager::manager(args, &global).await,
         Command::Plugin {
             command:
                 PluginCommand::Inspect {
@@ -221,4 +266,36 @@ async fn replay_test(
         println!("… and {} more differences", report.more);
     }
     Ok(ExitCode::from(1))
+}
+
+/// A runner flag given before a subcommand other than `runner` (`aac-host --plugin X run …`):
+/// clap would parse it into the bare runner form and the subcommand would never see it.
+fn top_level_runner_flag(matches: &clap::ArgMatches) -> Option<String> {
+    let runner_args =
+        <runner::RunnerArgs as clap::Args>::augment_args(clap::Command::new("runner"));
+    runner_args
+        .get_arguments()
+        .filter(|arg| !arg.is_global_set())
+        .find(|arg| {
+            matches!(
+                matches.value_source(arg.get_id().as_str()),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        })
+        .map(|arg| arg.get_long().unwrap_or(arg.get_id().as_str()).to_owned())
+}
+
+/// `aac-host --version`: the host version, the WIT package it speaks, the wasmtime it links and
+/// the git commit it was built from.
+fn long_version() -> &'static str {
+    let text = format!(
+        "{}\nwit: {}@{}\nwasmtime: {}\ncommit: {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::plugin::bindings::WIT_PACKAGE,
+        crate::plugin::bindings::WIT_VERSION,
+        env!("AAC_WASMTIME_VERSION"),
+        env!("AAC_GIT_COMMIT"),
+    );
+    // Built once per process, for clap, which keeps it for the process's life.
+    Box::leak(text.into_boxed_str())
 }

@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Print the turn's change to the workspace as a git diff (on stdout) after it ended.
     #[arg(long)]
     diff: bool,
-    /// The prompt: the command the agent works on.
+    /// The prompt: the command the agent works on (`-` reads it from stdin).
     prompt: String,
 }
 
@@ -84,7 +84,8 @@ impl RunArgs {
 }
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled.
-pub async fn run(host: &Arc<PluginHost>, args: RunArgs) -> Result<ExitCode> {
+pub async fn run(host: &Arc<PluginHost>, mut args: RunArgs) -> Result<ExitCode> {
+    args.prompt = super::values::prompt(std::mem::take(&mut args.prompt))?;
     let turn = args.turn()?;
     let json = args.json;
     let docker = DockerDriver::connect()

@@ -14,6 +14,7 @@ use super::profile_args::ProfileArgs;
 use crate::config::parse_duration;
 use crate::manager::ManagerClient;
 use crate::plugin::PluginHost;
+use crate::runner::status_server::StatusServer;
 use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
 use crate::sandbox::docker::DockerDriver;
 
@@ -31,12 +32,6 @@ const ABORT_BOUND: Duration = Duration::from_secs(20);
 pub struct RunnerArgs {
     #[command(flatten)]
     pub(super) profile: ProfileArgs,
-    /// The manager's base URL.
-    #[arg(long, env = "AAC_MANAGER_URL")]
-    manager_url: Option<String>,
-    /// File holding the bearer token (else $AAC_MANAGER_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     /// The run to work on.
     #[arg(long, conflicts_with = "max_runs")]
     run_id: Option<String>,
@@ -52,6 +47,10 @@ pub struct RunnerArgs {
     /// Lease length asked for; heartbeats every third of it.
     #[arg(long, value_parser = duration, default_value = "60s")]
     lease: Duration,
+    /// A label this runner offers, `KEY=VALUE` (repeat for more): runs created with
+    /// `--require KEY=VALUE` are claimed only by runners with every label they require.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::values::label)]
+    labels: Vec<(String, String)>,
     /// This runner's id (on the manager and on its containers).
     #[arg(long, env = "AAC_RUNNER_ID")]
     runner_id: Option<String>,
@@ -73,6 +72,10 @@ pub struct RunnerArgs {
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Serve `/healthz` and `/readyz` (registered, manager reachable; runs held and warm-pool
+    /// fill as JSON) on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "AAC_STATUS_LISTEN")]
+    status_listen: Option<std::net::SocketAddr>,
 }
 
 /// A duration flag (`90s`, `15m`…).
@@ -85,9 +88,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 impl RunnerArgs {
-    /// Whether runner mode was asked for at all.
-    pub fn wanted(&self) -> bool {
-        self.manager_url.is_some() || self.names_work()
+    /// Whether runner mode was asked for at all (a manager URL, a run or pool mode).
+    pub fn wanted(&self, global: &super::Global) -> bool {
+        global.manager_url.is_some() || self.names_work()
     }
 
     /// Whether a run or pool mode was named (a URL alone may come from the environment).
@@ -95,8 +98,8 @@ impl RunnerArgs {
         self.run_id.is_some() || self.max_runs.is_some()
     }
 
-    fn token(&self) -> Result<String> {
-        if let Some(file) = &self.token_file {
+    fn token(global: &super::Global) -> Result<String> {
+        if let Some(file) = &global.token_file {
             return Ok(std::fs::read_to_string(file)
                 .with_context(|| format!("could not read token file {}", file.display()))?
                 .trim()
@@ -107,8 +110,12 @@ impl RunnerArgs {
     }
 }
 
-pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
-    let Some(url) = args.manager_url.clone() else {
+pub async fn run(
+    host: Arc<PluginHost>,
+    args: RunnerArgs,
+    global: &super::Global,
+) -> Result<ExitCode> {
+    let Some(url) = global.manager_url.clone() else {
         bail!("runner mode needs --manager-url (or AAC_MANAGER_URL)");
     };
     if args.run_id.is_none() && args.max_runs.is_none() {
@@ -130,7 +137,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
             .await?;
         loaded = Some((profile.clone(), plugin));
     }
-    let client = ManagerClient::new(url, args.token()?)?;
+    let client = ManagerClient::new(url, RunnerArgs::token(global)?)?;
     let runner_id = args
         .runner_id
         .clone()
@@ -154,6 +161,7 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     let mut config = RunnerConfig::new(runner_id);
     config.lease = args.lease;
     config.idle_timeout = args.idle_timeout;
+    config.labels = args.labels.iter().cloned().collect();
     config.mode = if args.one_shot {
         RunMode::OneShot
     } else {
@@ -185,8 +193,12 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
     };
     runner = runner.with_bundles(bundles);
     let runner = Arc::new(runner);
+    let status_server = match args.status_listen {
+        Some(addr) => Some(StatusServer::start(addr, runner.clone()).await?),
+        None => None,
+    };
     let work = work(&runner, &args);
-    tokio::select! {
+    let code = tokio::select! {
         code = work => code,
         () = abort_deadline(&shutdown) => {
             tracing::warn!(bound = ?ABORT_BOUND, "the runner did not stop in time; removing its containers");
@@ -195,7 +207,11 @@ pub async fn run(host: Arc<PluginHost>, args: RunnerArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(EXIT_ABORTED))
         }
+    };
+    if let Some(server) = status_server {
+        server.stop().await;
     }
+    code
 }
 
 /// Resolves [`ABORT_BOUND`] after the second signal.

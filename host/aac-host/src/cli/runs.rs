@@ -11,15 +11,9 @@ use crate::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
 
 #[derive(clap::Args, Debug)]
 pub struct RunsArgs {
-    /// The manager's base URL.
-    #[arg(long, env = "AAC_MANAGER_URL", default_value = "http://127.0.0.1:7420")]
-    manager_url: String,
-    /// Bearer token.
+    /// Bearer token (else --token-file).
     #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the bearer token (instead of --token).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: RunsCommand,
 }
@@ -40,10 +34,15 @@ enum RunsCommand {
         /// uploaded to the manager before the run is created.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// A runner label the run needs, `KEY=VALUE` (repeat for more): only a runner registered
+        /// with every one claims it.
+        #[arg(long = "require", value_name = "KEY=VALUE", value_parser = super::values::label)]
+        require: Vec<(String, String)>,
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
         run: String,
+        /// The command for the agent (`-` reads it from stdin).
         prompt: String,
         /// Extra payload as a JSON object.
         #[arg(long, default_value = "{}")]
@@ -134,8 +133,18 @@ async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_js
     Ok(value)
 }
 
-pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
-    let token = match (args.token, args.token_file) {
+/// Where a client command finds its manager when `--manager-url` is not given.
+pub const DEFAULT_MANAGER_URL: &str = "http://127.0.0.1:7420";
+
+/// A client of the manager at `url` (else [`DEFAULT_MANAGER_URL`]), with the token given, or
+/// read from `token_file`.
+pub(super) fn connect(
+    url: Option<&str>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+) -> Result<ManagerClient> {
+    let url = url.unwrap_or(DEFAULT_MANAGER_URL);
+    let token = match (token, token_file) {
         (Some(token), _) => token,
         (None, Some(file)) => std::fs::read_to_string(&file)
             .with_context(|| format!("could not read token file {}", file.display()))?
@@ -143,13 +152,22 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             .to_string(),
         (None, None) => bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
     };
-    let client = ManagerClient::new(&args.manager_url, token)?;
+    Ok(ManagerClient::new(url, token)?)
+}
+
+pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
+    let client = connect(
+        global.manager_url.as_deref(),
+        args.token,
+        global.token_file.clone(),
+    )?;
     match args.command {
         RunsCommand::Create {
             backend,
             config,
             max_attempts,
             bundle,
+            require,
         } => {
             let config = json_object("--config", &config)?;
             // Uploaded first: a failed upload leaves no run behind.
@@ -165,6 +183,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
                         bundle,
                         config,
                         max_attempts,
+                        require_labels: require.into_iter().collect(),
                     })
                     .await?,
             )?;
@@ -174,6 +193,7 @@ pub async fn runs(args: RunsArgs) -> Result<ExitCode> {
             prompt,
             payload,
         } => {
+            let prompt = super::values::prompt(prompt)?;
             let payload = json_object("--payload", &payload)?;
             print(
                 &client

@@ -57,6 +57,55 @@ pub fn directory(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// `--label` / `--require`: `KEY=VALUE`, a non-empty key of at most 128 characters.
+pub fn label(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not KEY=VALUE, e.g. gpu=a100"));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty() {
+        return Err(format!("`{text}` has an empty key"));
+    }
+    let max = crate::manager::store::MAX_LABEL_CHARS;
+    if key.chars().count() > max || value.chars().count() > max {
+        return Err(format!(
+            "`{text}`: keys and values are at most {max} characters"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Longest prompt read from stdin (`-`): the manager takes at most 2 MiB per request.
+pub const MAX_STDIN_PROMPT_BYTES: u64 = 1 << 20;
+
+/// A prompt of `-` is read from stdin (one trailing newline dropped); any other text is itself.
+pub fn prompt(text: String) -> anyhow::Result<String> {
+    use std::io::Read;
+    if text != "-" {
+        return Ok(text);
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(MAX_STDIN_PROMPT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| anyhow::anyhow!("could not read the prompt from stdin: {err}"))?;
+    if bytes.len() as u64 > MAX_STDIN_PROMPT_BYTES {
+        anyhow::bail!("the prompt on stdin is over {MAX_STDIN_PROMPT_BYTES} bytes (1 MiB)");
+    }
+    let mut text = String::from_utf8(bytes)
+        .map_err(|err| anyhow::anyhow!("the prompt on stdin is not UTF-8: {err}"))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.trim().is_empty() {
+        anyhow::bail!("the prompt on stdin (`-`) is empty");
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,17 @@ impl EventShipper {
         token: String,
         policy: BatchPolicy,
     ) -> (mpsc::UnboundedSender<TurnEvent>, Self) {
+        Self::start_tapped(client, run, token, policy, None)
+    }
+
+    /// [`EventShipper::start`], showing each event to `tap` (the runner's metrics) first.
+    pub fn start_tapped(
+        client: &ManagerClient,
+        run: String,
+        token: String,
+        policy: BatchPolicy,
+        tap: Option<std::sync::Arc<super::metrics::EventTap>>,
+    ) -> (mpsc::UnboundedSender<TurnEvent>, Self) {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let shipper = Shipper {
@@ -113,6 +124,7 @@ impl EventShipper {
             unreported_drops: 0,
             stats: ShipStats::default(),
             failed: None,
+            tap,
         };
         let task = tokio::spawn(
             shipper
@@ -160,6 +172,7 @@ struct Shipper {
     stats: ShipStats,
     /// Set once delivery failed for good; later events are counted as dropped.
     failed: Option<ShipError>,
+    tap: Option<std::sync::Arc<super::metrics::EventTap>>,
 }
 
 impl Shipper {
@@ -225,6 +238,9 @@ impl Shipper {
     }
 
     fn push(&mut self, event: TurnEvent) {
+        if let Some(tap) = &self.tap {
+            tap.on_event(&event);
+        }
         let marker = event.kind == DROPPED_KIND;
         if marker {
             // Output the session dropped: counted on the run like our own drops.

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
+use super::metrics::RunnerMetrics;
 use super::signals::RunSignals;
+use super::status::RunnerStatus;
 use crate::manager::protocol::{Cancellation, HeartbeatReply};
 use crate::manager::{ClientError, ManagerClient, RetryPolicy};
 
@@ -81,6 +83,12 @@ fn jittered(nominal: Duration) -> Duration {
     nominal.mul_f64(1.0 - 0.2 * rand::rng().random::<f64>())
 }
 
+/// Who hears how heartbeats go: the status listener's readiness and the runner's metrics.
+pub struct Observers {
+    pub status: Arc<RunnerStatus>,
+    pub metrics: Arc<RunnerMetrics>,
+}
+
 impl LeaseKeeper {
     /// Starts heartbeating `run`. `renewed_at` is when the last successful heartbeat was sent.
     pub fn start(
@@ -90,7 +98,9 @@ impl LeaseKeeper {
         budget: LeaseBudget,
         renewed_at: Instant,
         signals: Arc<RunSignals>,
+        observers: Observers,
     ) -> Self {
+        let Observers { status, metrics } = observers;
         // One try per beat, bounded by the time left to stop: the next beat is the retry.
         let client = client
             .clone()
@@ -104,6 +114,8 @@ impl LeaseKeeper {
             token,
             budget,
             signals,
+            status,
+            metrics,
             renewed: renewed.clone(),
         };
         let task = tokio::spawn(
@@ -146,10 +158,17 @@ struct Beats {
     token: String,
     budget: LeaseBudget,
     signals: Arc<RunSignals>,
+    status: Arc<RunnerStatus>,
+    metrics: Arc<RunnerMetrics>,
     renewed: CancellationToken,
 }
 
 impl Beats {
+    fn lose_lease(&self, why: String) {
+        self.metrics.lease_lost();
+        self.signals.lose_lease(why);
+    }
+
     /// Beats from now on until stopped or the lease is lost; `renewed_at` is when the lease was
     /// last renewed (or granted) at the earliest.
     async fn run(self, mut renewed_at: Instant, stop: CancellationToken) {
@@ -163,7 +182,7 @@ impl Beats {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep_until(stop_at) => {
-                    self.signals.lose_lease(format!(
+                    self.lose_lease(format!(
                         "no heartbeat succeeded for {:?}; the turn is stopped before the {:?} \
                          lease can run out on the manager",
                         budget.self_stop_after(),
@@ -184,6 +203,13 @@ impl Beats {
                 }
                 Some(joined) = in_flight.join_next() => {
                     let Ok((sent_at, reply)) = joined else { continue };
+                    match &reply {
+                        Err(err) if err.status().is_none_or(|s| s >= 500) => {
+                            self.status.manager_failed(err);
+                            self.metrics.heartbeat_failed();
+                        }
+                        _ => self.status.manager_answered(),
+                    }
                     match reply {
                         Ok(reply) => {
                             // Replies may come back out of order: the newest send counts.
@@ -197,7 +223,7 @@ impl Beats {
                             self.renewed.cancel();
                         }
                         Err(err) if err.is_lease_lost() => {
-                            self.signals.lose_lease(format!("the manager fenced this runner: {err}"));
+                            self.lose_lease(format!("the manager fenced this runner: {err}"));
                             return;
                         }
                         Err(err) if err.status() == Some(409) || err.status() == Some(404) => {

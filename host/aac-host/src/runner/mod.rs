@@ -13,12 +13,15 @@
 pub mod cancel_watch;
 pub mod events;
 pub mod lease;
+pub mod metrics;
 mod pool_mode;
 pub mod profile;
 mod run_end;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod status;
+pub mod status_server;
 mod stop;
 mod work;
 mod work_results;
@@ -35,6 +38,7 @@ pub use events::{BatchPolicy, ShipStats};
 pub use pool_mode::{ServeReport, describe_unserved};
 pub use profile::{DEFAULT_IMAGE, Profiles, RunProfile};
 pub use shutdown::Shutdown;
+pub use status::{RunnerStatus, StatusReport};
 
 use crate::config::BundleSettings;
 use crate::manager::protocol::RegisterRunner;
@@ -77,6 +81,8 @@ pub struct RunnerConfig {
     pub result_bytes: u64,
     /// Keep each run's workspace after the run ended and its results are stored.
     pub keep_workspaces: bool,
+    /// Labels registered with the manager besides `host` and `version` (which they override).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunnerConfig {
@@ -93,6 +99,7 @@ impl RunnerConfig {
             poll_wait: Duration::from_secs(30),
             result_bytes: crate::results::turn::DEFAULT_RESULT_BYTES,
             keep_workspaces: false,
+            labels: Default::default(),
         }
     }
 }
@@ -170,6 +177,9 @@ pub struct Runner {
     /// `[bundles]`: how runs' resource bundles reach their workspaces.
     bundles: Option<BundleSettings>,
     materializer: Mutex<Option<Arc<MaterializerPlugin>>>,
+    /// Registration, manager reachability and held runs, for the status listener.
+    status: Arc<RunnerStatus>,
+    metrics: Arc<metrics::RunnerMetrics>,
 }
 
 impl Runner {
@@ -195,6 +205,8 @@ impl Runner {
             pools: Mutex::new(HashMap::new()),
             bundles: profiles_bundles,
             materializer: Mutex::new(None),
+            status: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -227,6 +239,31 @@ impl Runner {
         &self.config
     }
 
+    pub fn status(&self) -> &Arc<RunnerStatus> {
+        &self.status
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::RunnerMetrics> {
+        &self.metrics
+    }
+
+    /// The state the status listener shows: health, held runs and warm-pool fill.
+    pub async fn status_report(&self) -> StatusReport {
+        let pools = self
+            .pools
+            .lock()
+            .await
+            .iter()
+            .map(|(key, pool)| status::PoolFill {
+                pool: key.clone(),
+                ready: pool.ready_count(),
+                size: pool.size(),
+            })
+            .collect();
+        self.status
+            .report(self.shutdown.draining().is_cancelled(), pools)
+    }
+
     /// Registers this runner with the manager (idempotent: the id is the runner id).
     pub async fn register(&self) -> Result<(), StartError> {
         let mut labels = std::collections::BTreeMap::new();
@@ -234,13 +271,20 @@ impl Runner {
             labels.insert("host".to_string(), host.trim().to_string());
         }
         labels.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        self.client
+        labels.extend(self.config.labels.clone());
+        let registered = self
+            .client
             .register_runner(RegisterRunner {
                 id: Some(self.config.runner_id.clone()),
                 name: self.config.runner_id.clone(),
                 labels,
             })
-            .await
+            .await;
+        match &registered {
+            Ok(_) => self.status.set_registered(),
+            Err(err) => self.status.manager_failed(err),
+        }
+        registered
             .map(|_| ())
             .map_err(|source| StartError::Register {
                 runner: self.config.runner_id.clone(),
@@ -275,11 +319,17 @@ impl Runner {
         if let Some(plugin) = plugins.get(&key) {
             return Ok(plugin.clone());
         }
-        let plugin = self
+        let cached = self.host.is_cached(&profile.plugin);
+        let loaded = self
             .host
             .load_backend_checked(&profile.plugin, &profile.integrity)
-            .await?;
-        let plugin = Arc::new(fitted(plugin, profile));
+            .await;
+        self.metrics.plugin_loaded(match (&loaded, cached) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "cached",
+            (Ok(_), false) => "compiled",
+        });
+        let plugin = Arc::new(fitted(loaded?, profile));
         plugins.insert(key, plugin.clone());
         Ok(plugin)
     }

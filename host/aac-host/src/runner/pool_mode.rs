@@ -96,6 +96,7 @@ impl Runner {
             let mut tasks: JoinSet<Result<RunReport, StartError>> = JoinSet::new();
             let backends = self.profiles.backends();
             let max_runs = max_runs.max(1);
+            self.status.set_max_runs(max_runs);
             let mut unserved_checked: Option<tokio::time::Instant> = None;
             loop {
                 let mut queue_empty = false;
@@ -111,6 +112,18 @@ impl Runner {
                         claimed = claim => claimed,
                         () = self.shutdown.draining().cancelled() => break,
                     };
+                    match &claimed {
+                        Err(err) if err.status().is_none_or(|s| s >= 500) => {
+                            self.status.manager_failed(err)
+                        }
+                        _ => self.status.manager_answered(),
+                    }
+                    let result = match &claimed {
+                        Ok(Some(_)) => "claimed",
+                        Ok(None) => "empty",
+                        Err(_) => "error",
+                    };
+                    self.metrics.claim(result, claimed_at.into_std());
                     match claimed {
                         Ok(Some(lease)) => {
                             let runner = self.clone();

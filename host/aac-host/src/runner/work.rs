@@ -10,11 +10,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::cancel_watch::CancelWatch;
 use super::events::EventShipper;
-use super::lease::{LeaseBudget, LeaseKeeper};
+use super::lease::{LeaseBudget, LeaseKeeper, Observers};
+use super::metrics::EventTap;
 use super::profile::RunProfile;
 use super::run_end::{RunEnd, ends_the_run, guarded};
 use super::session::{BundleJob, RunSession, SandboxSource, SessionRequest};
 use super::signals::RunSignals;
+use super::status::{HeldRun, now_ms};
 use super::stop::{StopReason, stop_reason, stopped_outcome};
 use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::RetryPolicy;
@@ -35,6 +37,8 @@ pub(super) struct RunWork<'a> {
     pub(super) session: Option<RunSession>,
     /// When the session must end at the latest (its maximum duration).
     session_deadline: Option<Instant>,
+    /// Shows the run's events to the runner's metrics (first event of a turn, token usage).
+    tap: Arc<EventTap>,
     /// The attempt this claim opened (its number counts from 1).
     pub(super) attempt: u32,
     budget: LeaseBudget,
@@ -70,6 +74,12 @@ impl Runner {
             // Heartbeats start at once and go on without waiting for each other; one must succeed
             // before any work (a runner that cannot renew must not start).
             let signals = Arc::new(RunSignals::default());
+            let _held = self.status.hold(HeldRun {
+                run_id: run.id.clone(),
+                attempt_id: attempt_id.clone(),
+                backend: run.backend.clone(),
+                since_ms: now_ms(),
+            });
             let keeper = LeaseKeeper::start(
                 &self.client,
                 run.id.clone(),
@@ -77,6 +87,10 @@ impl Runner {
                 budget,
                 claimed_at,
                 signals.clone(),
+                Observers {
+                    status: self.status.clone(),
+                    metrics: self.metrics.clone(),
+                },
             );
             tokio::select! {
                 () = keeper.renewed_once() => {}
@@ -97,12 +111,15 @@ impl Runner {
                 }
             }
             let watch = CancelWatch::start(&self.client, run.id.clone(), signals.clone());
-            let (events, shipper) = EventShipper::start(
+            let tap = Arc::new(EventTap::new(self.metrics.clone()));
+            let (events, shipper) = EventShipper::start_tapped(
                 &self.client,
                 run.id.clone(),
                 lease_token.clone(),
                 self.config.batch,
+                Some(tap.clone()),
             );
+            let backend = run.backend.clone();
             info!("claimed; working on the run");
             let work = RunWork {
                 runner: self,
@@ -125,11 +142,18 @@ impl Runner {
                 shipper,
                 session: None,
                 session_deadline: None,
+                tap,
                 attempt,
                 budget,
                 results: Default::default(),
             };
             let report = work.finish_run().await;
+            let how = match &report.released {
+                Some(_) => "released".to_owned(),
+                None => report.status().to_string(),
+            };
+            self.metrics
+                .attempt_ended(&backend, &how, report.events.sent, report.events.dropped);
             drop(watch);
             keeper.stop().await;
             Ok(report)
@@ -378,8 +402,17 @@ impl RunWork<'_> {
                 Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
                 Err(end) => return Some(end),
             };
+            self.tap.turn_started(&profile.runtime, &command.id);
+            let turn_started = std::time::Instant::now();
             let outcome = match self.turn(profile, &command).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => {
+                    self.runner.metrics.turn_ended(
+                        &profile.runtime,
+                        &outcome.status.to_string(),
+                        turn_started,
+                    );
+                    outcome
+                }
                 // Stopped by the host, not by the user: no status; the next attempt re-runs it
                 // when it can (see the manager's rules on lost attempts).
                 Err(end) => {
@@ -475,6 +508,7 @@ impl RunWork<'_> {
                     let user =
                         super::session::sandbox_spec(profile, session.workspace.clone()).user;
                     let restored = self.start_results(&session.workspace, &user).await;
+                    self.runner.metrics.sandbox_started(session.warm);
                     self.session = Some(session);
                     if let Err(outcome) = restored {
                         return Ok(outcome);

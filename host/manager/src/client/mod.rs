@@ -12,6 +12,7 @@ mod blobs;
 mod error;
 mod events;
 mod retry;
+mod runners;
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};

@@ -10,9 +10,12 @@
 //! # Ok(()) }
 //! ```
 
+mod access_log;
 mod auth;
+mod health;
 mod janitor;
 mod json_errors;
+mod metrics;
 mod notify;
 mod results_routes;
 mod routes;
@@ -31,6 +34,7 @@ use tokio::task::JoinHandle;
 use super::clock::{Clock, SystemClock};
 use super::error::ManagerError;
 use super::store::{LeasePolicy, Store};
+pub use metrics::ManagerMetrics;
 use notify::Hub;
 
 /// How often the background sweep looks for work by default.
@@ -106,6 +110,7 @@ struct Inner {
     sweep_interval: Duration,
     max_blob_bytes: u64,
     blob_grace: Duration,
+    metrics: ManagerMetrics,
 }
 
 /// The embedded manager: store, wake-ups and auth. Cheap to clone.
@@ -142,12 +147,17 @@ impl Manager {
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
                 max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
                 blob_grace: crate::store::DEFAULT_BLOB_GRACE,
+                metrics: ManagerMetrics::default(),
             }),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &ManagerMetrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
@@ -187,9 +197,15 @@ impl Manager {
             .map_err(|e| ManagerError::Storage(format!("store task failed: {e}")))?
     }
 
-    /// The protocol's routes, behind bearer-token auth.
+    /// The protocol's routes, behind bearer-token auth, and the health probes and metrics,
+    /// without; every request goes to the access log and the request metrics.
     pub fn router(&self) -> Router {
         routes::router(self.clone())
+            .merge(health::router(self.clone()))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                access_log::log_request,
+            ))
     }
 }
 

@@ -21,14 +21,15 @@ use crate::outcome::TurnOutcome;
 use crate::protocol::{
     AppendEvents, ClaimNextRequest, ClaimRequest, CreateRun, EnqueueCommand, ErrorBody,
     HeartbeatRequest, LEASE_TOKEN_HEADER, MAX_REQUEST_BYTES, MAX_WAIT_SECONDS, NDJSON,
-    RegisterRunner, ReleaseRequest, RunDeleted, RunList, RunStatus, RunStatusUpdate, error_code,
+    RegisterRunner, ReleaseRequest, RunDeleted, RunList, RunStatus, RunStatusUpdate, RunnerList,
+    error_code,
 };
 
 type Result<T> = std::result::Result<T, ManagerError>;
 
 pub(super) fn router(manager: Manager) -> Router {
     let v1 = Router::new()
-        .route("/runners", post(register_runner))
+        .route("/runners", post(register_runner).get(list_runners))
         .route("/runs", post(create_run).get(list_runs))
         .route("/claim-next", post(claim_next))
         .route("/runs/{run}", get(get_run).delete(delete_run))
@@ -112,6 +113,11 @@ async fn register_runner(State(m): State<Manager>, body: Bytes) -> Result<Respon
     let req: RegisterRunner = parse(&body)?;
     let runner = m.blocking(move |s| s.register_runner(req)).await?;
     Ok((StatusCode::CREATED, Json(runner)).into_response())
+}
+
+async fn list_runners(State(m): State<Manager>) -> Result<Json<RunnerList>> {
+    let runners = m.blocking(|s| s.list_runners()).await?;
+    Ok(Json(RunnerList { runners }))
 }
 
 async fn create_run(State(m): State<Manager>, body: Bytes) -> Result<Response> {
@@ -382,10 +388,12 @@ async fn append_events(
 ) -> Result<Response> {
     let token = lease_token(&headers)?;
     let req: AppendEvents = parse(&body)?;
+    let dropped = req.dropped;
     let r = run.clone();
     let reply = m
         .blocking(move |s| s.append_events(&r, &token, req))
         .await?;
+    m.metrics().events_appended(reply.stored, dropped);
     if reply.stored > 0 {
         m.hub().bump(&run);
     }

@@ -36,6 +36,7 @@ impl Store {
             for e in &mut req.events {
                 if e.seq > rec.run.last_event_seq {
                     e.attempt_id = attempt.clone().filter(|a| !a.is_empty());
+                    e.received_at_ms = Some(now);
                     events.insert((run, e.seq), encode(e)?.as_slice())?;
                     rec.run.last_event_seq = e.seq;
                     stored += 1;

@@ -13,14 +13,18 @@ mod bulk;
 mod commands;
 mod events;
 mod open;
+mod probe;
 mod queue;
 mod results;
 mod retention;
+mod runners;
 
 pub use queue::MAX_CLAIM_BACKENDS;
 pub use retention::{SWEEP_ROWS, SweepReport};
+pub use runners::{MAX_LABEL_CHARS, MAX_REQUIRED_LABELS};
 
 pub use open::RepairReport;
+pub use probe::RunStats;
 
 pub use attempts::LeasePolicy;
 pub use blobs::{BlobDir, DEFAULT_BLOB_GRACE, DEFAULT_MAX_BLOB_BYTES};
@@ -35,7 +39,7 @@ use super::error::ManagerError;
 use super::protocol::{
     Cancellation, ClaimNextRequest, ClaimRequest, Command, CreateRun, DEFAULT_LEASE_SECONDS,
     HeartbeatReply, HeartbeatRequest, Lease, MAX_LEASE_SECONDS, RegisterRunner, Run, RunStatus,
-    RunStatusUpdate, Runner, valid_id,
+    RunStatusUpdate, Runner, labels_satisfy, valid_id,
 };
 
 type Result<T> = std::result::Result<T, ManagerError>;
@@ -278,7 +282,9 @@ impl Store {
                 id: id.clone(),
                 name: req.name,
                 labels: req.labels,
-                registered_at_ms: existing.map_or(now, |r| r.registered_at_ms),
+                registered_at_ms: existing.as_ref().map_or(now, |r| r.registered_at_ms),
+                last_seen_ms: Some(now),
+                last_heartbeat_ms: existing.and_then(|r| r.last_heartbeat_ms),
             };
             table.insert(id.as_str(), encode(&runner)?.as_slice())?;
             runner
@@ -302,6 +308,7 @@ impl Store {
     pub fn create_run(&self, req: CreateRun) -> Result<Run> {
         check_id(&req.id, "run")?;
         attempts::check_max_attempts(req.max_attempts)?;
+        runners::check_required_labels(&req.require_labels)?;
         if req.backend.trim().is_empty() {
             return Err(ManagerError::BadRequest("backend must not be empty".into()));
         }
@@ -321,6 +328,7 @@ impl Store {
                 if rec.run.backend == req.backend
                     && rec.run.bundle == req.bundle
                     && rec.run.config == req.config
+                    && rec.run.require_labels == req.require_labels
                 {
                     return Ok(rec.view(now));
                 }
@@ -347,6 +355,7 @@ impl Store {
                     last_command_seq: 0,
                     max_attempts: Some(req.max_attempts.unwrap_or(self.policy.max_attempts)),
                     attempts: Vec::new(),
+                    require_labels: req.require_labels,
                 },
                 lease: None,
                 restorable: Vec::new(),
@@ -392,6 +401,7 @@ impl Store {
         let lease_ms = lease_ms(req.lease_seconds)?;
         let tx = self.db.begin_write()?;
         Self::runner_exists(&tx, &req.runner_id)?;
+        Self::touch_runner(&tx, &req.runner_id, self.now_ms(), false)?;
         let lease = {
             let mut table = tx.open_table(RUNS)?;
             let mut commands = tx.open_table(COMMANDS)?;
@@ -419,21 +429,28 @@ impl Store {
         let lease_ms = lease_ms(req.lease_seconds)?;
         let now = self.now_ms();
         let tx = self.db.begin_write()?;
-        Self::runner_exists(&tx, &req.runner_id)?;
+        let runner = Self::load_runner(&tx, &req.runner_id)?;
+        Self::touch_runner(&tx, &req.runner_id, now, false)?;
         let lease = {
             let mut table = tx.open_table(RUNS)?;
             let mut commands = tx.open_table(COMMANDS)?;
             // The queue index names each candidate; no scan of the stored runs. A candidate
-            // settled on the way leaves the claimable slots, so each is looked at once.
+            // settled on the way leaves the claimable slots; one whose labels this runner lacks
+            // is passed over (at most MAX_PASSED_OVER of them), so each is looked at once.
             let mut seen = std::collections::HashSet::new();
             let mut lease = None;
-            while let Some(id) = queue::next_claimable(&tx, req.backends.as_deref(), now)? {
+            while seen.len() <= queue::MAX_PASSED_OVER
+                && let Some(id) = queue::next_claimable(&tx, req.backends.as_deref(), now, &seen)?
+            {
                 if !seen.insert(id.clone()) {
                     break;
                 }
                 let mut rec = Self::load_run(&table, &id)?;
                 if self.settle_if_lapsed(&mut rec, &mut commands)? {
                     Self::save_run(&tx, &mut table, &rec)?;
+                    continue;
+                }
+                if !labels_satisfy(&runner.labels, &rec.run.require_labels) {
                     continue;
                 }
                 let granted = self.grant(
@@ -468,6 +485,7 @@ impl Store {
             let mut rec = Self::load_run(&table, run)?;
             check_lease(&rec, token)?;
             let lease = rec.lease.as_mut().expect("checked");
+            Self::touch_runner(&tx, &lease.runner_id, now, true)?;
             if let Some(s) = req.lease_seconds {
                 lease.lease_ms = lease_ms(Some(s))?;
             }

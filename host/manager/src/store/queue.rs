@@ -27,6 +27,9 @@ const INDEX_VERSION_KEY: &str = "queue_index_version";
 const INDEX_VERSION: u64 = 1;
 /// Most backend profiles one claim may name.
 pub const MAX_CLAIM_BACKENDS: usize = 256;
+/// Most claimable runs one claim passes over because the runner lacks their required labels;
+/// past it the claim answers "none" and the runner polls again.
+pub const MAX_PASSED_OVER: usize = 1024;
 
 /// Where a run sits in the index.
 #[derive(Debug, PartialEq, Eq)]
@@ -210,6 +213,7 @@ pub(super) fn next_claimable(
     tx: &WriteTransaction,
     backends: Option<&[String]>,
     now: u64,
+    skip: &std::collections::HashSet<String>,
 ) -> Result<Option<String>> {
     let waiting = tx.open_table(WAITING)?;
     let leased = tx.open_table(LEASED)?;
@@ -237,20 +241,29 @@ pub(super) fn next_claimable(
             best = Some((created, id.to_owned()));
         }
     };
+    // Per backend, the oldest waiting run and the longest-lapsed leased run not in `skip`.
     for backend in &wanted {
         let b = backend.as_str();
-        if let Some(entry) = waiting.range((b, 0u64, "")..)?.next() {
+        for entry in waiting.range((b, 0u64, "")..)? {
             let (key, _) = entry?;
             let (kb, created, id) = key.value();
-            if kb == b {
+            if kb != b {
+                break;
+            }
+            if !skip.contains(id) {
                 consider(created, id);
+                break;
             }
         }
-        if let Some(entry) = leased.range((b, 0u64, "")..)?.next() {
+        for entry in leased.range((b, 0u64, "")..)? {
             let (key, created) = entry?;
             let (kb, lapses, id) = key.value();
-            if kb == b && lapses <= now {
+            if kb != b || lapses > now {
+                break;
+            }
+            if !skip.contains(id) {
                 consider(created.value(), id);
+                break;
             }
         }
     }

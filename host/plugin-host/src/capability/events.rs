@@ -178,11 +178,20 @@ impl EventsCapability {
             kind: self.redactor.redact_str(kind).into_owned(),
             payload,
             attempt_id: None,
+            emitted_at_ms: Some(unix_ms()),
+            received_at_ms: None,
         };
         self.next_seq += 1;
         // A closed sink means nobody listens any more; the turn goes on regardless.
         let _ = self.sink.send(event);
     }
+}
+
+/// Now on the system clock, in ms since the Unix epoch (0 before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Host for SessionState<BackendWorld> {
