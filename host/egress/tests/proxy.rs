@@ -126,7 +126,7 @@ async fn names_outside_the_list_ip_literals_and_non_public_answers_are_denied() 
             "IP address",
         ),
         (
-            format!("CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n"),
+            "CONNECT 169.254.169.254:80 HTTP/1.1\r\n\r\n".to_string(),
             "IP address",
         ),
         (
