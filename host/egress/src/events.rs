@@ -95,8 +95,19 @@ impl EventSink {
         }
     }
 
+    /// The count of events dropped, shared (holding it does not keep the queue open).
+    pub fn dropped(&self) -> DroppedEvents {
+        DroppedEvents(self.dropped.clone())
+    }
+}
+
+/// How many of a sink's events were dropped since last asked.
+#[derive(Clone, Debug)]
+pub struct DroppedEvents(Arc<AtomicU64>);
+
+impl DroppedEvents {
     /// Events dropped so far, reset to zero.
-    pub fn take_dropped(&self) -> u64 {
-        self.dropped.swap(0, Ordering::Relaxed)
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
     }
 }

@@ -14,7 +14,7 @@ mod request;
 mod resolve;
 mod sni;
 
-pub use events::{EventSink, NetworkEvent};
+pub use events::{DroppedEvents, EventSink, NetworkEvent};
 pub use policy::{AllowRule, Allowlist};
 pub use proxy::{EgressProxy, ProxyOptions};
 pub use resolve::Resolver;

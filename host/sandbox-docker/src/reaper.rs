@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::deadline::{Call, bounded};
-use super::{DockerDriver, labels};
+use super::{DockerDriver, firewall, labels};
 
 /// Containers removed at once: a wedged one costs its removal deadline, not the others' turn.
 const PARALLEL_REMOVALS: usize = 8;
@@ -110,26 +110,11 @@ impl DockerDriver {
         Ok(removed)
     }
 
-    /// Per-run networks whose containers are all gone.
+    /// Per-run networks whose containers are all gone (a network whose creator is still alive is
+    /// kept: it may be about to get its container), then the firewall rules of egress networks
+    /// that no longer exist.
     async fn remove_orphaned_networks(&self) {
-        use bollard::query_parameters::ListNetworksOptions;
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )]);
-        let Ok(networks) = bounded(
-            Call::ListNetworks,
-            "the managed networks",
-            self.client().list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            })),
-        )
-        .await
-        else {
-            return;
-        };
-        for network in networks {
-            let Some(name) = network.name else { continue };
+        for name in self.managed_networks(true).await.unwrap_or_default() {
             // Removal fails while a container still uses the network, which is what we want.
             let _ = bounded(
                 Call::RemoveNetwork,
@@ -138,5 +123,39 @@ impl DockerDriver {
             )
             .await;
         }
+        firewall::reap(async || self.managed_networks(false).await).await;
+    }
+
+    /// The names of the managed networks (`orphans_only`: those whose creating process is gone
+    /// or unknown); `None` when the engine does not answer.
+    async fn managed_networks(&self, orphans_only: bool) -> Option<Vec<String>> {
+        use bollard::query_parameters::ListNetworksOptions;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let networks = bounded(
+            Call::ListNetworks,
+            "the managed networks",
+            self.client().list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            })),
+        )
+        .await
+        .ok()?;
+        Some(
+            networks
+                .into_iter()
+                .filter(|network| {
+                    !orphans_only
+                        || network
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(labels::OWNER))
+                            .is_none_or(|owner| labels::owner_is_gone(owner))
+                })
+                .filter_map(|network| network.name)
+                .collect(),
+        )
     }
 }
