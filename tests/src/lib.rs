@@ -27,6 +27,7 @@ pub mod mock_http;
 pub mod mock_openai;
 pub mod recording;
 pub mod runs;
+pub mod upstream;
 
 pub use agent_turns::{
     AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with,

@@ -7,7 +7,7 @@
 //! rate or bytes is dropped and counted: one [`DROPPED_KIND`] event says how many and where, and the
 //! turn goes on. Any other kind past those limits ends the session with `resource-exhausted`,
 //! naming the kind. A kind outside the registry's grammar ([`check_kind`]) is kept as
-//! [`INVALID_KIND`]; a plugin's `host.*` kind is passed on as `plugin.host.*`.
+//! [`INVALID_KIND`]; a plugin's `host.*` or `network.*` kind (the host's own) is passed on as `plugin.host.*` / `plugin.network.*`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
