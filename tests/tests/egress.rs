@@ -241,3 +241,91 @@ async fn an_egress_sandbox_reaches_only_allowed_names_and_only_through_the_proxy
     assert_eq!(containers_of_run(&record.report.run_id).await, 0);
     assert_no_stale_firewall_rules().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_iptables_an_egress_sandbox_is_refused_and_nothing_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    // A PATH without the firewall tools: the host cannot fence the network in.
+    let output = std::process::Command::new(aac_tests::aac_host_binary())
+        .env("PATH", dir.path())
+        .env("AAC_CACHE_DIR", dir.path().join("cache"))
+        .args(["run", "--plugin"])
+        .arg(plugin("shell"))
+        .args(["--runner-id", "egress-no-iptables", "--network", "egress"])
+        .args(["--allow", "example.org"])
+        .arg("echo never-ran")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{all}");
+    assert!(all.contains("egress sandboxes need `iptables`"), "{all}");
+    assert!(!all.contains("never-ran\n"), "{all}");
+    assert!(
+        aac_tests::containers_with_label("dev.aac-host.runner=egress-no-iptables")
+            .await
+            .is_empty()
+    );
+    let networks = aac_tests::docker()
+        .await
+        .client()
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_string(),
+                vec!["dev.aac-host.runner=egress-no-iptables".to_string()],
+            )])),
+        }))
+        .await
+        .unwrap();
+    assert!(networks.is_empty(), "{networks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_removes_firewall_rules_of_networks_that_are_gone() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // What a crashed host leaves: a tagged rule whose network no longer exists.
+    let gone = format!("aac-gone{nanos:x}");
+    let comment = format!("aac-egress:{gone}");
+    let rule = [
+        "-i",
+        "aacxreapertest",
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        "DROP",
+    ];
+    let status = std::process::Command::new("iptables")
+        .args(["-w", "-I", "INPUT", "1"])
+        .args(rule)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let removed = aac_tests::docker()
+        .await
+        .reap_orphans("egress-reaper-test")
+        .await
+        .unwrap();
+    let _ = removed;
+    let listing = std::process::Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    if listing.contains(&comment) {
+        // Leave the machine as it was before failing.
+        let _ = std::process::Command::new("iptables")
+            .args(["-w", "-D", "INPUT"])
+            .args(rule)
+            .status();
+        panic!("the orphaned rule is still there:\n{listing}");
+    }
+    assert_no_stale_firewall_rules().await;
+}

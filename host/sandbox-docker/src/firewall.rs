@@ -107,11 +107,15 @@ pub(super) async fn reap(live: impl AsyncFnOnce() -> Option<Vec<String>>) -> usi
             continue;
         };
         for line in listing.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
+            // `-S` quotes comments; the tag has no spaces, so the quotes are all there is to undo.
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .map(|word| word.trim_matches('"'))
+                .collect();
             let network = words
                 .windows(2)
                 .find(|w| w[0] == "--comment")
-                .and_then(|w| w[1].trim_matches('"').strip_prefix(TAG_PREFIX));
+                .and_then(|w| w[1].strip_prefix(TAG_PREFIX));
             if let (Some(network), Some(("-A", rest))) =
                 (network, words.split_first().map(|(a, r)| (*a, r)))
             {
