@@ -329,3 +329,47 @@ async fn the_reaper_removes_firewall_rules_of_networks_that_are_gone() {
     }
     assert_no_stale_firewall_rules().await;
 }
+
+/// This process's peak resident memory, in bytes (`VmHWM`).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM in /proc/self/status")
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_download_through_the_proxy_streams_in_bounded_memory() {
+    const SIZE: u64 = 200 << 20;
+    let upstream = Upstream::start("127.0.0.1:0").await;
+    let port = upstream.addr.port();
+    let prompt = format!(
+        "wget -O /dev/null http://upstream.test:{port}/bytes/{SIZE} 2>&1 | tail -1; echo done"
+    );
+    let before = peak_rss();
+    let record = local_turn(
+        &test_host(None),
+        egress_turn(&upstream, prompt),
+        CancellationToken::new(),
+    )
+    .await;
+    let grown = peak_rss().saturating_sub(before);
+    assert_eq!(
+        record.report.outcome.status,
+        TerminalStatus::Completed,
+        "{:?}",
+        record.report.outcome
+    );
+    let allowed = network_events(&record, "network.allowed");
+    assert_eq!(allowed.len(), 1, "{allowed:#?}");
+    let down = allowed[0].payload["bytes_down"].as_u64().unwrap();
+    assert!(down > SIZE, "{down} bytes came down");
+    // The proxy holds two 64 KiB buffers per connection; the whole download would be 200 MiB.
+    assert!(
+        grown < 64 << 20,
+        "the host's peak memory grew by {grown} bytes during a {SIZE}-byte download"
+    );
+}
