@@ -34,7 +34,7 @@ impl DockerDriver {
                 orphaned || labels::expired(container_labels, now)
             })
             .await?;
-        self.remove_orphaned_networks().await;
+        self.remove_orphaned_networks(false).await;
         Ok(removed)
     }
 
@@ -44,7 +44,7 @@ impl DockerDriver {
         let removed = self
             .remove_managed(|container_labels| container_labels.get(labels::OWNER) == Some(&me))
             .await?;
-        self.remove_orphaned_networks().await;
+        self.remove_orphaned_networks(true).await;
         Ok(removed)
     }
 
@@ -113,8 +113,15 @@ impl DockerDriver {
     /// Per-run networks whose containers are all gone (a network whose creator is still alive is
     /// kept: it may be about to get its container), then the firewall rules of egress networks
     /// that no longer exist.
-    async fn remove_orphaned_networks(&self) {
-        for name in self.managed_networks(true).await.unwrap_or_default() {
+    /// `mine`: this process's own networks go too (a shutdown).
+    async fn remove_orphaned_networks(&self, mine: bool) {
+        let me = labels::owner();
+        let networks = self
+            .managed_networks(Some(|owner: &str| {
+                labels::owner_is_gone(owner) || (mine && owner == me)
+            }))
+            .await;
+        for name in networks.unwrap_or_default() {
             // Removal fails while a container still uses the network, which is what we want.
             let _ = bounded(
                 Call::RemoveNetwork,
@@ -123,12 +130,15 @@ impl DockerDriver {
             )
             .await;
         }
-        firewall::reap(async || self.managed_networks(false).await).await;
+        firewall::reap(async || self.managed_networks(None::<fn(&str) -> bool>).await).await;
     }
 
-    /// The names of the managed networks (`orphans_only`: those whose creating process is gone
-    /// or unknown); `None` when the engine does not answer.
-    async fn managed_networks(&self, orphans_only: bool) -> Option<Vec<String>> {
+    /// The names of the managed networks (with `removable`, only those without an owner label or
+    /// whose owner it accepts); `None` when the engine does not answer.
+    async fn managed_networks(
+        &self,
+        removable: Option<impl Fn(&str) -> bool>,
+    ) -> Option<Vec<String>> {
         use bollard::query_parameters::ListNetworksOptions;
         let filters = HashMap::from([(
             "label".to_string(),
@@ -147,12 +157,11 @@ impl DockerDriver {
             networks
                 .into_iter()
                 .filter(|network| {
-                    !orphans_only
-                        || network
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(labels::OWNER))
-                            .is_none_or(|owner| labels::owner_is_gone(owner))
+                    let owner = network.labels.as_ref().and_then(|l| l.get(labels::OWNER));
+                    match (&removable, owner) {
+                        (None, _) | (Some(_), None) => true,
+                        (Some(removable), Some(owner)) => removable(owner),
+                    }
                 })
                 .filter_map(|network| network.name)
                 .collect(),
