@@ -29,6 +29,7 @@ pub mod mock_openai;
 pub mod recording;
 pub mod runs;
 pub mod transcripts;
+pub mod upstream;
 pub mod wait;
 
 pub use agent_turns::{

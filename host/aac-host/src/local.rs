@@ -45,6 +45,10 @@ pub struct LocalTurn {
     pub config_json: String,
     pub limits: ResourceLimits,
     pub network: NetworkMode,
+    /// What an `egress` sandbox may reach (nothing when empty).
+    pub egress_allow: Arc<aac_egress::Allowlist>,
+    /// How the egress proxy resolves names.
+    pub egress_resolver: aac_egress::Resolver,
     pub pull_policy: PullPolicy,
     /// The turn is stopped when the session's maximum duration is reached.
     pub max_duration: Duration,
@@ -76,6 +80,8 @@ impl LocalTurn {
             config_json: "{}".into(),
             limits: ResourceLimits::default(),
             network: NetworkMode::None,
+            egress_allow: Arc::default(),
+            egress_resolver: Default::default(),
             pull_policy: PullPolicy::Never,
             max_duration: SessionLifetime::default().max_duration,
             env: Vec::new(),
@@ -93,6 +99,8 @@ impl LocalTurn {
             image: self.image.clone(),
             limits: self.limits,
             network: self.network,
+            egress_allow: self.egress_allow.clone(),
+            egress_resolver: self.egress_resolver.clone(),
             pull_policy: self.pull_policy,
             env: self.env.clone(),
             secrets: self.secrets.clone(),

@@ -270,6 +270,11 @@ impl BackendSession {
         self.store.data_mut().world.events.push(kind, payload);
     }
 
+    /// Adds the host's own events to this session's numbered events (the egress proxy's verdicts).
+    pub fn host_events(&self) -> super::capability::events::HostEvents {
+        self.store.data().world.events.host_events()
+    }
+
     /// Numbers the session's next event after `seq` (the run's last stored event).
     pub fn continue_events_after(&mut self, seq: u64) {
         self.store.data_mut().world.events.continue_after(seq);
@@ -291,7 +296,7 @@ impl BackendSession {
         let state = self.store.data_mut();
         state.world.sandbox.cancel = stop_processes.clone();
         state.world.sandbox.lost = None;
-        state.world.events.command_id = command.command_id.clone();
+        state.world.events.set_command(&command.command_id);
         state.start_turn();
         state.world.events.start_turn();
 

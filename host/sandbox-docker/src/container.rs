@@ -32,6 +32,8 @@ pub(super) struct DockerSandbox {
     workspace_dir: String,
     /// A per-run network to remove with the container.
     network: Option<String>,
+    /// An egress sandbox's proxy and firewall rules, undone with the container.
+    egress: tokio::sync::Mutex<Option<super::egress::EgressNetwork>>,
     /// OOM kills already attributed to a process.
     oom_kills_seen: Arc<AtomicU64>,
     /// A started process waiting for its command: the next exec's fast path.
@@ -48,12 +50,14 @@ impl DockerSandbox {
         id: String,
         workspace_dir: String,
         network: Option<String>,
+        egress: Option<super::egress::EgressNetwork>,
     ) -> Self {
         Self {
             docker,
             id,
             workspace_dir,
             network,
+            egress: tokio::sync::Mutex::new(egress),
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
             spare: Arc::default(),
             spare_coming: Arc::default(),
@@ -361,6 +365,9 @@ impl Sandbox for DockerSandbox {
             Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
         };
+        if let Some(mut egress) = self.egress.lock().await.take() {
+            egress.close().await;
+        }
         if let Some(network) = &self.network {
             let _ = bounded(
                 Call::RemoveNetwork,

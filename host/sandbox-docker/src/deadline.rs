@@ -17,6 +17,7 @@ pub(super) enum Call {
     CreateNetwork,
     RemoveNetwork,
     ListNetworks,
+    InspectNetwork,
     CreateContainer,
     StartContainer,
     InspectContainer,
@@ -39,6 +40,7 @@ impl Call {
             Call::CreateNetwork => "network create",
             Call::RemoveNetwork => "network rm",
             Call::ListNetworks => "network ls",
+            Call::InspectNetwork => "network inspect",
             Call::CreateContainer => "container create",
             Call::StartContainer => "container start",
             Call::InspectContainer => "container inspect",
@@ -60,7 +62,8 @@ impl Call {
             | Call::InspectContainer
             | Call::InspectExec
             | Call::ListContainers
-            | Call::ListNetworks => 15,
+            | Call::ListNetworks
+            | Call::InspectNetwork => 15,
             Call::CreateExec | Call::StartExec | Call::HelperScript => 15,
             Call::CreateNetwork | Call::RemoveNetwork => 30,
             Call::CreateContainer | Call::StartContainer | Call::RemoveContainer => 60,

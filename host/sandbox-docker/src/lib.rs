@@ -12,9 +12,11 @@
 mod container;
 mod deadline;
 mod deadman;
+mod egress;
 mod engine;
 mod exec;
 mod exec_start;
+mod firewall;
 pub mod labels;
 mod reaper;
 mod spare;
@@ -195,7 +197,14 @@ impl DockerDriver {
         Ok(())
     }
 
-    fn container_body(&self, spec: &SandboxSpec, network: &str) -> Result<ContainerCreateBody> {
+    /// The container of `spec` on `network`; an egress sandbox also gets its proxy settings and
+    /// reaches this host only at `egress_gateway`.
+    fn container_body(
+        &self,
+        spec: &SandboxSpec,
+        network: &str,
+        egress: Option<&egress::EgressNetwork>,
+    ) -> Result<ContainerCreateBody> {
         let workspace = spec
             .workspace_host_dir
             .to_str()
@@ -228,8 +237,11 @@ impl DockerDriver {
             security_opt: Some(vec!["no-new-privileges".into()]),
             readonly_rootfs: Some(true),
             network_mode: Some(network.to_string()),
-            extra_hosts: (spec.network != NetworkMode::None)
-                .then(|| vec![format!("{HOST_ALIAS}:host-gateway")]),
+            extra_hosts: match egress {
+                Some(egress) => Some(vec![format!("{HOST_ALIAS}:{}", egress.gateway())]),
+                None => (spec.network != NetworkMode::None)
+                    .then(|| vec![format!("{HOST_ALIAS}:host-gateway")]),
+            },
             tmpfs: Some(HashMap::from([
                 (
                     "/tmp".to_string(),
@@ -249,6 +261,10 @@ impl DockerDriver {
         };
         let mut env: Vec<String> = vec![format!("HOME={}", spec.home_dir)];
         env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+        // After the profile's: the proxy settings are the sandbox's, not the profile's to change.
+        if let Some(egress) = egress {
+            env.extend(egress.env().iter().map(|(k, v)| format!("{k}={v}")));
+        }
         Ok(ContainerCreateBody {
             image: Some(spec.image.clone()),
             // PID 1 is Docker's init; this keeps the container alive between execs.
@@ -262,6 +278,15 @@ impl DockerDriver {
             host_config: Some(host_config),
             ..Default::default()
         })
+    }
+}
+
+/// The policy of an `egress` sandbox opened without one: nothing allowed, verdicts dropped.
+fn deny_all() -> aac_sandbox::EgressSpec {
+    aac_sandbox::EgressSpec {
+        allow: Arc::default(),
+        events: aac_egress::EventSink::channel().0,
+        resolver: aac_egress::Resolver::default(),
     }
 }
 
@@ -280,12 +305,20 @@ impl SandboxDriver for DockerDriver {
             )));
         }
         self.prepare_image(&spec.image, spec.pull_policy).await?;
-        let own_network = match spec.network {
-            NetworkMode::PerRun => {
+        let mut egress = match spec.network {
+            NetworkMode::Egress => {
+                let policy = spec.egress.clone().unwrap_or_else(deny_all);
+                Some(self.open_egress(&policy).await.map_err(OpenError::Engine)?)
+            }
+            _ => None,
+        };
+        let own_network = match (spec.network, &egress) {
+            (NetworkMode::PerRun, _) => {
                 let name = format!("aac-{}", uuid::Uuid::new_v4().simple());
                 self.create_network(&name).await?;
                 Some(name)
             }
+            (_, Some(egress)) => Some(egress.name.clone()),
             _ => None,
         };
         let network = match (&own_network, spec.network) {
@@ -293,18 +326,24 @@ impl SandboxDriver for DockerDriver {
             (None, NetworkMode::Bridge) => "bridge".into(),
             (None, _) => "none".into(),
         };
-        let body = self.container_body(spec, &network)?;
-        let created = bounded(
-            Call::CreateContainer,
-            &format!("a container of image {}", spec.image),
-            self.docker
-                .create_container(None::<CreateContainerOptions>, body),
-        )
-        .await
-        .with_context(|| format!("could not create a container from image `{}`", spec.image));
+        let body = self.container_body(spec, &network, egress.as_ref());
+        let created = match body {
+            Ok(body) => bounded(
+                Call::CreateContainer,
+                &format!("a container of image {}", spec.image),
+                self.docker
+                    .create_container(None::<CreateContainerOptions>, body),
+            )
+            .await
+            .with_context(|| format!("could not create a container from image `{}`", spec.image)),
+            Err(err) => Err(err),
+        };
         let created = match created {
             Ok(created) => created,
             Err(err) => {
+                if let Some(egress) = &mut egress {
+                    egress.close().await;
+                }
                 if let Some(name) = &own_network {
                     let _ = bounded(
                         Call::RemoveNetwork,
@@ -321,6 +360,7 @@ impl SandboxDriver for DockerDriver {
             created.id,
             spec.workspace_dir.clone(),
             own_network,
+            egress,
         );
         if let Err(err) = bounded(
             Call::StartContainer,

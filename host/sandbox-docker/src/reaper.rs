@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::deadline::{Call, bounded};
-use super::{DockerDriver, labels};
+use super::{DockerDriver, firewall, labels};
 
 /// Containers removed at once: a wedged one costs its removal deadline, not the others' turn.
 const PARALLEL_REMOVALS: usize = 8;
@@ -34,7 +34,7 @@ impl DockerDriver {
                 orphaned || labels::expired(container_labels, now)
             })
             .await?;
-        self.remove_orphaned_networks().await;
+        self.remove_orphaned_networks(false).await;
         Ok(removed)
     }
 
@@ -44,7 +44,7 @@ impl DockerDriver {
         let removed = self
             .remove_managed(|container_labels| container_labels.get(labels::OWNER) == Some(&me))
             .await?;
-        self.remove_orphaned_networks().await;
+        self.remove_orphaned_networks(true).await;
         Ok(removed)
     }
 
@@ -110,26 +110,18 @@ impl DockerDriver {
         Ok(removed)
     }
 
-    /// Per-run networks whose containers are all gone.
-    async fn remove_orphaned_networks(&self) {
-        use bollard::query_parameters::ListNetworksOptions;
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )]);
-        let Ok(networks) = bounded(
-            Call::ListNetworks,
-            "the managed networks",
-            self.client().list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            })),
-        )
-        .await
-        else {
-            return;
-        };
-        for network in networks {
-            let Some(name) = network.name else { continue };
+    /// Per-run networks whose containers are all gone (a network whose creator is still alive is
+    /// kept: it may be about to get its container), then the firewall rules of egress networks
+    /// that no longer exist.
+    /// `mine`: this process's own networks go too (a shutdown).
+    async fn remove_orphaned_networks(&self, mine: bool) {
+        let me = labels::owner();
+        let networks = self
+            .managed_networks(Some(|owner: &str| {
+                labels::owner_is_gone(owner) || (mine && owner == me)
+            }))
+            .await;
+        for name in networks.unwrap_or_default() {
             // Removal fails while a container still uses the network, which is what we want.
             let _ = bounded(
                 Call::RemoveNetwork,
@@ -138,5 +130,41 @@ impl DockerDriver {
             )
             .await;
         }
+        firewall::reap(async || self.managed_networks(None::<fn(&str) -> bool>).await).await;
+    }
+
+    /// The names of the managed networks (with `removable`, only those without an owner label or
+    /// whose owner it accepts); `None` when the engine does not answer.
+    async fn managed_networks(
+        &self,
+        removable: Option<impl Fn(&str) -> bool>,
+    ) -> Option<Vec<String>> {
+        use bollard::query_parameters::ListNetworksOptions;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let networks = bounded(
+            Call::ListNetworks,
+            "the managed networks",
+            self.client().list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            })),
+        )
+        .await
+        .ok()?;
+        Some(
+            networks
+                .into_iter()
+                .filter(|network| {
+                    let owner = network.labels.as_ref().and_then(|l| l.get(labels::OWNER));
+                    match (&removable, owner) {
+                        (None, _) | (Some(_), None) => true,
+                        (Some(removable), Some(owner)) => removable(owner),
+                    }
+                })
+                .filter_map(|network| network.name)
+                .collect(),
+        )
     }
 }

@@ -46,6 +46,9 @@ pub struct SandboxSpec {
     /// Environment every process in the sandbox gets (before the exec request's own).
     pub env: Vec<(String, String)>,
     pub network: NetworkMode,
+    /// What an `egress` sandbox may reach, and where its proxy's verdicts go (`None` with any other
+    /// network mode; an `egress` sandbox without one reaches nothing).
+    pub egress: Option<EgressSpec>,
     pub limits: ResourceLimits,
     pub pull_policy: PullPolicy,
     /// After this the container is fair game for any host's reaper.
@@ -64,6 +67,7 @@ impl SandboxSpec {
             labels: BTreeMap::new(),
             env: Vec::new(),
             network: NetworkMode::None,
+            egress: None,
             limits: ResourceLimits::default(),
             pull_policy: PullPolicy::IfNotPresent,
             expires_at: SystemTime::now() + Duration::from_secs(8 * 3600),
@@ -71,7 +75,16 @@ impl SandboxSpec {
     }
 }
 
-/// The network a sandbox gets. Written `none`, `bridge`, `per-run` in `aac.toml`.
+/// The egress policy of a sandbox in [`NetworkMode::Egress`].
+#[derive(Clone, Debug)]
+pub struct EgressSpec {
+    pub allow: Arc<aac_egress::Allowlist>,
+    /// Receives one event per connection the proxy allowed or denied.
+    pub events: aac_egress::EventSink,
+    pub resolver: aac_egress::Resolver,
+}
+
+/// The network a sandbox gets. Written `none`, `bridge`, `per-run`, `egress` in `aac.toml`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
@@ -82,6 +95,9 @@ pub enum NetworkMode {
     Bridge,
     /// A bridge network of its own, created with the sandbox and removed with it.
     PerRun,
+    /// An internal network of its own (no route out); the only way out is the host's egress
+    /// proxy, which lets through only the allowlisted names ([`EgressSpec`]).
+    Egress,
 }
 
 impl NetworkMode {
@@ -90,6 +106,7 @@ impl NetworkMode {
             NetworkMode::None => "none",
             NetworkMode::Bridge => "bridge",
             NetworkMode::PerRun => "per-run",
+            NetworkMode::Egress => "egress",
         }
     }
 }
@@ -98,10 +115,17 @@ impl std::str::FromStr for NetworkMode {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        [NetworkMode::None, NetworkMode::Bridge, NetworkMode::PerRun]
-            .into_iter()
-            .find(|mode| mode.as_str() == value)
-            .ok_or_else(|| format!("unknown network `{value}`: expected none, bridge or per-run"))
+        [
+            NetworkMode::None,
+            NetworkMode::Bridge,
+            NetworkMode::PerRun,
+            NetworkMode::Egress,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str() == value)
+        .ok_or_else(|| {
+            format!("unknown network `{value}`: expected none, bridge, per-run or egress")
+        })
     }
 }
 

@@ -24,9 +24,13 @@ pub struct ProfileArgs {
     /// Sandbox image (default: the profile's, else aac/busybox:latest).
     #[arg(long)]
     pub image: Option<String>,
-    /// Network of the sandbox: none, bridge or per-run (default: the profile's, else none).
+    /// Network of the sandbox: none, bridge, per-run or egress (default: the profile's, else none).
     #[arg(long)]
     pub network: Option<NetworkMode>,
+    /// With `--network egress`: a destination the sandbox may reach (`HOST`, `HOST:PORT`,
+    /// `*.DOMAIN[:PORT]`), added to the profile's allowlist; repeatable.
+    #[arg(long = "allow", value_name = "HOST[:PORT]", value_parser = aac_egress::AllowRule::parse)]
+    pub allow: Vec<aac_egress::AllowRule>,
     /// CPUs the sandbox may use, greater than 0 (default: the profile's, else 2).
     #[arg(long, value_parser = super::values::cpus, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
@@ -55,6 +59,7 @@ impl ProfileArgs {
     fn has_overrides(&self) -> bool {
         self.image.is_some()
             || self.network.is_some()
+            || !self.allow.is_empty()
             || self.cpus.is_some()
             || self.memory_mib.is_some()
             || self.pids.is_some()
@@ -79,6 +84,12 @@ impl ProfileArgs {
             }
         };
         self.apply(&mut profile);
+        if !self.allow.is_empty() && profile.network != NetworkMode::Egress {
+            bail!(
+                "--allow needs --network egress (the sandbox's network is `{}`)",
+                profile.network.as_str()
+            );
+        }
         Ok(profile)
     }
 
@@ -95,6 +106,11 @@ impl ProfileArgs {
             .or(profile.limits.memory_bytes);
         profile.limits.pids = self.pids.or(profile.limits.pids);
         profile.network = self.network.unwrap_or(profile.network);
+        if !self.allow.is_empty() {
+            let mut rules = profile.egress_allow.rules().to_vec();
+            rules.extend(self.allow.iter().cloned());
+            profile.egress_allow = std::sync::Arc::new(aac_egress::Allowlist::new(rules));
+        }
         profile.pull_policy = self.pull.unwrap_or(profile.pull_policy);
     }
 

@@ -69,6 +69,8 @@ impl RunArgs {
             config_json,
             limits: profile.limits,
             network: profile.network,
+            egress_allow: profile.egress_allow,
+            egress_resolver: profile.egress_resolver,
             pull_policy: profile.pull_policy,
             max_duration: profile.max_duration,
             env: profile.env,

@@ -10,6 +10,7 @@
 
 mod errors;
 mod names;
+mod network;
 mod plugin_settings;
 mod raw;
 mod secrets;
@@ -162,6 +163,11 @@ pub struct SandboxSettings {
     /// Maximum number of processes, > 0.
     pub pids: Option<i64>,
     pub network: NetworkMode,
+    /// With `network = { mode = "egress", allow = [...] }`: what the sandbox may reach (nothing
+    /// when empty).
+    pub egress_allow: aac_egress::Allowlist,
+    /// `hosts = { "name" = "IP" }` of an egress network: the proxy's fixed answers for these names.
+    pub egress_hosts: BTreeMap<String, std::net::IpAddr>,
     /// `uid:gid`, `uid`, `name` or `name:group`; never root.
     pub user: Option<String>,
 }

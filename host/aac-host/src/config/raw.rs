@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::errors::{self, ConfigError};
 use super::names::{check_user, invalid_env_name, is_env_name, is_runtime_name, is_version};
+use super::network::RawNetwork;
 use super::plugin_settings::{RawBundles, RawLimits, RawTrust};
 use super::units::{ByteSize, HumanDuration};
 use super::{
@@ -18,6 +19,7 @@ use super::{
     TrustSettings, VersionProfile,
 };
 use crate::plugin::PluginLimits;
+use aac_egress::Allowlist;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,8 +75,7 @@ struct RawSandbox {
     cpus: Option<Spanned<f64>>,
     memory: Option<Spanned<ByteSize>>,
     pids: Option<Spanned<i64>>,
-    #[serde(default)]
-    network: NetworkMode,
+    network: Option<Spanned<RawNetwork>>,
     user: Option<Spanned<String>>,
 }
 
@@ -262,6 +263,15 @@ impl Checker<'_> {
         }
 
         let sandbox = self.sandbox(n, raw.sandbox)?;
+        if sandbox.network == NetworkMode::Egress && raw.warm_pool > 0 {
+            // A pooled sandbox starts before its run: its proxy's verdicts would have no run.
+            return Err(self.error(
+                profile_span.clone(),
+                &["runtimes", n, "warm_pool"],
+                "a warm pool is not available with network mode egress (each run gets its own \
+                 network and proxy): set warm_pool = 0",
+            ));
+        }
 
         let mut env = BTreeMap::new();
         for (key, value) in raw.env {
@@ -400,11 +410,41 @@ impl Checker<'_> {
                 self.error(user.span(), &["runtimes", n, "sandbox", "user"], message)
             })?;
         }
+        let (network, egress_allow, egress_hosts) = match raw.network {
+            None => (NetworkMode::None, Allowlist::default(), Default::default()),
+            Some(network) => {
+                let span = network.span();
+                let RawNetwork { mode, allow, hosts } = network.into_inner();
+                if hosts.is_some() && mode != NetworkMode::Egress {
+                    return Err(self.error(
+                        span,
+                        &["runtimes", n, "sandbox", "network", "hosts"],
+                        format!(
+                            "the fixed host addresses of `hosts` are the egress proxy's: `hosts` needs mode = \"egress\", not `{}`",
+                            mode.as_str()
+                        ),
+                    ));
+                }
+                if allow.is_some() && mode != NetworkMode::Egress {
+                    return Err(self.error(
+                        span,
+                        &["runtimes", n, "sandbox", "network", "allow"],
+                        format!(
+                            "an allowlist needs mode = \"egress\" (with `{}` it would not be enforced)",
+                            mode.as_str()
+                        ),
+                    ));
+                }
+                (mode, allow.unwrap_or_default(), hosts.unwrap_or_default())
+            }
+        };
         Ok(SandboxSettings {
             cpus: raw.cpus.map(Spanned::into_inner),
             memory_bytes: raw.memory.map(|m| m.into_inner().0),
             pids: raw.pids.map(Spanned::into_inner),
-            network: raw.network,
+            network,
+            egress_allow,
+            egress_hosts,
             user: raw.user.map(Spanned::into_inner),
         })
     }

@@ -95,6 +95,8 @@ fn full_profile_parses_every_field() {
             memory_bytes: Some(4 << 30),
             pids: Some(512),
             network: NetworkMode::Bridge,
+            egress_allow: Default::default(),
+            egress_hosts: Default::default(),
             user: Some("1000:1000".into()),
         }
     );

@@ -25,6 +25,10 @@ pub struct RunProfile {
     pub image: String,
     pub limits: ResourceLimits,
     pub network: NetworkMode,
+    /// What an `egress` sandbox may reach (nothing when empty).
+    pub egress_allow: std::sync::Arc<aac_egress::Allowlist>,
+    /// How the egress proxy resolves names (the profile's fixed `hosts` first).
+    pub egress_resolver: aac_egress::Resolver,
     pub pull_policy: PullPolicy,
     /// Environment of the sandbox's processes.
     pub env: Vec<(String, String)>,
@@ -62,6 +66,8 @@ impl RunProfile {
             image: DEFAULT_IMAGE.into(),
             limits: ResourceLimits::default(),
             network: NetworkMode::None,
+            egress_allow: Default::default(),
+            egress_resolver: Default::default(),
             pull_policy: PullPolicy::Never,
             env: Vec::new(),
             secrets: Vec::new(),
@@ -93,6 +99,14 @@ impl RunProfile {
                 pids: profile.sandbox.pids.or(defaults.pids),
             },
             network: profile.sandbox.network,
+            egress_allow: std::sync::Arc::new(profile.sandbox.egress_allow.clone()),
+            egress_resolver: profile
+                .sandbox
+                .egress_hosts
+                .iter()
+                .fold(aac_egress::Resolver::default(), |resolver, (name, ip)| {
+                    resolver.with_fixed(name, vec![*ip])
+                }),
             pull_policy: profile.pull_policy,
             env: profile.env.clone().into_iter().collect(),
             secrets: profile.resolve_secrets()?,

@@ -13,12 +13,14 @@ use super::profile::RunProfile;
 use crate::manager::protocol::{BundleRef, Command, Run};
 use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
 use crate::plugin::bindings::backend::aac::plugin::types::{CommandInfo, RunInfo};
+use crate::plugin::capability::events::HostEvents;
 use crate::plugin::materializer::{Bundle, MaterializeOptions, MaterializerPlugin};
 use crate::plugin::{BackendPlugin, BackendSession, SessionOptions};
 use crate::redact::Redactor;
 use crate::sandbox::docker::labels;
 use crate::sandbox::pool::{WarmPool, give_to_user, prepare_workspace};
-use crate::sandbox::{ProcessLimits, Sandbox, SandboxDriver, SandboxSpec};
+use crate::sandbox::{EgressSpec, NetworkMode, ProcessLimits, Sandbox, SandboxDriver, SandboxSpec};
+use aac_egress::{DroppedEvents, EventSink, NetworkEvent};
 
 /// Where the workspace is mounted inside the sandbox.
 pub const WORKSPACE_DIR: &str = "/workspace";
@@ -59,6 +61,8 @@ pub struct SessionRequest<'a> {
 pub struct RunSession {
     backend: BackendSession,
     sandbox: Arc<dyn Sandbox>,
+    /// Turns the egress proxy's verdicts into run events (egress sandboxes only).
+    network_events: Option<tokio::task::JoinHandle<()>>,
     pub workspace: PathBuf,
     /// Whether the sandbox came from a warm pool.
     pub warm: bool,
@@ -95,6 +99,7 @@ impl RunSession {
         source: SandboxSource<'_>,
         request: SessionRequest<'_>,
     ) -> Result<Self, TurnOutcome> {
+        let mut network_events = None;
         let (sandbox, workspace, warm) = match source {
             SandboxSource::Pool(pool) => {
                 let pooled = pool.acquire().await.map_err(open_failed)?;
@@ -111,6 +116,15 @@ impl RunSession {
                 materialize(&request, &workspace, &spec.user).await?;
                 spec.labels
                     .insert(labels::RUN.into(), request.run.id.clone());
+                if spec.network == NetworkMode::Egress {
+                    let (sink, verdicts) = EventSink::channel();
+                    spec.egress = Some(EgressSpec {
+                        allow: profile.egress_allow.clone(),
+                        events: sink.clone(),
+                        resolver: profile.egress_resolver.clone(),
+                    });
+                    network_events = Some((verdicts, sink.dropped()));
+                }
                 (
                     driver.open(&spec).await.map_err(open_failed)?,
                     workspace,
@@ -138,9 +152,17 @@ impl RunSession {
         match plugin.open_session(options).await {
             Ok(mut backend) => {
                 backend.continue_events_after(request.last_event_seq);
+                let network_events = network_events.map(|(verdicts, dropped)| {
+                    tokio::spawn(forward_network_events(
+                        verdicts,
+                        dropped,
+                        backend.host_events(),
+                    ))
+                });
                 Ok(Self {
                     backend,
                     sandbox,
+                    network_events,
                     workspace,
                     warm,
                 })
@@ -173,10 +195,43 @@ impl RunSession {
     pub async fn close(self, wall: Duration, stop: &CancellationToken) {
         self.backend.close_within(wall, stop).await;
         remove(&self.sandbox).await;
+        // The proxy is gone with the sandbox: its last verdicts are queued, the queue closed.
+        if let Some(mut forwarder) = self.network_events
+            && tokio::time::timeout(Duration::from_secs(2), &mut forwarder)
+                .await
+                .is_err()
+        {
+            forwarder.abort();
+        }
     }
 }
 
-/// Writes the run's bundle (if any) into `workspace` and gives it to the sandbox user.
+/// Adds each verdict of the egress proxy to the run's events (`network.allowed` /
+/// `network.denied`), and a marker for verdicts the proxy's bounded queue dropped.
+async fn forward_network_events(
+    mut verdicts: tokio::sync::mpsc::Receiver<NetworkEvent>,
+    dropped: DroppedEvents,
+    events: HostEvents,
+) {
+    let mark_drops = || {
+        let count = dropped.take();
+        if count > 0 {
+            events.push(
+                crate::plugin::capability::events::DROPPED_KIND,
+                serde_json::json!({
+                    "dropped": count,
+                    "reason": "the egress proxy's verdicts came faster than they could be recorded",
+                }),
+            );
+        }
+    };
+    while let Some(verdict) = verdicts.recv().await {
+        mark_drops();
+        events.push(verdict.kind(), verdict.payload());
+    }
+    mark_drops();
+}
+
 /// The plugin host's description of a run's bundle (it does not speak the wire protocol).
 pub fn plugin_bundle(bundle: &BundleRef) -> Bundle {
     Bundle {
@@ -187,6 +242,7 @@ pub fn plugin_bundle(bundle: &BundleRef) -> Bundle {
     }
 }
 
+/// Writes the run's bundle (if any) into `workspace` and gives it to the sandbox user.
 async fn materialize(
     request: &SessionRequest<'_>,
     workspace: &std::path::Path,

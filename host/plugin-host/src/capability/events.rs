@@ -7,8 +7,9 @@
 //! rate or bytes is dropped and counted: one [`DROPPED_KIND`] event says how many and where, and the
 //! turn goes on. Any other kind past those limits ends the session with `resource-exhausted`,
 //! naming the kind. A kind outside the registry's grammar ([`check_kind`]) is kept as
-//! [`INVALID_KIND`]; a plugin's `host.*` kind is passed on as `plugin.host.*`.
+//! [`INVALID_KIND`]; a plugin's `host.*` or `network.*` kind (the host's own) is passed on as `plugin.host.*` / `plugin.network.*`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -25,13 +26,16 @@ use aac_protocol::outcome::TurnEvent;
 pub const DROPPED_KIND: &str = "host.events_dropped";
 /// Kinds starting with this are the host's; a plugin's such kind is passed on as `plugin.<kind>`.
 const HOST_KIND_PREFIX: &str = "host.";
+/// The egress proxy's kinds: the host's too, so a plugin cannot forge a network verdict.
+const NETWORK_KIND_PREFIX: &str = "network.";
 
 /// Where a session's events go. Sequence numbers are per run and never reused.
 pub struct EventsCapability {
     sink: mpsc::UnboundedSender<TurnEvent>,
     redactor: Redactor,
-    next_seq: u64,
-    pub(crate) command_id: String,
+    /// Shared with [`HostEvents`]: events the host adds from outside the Store (the egress proxy's)
+    /// take their numbers from the same sequence.
+    numbering: Arc<Mutex<Numbering>>,
     limits: EventLimits,
     /// What output events (`output.*`) have used of the limits, and what the other kinds have.
     output: Budget,
@@ -127,8 +131,10 @@ impl EventsCapability {
         Self {
             sink,
             redactor,
-            next_seq: 1,
-            command_id: String::new(),
+            numbering: Arc::new(Mutex::new(Numbering {
+                next_seq: 1,
+                command_id: String::new(),
+            })),
             output: Budget::full(&limits),
             other: Budget::full(&limits),
             limits,
@@ -142,7 +148,23 @@ impl EventsCapability {
     /// Numbers the next event `after + 1`: a run taken over from another runner goes on after the
     /// events the manager already has.
     pub fn continue_after(&mut self, after: u64) {
-        self.next_seq = self.next_seq.max(after + 1);
+        let mut numbering = self.numbering.lock().unwrap_or_else(|e| e.into_inner());
+        numbering.next_seq = numbering.next_seq.max(after + 1);
+    }
+
+    /// Events from now on belong to `command_id`.
+    pub fn set_command(&mut self, command_id: &str) {
+        let mut numbering = self.numbering.lock().unwrap_or_else(|e| e.into_inner());
+        command_id.clone_into(&mut numbering.command_id);
+    }
+
+    /// A handle that adds the host's own events to this session's sequence from anywhere.
+    pub fn host_events(&self) -> HostEvents {
+        HostEvents {
+            sink: self.sink.clone(),
+            redactor: self.redactor.clone(),
+            numbering: self.numbering.clone(),
+        }
     }
 
     /// A turn starts: its byte budgets are full again.
@@ -170,20 +192,55 @@ impl EventsCapability {
     }
 
     /// Emits an event on the host's own behalf (e.g. the plugin crashed).
-    pub fn push(&mut self, kind: &str, mut payload: serde_json::Value) {
-        self.redactor.redact_json(&mut payload);
-        let event = TurnEvent {
-            seq: self.next_seq,
-            command_id: self.command_id.clone(),
-            kind: self.redactor.redact_str(kind).into_owned(),
-            payload,
-            attempt_id: None,
-            emitted_at_ms: Some(unix_ms()),
-            received_at_ms: None,
-        };
-        self.next_seq += 1;
-        // A closed sink means nobody listens any more; the turn goes on regardless.
-        let _ = self.sink.send(event);
+    pub fn push(&mut self, kind: &str, payload: serde_json::Value) {
+        push(&self.sink, &self.redactor, &self.numbering, kind, payload);
+    }
+}
+
+/// The next sequence number of a session's events, and the command they belong to.
+struct Numbering {
+    next_seq: u64,
+    command_id: String,
+}
+
+/// Numbers and sends one event. The lock is held while sending, so the sink sees events in the
+/// order of their numbers whoever sends them.
+fn push(
+    sink: &mpsc::UnboundedSender<TurnEvent>,
+    redactor: &Redactor,
+    numbering: &Mutex<Numbering>,
+    kind: &str,
+    mut payload: serde_json::Value,
+) {
+    redactor.redact_json(&mut payload);
+    let kind = redactor.redact_str(kind).into_owned();
+    let mut numbering = numbering.lock().unwrap_or_else(|e| e.into_inner());
+    let event = TurnEvent {
+        seq: numbering.next_seq,
+        command_id: numbering.command_id.clone(),
+        kind,
+        payload,
+        attempt_id: None,
+        emitted_at_ms: Some(unix_ms()),
+        received_at_ms: None,
+    };
+    numbering.next_seq += 1;
+    // A closed sink means nobody listens any more; the turn goes on regardless.
+    let _ = sink.send(event);
+}
+
+/// Adds the host's own events (kinds it reserves, e.g. `network.denied`) to a session's events,
+/// numbered in the same sequence as the plugin's, from outside the session's Store.
+#[derive(Clone)]
+pub struct HostEvents {
+    sink: mpsc::UnboundedSender<TurnEvent>,
+    redactor: Redactor,
+    numbering: Arc<Mutex<Numbering>>,
+}
+
+impl HostEvents {
+    pub fn push(&self, kind: &str, payload: serde_json::Value) {
+        push(&self.sink, &self.redactor, &self.numbering, kind, payload);
     }
 }
 
@@ -238,7 +295,11 @@ impl SessionState<BackendWorld> {
         let invalid = check_kind(&claimed).err();
         let kind = match &invalid {
             Some(_) => INVALID_KIND.to_owned(),
-            None if claimed.starts_with(HOST_KIND_PREFIX) => format!("plugin.{claimed}"),
+            None if claimed.starts_with(HOST_KIND_PREFIX)
+                || claimed.starts_with(NETWORK_KIND_PREFIX) =>
+            {
+                format!("plugin.{claimed}")
+            }
             None => claimed.clone(),
         };
         let room = self

@@ -1,0 +1,146 @@
+//! The egress boundary's cost (`cargo xtask bench`), side by side with its baseline:
+//!
+//! * `egress-download/direct` vs `egress-download/proxy`: 200 MiB from a loopback HTTP server,
+//!   read straight from it vs through a CONNECT tunnel of the egress proxy (what a sandbox's
+//!   download costs the host; the proxy's side of it);
+//! * `egress-start/cold-none` vs `egress-start/cold-egress`: a cold sandbox and its first process
+//!   (`true`), without network vs with its own internal network, proxy and firewall rules.
+//!   Removal is outside the timed part.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aac_egress::{AllowRule, Allowlist, EgressProxy, EventSink, ProxyOptions, Resolver};
+use aac_host::local::{DEFAULT_IMAGE, sandbox_user};
+use aac_host::sandbox::pool::prepare_workspace;
+use aac_host::sandbox::{
+    EgressSpec, ExecSpec, NetworkMode, ProcessHandle, ProcessLimits, SandboxDriver, SandboxSpec,
+};
+use aac_tests::upstream::Upstream;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SIZE: u64 = 200 << 20;
+
+/// Sends `GET /bytes/SIZE` on `stream` (already connected to the upstream) and reads it all.
+async fn download(mut stream: TcpStream) -> u64 {
+    stream
+        .write_all(format!("GET /bytes/{SIZE} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = stream.read(&mut buffer).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    assert!(total > SIZE);
+    total
+}
+
+fn egress_download(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (upstream, proxy, _events) = runtime.block_on(async {
+        let upstream = Upstream::start("127.0.0.1:0").await;
+        let (events, receiver) = EventSink::channel();
+        let rule = AllowRule::new("localhost", Some(upstream.addr.port()), true).unwrap();
+        let proxy = EgressProxy::start(ProxyOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            allow: Arc::new(Allowlist::new(vec![rule])),
+            events,
+            resolver: Resolver::default(),
+        })
+        .await
+        .unwrap();
+        (upstream, proxy, receiver)
+    });
+    let mut group = c.benchmark_group("egress-download");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(SIZE));
+    group.bench_function("direct", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                download(TcpStream::connect(upstream.addr).await.unwrap()).await
+            })
+        })
+    });
+    group.bench_function("proxy", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+                let port = upstream.addr.port();
+                stream
+                    .write_all(format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let mut reply = [0u8; 39];
+                stream.read_exact(&mut reply).await.unwrap();
+                assert!(reply.starts_with(b"HTTP/1.1 200"));
+                download(stream).await
+            })
+        })
+    });
+    group.finish();
+}
+
+async fn run_true(sandbox: &Arc<dyn aac_host::sandbox::Sandbox>) {
+    let spec = ExecSpec {
+        argv: vec!["true".into()],
+        ..ExecSpec::default()
+    };
+    let raw = sandbox.exec(spec.clone()).await.unwrap();
+    let mut process =
+        ProcessHandle::start(raw, &spec, ProcessLimits::default(), Default::default());
+    assert_eq!(process.wait().await.code, Some(0));
+}
+
+fn egress_start(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let driver: Arc<dyn SandboxDriver> = Arc::new(
+        runtime
+            .block_on(aac_tests::docker())
+            .with_runner_id("bench-egress-start"),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let none = SandboxSpec::new(DEFAULT_IMAGE, root.path().join("ws"), sandbox_user());
+    prepare_workspace(&none.workspace_host_dir, &none.user).unwrap();
+    let mut egress = none.clone();
+    egress.network = NetworkMode::Egress;
+    egress.egress = Some(EgressSpec {
+        allow: Arc::default(),
+        events: EventSink::channel().0,
+        resolver: Resolver::default(),
+    });
+
+    let mut group = c.benchmark_group("egress-start");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(30));
+    for (name, spec) in [("cold-none", &none), ("cold-egress", &egress)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        let started = Instant::now();
+                        let sandbox = driver.open(spec).await.unwrap();
+                        run_true(&sandbox).await;
+                        total += started.elapsed();
+                        sandbox.remove().await.unwrap();
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, egress_download, egress_start);
+criterion_main!(benches);
