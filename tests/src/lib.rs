@@ -78,6 +78,15 @@ pub fn plugin(package: &str) -> PathBuf {
         .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
+/// A loopback port free now (for a process that will listen on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A plugin host with tight limits, so misbehaving plugins are caught quickly.
 pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
     PluginHost::new(PluginHostConfig {

@@ -8,14 +8,6 @@ use aac_tests::child::{signal, wait};
 use aac_tests::runs::{TOKEN, TestManager, is_line, wait_for_event};
 use aac_tests::{aac_host_binary, containers_of_run, plugin};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get(url: &str) -> Option<(u16, serde_json::Value)> {
     let response = reqwest::get(url).await.ok()?;
     let status = response.status().as_u16();
@@ -47,7 +39,7 @@ async fn the_status_listener_reports_readiness_and_held_runs() {
     let mut manager = TestManager::start().await;
     let client = manager.client();
     let cache = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(aac_host_binary())
         .args(["--plugin"])

@@ -5,14 +5,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn aac_host(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
         .args(args)
@@ -28,7 +20,7 @@ async fn manager_url_and_token_file_are_accepted_after_the_subcommand() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "shape-token\n").unwrap();
     let token_file = token_file.to_str().unwrap().to_owned();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let db = dir.path().join("m.redb");
     // The manager takes --token-file after its subcommand too.

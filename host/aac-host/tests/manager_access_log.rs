@@ -10,18 +10,10 @@ use aac_host::manager::protocol::{CreateRun, RegisterRunner};
 
 const TOKEN: &str = "access-log-secret-token-4711";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn each_request_is_one_json_access_line_without_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
         .args(["manager", "--listen", &format!("127.0.0.1:{port}"), "--db"])

@@ -28,19 +28,11 @@ impl ManagerProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_standalone_manager_keeps_runs_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("manager.redb");
-    let port = free_port();
+    let port = aac_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let client = ManagerClient::new(&url, "cli-test-token").unwrap();
 
@@ -96,7 +88,7 @@ fn json_of(output: &std::process::Output) -> serde_json::Value {
 #[tokio::test]
 async fn the_runs_commands_drive_a_manager() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let manager = ManagerProcess::start(port, &dir.path().join("manager.redb"));
     manager_answers(&ManagerClient::new(&url, "cli-test-token").unwrap()).await;

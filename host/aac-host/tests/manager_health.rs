@@ -5,14 +5,6 @@ use std::time::Duration;
 
 const TOKEN: &str = "health-test-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get(url: &str) -> Option<(u16, serde_json::Value)> {
     let response = reqwest::get(url).await.ok()?;
     let status = response.status().as_u16();
@@ -22,7 +14,7 @@ async fn get(url: &str) -> Option<(u16, serde_json::Value)> {
 #[tokio::test]
 async fn healthz_and_readyz_answer_without_a_token_and_the_api_still_needs_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
         .args(["manager", "--listen", &format!("127.0.0.1:{port}"), "--db"])

@@ -9,14 +9,6 @@ use aac_host::manager::protocol::RegisterRunner;
 
 const TOKEN: &str = "runners-cli-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn cli(url: &str, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
         .args(args)
@@ -39,7 +31,7 @@ fn json_of(output: &std::process::Output) -> serde_json::Value {
 #[tokio::test]
 async fn runners_list_shows_the_fleet_and_runs_may_require_labels() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = aac_tests::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut manager = tokio::process::Command::new(env!("CARGO_BIN_EXE_aac-host"))
         .args(["manager", "--listen", &format!("127.0.0.1:{port}"), "--db"])
