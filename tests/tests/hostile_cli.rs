@@ -103,15 +103,15 @@ async fn aac_host_run_ends_a_start_that_waits_forever_at_call_wall_and_on_ctrl_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_processes_are_capped_by_the_pids_budget_and_huge_execs_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // pids = 32: at most 28 processes held at once.
+    // pids = 32: at most 16 processes held at once (16 pids stay free for docker exec).
     let config = write_config(dir.path(), "");
     let runner = format!("hostile-spawn-{}", std::process::id());
     let child = aac_host_run(&config, &runner, "{}", "spawn 60", true);
     let (code, output) = wait(child).await;
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("started 28; refused: ExecError::SpawnFailed")
-            && output.contains("the session already holds 28 processes, its limit"),
+        output.contains("started 16; refused: ExecError::SpawnFailed")
+            && output.contains("the session already holds 16 processes, its limit"),
         "{output}"
     );
 

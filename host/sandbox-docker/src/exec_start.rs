@@ -62,7 +62,7 @@ pub(super) async fn started(
             shown(spec.argv.first().map(String::as_str).unwrap_or_default())
         ))),
         _ => Err(ExecError::SpawnFailed(format!(
-            "container {container}: the sandbox's exec wrapper ended before starting the program"
+            "container {container}: the sandbox's exec wrapper ended before starting the program (is the sandbox at its pids or memory limit?)"
         ))),
     }
 }

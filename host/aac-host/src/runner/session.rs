@@ -276,14 +276,21 @@ async fn materialize(
     Ok(())
 }
 
+/// Pids a session leaves free below the sandbox's limit: the container's init, the spare shell, and
+/// every `docker exec` (the next process's and the kill helpers'), whose `runc init` runs a Go
+/// runtime inside the container's cgroup and, on a loaded machine, has needed more than 6 threads.
+/// With only 4 left, an exec near the cap failed as a broken wrapper instead of the policy's clear
+/// "the session already holds N processes".
+const PIDS_KEPT_FREE: i64 = 16;
+
 /// The session's process policy: each open process costs at least one of the sandbox's pids, and
-/// the container's init, the spare shell and kill helpers need theirs, so a session holds fewer processes than that.
+/// the sandbox needs [`PIDS_KEPT_FREE`] of them for itself, so a session holds fewer processes than that.
 fn process_limits(profile: &RunProfile) -> ProcessLimits {
     let defaults = ProcessLimits::default();
     let budget = profile
         .limits
         .pids
-        .and_then(|pids| usize::try_from(pids.saturating_sub(4)).ok())
+        .and_then(|pids| usize::try_from(pids.saturating_sub(PIDS_KEPT_FREE)).ok())
         .map_or(defaults.max_open, |pids| pids.max(1));
     ProcessLimits {
         max_open: defaults.max_open.min(budget),
