@@ -156,17 +156,24 @@ async fn cancelling_a_turn_reports_cancelled_and_removes_the_container() {
     let host = test_host(None);
     let workspace = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
+    // Cancel once the turn is surely running (it leaves a file in the workspace after printing),
+    // not after a fixed delay a loaded machine can outlast before the container even starts.
     tokio::spawn({
         let cancel = cancel.clone();
+        let flag = workspace.path().join("started.flag");
         async move {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            aac_tests::wait::until_sync("the turn to start", Duration::from_secs(120), || {
+                flag.exists()
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             cancel.cancel();
         }
     });
     let record = shell_turn(
         &host,
         workspace.path(),
-        "echo started; sleep 60",
+        "echo started; touch started.flag; sleep 60",
         json!({}),
         cancel,
     )
