@@ -1,7 +1,8 @@
 //! The WIT glue: one session per run holding Claude's session id, one `claude -p` per turn.
 
 use aac_sdk::{
-    Backend, Command, CommandInfo, FailureKind, RunInfo, Stream, Tail, TurnResult, events, log,
+    Backend, Command, CommandInfo, FailureKind, RunInfo, StartError, Stream, Tail, TurnResult,
+    events, log,
 };
 
 use crate::settings::Settings;
@@ -16,9 +17,9 @@ struct ClaudeCode {
 }
 
 impl Backend for ClaudeCode {
-    fn start(run: RunInfo) -> Result<Self, String> {
+    fn start(run: RunInfo) -> Result<Self, StartError> {
         // Refuse a bad config before any turn runs.
-        Settings::from_json(&run.config_json, "{}")?;
+        Settings::from_json(&run.config_json, "{}").map_err(StartError::config)?;
         Ok(ClaudeCode {
             run,
             session_id: None,

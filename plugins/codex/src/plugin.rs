@@ -1,7 +1,8 @@
 //! The WIT glue: one session per run holding the thread id, one `codex exec` process per turn.
 
 use aac_sdk::{
-    Backend, Command, CommandInfo, FailureKind, RunInfo, Stream, Tail, TurnResult, events, log,
+    Backend, Command, CommandInfo, FailureKind, RunInfo, StartError, Stream, Tail, TurnResult,
+    events, log,
 };
 
 use crate::jsonl::Mapper;
@@ -17,9 +18,9 @@ struct Codex {
 }
 
 impl Backend for Codex {
-    fn start(run: RunInfo) -> Result<Self, String> {
+    fn start(run: RunInfo) -> Result<Self, StartError> {
         // Refuse a bad config before any turn runs.
-        Settings::from_json(&run.config_json, "{}")?;
+        Settings::from_json(&run.config_json, "{}").map_err(StartError::config)?;
         Ok(Codex {
             run,
             thread_id: None,

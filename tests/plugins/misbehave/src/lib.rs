@@ -6,7 +6,7 @@ use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult, events};
 struct Misbehave;
 
 impl Backend for Misbehave {
-    fn start(_run: RunInfo) -> Result<Self, String> {
+    fn start(_run: RunInfo) -> Result<Self, aac_sdk::StartError> {
         Ok(Misbehave)
     }
 

@@ -1,0 +1,156 @@
+//! Contract versions: a plugin built against the frozen `aac:plugin@0.1.0` WIT
+//! (`tests/plugins/legacy-v0-1`) keeps loading and running turns through the host's 0.1.0 adapter,
+//! and a component built for a version the host does not know is refused, naming it and the
+//! versions the host loads. No Docker: the turn's processes run on `HostProcessDriver`.
+
+use aac_host::outcome::{FailureKind, TerminalStatus, TurnEvent, TurnOutcome};
+use aac_host::plugin::bindings::backend::aac::plugin::types::CommandInfo;
+use aac_host::plugin::{BackendSession, ContractVersion};
+use aac_host::sandbox::{SandboxDriver, SandboxSpec};
+use aac_tests::host_driver::HostProcessDriver;
+use aac_tests::{plugin, sandboxless_session, test_host};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+async fn run_turn(
+    session: &mut BackendSession,
+    events: &mut mpsc::UnboundedReceiver<TurnEvent>,
+    id: &str,
+    prompt: &str,
+) -> (TurnOutcome, Vec<TurnEvent>) {
+    let command = CommandInfo {
+        command_id: id.into(),
+        sequence: 1,
+        prompt: prompt.into(),
+        payload_json: "{}".into(),
+    };
+    let outcome = session.run_turn(command, CancellationToken::new()).await;
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    (outcome, seen)
+}
+
+fn exited(events: &[TurnEvent]) -> &serde_json::Value {
+    &events
+        .iter()
+        .find(|e| e.kind == "process.exited")
+        .expect("a process.exited event")
+        .payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0_1_0_plugin_runs_turns_through_the_adapter() {
+    let host = test_host(None);
+    let path = plugin("test-legacy-v0-1");
+    let inspection = host.inspect(&path).await.unwrap();
+    assert_eq!(inspection.shape.wit_version, "0.1.0");
+    assert_eq!(inspection.shape.contract, ContractVersion::V0_1);
+    assert!(
+        inspection
+            .shape
+            .imports
+            .iter()
+            .any(|i| i == "aac:plugin/sandbox@0.1.0"),
+        "{:?}",
+        inspection.shape.imports
+    );
+    let backend = host.load_backend(&path).await.unwrap();
+    assert_eq!(backend.contract(), ContractVersion::V0_1);
+    assert_eq!(backend.description(), "built against aac:plugin@0.1.0");
+
+    let dir = tempfile::tempdir().unwrap();
+    let driver = HostProcessDriver::new();
+    let spec = SandboxSpec::new("none", dir.path().to_path_buf(), "1000:1000".into());
+    let sandbox = driver.open(&spec).await.unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut options = sandboxless_session("run-legacy");
+    options.sandbox = Some(sandbox.clone());
+    options.events = tx;
+    let mut session = backend.open_session(options).await.ok().unwrap();
+
+    // Output and exit code travel through the 0.1.0 sandbox and events interfaces.
+    let (outcome, seen) = run_turn(
+        &mut session,
+        &mut events,
+        "c1",
+        "echo hello from 0.1; pwd; exit 3",
+    )
+    .await;
+    assert_eq!(outcome.status, TerminalStatus::Failed, "{outcome:?}");
+    assert_eq!(outcome.failure_kind, Some(FailureKind::AgentError));
+    assert_eq!(outcome.message.as_deref(), Some("exited with Some(3)"));
+    let stdout: String = seen
+        .iter()
+        .filter(|e| e.kind == "output.stdout")
+        .map(|e| e.payload["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(stdout.contains("hello from 0.1\n"), "{seen:?}");
+    let workspace = dir.path().canonicalize().unwrap();
+    assert!(stdout.contains(workspace.to_str().unwrap()), "{stdout}");
+    assert_eq!(exited(&seen)["code"], 3);
+    assert_eq!(exited(&seen)["kill_reason"], serde_json::Value::Null);
+
+    // 0.2.0's typed kill reason reaches a 0.1.0 plugin as the string 0.1.0 documents.
+    let (outcome, seen) = run_turn(&mut session, &mut events, "c2", "timeout:sleep 30").await;
+    assert_eq!(outcome.failure_kind, Some(FailureKind::TurnTimeout));
+    assert_eq!(outcome.message.as_deref(), Some("killed: timeout"));
+    assert_eq!(exited(&seen)["kill_reason"], "timeout");
+    assert_eq!(exited(&seen)["killed"], true);
+
+    let (outcome, _) = run_turn(&mut session, &mut events, "c3", "true").await;
+    assert_eq!(outcome.status, TerminalStatus::Completed, "{outcome:?}");
+    session.close().await;
+    sandbox.remove().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_0_1_0_start_error_still_reads_as_backend_crashed() {
+    let host = test_host(None);
+    let backend = host
+        .load_backend(&plugin("test-legacy-v0-1"))
+        .await
+        .unwrap();
+    let mut options = sandboxless_session("run-refused");
+    options.run.config_json = r#"{"refuse":true}"#.into();
+    let refused = backend.open_session(options).await.err().unwrap();
+    assert_eq!(refused.failure_kind, Some(FailureKind::BackendCrashed));
+    let message = refused.message.unwrap();
+    assert!(
+        message.contains("refused to start the session: this 0.1.0 backend refuses its config"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_0_2_0_config_error_is_config_invalid() {
+    let host = test_host(None);
+    let backend = host.load_backend(&plugin("shell")).await.unwrap();
+    assert_eq!(backend.contract(), ContractVersion::V0_2);
+    let mut options = sandboxless_session("run-bad-config");
+    options.run.config_json = r#"{"timeout_ms":"soon"}"#.into();
+    let refused = backend.open_session(options).await.err().unwrap();
+    assert_eq!(refused.status, TerminalStatus::Failed);
+    assert_eq!(refused.failure_kind, Some(FailureKind::ConfigInvalid));
+    let message = refused.message.unwrap();
+    assert!(
+        message.contains("timeout_ms"),
+        "the setting is named: {message}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_contract_version_is_refused_naming_the_versions() {
+    let host = test_host(None);
+    let path = plugin("test-wrong-version");
+    let err = match host.load_backend(&path).await {
+        Ok(_) => panic!("a 9.9.9 component loaded"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("was built for aac:plugin@9.9.9"), "{err}");
+    assert!(err.contains("it loads aac:plugin 0.2.0, 0.1.0"), "{err}");
+    let err = format!("{:#}", host.inspect(&path).await.err().unwrap());
+    assert!(err.contains("aac:plugin@9.9.9"), "{err}");
+}
