@@ -279,6 +279,12 @@ impl BackendSession {
         self.store.data().world.events.host_events()
     }
 
+    /// Well-known events of this session whose payload broke the registry's schema. Counted in
+    /// debug and test builds only (each is also logged as a warning); always 0 in release builds.
+    pub fn schema_violations(&self) -> u64 {
+        self.store.data().world.events.schema_violations
+    }
+
     /// Numbers the session's next event after `seq` (the run's last stored event).
     pub fn continue_events_after(&mut self, seq: u64) {
         self.store.data_mut().world.events.continue_after(seq);
