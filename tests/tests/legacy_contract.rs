@@ -154,3 +154,41 @@ async fn an_unknown_contract_version_is_refused_naming_the_versions() {
     let err = format!("{:#}", host.inspect(&path).await.err().unwrap());
     assert!(err.contains("aac:plugin@9.9.9"), "{err}");
 }
+
+/// The agent plugins read a bad setting, at start or in a command's payload, as `config-invalid`
+/// naming the setting, not as a crash or an agent error.
+#[tokio::test]
+async fn the_agent_plugins_name_a_bad_setting_config_invalid() {
+    let host = test_host(None);
+    for name in ["codex", "claude-code"] {
+        let backend = host.load_backend(&plugin(name)).await.unwrap();
+        let mut options = sandboxless_session(&format!("run-{name}-bad-start"));
+        options.run.config_json = r#"{"idle_timeout_ms":"soon"}"#.into();
+        let refused = backend.open_session(options).await.err().unwrap();
+        assert_eq!(
+            refused.failure_kind,
+            Some(FailureKind::ConfigInvalid),
+            "{name}"
+        );
+        let message = refused.message.unwrap();
+        assert!(message.contains("idle_timeout_ms"), "{name}: {message}");
+
+        let options = sandboxless_session(&format!("run-{name}-bad-payload"));
+        let mut session = backend.open_session(options).await.ok().unwrap();
+        let command = CommandInfo {
+            command_id: "c1".into(),
+            sequence: 1,
+            prompt: "hi".into(),
+            payload_json: r#"{"timeout_ms":-5}"#.into(),
+        };
+        let outcome = session.run_turn(command, CancellationToken::new()).await;
+        assert_eq!(
+            outcome.failure_kind,
+            Some(FailureKind::ConfigInvalid),
+            "{name}: {outcome:?}"
+        );
+        let message = outcome.message.unwrap();
+        assert!(message.contains("timeout_ms"), "{name}: {message}");
+        session.close().await;
+    }
+}

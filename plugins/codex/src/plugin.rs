@@ -31,7 +31,7 @@ impl Backend for Codex {
     fn run_turn(&mut self, command: CommandInfo) -> TurnResult {
         let settings = match Settings::from_json(&self.run.config_json, &command.payload_json) {
             Ok(settings) => settings,
-            Err(message) => return TurnResult::failed(FailureKind::AgentError, message),
+            Err(message) => return TurnResult::failed(FailureKind::ConfigInvalid, message),
         };
         let argv = settings.argv(&command.prompt, self.thread_id.as_deref());
         let exec = Command::new(&argv[0])
