@@ -92,9 +92,26 @@ pub fn check_component(path: &Path, bytes: &[u8]) -> Result<ComponentShape> {
             ContractVersion::supported_list()
         )
     })?;
-    // One contract per component: a 0.2.0 adapter importing a 0.1.0 sandbox would be served
-    // half by the adapter, half not.
-    for import in &imports {
+    one_contract(&file.to_string(), &wit_version, contract, &imports)?;
+    Ok(ComponentShape {
+        world,
+        wit_version,
+        contract,
+        imports,
+        exports,
+        size_bytes: bytes.len() as u64,
+    })
+}
+
+/// One contract per component: a 0.2.0 adapter importing a 0.1.0 sandbox would be served half by
+/// the adapter, half not. `Err` names the first import of another version.
+fn one_contract(
+    file: &str,
+    wit_version: &str,
+    contract: ContractVersion,
+    imports: &[String],
+) -> Result<()> {
+    for import in imports {
         if let Some(version) = aac_version(import)
             && ContractVersion::of(version) != Some(contract)
         {
@@ -105,14 +122,7 @@ pub fn check_component(path: &Path, bytes: &[u8]) -> Result<ComponentShape> {
             );
         }
     }
-    Ok(ComponentShape {
-        world,
-        wit_version,
-        contract,
-        imports,
-        exports,
-        size_bytes: bytes.len() as u64,
-    })
+    Ok(())
 }
 
 /// The names a component imports and exports at its top level (not those of nested components).
@@ -161,6 +171,25 @@ fn aac_version(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_mixing_contract_versions_is_refused() {
+        let imports = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let same = imports(&["aac:plugin/sandbox@0.2.0", "wasi:cli/stdin@0.2.6"]);
+        assert!(one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &same).is_ok());
+        let patch = imports(&["aac:plugin/log@0.1.3"]);
+        assert!(one_contract("p.wasm", "0.1.0", ContractVersion::V0_1, &patch).is_ok());
+        let mixed = imports(&["aac:plugin/events@0.2.0", "aac:plugin/sandbox@0.1.0"]);
+        let err = one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &mixed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.wasm exports aac:plugin@0.2.0 but imports `aac:plugin/sandbox@0.1.0`"),
+            "{err}"
+        );
+        let unknown = imports(&["aac:plugin/log@9.9.9"]);
+        assert!(one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &unknown).is_err());
+    }
 
     #[test]
     fn rejects_non_wasm_and_core_modules() {
