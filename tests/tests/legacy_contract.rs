@@ -192,3 +192,59 @@ async fn the_agent_plugins_name_a_bad_setting_config_invalid() {
         session.close().await;
     }
 }
+
+/// A 0.1.0 materializer gets the bundle as 0.1.0 spells it (`kind` a string) and reads the archive
+/// through the 0.1.0 `archive.read`, which still feeds the host's sha256 check.
+#[tokio::test]
+async fn a_0_1_0_materializer_runs_through_the_adapter() {
+    use aac_host::plugin::{Bundle, Integrity, MaterializeOptions};
+
+    let host = test_host(None);
+    let path = plugin("test-legacy-materializer-v0-1");
+    let materializer = host
+        .load_materializer(&path, &Integrity::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        host.inspect(&path).await.unwrap().shape.contract,
+        ContractVersion::V0_1
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("bundle.tar");
+    let bytes = vec![7u8; 100_000];
+    std::fs::write(&archive, &bytes).unwrap();
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let bundle = |sha256: String| Bundle {
+        kind: "archive".into(),
+        location: archive.to_string_lossy().into_owned(),
+        sha256: Some(sha256),
+        size: Some(bytes.len() as u64),
+    };
+
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir(&workspace).unwrap();
+    let options = MaterializeOptions::default();
+    materializer
+        .materialize(&bundle(sha256), &workspace, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(workspace.join(".materialized")).unwrap(),
+        "archive 100000"
+    );
+
+    // The bytes it read through the adapter are the bytes the host verified.
+    let other = dir.path().join("ws2");
+    std::fs::create_dir(&other).unwrap();
+    let failure = materializer
+        .materialize(&bundle("0".repeat(64)), &other, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::ResourceBundle);
+    assert!(failure.message.contains("sha256"), "{}", failure.message);
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
+}
