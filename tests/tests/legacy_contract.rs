@@ -248,3 +248,27 @@ async fn a_0_1_0_materializer_runs_through_the_adapter() {
     assert!(failure.message.contains("sha256"), "{}", failure.message);
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
 }
+
+/// `aac-host plugin inspect` (the real binary) says which contract a plugin was built for.
+#[test]
+fn inspect_shows_the_contract_version() {
+    for (name, line) in [
+        (
+            "test-legacy-v0-1",
+            "contract:    aac:plugin@0.1.0 (served through the 0.1.0 adapter)",
+        ),
+        (
+            "shell",
+            "contract:    aac:plugin@0.2.0 (the current contract)",
+        ),
+    ] {
+        let output = std::process::Command::new(aac_tests::aac_host_binary())
+            .args(["--no-cache", "plugin", "inspect"])
+            .arg(plugin(name))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(stdout.lines().any(|l| l == line), "{name}: {stdout}");
+    }
+}
