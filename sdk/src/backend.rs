@@ -3,15 +3,16 @@
 use std::cell::RefCell;
 
 use crate::bindings::backend::exports::aac::plugin::adapter::{GuestSession, Session};
-use crate::{CommandInfo, PluginInfo, RunInfo, TurnResult};
+use crate::{CommandInfo, PluginInfo, RunInfo, StartError, TurnResult};
 
 /// A backend adapter: one value per run, one [`run_turn`](Backend::run_turn) call per command.
 ///
 /// The host keeps the value alive for the whole run, so a backend can remember the agent's thread id
 /// between turns in its own fields.
 pub trait Backend: Sized + 'static {
-    /// Opens the run's session. Keep it cheap: no process runs until the first turn.
-    fn start(run: RunInfo) -> Result<Self, String>;
+    /// Opens the run's session. Keep it cheap: no process runs until the first turn. A refusal
+    /// says why ([`StartError::config`] for a bad setting, …), and the run ends accordingly.
+    fn start(run: RunInfo) -> Result<Self, StartError>;
 
     /// Runs one agent turn to its end, emitting events as it goes.
     fn run_turn(&mut self, command: CommandInfo) -> TurnResult;
@@ -31,7 +32,7 @@ pub trait Backend: Sized + 'static {
 pub struct SessionExport<B>(RefCell<B>);
 
 impl<B: Backend> GuestSession for SessionExport<B> {
-    fn start(run: RunInfo) -> Result<Session, String> {
+    fn start(run: RunInfo) -> Result<Session, StartError> {
         B::start(run).map(|backend| Session::new(SessionExport(RefCell::new(backend))))
     }
 

@@ -1,7 +1,7 @@
 //! How a process ended, as plain data, and what that means for the turn. Pure (no host calls), so
 //! a backend's own decisions on top of it are unit-tested natively.
 
-use crate::process::ExitStatus;
+use crate::process::{ExitStatus, KillReason};
 use crate::{FailureKind, TurnResult};
 
 /// How a process in the sandbox ended: [`ExitStatus`] without the WIT, comparable in tests.
@@ -11,8 +11,8 @@ pub struct Exit {
     pub code: Option<i32>,
     /// True when the host killed it (timeout, idle timeout, cancellation, `kill`).
     pub killed: bool,
-    /// `timeout`, `idle-timeout`, `cancelled` or `requested` when the host killed it.
-    pub kill_reason: Option<String>,
+    /// Why the host killed it, when it did.
+    pub kill_reason: Option<KillReason>,
     /// True when the kernel's OOM killer ended it.
     pub oom_killed: bool,
 }
@@ -36,7 +36,7 @@ impl Exit {
 
     /// True when the host killed it because the turn was cancelled.
     pub fn cancelled(&self) -> bool {
-        self.kill_reason.as_deref() == Some("cancelled")
+        self.kill_reason == Some(KillReason::Cancelled)
     }
 
     /// The standard reading of an exit, in this order: out of memory (`oom-killed`), cancelled,
@@ -52,7 +52,7 @@ impl Exit {
         } else if self.cancelled() {
             Outcome::Cancelled(format!("{what} was cancelled"))
         } else if self.killed {
-            let reason = self.kill_reason.as_deref().unwrap_or("killed");
+            let reason = self.kill_reason.map_or("killed", KillReason::as_str);
             Outcome::Failed(
                 FailureKind::TurnTimeout,
                 format!("{what} was killed: {reason}"),
@@ -102,7 +102,7 @@ mod tests {
         Exit {
             code,
             killed: reason.is_some(),
-            kill_reason: reason.map(String::from),
+            kill_reason: reason.map(|r| KillReason::parse(r).expect("a kill reason")),
             oom_killed: oom,
         }
     }

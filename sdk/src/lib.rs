@@ -20,7 +20,7 @@
 //! struct Echo;
 //!
 //! impl Backend for Echo {
-//!     fn start(_run: RunInfo) -> Result<Self, String> {
+//!     fn start(_run: RunInfo) -> Result<Self, aac_sdk::StartError> {
 //!         Ok(Echo)
 //!     }
 //!     fn run_turn(&mut self, command: CommandInfo) -> TurnResult {
@@ -59,14 +59,17 @@ pub use process::{Command, Line, Process, Stream};
 pub use tail::Tail;
 
 pub use backend::{Backend, SessionExport};
-pub use materializer::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
+pub use bindings::backend::exports::aac::plugin::adapter::{StartError, StartFailure};
+pub use materializer::{
+    BundleLimits, BundleRef, BundleSource, MaterializeError, Materializer, Summary,
+};
 
 pub use bindings::backend::aac::plugin::types::{
     CommandInfo, Event, FailureKind, PluginInfo, RunInfo, TerminalStatus, TurnResult,
 };
 
 /// The WIT package version this SDK targets. The host refuses plugins built for another one.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// What the export macros expand to; not part of the API.
 #[doc(hidden)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::PluginInfo;
 pub use crate::bindings::materializer::exports::aac::plugin::materialize::{
-    BundleLimits, BundleRef, MaterializeError, Summary,
+    BundleLimits, BundleRef, BundleSource, MaterializeError, Summary,
 };
 
 /// A resource-bundle materializer: writes a run's files into its workspace.

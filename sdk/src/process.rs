@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::bindings::backend::aac::plugin::sandbox::{self, StdinMode};
 pub use crate::bindings::backend::aac::plugin::sandbox::{
-    ExecError, ExecRequest, ExitStatus, OutputChunk, OutputStream,
+    ExecError, ExecRequest, ExitStatus, KillReason, OutputChunk, OutputStream,
 };
 use crate::events::kinds::WellKnown;
 use crate::exit::Exit;

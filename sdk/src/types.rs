@@ -1,6 +1,7 @@
 //! Conveniences on the generated WIT types.
 
-use crate::{FailureKind, TerminalStatus, TurnResult};
+use crate::process::KillReason;
+use crate::{FailureKind, StartError, StartFailure, TerminalStatus, TurnResult};
 
 impl TurnResult {
     /// A turn that completed.
@@ -58,6 +59,60 @@ impl TurnResult {
             message: None,
             thread_id: None,
             turn_id: None,
+        }
+    }
+}
+
+impl KillReason {
+    /// The reason as the events spell it: `timeout`, `idle-timeout`, `cancelled`, `requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillReason::Timeout => "timeout",
+            KillReason::IdleTimeout => "idle-timeout",
+            KillReason::Cancelled => "cancelled",
+            KillReason::Requested => "requested",
+        }
+    }
+
+    /// The reason [`Self::as_str`] spells `text`, e.g. from a recorded transcript.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            KillReason::Timeout,
+            KillReason::IdleTimeout,
+            KillReason::Cancelled,
+            KillReason::Requested,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
+    }
+}
+
+impl StartError {
+    /// The backend configuration is wrong; `message` names the setting. The run fails with
+    /// `config-invalid`.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(StartFailure::ConfigInvalid, message)
+    }
+
+    /// The agent needs something it cannot get by itself; the run ends `blocked`.
+    pub fn blocked(message: impl Into<String>) -> Self {
+        Self::new(StartFailure::Blocked, message)
+    }
+
+    /// Missing or refused credentials; the run fails with `auth-error`.
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(StartFailure::AuthError, message)
+    }
+
+    /// Any other reason the session cannot open; the run fails with `agent-error`.
+    pub fn agent(message: impl Into<String>) -> Self {
+        Self::new(StartFailure::AgentError, message)
+    }
+
+    fn new(kind: StartFailure, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
         }
     }
 }

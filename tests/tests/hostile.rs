@@ -248,6 +248,8 @@ async fn a_panic_is_reported_as_a_crash_with_its_message_whatever_came_before() 
         .await
         .err()
         .expect("start fails");
+    // The plugin refused with a typed config error (contract 0.2): the run's kind says so.
+    assert_eq!(refused.failure_kind, Some(FailureKind::ConfigInvalid));
     let message = refused.message.unwrap_or_default();
     assert!(message.len() < 70 << 10, "{} bytes", message.len());
     assert!(
@@ -313,7 +315,8 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
     let workspace = dir.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
     let bundle = |location: &str| aac_host::plugin::Bundle {
-        kind: "test".into(),
+        // `http`: no local archive is opened; the test plugin fetches nothing.
+        kind: "http".into(),
         location: location.into(),
         sha256: None,
         size: None,
@@ -328,6 +331,26 @@ async fn a_hostile_materializer_is_confined_to_the_workspace() {
         assert_eq!(names, ["ws"], "nothing beside the workspace");
         assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 0);
     };
+
+    // A kind outside the contract's `bundle-source` is refused by the host before the plugin runs.
+    let unknown = touch
+        .materialize(
+            &aac_host::plugin::Bundle {
+                kind: "ftp".into(),
+                ..bundle("ftp://x/y.tar")
+            },
+            &workspace,
+            &options,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind, FailureKind::ResourceBundle);
+    assert!(
+        unknown.message.contains("unknown bundle kind `ftp`"),
+        "{}",
+        unknown.message
+    );
+    untouched();
 
     let escape = touch
         .materialize(&bundle("hostile:escape"), &workspace, &options)

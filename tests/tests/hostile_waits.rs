@@ -173,7 +173,8 @@ async fn a_materializer_that_waits_forever_leaves_neither_workspace_nor_staging(
     let workspace = dir.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
     let bundle = Bundle {
-        kind: "test".into(),
+        // `http`: no local archive is opened; the test plugin fetches nothing.
+        kind: "http".into(),
         location: "hostile:block".into(),
         sha256: None,
         size: None,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 4] = ["shell", "codex", "claude-code", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     "shell",
     "codex",
     "claude-code",
@@ -19,6 +19,8 @@ pub const ALL: [&str; 11] = [
     "test-touch-materializer",
     "test-hostile",
     "test-stuck",
+    "test-legacy-v0-1",
+    "test-legacy-materializer-v0-1",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {

@@ -1,5 +1,6 @@
 //! `cargo xtask plugins --polyglot`: the JavaScript and Python example backends (examples/), built
-//! from the repository's wit/ with pinned toolchains: jco 1.34.0
+//! from the frozen `aac:plugin@0.1.0` WIT (host/plugin-host/wit-0.1.0: the host serves them
+//! through its 0.1.0 adapter; moving them to 0.2.0 needs the tools online) with pinned toolchains: jco 1.34.0
 //! (1.35's bundled preview2-shim cannot read a WIT directory) and componentize-py 0.25.1. The tools
 //! are installed once into target/polyglot/ with npm and pip; node and python3 must be on PATH.
 
@@ -11,6 +12,8 @@ use anyhow::{Result, bail};
 const JCO: &str = "@bytecodealliance/jco@1.34.0";
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const WORLD: &str = "aac:plugin/backend@0.1.0";
+/// The WIT they are built from, relative to the repository.
+const WIT_DIR: &str = "host/plugin-host/wit-0.1.0";
 
 /// Builds examples/js-shell and examples/python-shell into target/plugins/{js,python}-shell.wasm.
 pub fn build() -> Result<PathBuf> {
@@ -47,7 +50,7 @@ fn build_js() -> Result<()> {
             .arg("componentize")
             .arg(root.join("examples/js-shell/shell.js"))
             .arg("--wit")
-            .arg(root.join("wit"))
+            .arg(root.join(WIT_DIR))
             .args(["--world-name", "backend", "-o"])
             .arg(out.join("js-shell.wasm")),
     )
@@ -62,7 +65,7 @@ fn build_python() -> Result<()> {
         Command::new(&componentize_py)
             .current_dir(root.join("examples/python-shell"))
             .arg("-d")
-            .arg(root.join("wit"))
+            .arg(root.join(WIT_DIR))
             .args(["-w", WORLD, "componentize", "app", "-o"])
             .arg(out.join("python-shell.wasm")),
     )

@@ -105,6 +105,7 @@ fn taxonomy_and_error_codes_are_documented() {
         FailureKind::LeaseLost,
         FailureKind::SchemaInvalid,
         FailureKind::HostError,
+        FailureKind::ConfigInvalid,
     ] {
         words.push(json(serde_json::to_value(k).unwrap()));
     }

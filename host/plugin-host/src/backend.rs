@@ -11,15 +11,16 @@ use tracing::{Instrument, info_span, warn};
 use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
 
+use super::bindings::ContractVersion;
 use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::aac::plugin::types::PluginInfo;
-use super::bindings::backend::{Backend, BackendPre};
 use super::cache::CacheState;
 use super::capability::declared::Capabilities;
 use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
 use super::deadline::{Interrupted, bounded};
 use super::describe::describe;
 use super::failure::{check_result_size, classify, refuse_host_only_kind};
+use super::guest::{BackendGuest, BackendGuestPre};
 use super::limits::PluginLimits;
 use super::state::{BackendWorld, SessionState, limited_store};
 use super::text::cut;
@@ -31,7 +32,9 @@ use aac_sandbox::{ProcessLimits, Sandbox};
 /// A loaded backend adapter: compiled, linked and described. Sessions are cheap to open.
 pub struct BackendPlugin {
     host: Arc<PluginHost>,
-    pre: BackendPre<SessionState<BackendWorld>>,
+    pre: BackendGuestPre,
+    /// The contract the plugin was built for (0.1.0 ones run through the adapter).
+    contract: ContractVersion,
     identity: Arc<PluginIdentity>,
     description: String,
     cache: CacheState,
@@ -60,6 +63,7 @@ impl BackendPlugin {
     pub(super) async fn new(
         host: Arc<PluginHost>,
         path: &Path,
+        contract: ContractVersion,
         component: Component,
         cache: CacheState,
         declared: Capabilities,
@@ -73,20 +77,22 @@ impl BackendPlugin {
             version: "unknown".into(),
             path: path.to_path_buf(),
         };
-        let instance_pre = host
-            .backend_linker
-            .instantiate_pre(&component)
-            .map_err(|err| {
-                anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
-            })?;
-        let pre = BackendPre::new(instance_pre).map_err(|err| {
-            anyhow::anyhow!("{identity} does not export the backend world: {err}")
-        })?;
+        let linkers = (&host.backend_linker, &host.backend_linker_v0_1);
+        let pre =
+            BackendGuestPre::new(contract, linkers, &component).map_err(
+                |(step, err)| match step {
+                    "link" => {
+                        anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+                    }
+                    _ => anyhow::anyhow!("{identity} does not export the backend world: {err}"),
+                },
+            )?;
 
         let mut plugin = Self {
             limits: host.limits,
             host,
             pre,
+            contract,
             identity: Arc::new(identity.clone()),
             description: String::new(),
             cache,
@@ -115,8 +121,8 @@ impl BackendPlugin {
             store,
             move |store| {
                 Box::pin(async move {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    bindings.aac_plugin_adapter().call_describe(store).await
+                    let guest = pre.instantiate(&mut *store).await?;
+                    guest.describe(store).await
                 })
             },
             |info: &PluginInfo| [&info.name, &info.version, &info.description].map(String::as_str),
@@ -132,6 +138,11 @@ impl BackendPlugin {
 
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// The contract version the plugin was built for.
+    pub fn contract(&self) -> ContractVersion {
+        self.contract
     }
 
     /// Whether loading found the compiled artifact in the cache.
@@ -208,15 +219,12 @@ impl BackendPlugin {
         let span = info_span!("session", plugin = %self.identity.name, run = %run.run_id);
         let mut store = self.new_store(options);
         store.data_mut().start_call();
-        let opening = async {
-            let bindings = self.pre.instantiate_async(&mut store).await?;
-            let started = bindings
-                .aac_plugin_adapter()
-                .session()
-                .call_start(&mut store, &run)
-                .await?;
+        // Boxed: the guest's versioned calls would make this future too deep for its callers'.
+        let opening = Box::pin(async {
+            let bindings = self.pre.instantiate(&mut store).await?;
+            let started = bindings.start(&mut store, &run).await?;
             Ok::<_, wasmtime::Error>((bindings, started))
-        }
+        })
         .instrument(span.clone());
         let opened = bounded(opening, self.limits.call_wall, &cancel)
             .await
@@ -233,14 +241,10 @@ impl BackendPlugin {
                 span,
             }),
             // The plugin's own words, bounded like every string it returns.
-            Ok((_, Err(message))) => Err(TurnOutcome::failed(
-                FailureKind::BackendCrashed,
-                format!(
-                    "{} refused to start the session: {}",
-                    self.identity,
-                    cut(&message, self.limits.result_bytes)
-                ),
-            )),
+            Ok((_, Err(mut refused))) => {
+                refused.message = cut(&refused.message, self.limits.result_bytes).into_owned();
+                Err(refused.outcome(&self.identity))
+            }
             Err(err) => Err(classify(store.data(), "start", &err)),
         }
     }
@@ -249,7 +253,7 @@ impl BackendPlugin {
 /// One run's session: a Store, an instance and the plugin's `session` resource.
 pub struct BackendSession {
     store: Store<SessionState<BackendWorld>>,
-    bindings: Backend,
+    bindings: BackendGuest,
     session: ResourceAny,
     identity: Arc<PluginIdentity>,
     /// Set once the plugin trapped or was abandoned: the instance must not be entered again.
@@ -273,6 +277,12 @@ impl BackendSession {
     /// Adds the host's own events to this session's numbered events (the egress proxy's verdicts).
     pub fn host_events(&self) -> super::capability::events::HostEvents {
         self.store.data().world.events.host_events()
+    }
+
+    /// Well-known events of this session whose payload broke the registry's schema. Counted in
+    /// debug and test builds only (each is also logged as a warning); always 0 in release builds.
+    pub fn schema_violations(&self) -> u64 {
+        self.store.data().world.events.schema_violations
     }
 
     /// Numbers the session's next event after `seq` (the run's last stored event).
@@ -302,9 +312,10 @@ impl BackendSession {
 
         let grace = self.cancel_grace;
         let wall = self.limits.turn_wall;
-        let adapter = self.bindings.aac_plugin_adapter();
-        let guest_session = adapter.session();
-        let call = guest_session.call_run_turn(&mut self.store, self.session, &command);
+        let call = Box::pin(
+            self.bindings
+                .run_turn(&mut self.store, self.session, &command),
+        );
         // Cancelled or past its deadline, the turn's processes are killed at once; the plugin
         // then has `grace` to return before it is abandoned.
         let stopped = async {
@@ -402,14 +413,10 @@ impl BackendSession {
             return;
         }
         self.store.data_mut().start_call();
-        let closing = async {
-            self.bindings
-                .aac_plugin_adapter()
-                .session()
-                .call_close(&mut self.store, self.session)
-                .await?;
+        let closing = Box::pin(async {
+            self.bindings.close(&mut self.store, self.session).await?;
             self.session.resource_drop_async(&mut self.store).await
-        };
+        });
         let closed = bounded(closing, wall.min(self.limits.call_wall), stop).await;
         match closed {
             Ok(Ok(())) => {}
@@ -457,5 +464,6 @@ fn failure_kind_from_wit(kind: wit::FailureKind) -> FailureKind {
         W::LeaseLost => FailureKind::LeaseLost,
         W::SchemaInvalid => FailureKind::SchemaInvalid,
         W::HostError => FailureKind::HostError,
+        W::ConfigInvalid => FailureKind::ConfigInvalid,
     }
 }

@@ -23,6 +23,7 @@ mod deadline;
 mod describe;
 mod engine;
 mod failure;
+mod guest;
 pub mod integrity;
 mod limits;
 pub mod materializer;
@@ -42,6 +43,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use backend::{BackendPlugin, BackendSession, SessionOptions};
+pub use bindings::ContractVersion;
 pub use cache::{ArtifactCache, CacheState};
 pub use capability::declared::Capabilities;
 pub use integrity::{Integrity, IntegrityReport, TrustedKey};
@@ -149,9 +151,12 @@ struct LoadedComponent {
 pub struct PluginHost {
     engine: Engine,
     cache: ArtifactCache,
-    /// One linker per world, built once: every plugin of that world is linked against it.
+    /// One linker per world and contract version, built once: every plugin of that world and
+    /// version is linked against it.
     backend_linker: Linker<SessionState<BackendWorld>>,
     materializer_linker: Linker<SessionState<MaterializerWorld>>,
+    backend_linker_v0_1: Linker<SessionState<BackendWorld>>,
+    materializer_linker_v0_1: Linker<SessionState<MaterializerWorld>>,
     limits: PluginLimits,
     _ticker: EpochTicker,
 }
@@ -167,12 +172,26 @@ impl PluginHost {
                 state
             })
         })?;
+        let backend_linker_v0_1 = world_linker(&engine, |linker| {
+            bindings::since_v0_1_0::backend::Backend::add_to_linker::<_, HasSelf<_>>(
+                linker,
+                |state| state,
+            )
+        })?;
+        let materializer_linker_v0_1 = world_linker(&engine, |linker| {
+            bindings::since_v0_1_0::materializer::Materializer::add_to_linker::<_, HasSelf<_>>(
+                linker,
+                |state| state,
+            )
+        })?;
         Ok(Arc::new(Self {
             cache: ArtifactCache::new(&engine, config.cache_dir),
             _ticker: EpochTicker::start(&engine),
             engine,
             backend_linker,
             materializer_linker,
+            backend_linker_v0_1,
+            materializer_linker_v0_1,
             limits: config.limits,
         }))
     }
@@ -226,7 +245,14 @@ impl PluginHost {
                 loaded.shape.world.as_str()
             );
         }
-        MaterializerPlugin::new(self.clone(), path, loaded.component, loaded.declared).await
+        MaterializerPlugin::new(
+            self.clone(),
+            path,
+            loaded.shape.contract,
+            loaded.component,
+            loaded.declared,
+        )
+        .await
     }
 
     /// Loads a backend adapter and asks it to describe itself.
@@ -254,7 +280,15 @@ impl PluginHost {
                 shape.world.as_str()
             );
         }
-        BackendPlugin::new(self.clone(), path, component, cache, declared).await
+        BackendPlugin::new(
+            self.clone(),
+            path,
+            shape.contract,
+            component,
+            cache,
+            declared,
+        )
+        .await
     }
 
     /// Everything `plugin inspect` shows about a plugin file.

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use wasmparser::{Parser, Payload, Validator, WasmFeatures};
 
-use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{ContractVersion, WIT_PACKAGE};
 
 /// The kinds of plugin this host runs, one per WIT world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,8 +38,10 @@ impl World {
 #[derive(Clone, Debug, Serialize)]
 pub struct ComponentShape {
     pub world: World,
-    /// The `aac:plugin` version the component was built against.
+    /// The `aac:plugin` version the component was built against, as it names it (e.g. `0.1.0`).
     pub wit_version: String,
+    /// The contract the host serves it with (0.1.x plugins through the 0.1.0 adapter).
+    pub contract: ContractVersion,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub size_bytes: u64,
@@ -83,29 +85,44 @@ pub fn check_component(path: &Path, bytes: &[u8]) -> Result<ComponentShape> {
             exports.join(", ")
         )
     })?;
-    if !compatible(&wit_version) {
-        bail!(
-            "{file} was built for {WIT_PACKAGE}@{wit_version}, but this host speaks {WIT_PACKAGE}@{WIT_VERSION}: \
-             rebuild the plugin against aac-sdk for {WIT_VERSION}"
-        );
-    }
-    for import in &imports {
-        if let Some(version) = aac_version(import)
-            && !compatible(version)
-        {
-            bail!(
-                "{file} imports `{import}`, built for {WIT_PACKAGE}@{version}, but this host speaks \
-                 {WIT_PACKAGE}@{WIT_VERSION}"
-            );
-        }
-    }
+    let contract = ContractVersion::of(&wit_version).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{file} was built for {WIT_PACKAGE}@{wit_version}, which this host does not load: it \
+             loads {WIT_PACKAGE} {} (rebuild the plugin against an aac-sdk for one of them)",
+            ContractVersion::supported_list()
+        )
+    })?;
+    one_contract(&file.to_string(), &wit_version, contract, &imports)?;
     Ok(ComponentShape {
         world,
         wit_version,
+        contract,
         imports,
         exports,
         size_bytes: bytes.len() as u64,
     })
+}
+
+/// One contract per component: a 0.2.0 adapter importing a 0.1.0 sandbox would be served half by
+/// the adapter, half not. `Err` names the first import of another version.
+fn one_contract(
+    file: &str,
+    wit_version: &str,
+    contract: ContractVersion,
+    imports: &[String],
+) -> Result<()> {
+    for import in imports {
+        if let Some(version) = aac_version(import)
+            && ContractVersion::of(version) != Some(contract)
+        {
+            bail!(
+                "{file} exports {WIT_PACKAGE}@{wit_version} but imports `{import}`: a plugin must \
+                 be built against one contract version (this host loads {WIT_PACKAGE} {})",
+                ContractVersion::supported_list()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The names a component imports and exports at its top level (not those of nested components).
@@ -151,30 +168,27 @@ fn aac_version(name: &str) -> Option<&str> {
     rest.split_once('@').map(|(_, version)| version)
 }
 
-/// Semver compatibility as the component model applies it: same major, and for 0.x the same minor.
-fn compatible(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut parts = v.split('.');
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    };
-    match (parse(version), parse(WIT_VERSION)) {
-        (Some((0, minor)), Some((0, host_minor))) => minor == host_minor,
-        (Some((major, _)), Some((host_major, _))) => major == host_major,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn versions_follow_component_model_semver() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("1.0.0"));
-        assert!(!compatible("garbage"));
+    fn a_component_mixing_contract_versions_is_refused() {
+        let imports = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let same = imports(&["aac:plugin/sandbox@0.2.0", "wasi:cli/stdin@0.2.6"]);
+        assert!(one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &same).is_ok());
+        let patch = imports(&["aac:plugin/log@0.1.3"]);
+        assert!(one_contract("p.wasm", "0.1.0", ContractVersion::V0_1, &patch).is_ok());
+        let mixed = imports(&["aac:plugin/events@0.2.0", "aac:plugin/sandbox@0.1.0"]);
+        let err = one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &mixed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.wasm exports aac:plugin@0.2.0 but imports `aac:plugin/sandbox@0.1.0`"),
+            "{err}"
+        );
+        let unknown = imports(&["aac:plugin/log@9.9.9"]);
+        assert!(one_contract("p.wasm", "0.2.0", ContractVersion::V0_2, &unknown).is_err());
     }
 
     #[test]

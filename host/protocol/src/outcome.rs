@@ -32,6 +32,8 @@ pub enum FailureKind {
     LeaseLost,
     SchemaInvalid,
     HostError,
+    /// The backend's configuration (run or runtime profile) is wrong: the plugin refused it.
+    ConfigInvalid,
 }
 
 impl FailureKind {
@@ -51,6 +53,7 @@ impl FailureKind {
             FailureKind::LeaseLost => "lease-lost",
             FailureKind::SchemaInvalid => "schema-invalid",
             FailureKind::HostError => "host-error",
+            FailureKind::ConfigInvalid => "config-invalid",
         }
     }
 }
@@ -101,6 +104,14 @@ impl TurnOutcome {
         Self {
             status: TerminalStatus::Failed,
             failure_kind: Some(kind),
+            message: Some(message.into()),
+            ..Self::completed()
+        }
+    }
+
+    pub fn blocked(message: impl Into<String>) -> Self {
+        Self {
+            status: TerminalStatus::Blocked,
             message: Some(message.into()),
             ..Self::completed()
         }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use aac_sdk::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
+use aac_sdk::{BundleLimits, BundleRef, BundleSource, MaterializeError, Materializer, Summary};
 use sha2::Digest;
 
 use manifest::Expected;
@@ -46,13 +46,11 @@ impl Materializer for Bundle {
             ),
             None => None,
         };
-        let source: Box<dyn Read> = match bundle.kind.as_str() {
-            "archive" => Box::new(aac_sdk::archive::Reader::new()),
-            "http" => Box::new(source::http_get(&bundle.location).map_err(MaterializeError::new)?),
-            other => {
-                return Err(MaterializeError::new(format!(
-                    "unknown bundle kind {other:?} (this materializer reads `archive` and `http`)"
-                )));
+        let over_http = matches!(bundle.kind, BundleSource::Http(_));
+        let source: Box<dyn Read> = match &bundle.kind {
+            BundleSource::Archive(_) => Box::new(aac_sdk::archive::Reader::new()),
+            BundleSource::Http(url) => {
+                Box::new(source::http_get(url).map_err(MaterializeError::new)?)
             }
         };
         // The host verifies a local archive it hands over (natively, over exactly the bytes it
@@ -60,7 +58,7 @@ impl Materializer for Bundle {
         let reader = Hashing::new(
             BufReader::with_capacity(READ_BUFFER, source),
             bundle.size.unwrap_or(u64::MAX),
-            bundle.kind == "http",
+            over_http,
         );
         let mut extractor = Extractor::new(workspace, limits)?;
         let reader = extractor.extract(reader)?;

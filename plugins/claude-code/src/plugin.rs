@@ -1,7 +1,8 @@
 //! The WIT glue: one session per run holding Claude's session id, one `claude -p` per turn.
 
 use aac_sdk::{
-    Backend, Command, CommandInfo, FailureKind, RunInfo, Stream, Tail, TurnResult, events, log,
+    Backend, Command, CommandInfo, FailureKind, RunInfo, StartError, Stream, Tail, TurnResult,
+    events, log,
 };
 
 use crate::settings::Settings;
@@ -16,9 +17,9 @@ struct ClaudeCode {
 }
 
 impl Backend for ClaudeCode {
-    fn start(run: RunInfo) -> Result<Self, String> {
+    fn start(run: RunInfo) -> Result<Self, StartError> {
         // Refuse a bad config before any turn runs.
-        Settings::from_json(&run.config_json, "{}")?;
+        Settings::from_json(&run.config_json, "{}").map_err(StartError::config)?;
         Ok(ClaudeCode {
             run,
             session_id: None,
@@ -28,7 +29,7 @@ impl Backend for ClaudeCode {
     fn run_turn(&mut self, command: CommandInfo) -> TurnResult {
         let settings = match Settings::from_json(&self.run.config_json, &command.payload_json) {
             Ok(settings) => settings,
-            Err(message) => return TurnResult::failed(FailureKind::AgentError, message),
+            Err(message) => return TurnResult::failed(FailureKind::ConfigInvalid, message),
         };
         let argv = settings.argv(&command.prompt, self.session_id.as_deref());
         let exec = Command::new(&argv[0])

@@ -18,7 +18,10 @@ pub fn decide(
             "claude was killed for running out of memory".into(),
         );
     }
-    match (exit.kill_reason.as_deref(), &stream.result) {
+    match (
+        exit.kill_reason.map(aac_sdk::process::KillReason::as_str),
+        &stream.result,
+    ) {
         (Some("cancelled"), _) => return Outcome::Cancelled("the turn was cancelled".into()),
         // A CLI that printed its result and then hung has finished the turn: the result decides.
         (Some("idle-timeout"), Some(result)) => return from_result(result),
@@ -98,7 +101,7 @@ mod tests {
     fn killed(reason: &str) -> Exit {
         Exit {
             killed: true,
-            kill_reason: Some(reason.into()),
+            kill_reason: aac_sdk::process::KillReason::parse(reason),
             ..Exit::default()
         }
     }

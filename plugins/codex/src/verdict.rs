@@ -19,7 +19,7 @@ pub fn decide(
             "codex was killed for running out of memory".into(),
         );
     }
-    match exit.kill_reason.as_deref() {
+    match exit.kill_reason.map(aac_sdk::process::KillReason::as_str) {
         Some("cancelled") => return Outcome::Cancelled("the turn was cancelled".into()),
         Some("idle-timeout") => {
             return Outcome::Failed(
@@ -99,7 +99,7 @@ mod tests {
     fn killed(reason: &str) -> Exit {
         Exit {
             killed: true,
-            kill_reason: Some(reason.into()),
+            kill_reason: aac_sdk::process::KillReason::parse(reason),
             ..Exit::default()
         }
     }

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use aac_sdk::{Backend, Command, CommandInfo, FailureKind, RunInfo, TurnResult, config, events};
+use aac_sdk::{
+    Backend, Command, CommandInfo, FailureKind, RunInfo, StartError, TurnResult, config, events,
+};
 use serde::Deserialize;
 
 struct Shell {
@@ -32,8 +34,8 @@ fn default_shell() -> String {
 }
 
 impl Backend for Shell {
-    fn start(run: RunInfo) -> Result<Self, String> {
-        let settings = config::parse(&run.config_json, "")?;
+    fn start(run: RunInfo) -> Result<Self, StartError> {
+        let settings = config::parse(&run.config_json, "").map_err(StartError::config)?;
         let workspace = run.workspace_dir;
         Ok(Shell {
             workspace,

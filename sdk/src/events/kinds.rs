@@ -177,7 +177,7 @@ pub struct ToolCompleted {
 pub struct ProcessExited {
     pub code: Option<i32>,
     pub killed: bool,
-    pub kill_reason: Option<String>,
+    pub kill_reason: Option<&'static str>,
     pub oom_killed: bool,
 }
 
@@ -186,7 +186,7 @@ impl From<&Exit> for ProcessExited {
         Self {
             code: exit.code,
             killed: exit.killed,
-            kill_reason: exit.kill_reason.clone(),
+            kill_reason: exit.kill_reason.map(crate::process::KillReason::as_str),
             oom_killed: exit.oom_killed,
         }
     }

@@ -4,6 +4,7 @@ mod config_check;
 mod logging;
 mod manager;
 mod output;
+mod plugin_new;
 mod profile_args;
 mod results;
 mod run;
@@ -124,6 +125,29 @@ enum PluginCommand {
         #[arg(long)]
         transcript: PathBuf,
     },
+    /// Create a backend plugin project (Cargo.toml, src/lib.rs, README, a transcript test).
+    New {
+        /// The plugin's name: lowercase letters, digits, `-`, `_` (the Cargo package name).
+        name: String,
+        /// The language: rust (js and python are not supported yet).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to create it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The aac-sdk crate to depend on by path (default: this binary's checkout's sdk/).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin project with `cargo build --target wasm32-wasip2 --release` and print the
+    /// component's path.
+    Build {
+        /// The project directory (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Build without network access (dependencies from the local cache).
+        #[arg(long)]
+        offline: bool,
+    },
 }
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled, 2 the host itself failed.
@@ -238,6 +262,31 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Test { plugin, transcript },
         } => replay_test(&plugin_host()?, &plugin, &transcript).await,
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    lang,
+                    dir,
+                    sdk,
+                },
+        } => {
+            let dir = plugin_new::new_project(&plugin_new::NewProject {
+                name: &name,
+                lang: &lang,
+                dir: dir.as_deref(),
+                sdk: sdk.as_deref(),
+            })?;
+            println!("{}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Build { dir, offline },
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            println!("{}", plugin_new::build(&dir, offline)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -152,7 +152,11 @@ pub fn print_inspection(inspection: &Inspection, json: bool) -> Result<()> {
         println!("description: {}", terminal_safe(description));
     }
     println!("world:       aac:plugin/{}", shape.world.as_str());
-    println!("wit version: {}", shape.wit_version);
+    let served = match shape.contract {
+        crate::plugin::ContractVersion::V0_2 => "the current contract",
+        crate::plugin::ContractVersion::V0_1 => "served through the 0.1.0 adapter",
+    };
+    println!("contract:    aac:plugin@{} ({served})", shape.wit_version);
     println!("size:        {} bytes", shape.size_bytes);
     let cache = match &inspection.cache_artifact {
         Some(path) => format!(

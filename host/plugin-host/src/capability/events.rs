@@ -45,6 +45,8 @@ pub struct EventsCapability {
     /// Output events dropped since the last marker, and the limit that dropped them.
     dropped: u64,
     dropped_reason: String,
+    /// Well-known events whose payload broke the registry's schema (checked in debug builds only).
+    pub(crate) schema_violations: u64,
     /// When the last drop marker was emitted: markers between output events come at most once per
     /// [`MARKER_INTERVAL`], so a flood that reopens for single events does not double its events.
     last_marker: Instant,
@@ -141,6 +143,7 @@ impl EventsCapability {
             exceeded: None,
             dropped: 0,
             dropped_reason: String::new(),
+            schema_violations: 0,
             last_marker: Instant::now(),
         }
     }
@@ -337,6 +340,20 @@ impl SessionState<BackendWorld> {
                 "error": err.to_string(),
             })
         });
+        // Debug and test builds hold plugins to the registry; release builds trust them.
+        #[cfg(debug_assertions)]
+        if invalid.is_none()
+            && let Err(problem) = super::event_schema::check(&kind, &payload)
+        {
+            events.schema_violations += 1;
+            tracing::warn!(
+                target: "plugin",
+                plugin = %self.identity,
+                kind = %kind,
+                problem = %problem,
+                "event payload breaks its kind's schema in the registry (wit/events.schema.json)"
+            );
+        }
         let payload = match invalid {
             Some(error) => serde_json::json!({
                 "kind": crate::text::cut(&claimed, MAX_KIND_BYTES),

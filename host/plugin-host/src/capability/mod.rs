@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod declared;
+pub mod event_schema;
 pub mod events;
 pub mod http;
 pub mod log;

@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 use wasmtime::component::Resource;
 
 use crate::bindings::backend::aac::plugin::sandbox::{
-    ExecError, ExecRequest, ExitStatus, Host, HostProcess, OutputChunk, OutputStream, StdinMode,
+    ExecError, ExecRequest, ExitStatus, Host, HostProcess, KillReason as WitKillReason,
+    OutputChunk, OutputStream, StdinMode,
 };
 use crate::state::{BackendWorld, SessionState};
 use aac_sandbox::{self as sandbox, ExecSpec, KillReason, ProcessHandle, ProcessLimits, Sandbox};
@@ -167,7 +168,12 @@ impl HostProcess for SessionState<BackendWorld> {
         Ok(ExitStatus {
             code: info.code,
             killed: info.killed.is_some(),
-            kill_reason: info.killed.map(|reason| reason.as_str().to_string()),
+            kill_reason: info.killed.map(|reason| match reason {
+                KillReason::Timeout => WitKillReason::Timeout,
+                KillReason::IdleTimeout => WitKillReason::IdleTimeout,
+                KillReason::Cancelled => WitKillReason::Cancelled,
+                KillReason::Requested => WitKillReason::Requested,
+            }),
             oom_killed: info.oom_killed,
         })
     }

@@ -11,6 +11,7 @@
 //! ```
 
 mod bundle;
+mod guest;
 mod links;
 mod staging;
 
@@ -26,9 +27,9 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
+use super::bindings::ContractVersion;
 use super::bindings::backend::aac::plugin::types::PluginInfo;
 use super::bindings::materializer::exports::aac::plugin::materialize as wit;
-use super::bindings::materializer::{Materializer, MaterializerPre};
 use super::capability::archive::ArchiveCapability;
 use super::capability::declared::Capabilities;
 use super::capability::http::HttpCapability;
@@ -41,6 +42,7 @@ use super::state::{MaterializerWorld, SessionState, denied_wasi, limited_store};
 use super::{PluginHost, PluginIdentity};
 use crate::redact::Redactor;
 use aac_protocol::outcome::FailureKind;
+use guest::MaterializerGuestPre;
 
 pub use bundle::Bundle;
 pub use staging::Staging;
@@ -113,7 +115,7 @@ impl MaterializeFailure {
 /// A loaded materializer: compiled, linked and described.
 pub struct MaterializerPlugin {
     host: Arc<PluginHost>,
-    pre: MaterializerPre<SessionState<MaterializerWorld>>,
+    pre: MaterializerGuestPre,
     identity: Arc<PluginIdentity>,
     description: String,
     declared: Capabilities,
@@ -123,6 +125,7 @@ impl MaterializerPlugin {
     pub(crate) async fn new(
         host: Arc<PluginHost>,
         path: &Path,
+        contract: ContractVersion,
         component: Component,
         declared: Capabilities,
     ) -> Result<Self> {
@@ -134,15 +137,18 @@ impl MaterializerPlugin {
             version: "unknown".into(),
             path: path.to_path_buf(),
         };
-        let instance_pre = host
-            .materializer_linker
-            .instantiate_pre(&component)
-            .map_err(|err| {
-                anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+        let linkers = (&host.materializer_linker, &host.materializer_linker_v0_1);
+        let pre =
+            MaterializerGuestPre::new(contract, linkers, &component).map_err(|(step, err)| {
+                match step {
+                    "link" => {
+                        anyhow::anyhow!("{identity} cannot be linked against this host: {err}")
+                    }
+                    _ => {
+                        anyhow::anyhow!("{identity} does not export the materializer world: {err}")
+                    }
+                }
             })?;
-        let pre = MaterializerPre::new(instance_pre).map_err(|err| {
-            anyhow::anyhow!("{identity} does not export the materializer world: {err}")
-        })?;
         let mut plugin = Self {
             host,
             pre,
@@ -158,8 +164,8 @@ impl MaterializerPlugin {
             store,
             move |store| {
                 Box::pin(async move {
-                    let bindings = pre.instantiate_async(&mut *store).await?;
-                    bindings.aac_plugin_materialize().call_describe(store).await
+                    let guest = pre.instantiate(&mut *store).await?;
+                    guest.describe(store).await
                 })
             },
             |info: &PluginInfo| [&info.name, &info.version, &info.description].map(String::as_str),
@@ -233,6 +239,19 @@ impl MaterializerPlugin {
             message: format!("materializing {what}: {err:#}"),
             entry: None,
         };
+        let source = match bundle.kind.as_str() {
+            "archive" => wit::BundleSource::Archive(bundle.location.clone()),
+            "http" => wit::BundleSource::Http(bundle.location.clone()),
+            other => {
+                return Err(MaterializeFailure::bundle(
+                    format!(
+                        "{what}: unknown bundle kind `{}` (a materializer reads `archive` or `http`)",
+                        crate::text::terminal_safe(&crate::text::cut(other, 64))
+                    ),
+                    None,
+                ));
+            }
+        };
         let archive = match bundle.kind.as_str() {
             "archive" => {
                 let file = open_archive(Path::new(&bundle.location), bundle.size)
@@ -257,8 +276,7 @@ impl MaterializerPlugin {
             .map_err(host_error)?;
         store.data_mut().start_call();
         let wit_bundle = wit::BundleRef {
-            kind: bundle.kind.clone(),
-            location: bundle.location.clone(),
+            kind: source,
             sha256: bundle.sha256.clone(),
             size: bundle.size,
         };
@@ -266,13 +284,13 @@ impl MaterializerPlugin {
             max_files: options.bundle_limits.max_files,
             max_bytes: options.bundle_limits.max_bytes,
         };
-        let calling = async {
-            let bindings: Materializer = self.pre.instantiate_async(&mut store).await?;
-            bindings
-                .aac_plugin_materialize()
-                .call_materialize(&mut store, &wit_bundle, GUEST_WORKSPACE, wit_limits)
+        // Boxed: the guest's versioned calls would make this future too deep for its callers'.
+        let calling = Box::pin(async {
+            let guest = self.pre.instantiate(&mut store).await?;
+            guest
+                .materialize(&mut store, &wit_bundle, GUEST_WORKSPACE, wit_limits)
                 .await
-        };
+        });
         // Stopped, the call's stack is dropped and so is the staging directory (on return).
         let called = bounded(calling, wall, &options.cancel)
             .await

@@ -15,7 +15,7 @@ use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult, events};
 struct CodexParse;
 
 impl Backend for CodexParse {
-    fn start(_run: RunInfo) -> Result<Self, String> {
+    fn start(_run: RunInfo) -> Result<Self, aac_sdk::StartError> {
         Ok(CodexParse)
     }
 

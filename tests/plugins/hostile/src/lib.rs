@@ -27,13 +27,13 @@ fn wait_forever() -> ! {
 }
 
 impl Backend for Hostile {
-    fn start(run: RunInfo) -> Result<Self, String> {
+    fn start(run: RunInfo) -> Result<Self, aac_sdk::StartError> {
         let asks = |what: &str| run.run_id.contains(what) || run.config_json.contains(what);
         if asks("block-start") {
             wait_forever();
         }
         if asks("huge-start-error") {
-            return Err("e".repeat(8 << 20));
+            return Err(aac_sdk::StartError::config("e".repeat(8 << 20)));
         }
         Ok(Hostile {
             block_close: asks("block-close"),

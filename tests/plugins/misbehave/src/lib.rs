@@ -1,12 +1,13 @@
 //! The prompt says how to misbehave: `trap` panics, `spin` loops forever, `hog` allocates without
-//! bound, `ok` completes. Each failure must end only this session.
+//! bound, `bad-usage` emits an `agent.usage` event whose payload breaks the registry's schema,
+//! `ok` completes. Each failure must end only this session.
 
 use aac_sdk::{Backend, CommandInfo, RunInfo, TurnResult, events};
 
 struct Misbehave;
 
 impl Backend for Misbehave {
-    fn start(_run: RunInfo) -> Result<Self, String> {
+    fn start(_run: RunInfo) -> Result<Self, aac_sdk::StartError> {
         Ok(Misbehave)
     }
 
@@ -26,6 +27,14 @@ impl Backend for Misbehave {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            "bad-usage" => {
+                // Token counts as a string and a negative number: the registry wants integers ≥ 0.
+                events::emit_raw(
+                    "agent.usage",
+                    r#"{"input_tokens":"many","output_tokens":-1}"#.into(),
+                );
+                TurnResult::completed()
             }
             _ => TurnResult::completed(),
         }

@@ -6,11 +6,11 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "aac:plugin/backend@0.1.0",
+    world: "aac:plugin/backend@0.2.0",
 });
 
 use aac::plugin::types::{CommandInfo, PluginInfo, RunInfo, TerminalStatus, TurnResult};
-use exports::aac::plugin::adapter::{Guest, GuestSession, Session};
+use exports::aac::plugin::adapter::{Guest, GuestSession, Session, StartError};
 
 fn wait_forever() -> ! {
     loop {
@@ -29,7 +29,7 @@ impl Guest for Stuck {
 }
 
 impl GuestSession for Stuck {
-    fn start(_run: RunInfo) -> Result<Session, String> {
+    fn start(_run: RunInfo) -> Result<Session, StartError> {
         Ok(Session::new(Stuck))
     }
 

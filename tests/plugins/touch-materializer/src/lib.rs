@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use aac_sdk::{BundleLimits, BundleRef, MaterializeError, Materializer, Summary};
+use aac_sdk::{BundleLimits, BundleRef, BundleSource, MaterializeError, Materializer, Summary};
 
 struct Touch;
 
@@ -18,7 +18,8 @@ impl Materializer for Touch {
         workspace: &Path,
         _limits: BundleLimits,
     ) -> Result<Summary, MaterializeError> {
-        match bundle.location.as_str() {
+        let (BundleSource::Archive(location) | BundleSource::Http(location)) = &bundle.kind;
+        match location.as_str() {
             "hostile:escape" => {
                 let observe = |what: &str, result: std::io::Result<()>| match result {
                     Ok(()) => format!("LEAK {what}"),
@@ -72,11 +73,11 @@ impl Materializer for Touch {
             _ => {}
         }
         let marker = workspace.join(".materialized");
-        std::fs::write(&marker, bundle.location.as_bytes())
+        std::fs::write(&marker, location.as_bytes())
             .map_err(|err| MaterializeError::at_entry(".materialized", err.to_string()))?;
         Ok(Summary {
             files: 1,
-            bytes: bundle.location.len() as u64,
+            bytes: location.len() as u64,
         })
     }
 }

@@ -1,11 +1,12 @@
-//! Exports `aac:plugin/adapter@0.2.0`: the host must refuse it and name both versions.
+//! Exports `aac:plugin/adapter@9.9.9`: the host must refuse it, naming that version and the
+//! versions it loads.
 
 // Only a wasm component: natively (workspace builds) the crate is empty.
 #![cfg(target_family = "wasm")]
 
 wit_bindgen::generate!({
     inline: "
-        package aac:plugin@0.2.0;
+        package aac:plugin@9.9.9;
 
         interface adapter {
             describe: func() -> string;
