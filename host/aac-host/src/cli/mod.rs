@@ -1,8 +1,10 @@
 //! The `aac-host` command line.
 
 mod config_check;
+mod connect;
 mod logging;
 mod manager;
+mod manager_auth;
 mod output;
 mod profile_args;
 mod results;
@@ -67,10 +69,15 @@ pub struct Global {
     /// http://127.0.0.1:7420).
     #[arg(long, global = true, env = "AAC_MANAGER_URL")]
     pub manager_url: Option<String>,
-    /// File holding the bearer token (else --token or AAC_MANAGER_TOKEN); the manager serves
-    /// with it, clients and runners present it.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// File holding the bearer token clients and runners present (else --token or
+    /// AAC_MANAGER_TOKEN); for `manager`, the tokens it accepts, one `role:token` line each (role
+    /// runner, client or admin), re-read on SIGHUP.
+    #[arg(long, global = true, value_name = "FILE", env = "AAC_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed an https:// manager's certificate, trusted besides the
+    /// public roots (runner, runs, runners).
+    #[arg(long, global = true, value_name = "FILE", env = "AAC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

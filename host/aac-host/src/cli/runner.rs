@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use super::output;
 use super::profile_args::ProfileArgs;
 use crate::config::parse_duration;
-use crate::manager::ManagerClient;
 use crate::plugin::PluginHost;
 use crate::runner::status_server::StatusServer;
 use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
@@ -97,17 +96,6 @@ impl RunnerArgs {
     pub fn names_work(&self) -> bool {
         self.run_id.is_some() || self.max_runs.is_some()
     }
-
-    fn token(global: &super::Global) -> Result<String> {
-        if let Some(file) = &global.token_file {
-            return Ok(std::fs::read_to_string(file)
-                .with_context(|| format!("could not read token file {}", file.display()))?
-                .trim()
-                .to_string());
-        }
-        std::env::var("AAC_MANAGER_TOKEN")
-            .map_err(|_| anyhow::anyhow!("give --token-file or set AAC_MANAGER_TOKEN"))
-    }
 }
 
 pub async fn run(
@@ -137,7 +125,7 @@ pub async fn run(
             .await?;
         loaded = Some((profile.clone(), plugin));
     }
-    let client = ManagerClient::new(url, RunnerArgs::token(global)?)?;
+    let client = super::connect::client(global, &url, None)?;
     let runner_id = args
         .runner_id
         .clone()

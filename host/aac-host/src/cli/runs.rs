@@ -136,31 +136,15 @@ async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_js
 /// Where a client command finds its manager when `--manager-url` is not given.
 pub const DEFAULT_MANAGER_URL: &str = "http://127.0.0.1:7420";
 
-/// A client of the manager at `url` (else [`DEFAULT_MANAGER_URL`]), with the token given, or
-/// read from `token_file`.
-pub(super) fn connect(
-    url: Option<&str>,
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-) -> Result<ManagerClient> {
-    let url = url.unwrap_or(DEFAULT_MANAGER_URL);
-    let token = match (token, token_file) {
-        (Some(token), _) => token,
-        (None, Some(file)) => std::fs::read_to_string(&file)
-            .with_context(|| format!("could not read token file {}", file.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
-    };
-    Ok(ManagerClient::new(url, token)?)
+/// A client of the manager at `--manager-url` (else [`DEFAULT_MANAGER_URL`]), with the token
+/// given, or read from `--token-file`.
+pub(super) fn connect(global: &super::Global, token: Option<String>) -> Result<ManagerClient> {
+    let url = global.manager_url.as_deref().unwrap_or(DEFAULT_MANAGER_URL);
+    super::connect::client(global, url, token)
 }
 
 pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
-    let client = connect(
-        global.manager_url.as_deref(),
-        args.token,
-        global.token_file.clone(),
-    )?;
+    let client = connect(global, args.token)?;
     match args.command {
         RunsCommand::Create {
             backend,
