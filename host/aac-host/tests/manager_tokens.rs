@@ -109,7 +109,9 @@ async fn raw(method: reqwest::Method, url: &str, token: &str) -> (u16, serde_jso
 
 fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, ClientError>, what: &str) {
     match result {
-        Err(ClientError::Status { status, code, .. }) if status == 403 => {
+        Err(ClientError::Status {
+            status: 403, code, ..
+        }) => {
             assert_eq!(code, "forbidden", "{what}");
         }
         other => panic!("{what}: expected 403 forbidden, got {other:?}"),
