@@ -2,6 +2,7 @@
 
 mod config_check;
 mod connect;
+mod doctor;
 mod logging;
 mod manager;
 mod manager_auth;
@@ -94,6 +95,9 @@ enum Command {
     Runners(runners::RunnersArgs),
     /// Check a config file without running anything (plugins, pins, images).
     Config(config_check::ConfigArgs),
+    /// Check this host: Docker, cgroups, runtimes, images and plugins of the profiles, the cache
+    /// directory, iptables for egress, the manager and token. Exit 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -223,6 +227,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(args) => config_check::config(args, plugin_host()?).await,
+        Command::Doctor(args) => doctor::doctor(args, &global, config.clone()).await,
         Command::Runs(args) => runs::runs(args, &global).await,
         Command::Runners(args) => runners::runners(args, &global).await,
         Command::Manager(args) => manager::manager(args, &global).await,
