@@ -3,6 +3,8 @@
 mod config_check;
 mod connect;
 mod doctor;
+#[cfg(test)]
+mod help_check;
 mod logging;
 mod manager;
 mod manager_auth;
@@ -34,13 +36,10 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
         the `runner` subcommand still work, with a deprecation warning.)"
 )]
 struct Cli {
-    /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
-    #[arg(long, global = true, env = "AAC_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Do not read or write the compiled-plugin cache.
-    #[arg(long, global = true)]
-    no_cache: bool,
+    /// The plugin cache options before a subcommand (`aac-host --no-cache run …`), as earlier
+    /// versions took them; hidden: each command that loads plugins offers its own.
+    #[command(flatten)]
+    cache: HiddenCacheArgs,
 
     #[command(flatten)]
     global: Global,
@@ -60,6 +59,57 @@ struct Cli {
 
     #[command(flatten)]
     runner: runner::RunnerArgs,
+}
+
+/// Where compiled plugins are cached: offered by the commands that load plugins.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CacheArgs {
+    /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
+    #[arg(long, env = "AAC_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-plugin cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// [`CacheArgs`] before the subcommand: accepted, not shown.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct HiddenCacheArgs {
+    /// Directory for compiled plugin artifacts (put it after the subcommand).
+    #[arg(
+        long = "cache-dir",
+        id = "top_cache_dir",
+        hide = true,
+        value_name = "DIR"
+    )]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-plugin cache (put it after the subcommand).
+    #[arg(long = "no-cache", id = "top_no_cache", hide = true)]
+    no_cache: bool,
+}
+
+impl HiddenCacheArgs {
+    /// The cache directory: the subcommand's options over these, `None` when either says
+    /// `--no-cache`.
+    fn cache_dir(&self, command: &CacheArgs) -> Option<PathBuf> {
+        if self.no_cache || command.no_cache {
+            return None;
+        }
+        command
+            .cache_dir
+            .clone()
+            .or_else(|| self.cache_dir.clone())
+            .or_else(ArtifactCache::default_dir)
+    }
+}
+
+/// A command's own arguments and the plugin cache options.
+#[derive(clap::Args, Debug)]
+pub struct WithCache<T: clap::Args> {
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    args: T,
 }
 
 /// Options every subcommand that talks to a manager shares; accepted before or after the
@@ -84,9 +134,9 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Work on runs from a manager: one run (--run-id) or a pool (--max-runs N).
-    Runner(Box<runner::RunnerArgs>),
+    Runner(Box<WithCache<runner::RunnerArgs>>),
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
-    Run(Box<run::RunArgs>),
+    Run(Box<WithCache<run::RunArgs>>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
     Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
@@ -97,7 +147,7 @@ enum Command {
     Config(config_check::ConfigArgs),
     /// Check this host: Docker, cgroups, runtimes, images and plugins of the profiles, the cache
     /// directory, iptables for egress, the manager and token. Exit 1 when a check fails.
-    Doctor(doctor::DoctorArgs),
+    Doctor(WithCache<doctor::DoctorArgs>),
     /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -115,7 +165,9 @@ enum PluginCommand {
     /// Show a plugin's world, WIT version, imports, exports, size, cache state and capabilities
     /// (declared; with --config also granted, effective, and the integrity checks).
     Inspect {
+        /// The plugin file (.wasm).
         path: PathBuf,
+        /// Print the inspection as JSON.
         #[arg(long)]
         json: bool,
         /// aac.toml: show what it grants the plugin and check its pin and signature.
@@ -124,6 +176,8 @@ enum PluginCommand {
         /// The runtime whose grants apply (default: [bundles] for a materializer).
         #[arg(long, requires = "config")]
         runtime: Option<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Run a backend against a transcript recorded with `aac-host run --record` (no Docker, no
     /// agent CLI) and compare what it emits with what the transcript says. Exit 0 when they match,
@@ -134,6 +188,8 @@ enum PluginCommand {
         /// The transcript (JSON) to replay.
         #[arg(long)]
         transcript: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
 }
 
@@ -179,21 +235,17 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let config = PluginHostConfig {
-        cache_dir: if cli.no_cache {
-            None
-        } else {
-            cli.cache_dir.or_else(ArtifactCache::default_dir)
-        },
+    let top_cache = cli.cache;
+    let plugin_config = |cache: &CacheArgs| PluginHostConfig {
+        cache_dir: top_cache.cache_dir(cache),
         ..PluginHostConfig::default()
     };
-    // Only the commands that load plugins pay for an engine.
-    let plugin_host = || PluginHost::new(config.clone());
     // Hosts that run plugins take the config file's `[limits]`.
-    let plugin_host_with = |limits: Option<crate::plugin::PluginLimits>| {
+    let plugin_host_with = |cache: &CacheArgs, limits: Option<crate::plugin::PluginLimits>| {
+        let config = plugin_config(cache);
         PluginHost::new(PluginHostConfig {
             limits: limits.unwrap_or(config.limits),
-            ..config.clone()
+            ..config
         })
     };
     let global = cli.global;
@@ -210,24 +262,32 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             "warning: use `aac-host runner …`; runner flags without the subcommand are deprecated"
         );
         let limits = cli.runner.profile.host_limits()?;
-        return runner::run(plugin_host_with(limits)?, cli.runner, &global).await;
+        let host = plugin_host_with(&CacheArgs::default(), limits)?;
+        return runner::run(host, cli.runner, &global).await;
     };
     match command {
-        Command::Runner(args) => {
+        Command::Runner(runner) => {
+            let WithCache { cache, args } = *runner;
             let limits = args.profile.host_limits()?;
-            runner::run(plugin_host_with(limits)?, *args, &global).await
+            runner::run(plugin_host_with(&cache, limits)?, args, &global).await
         }
-        Command::Run(args) => {
+        Command::Run(run) => {
+            let WithCache { cache, args } = *run;
             let limits = args.profile.host_limits()?;
-            run::run(&plugin_host_with(limits)?, *args).await
+            run::run(&plugin_host_with(&cache, limits)?, args).await
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "aac-host", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(args) => config_check::config(args, plugin_host()?).await,
-        Command::Doctor(args) => doctor::doctor(args, &global, config.clone()).await,
+        Command::Config(args) => {
+            let host = PluginHost::new(plugin_config(args.cache()))?;
+            config_check::config(args, host).await
+        }
+        Command::Doctor(WithCache { cache, args }) => {
+            doctor::doctor(args, &global, plugin_config(&cache)).await
+        }
         Command::Runs(args) => runs::runs(args, &global).await,
         Command::Runners(args) => runners::runners(args, &global).await,
         Command::Manager(args) => manager::manager(args, &global).await,
@@ -238,9 +298,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     json,
                     config,
                     runtime,
+                    cache,
                 },
         } => {
-            let mut inspection = plugin_host()?.inspect(&path).await?;
+            let mut inspection = PluginHost::new(plugin_config(&cache))?
+                .inspect(&path)
+                .await?;
             if let Some(config) = config {
                 inspection = output::apply_config(inspection, &config, runtime.as_deref())?;
             }
@@ -248,8 +311,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
-            command: PluginCommand::Test { plugin, transcript },
-        } => replay_test(&plugin_host()?, &plugin, &transcript).await,
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    transcript,
+                    cache,
+                },
+        } => {
+            replay_test(
+                &PluginHost::new(plugin_config(&cache))?,
+                &plugin,
+                &transcript,
+            )
+            .await
+        }
     }
 }
 
