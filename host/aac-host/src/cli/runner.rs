@@ -71,6 +71,12 @@ pub struct RunnerArgs {
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
+    /// After the first SIGTERM, how long running turns may take to finish before they are
+    /// cancelled as by a second signal (e.g. `10m`; default: as long as they take). Match the
+    /// service manager's stop timeout to it plus 30 s (systemd TimeoutStopSec, Kubernetes
+    /// terminationGracePeriodSeconds).
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    drain_timeout: Option<Duration>,
     /// Serve `/healthz` and `/readyz` (registered, manager reachable; runs held and warm-pool
     /// fill as JSON) on this address, e.g. `127.0.0.1:9464`.
     #[arg(long, env = "AAC_STATUS_LISTEN")]
@@ -164,7 +170,7 @@ pub async fn run(
     }
     let shutdown = Shutdown::new();
     shutdown
-        .listen_for_signals()
+        .listen_for_signals(args.drain_timeout)
         .context("could not listen for signals")?;
     let driver = Arc::new(driver);
     let mut runner =
