@@ -298,3 +298,51 @@ fn kubernetes_manifests_are_well_formed_and_consistent() {
     );
     assert_eq!(env_field(container, "HOSTNAME"), Some("metadata.name"));
 }
+
+/// `cargo xtask host-image` imports aac-host (this build's binary) as an image whose entrypoint
+/// is aac-host: `docker run IMAGE --version` prints the versions, `manager --help` works.
+#[test]
+fn the_host_image_runs_aac_host() {
+    let root = deploy().parent().unwrap().to_owned();
+    let tag = format!("aac/aac-host:test-{}", std::process::id());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(&root)
+        .args(["run", "-q", "-p", "xtask", "--", "host-image", "--binary"])
+        .arg(aac_host_binary())
+        .args(["--tag", &tag])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let run = |args: &[&str]| {
+        Command::new("docker")
+            .args(["run", "--rm", &tag])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let version = run(&["--version"]);
+    let manager_help = run(&["manager", "--help"]);
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("aac-host {}", env!("CARGO_PKG_VERSION")))
+            && text.contains("wasmtime: ")
+            && text.contains("commit: "),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&manager_help.stdout).contains("--tls-cert"),
+        "{}",
+        String::from_utf8_lossy(&manager_help.stderr)
+    );
+}

@@ -98,10 +98,10 @@ pub struct PodSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSecurityContext {
-    pub run_as_non_root: bool,
-    pub run_as_user: u32,
-    pub run_as_group: u32,
-    pub fs_group: u32,
+    pub run_as_non_root: Option<bool>,
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub fs_group: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
