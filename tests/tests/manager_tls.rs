@@ -172,6 +172,27 @@ async fn runs_and_a_runner_turn_over_https_with_a_test_ca() {
         text(&out)
     );
 
+    // `doctor` reaches the HTTPS manager through the CA and checks the runner's token.
+    let mut doctor = aac_host(dir, "", &["doctor", "--json"]);
+    doctor
+        .args(client_args)
+        .arg("--token-file")
+        .arg(dir.join("runner.token"))
+        .env_remove("AAC_MANAGER_TOKEN")
+        .current_dir(dir);
+    let out = output(doctor).await;
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    for check in ["manager", "token"] {
+        let found = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} check: {report:#}"));
+        assert_eq!(found["status"], "ok", "{report:#}");
+    }
+
     manager.start_kill().unwrap();
     manager.wait().await.unwrap();
 }
