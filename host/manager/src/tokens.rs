@@ -76,6 +76,9 @@ pub enum TokenFileError {
 /// Longest token accepted (tokens are compared in constant time over their length).
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
+/// The largest token file read.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Tokens a file holds at most.
 pub const MAX_TOKENS: usize = 1000;
 
@@ -128,13 +131,26 @@ impl TokenSet {
         found
     }
 
-    /// Reads a token file (see the module documentation).
+    /// Reads a token file (see the module documentation), at most [`MAX_FILE_BYTES`].
     pub fn read_file(path: &Path) -> Result<Self, TokenFileError> {
+        use std::io::Read;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| TokenFileError::Read {
+        let read_error = |message: String| TokenFileError::Read {
             path: shown.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(e.to_string()))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(read_error(format!(
+                "it is over {MAX_FILE_BYTES} bytes, more than any token file needs"
+            )));
+        }
+        let text =
+            String::from_utf8(bytes).map_err(|_| read_error("it is not UTF-8 text".into()))?;
         Self::parse(&text, &shown)
     }
 
@@ -282,5 +298,26 @@ mod tests {
         }
         let err = TokenSet::parse("# nothing\n", "tokens.txt").unwrap_err();
         assert!(err.to_string().contains("has no token"), "{err}");
+    }
+
+    #[test]
+    fn files_are_read_bounded_and_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let err = TokenSet::read_file(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("over 1048576 bytes") && err.contains("big"),
+            "{err}"
+        );
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, b"runner:\xff\xfe").unwrap();
+        let err = TokenSet::read_file(&binary).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let missing = TokenSet::read_file(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            missing.to_string().contains("could not read token file"),
+            "{missing}"
+        );
     }
 }

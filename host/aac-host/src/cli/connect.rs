@@ -10,8 +10,19 @@ use crate::manager::ManagerClient;
 
 /// The token in `file`: its one non-empty line, without the surrounding whitespace.
 pub(super) fn token_from_file(file: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(file)
+    use std::io::Read;
+    // A token is short: a file past this is not a token file.
+    const MAX_BYTES: u64 = 64 * 1024;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
         .with_context(|| format!("could not read token file {}", file.display()))?;
+    if text.len() as u64 > MAX_BYTES {
+        bail!(
+            "token file {} is over {MAX_BYTES} bytes: not a token",
+            file.display()
+        );
+    }
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     match (lines.next(), lines.next()) {
         (Some(token), None) => Ok(token.to_owned()),
