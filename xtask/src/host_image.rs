@@ -40,16 +40,23 @@ pub fn build(args: &[String]) -> Result<()> {
             super::root().join("target").join(profile).join("aac-host")
         }
     };
-    let rootfs = super::root().join("target/images/aac-host-rootfs");
-    rootfs_of(&binary, &rootfs)?;
-    super::image::import(
-        &rootfs,
-        &tag,
-        &[
-            r#"ENTRYPOINT ["/usr/local/bin/aac-host"]"#,
-            "ENV PATH=/usr/local/bin",
-        ],
-    )?;
+    // One directory per process: two builds at once (tests in parallel) do not share one.
+    let rootfs = super::root().join(format!(
+        "target/images/aac-host-rootfs-{}",
+        std::process::id()
+    ));
+    let imported = rootfs_of(&binary, &rootfs).and_then(|()| {
+        super::image::import(
+            &rootfs,
+            &tag,
+            &[
+                r#"ENTRYPOINT ["/usr/local/bin/aac-host"]"#,
+                "ENV PATH=/usr/local/bin",
+            ],
+        )
+    });
+    let _ = std::fs::remove_dir_all(&rootfs);
+    imported?;
     eprintln!("built {tag} from {}", binary.display());
     Ok(())
 }
