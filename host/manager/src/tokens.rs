@@ -122,6 +122,10 @@ impl TokenSet {
     /// The role of `presented`, comparing with every token in time independent of where they
     /// differ.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
+        // No token is longer: a huge header is refused without comparing it with every token.
+        if presented.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
         let mut found = None;
         for (role, token) in &self.tokens {
             if same(presented.as_bytes(), token.as_bytes()) {
@@ -263,6 +267,7 @@ mod tests {
         assert_eq!(set.role_of("c-1"), Some(Role::Client));
         assert_eq!(set.role_of("a:with:colons"), Some(Role::Admin));
         assert_eq!(set.role_of("r-"), None);
+        assert_eq!(set.role_of(&"r".repeat(MAX_TOKEN_BYTES + 1)), None);
         assert_eq!(format!("{set:?}"), "[Runner, Runner, Client, Admin]");
     }
 
