@@ -5,7 +5,7 @@
 //! client that does not trust the CA, fail at once with an error saying what to do.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aac_tests::{aac_host_binary, plugin};
@@ -13,8 +13,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-/// Writes `ca.pem`, `server.pem` (for 127.0.0.1 and localhost) and `server.key` into `dir`.
-fn test_pki(dir: &Path) -> PathBuf {
+/// Writes a new CA as `dir/CA_NAME` and, signed by it, `server.pem` (for 127.0.0.1 and
+/// localhost) and `server.key` into `dir` (replacing those there).
+fn test_pki(dir: &Path, ca_name: &str) -> PathBuf {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -29,10 +30,10 @@ fn test_pki(dir: &Path) -> PathBuf {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join(ca_name), ca.pem()).unwrap();
     std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-    dir.join("ca.pem")
+    dir.join(ca_name)
 }
 
 fn aac_host(dir: &Path, token: &str, args: &[&str]) -> std::process::Command {
@@ -64,7 +65,7 @@ fn text(output: &Output) -> String {
 async fn runs_and_a_runner_turn_over_https_with_a_test_ca() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let ca = test_pki(dir);
+    let ca = test_pki(dir, "ca.pem");
     let ca = ca.to_str().unwrap();
     std::fs::write(
         dir.join("tokens"),
@@ -83,7 +84,7 @@ async fn runs_and_a_runner_turn_over_https_with_a_test_ca() {
         .arg("--tls-key")
         .arg(dir.join("server.key"))
         .env_remove("AAC_MANAGER_TOKEN")
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("manager.log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -192,6 +193,52 @@ async fn runs_and_a_runner_turn_over_https_with_a_test_ca() {
             .unwrap_or_else(|| panic!("no {check} check: {report:#}"));
         assert_eq!(found["status"], "ok", "{report:#}");
     }
+
+    // A renewed certificate (from another CA here) is served after SIGHUP, without a restart;
+    // a certificate file that cannot be used keeps the one in force.
+    let ca2 = test_pki(dir, "ca2.pem");
+    let hang_up = |manager: &tokio::process::Child| {
+        let pid = manager.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    hang_up(&manager);
+    let list_with = |ca: &Path| {
+        let mut list = aac_host(dir, "tls-client-token", &["runs", "list"]);
+        list.args(["--manager-url", https.as_str(), "--ca-cert"])
+            .arg(ca);
+        output(list)
+    };
+    let started = Instant::now();
+    while !list_with(&ca2).await.status.success() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the renewed certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old = list_with(Path::new(ca)).await;
+    assert_eq!(
+        old.status.code(),
+        Some(2),
+        "the old CA no longer fits: {}",
+        text(&old)
+    );
+    std::fs::write(dir.join("server.pem"), "not a certificate").unwrap();
+    hang_up(&manager);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = list_with(&ca2).await;
+    assert!(kept.status.success(), "{}", text(&kept));
+    let log = std::fs::read_to_string(dir.join("manager.log")).unwrap();
+    assert!(
+        log.contains("TLS certificate re-read") && log.contains("TLS certificate not re-read"),
+        "{log}"
+    );
 
     manager.start_kill().unwrap();
     manager.wait().await.unwrap();

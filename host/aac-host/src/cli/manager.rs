@@ -96,12 +96,17 @@ pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCo
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
+    let tls_config = tls.as_ref().map(|tls| tls.config.clone());
     sources
-        .reload_on_sighup(manager.clone())
+        .reload_on_sighup(manager.clone(), tls)
         .context("could not listen for SIGHUP")?;
     eprintln!(
         "manager listening on {}://{} (store {})",
-        if tls.is_some() { "https" } else { "http" },
+        if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         args.listen,
         args.db.display()
     );
@@ -119,14 +124,15 @@ pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCo
     let stopped = async {
         let _ = stop_rx.await;
     };
-    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        Some(tls) => Box::pin(serve_with_shutdown(
-            TlsListener::new(listener, tls)?,
-            manager,
-            stopped,
-        )),
-        None => Box::pin(serve_with_shutdown(listener, manager, stopped)),
-    };
+    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match tls_config {
+            Some(tls) => Box::pin(serve_with_shutdown(
+                TlsListener::new(listener, tls)?,
+                manager,
+                stopped,
+            )),
+            None => Box::pin(serve_with_shutdown(listener, manager, stopped)),
+        };
     tokio::pin!(serve);
     tokio::select! {
         served = &mut serve => served?,

@@ -1,12 +1,11 @@
 //! The manager's tokens and TLS from the command line: `--token` (an admin token) and
 //! `--token-file` (`role:token` lines, re-read on SIGHUP), `--tls-cert`/`--tls-key`.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
 
 use crate::manager::server::Manager;
+use crate::manager::server::tls::{TlsConfig, server_config};
 use crate::manager::tokens::{Role, TokenSet};
 
 /// Where the manager's tokens come from.
@@ -36,15 +35,18 @@ impl TokenSources {
         Ok(tokens)
     }
 
-    /// Re-reads the token file on each SIGHUP; a file that cannot be used keeps the tokens
-    /// in force and logs why (its line, never a token).
-    pub fn reload_on_sighup(self, manager: Manager) -> Result<()> {
+    /// Re-reads the token file, and the TLS certificate and key when served, on each SIGHUP;
+    /// a file that cannot be used keeps what is in force and logs why (its line, never a token).
+    pub fn reload_on_sighup(self, manager: Manager, tls: Option<TlsFiles>) -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangups = signal(SignalKind::hangup())?;
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
+                if let Some(tls) = &tls {
+                    tls.reload();
+                }
                 let Some(file) = &self.file else {
-                    tracing::warn!("SIGHUP: no --token-file to re-read; tokens unchanged");
+                    tracing::warn!(target: "manager", "SIGHUP: no --token-file to re-read; tokens unchanged");
                     continue;
                 };
                 match self.read() {
@@ -52,14 +54,18 @@ impl TokenSources {
                         let summary = summary(&tokens);
                         match manager.replace_tokens(tokens) {
                             Ok(()) => tracing::info!(
+                                target: "manager",
                                 file = %file.display(),
                                 tokens = %summary,
                                 "token file re-read; its tokens are in force"
                             ),
-                            Err(err) => tracing::error!(error = %err, "tokens unchanged"),
+                            Err(err) => {
+                                tracing::error!(target: "manager", error = %err, "tokens unchanged")
+                            }
                         }
                     }
                     Err(err) => tracing::error!(
+                        target: "manager",
                         error = %format!("{err:#}"),
                         "token file not re-read; the tokens in force stay"
                     ),
@@ -79,16 +85,46 @@ pub(super) fn summary(tokens: &TokenSet) -> String {
         .join(", ")
 }
 
+/// `--tls-cert` and `--tls-key`, and the configuration made of them that is in force.
+pub(super) struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    pub config: TlsConfig,
+}
+
+impl TlsFiles {
+    /// Reads both again; a pair that cannot be used keeps the one in force.
+    fn reload(&self) {
+        match server_config(&self.cert, &self.key) {
+            Ok(config) => {
+                self.config.replace(config);
+                tracing::info!(
+                    target: "manager",
+                    cert = %self.cert.display(),
+                    "TLS certificate re-read; new connections get it"
+                );
+            }
+            Err(err) => tracing::error!(
+                target: "manager",
+                error = %err,
+                "TLS certificate not re-read; the one in force stays"
+            ),
+        }
+    }
+}
+
 /// The TLS configuration of `--tls-cert` and `--tls-key` (both or neither).
-pub(super) fn tls_config(
-    cert: Option<&Path>,
-    key: Option<&Path>,
-) -> Result<Option<Arc<crate::manager::server::tls::ServerConfig>>> {
+pub(super) fn tls_config(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsFiles>> {
     match (cert, key) {
         (None, None) => Ok(None),
-        (Some(cert), Some(key)) => crate::manager::server::tls::server_config(cert, key)
-            .map(Some)
-            .map_err(anyhow::Error::msg),
+        (Some(cert), Some(key)) => {
+            let config = server_config(cert, key).map_err(anyhow::Error::msg)?;
+            Ok(Some(TlsFiles {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                config: TlsConfig::new(config),
+            }))
+        }
         _ => bail!("--tls-cert and --tls-key go together (the certificate chain and its key)"),
     }
 }

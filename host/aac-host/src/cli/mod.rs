@@ -44,7 +44,7 @@ struct Cli {
     #[command(flatten)]
     global: Global,
 
-    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info`).
+    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info,manager=info`).
     #[arg(
         long,
         global = true,

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub use rustls::ServerConfig;
@@ -55,6 +55,26 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration in force: new connections use the one set last, so a renewed
+/// certificate is served without a restart. Cheap to clone.
+#[derive(Clone)]
+pub struct TlsConfig(Arc<RwLock<Arc<ServerConfig>>>);
+
+impl TlsConfig {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self(Arc::new(RwLock::new(config)))
+    }
+
+    /// Serves `config` to the connections accepted from now on.
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    fn current(&self) -> Arc<ServerConfig> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Accepts TCP connections and hands on those whose TLS handshake completed.
 pub struct TlsListener {
     local: SocketAddr,
@@ -63,10 +83,10 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+    pub fn new(listener: TcpListener, config: TlsConfig) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, accepted) = mpsc::channel(MAX_HANDSHAKES);
-        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
+        let task = tokio::spawn(accept_loop(listener, config, tx));
         Ok(Self {
             local,
             accepted,
@@ -100,7 +120,7 @@ impl axum::serve::Listener for TlsListener {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    config: TlsConfig,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
@@ -117,7 +137,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(config.current());
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
