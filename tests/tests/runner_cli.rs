@@ -136,6 +136,43 @@ async fn second_sigterm_kills_the_turn_and_gives_the_run_back() {
     assert_eq!(containers_of_run(&run.id).await, 0);
 }
 
+/// `--drain-timeout`: one SIGTERM (as systemd or Kubernetes send) and a turn that does not finish
+/// within the timeout is cancelled as by a second signal; the run goes back to the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_past_its_timeout_cancels_the_turn_like_a_second_sigterm() {
+    let manager = TestManager::start().await;
+    let client = manager.client();
+    let cache = tempfile::tempdir().unwrap();
+    let run = manager.shell_run(&["echo started; sleep 120"]).await;
+    let child = Command::new(aac_host_binary())
+        .args(["runner", "--plugin"])
+        .arg(plugin("shell"))
+        .args(["--manager-url", &manager.url(), "--run-id", &run.id])
+        .args([
+            "--runner-id",
+            "cli-drain-timeout",
+            "--lease",
+            "5s",
+            "--json",
+        ])
+        .args(["--drain-timeout", "2s"])
+        .env("AAC_MANAGER_TOKEN", TOKEN)
+        .env("AAC_CACHE_DIR", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_event(&client, &run.id, |e| is_line(e, "started")).await;
+    signal(&child, "TERM");
+    let (code, output) = wait(child).await;
+    assert_eq!(code, 130, "{output}");
+    assert!(output.contains("drain timeout passed"), "{output}");
+    let stored = client.get_run(&run.id).await.unwrap();
+    assert_eq!(stored.status, RunStatus::Queued, "{output}");
+    assert_eq!(stored.attempts[0].end, Some(AttemptEnd::Released));
+    assert_eq!(containers_of_run(&run.id).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_conflict_exits_with_code_4_at_once() {
     let manager = TestManager::start().await;

@@ -16,6 +16,7 @@
 mod agent_images;
 mod docker;
 mod fresh_docker;
+mod host_image;
 mod image;
 mod plugins;
 mod polyglot;
@@ -59,6 +60,10 @@ fn dispatch() -> Result<()> {
             image::build_busybox()?;
             agent_images::build_all()
         }
+        "host-image" => {
+            docker::ensure_engine()?;
+            host_image::build(rest)
+        }
         "docker" => docker::ensure_engine(),
         "fresh-docker" => {
             let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
@@ -66,7 +71,7 @@ fn dispatch() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|bench|plugins|image|images|docker|fresh-docker>"
+                "usage: cargo xtask <demo|test|bench|plugins|image|images|host-image|docker|fresh-docker>"
             );
             Ok(())
         }

@@ -96,12 +96,40 @@ async fn the_runs_commands_drive_a_manager() {
     let run = json_of(
         &runs_cli(
             &url,
-            &["create", "shell", "--config", r#"{"shell":"/bin/sh"}"#],
+            &[
+                "create",
+                "shell",
+                "--backend-config",
+                r#"{"shell":"/bin/sh"}"#,
+            ],
         )
         .await,
     );
     let run_id = run["id"].as_str().unwrap().to_string();
     assert_eq!(run["status"], "queued");
+    assert_eq!(run["config"]["shell"], "/bin/sh");
+
+    // The old spelling still works, with a warning naming the new one.
+    let old = runs_cli(&url, &["create", "shell", "--config", r#"{"old":true}"#]).await;
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("now --backend-config"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    assert_eq!(json_of(&old)["config"]["old"], true);
+    let both = runs_cli(
+        &url,
+        &[
+            "create",
+            "shell",
+            "--config",
+            "{}",
+            "--backend-config",
+            "{}",
+        ],
+    )
+    .await;
+    assert_eq!(both.status.code(), Some(2), "one spelling at a time");
 
     let command = json_of(&runs_cli(&url, &["enqueue", &run_id, "echo hi"]).await);
     assert_eq!(command["prompt"], "echo hi");
@@ -116,7 +144,11 @@ async fn the_runs_commands_drive_a_manager() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown status `bogus`"));
 
-    let not_object = runs_cli(&url, &["create", "shell", "--config", "[1]"]).await;
+    let not_object = runs_cli(&url, &["create", "shell", "--backend-config", "[1]"]).await;
     assert_eq!(not_object.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&not_object.stderr)
+            .contains("--backend-config must be a JSON object")
+    );
     manager.stop().await;
 }

@@ -10,6 +10,9 @@ use super::protocol::{ErrorBody, error_code};
 pub enum ManagerError {
     #[error("{0}")]
     Unauthorized(String),
+    /// A known token whose role may not call the endpoint.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -42,6 +45,7 @@ impl ManagerError {
     pub fn status(&self) -> StatusCode {
         match self {
             ManagerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ManagerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ManagerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ManagerError::NotFound(_) => StatusCode::NOT_FOUND,
             ManagerError::LeaseConflict(_)
@@ -59,6 +63,7 @@ impl ManagerError {
     pub fn code(&self) -> &'static str {
         match self {
             ManagerError::Unauthorized(_) => error_code::UNAUTHORIZED,
+            ManagerError::Forbidden(_) => error_code::FORBIDDEN,
             ManagerError::BadRequest(_) => error_code::BAD_REQUEST,
             ManagerError::NotFound(_) => error_code::NOT_FOUND,
             ManagerError::LeaseConflict(_) => error_code::LEASE_CONFLICT,

@@ -7,6 +7,7 @@
 //! * [`client`]: [`ManagerClient`], the typed HTTP client with its retry policy;
 //! * [`server`]: the embedded manager, an axum server ([`server::start`], [`server::serve`]);
 //! * [`store`]: its durable redb store;
+//! * [`tokens`]: bearer tokens and their roles (runner, client, admin), token files;
 //! * [`clock`]: the time leases are measured against ([`SystemClock`], [`ManualClock`] for tests);
 //! * [`error`]: the manager's errors and their HTTP replies.
 //!
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod error;
 pub mod server;
 pub mod store;
+pub mod tokens;
 
 pub use aac_protocol::{outcome, protocol, results};
 pub use client::{ClientError, ManagerClient, RetryPolicy};

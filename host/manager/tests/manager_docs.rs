@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aac_manager::outcome::{FailureKind, TerminalStatus};
 use aac_manager::protocol::{CommandStatus, RunStatus, error_code};
 use aac_manager::server::start;
+use aac_manager::tokens::{Role, TokenSet};
 use aac_manager::{Manager, ManagerConfig, ManualClock};
 
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
@@ -81,6 +82,69 @@ async fn every_documented_endpoint_exists_and_needs_the_token() {
     handle.shutdown().await.unwrap();
 }
 
+/// The roles each operation lists as `x-aac-roles`, in the order of [`documented_operations`].
+fn documented_roles() -> Vec<Vec<String>> {
+    OPENAPI
+        .lines()
+        .filter_map(|line| line.strip_prefix("      x-aac-roles: ["))
+        .map(|roles| {
+            roles
+                .trim_end_matches(']')
+                .split(',')
+                .map(|r| r.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every operation's `x-aac-roles` is what the manager enforces: a runner or client token gets
+/// 403 exactly where its role is not listed (and an admin token never).
+#[tokio::test]
+async fn documented_roles_are_the_enforced_ones() {
+    let ops = documented_operations();
+    let roles = documented_roles();
+    assert_eq!(ops.len(), roles.len(), "one x-aac-roles per operation");
+    let mut tokens = TokenSet::default();
+    tokens.add(Role::Runner, "r").unwrap();
+    tokens.add(Role::Client, "c").unwrap();
+    tokens.add(Role::Admin, "a").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ManagerConfig::with_tokens(tokens);
+    let handle = start(Manager::open(dir.path().join("m.redb"), config).unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    for ((method, path), roles) in ops.iter().zip(&roles) {
+        let url = format!(
+            "{}{}",
+            handle.url(),
+            path.replace("{run}", "r1")
+                .replace("{cmd}", "c1")
+                .replace("{sha256}", &"0".repeat(64))
+                .replace("{path}", "src/main.rs")
+        );
+        for (token, role) in [("r", "runner"), ("c", "client"), ("a", "admin")] {
+            let reply = http
+                .request(method.parse().unwrap(), &url)
+                .bearer_auth(token)
+                .header("x-lease-token", "l")
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = reply.status().as_u16();
+            let body = reply.text().await.unwrap();
+            assert_eq!(
+                status == 403,
+                !roles.iter().any(|r| r == role),
+                "{role} token on {method} {path} (documented {roles:?}): {status} {body}"
+            );
+        }
+    }
+    handle.shutdown().await.unwrap();
+}
+
 #[test]
 fn taxonomy_and_error_codes_are_documented() {
     let json = |v: serde_json::Value| v.as_str().unwrap().to_owned();
@@ -111,6 +175,7 @@ fn taxonomy_and_error_codes_are_documented() {
     }
     for c in [
         error_code::UNAUTHORIZED,
+        error_code::FORBIDDEN,
         error_code::BAD_REQUEST,
         error_code::NOT_FOUND,
         error_code::METHOD_NOT_ALLOWED,

@@ -305,6 +305,8 @@ pub struct ErrorBody {
 /// The error codes a manager answers with.
 pub mod error_code {
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The token is known but its role may not call the endpoint.
+    pub const FORBIDDEN: &str = "forbidden";
     pub const BAD_REQUEST: &str = "bad-request";
     pub const NOT_FOUND: &str = "not-found";
     pub const METHOD_NOT_ALLOWED: &str = "method-not-allowed";

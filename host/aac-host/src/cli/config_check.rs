@@ -30,11 +30,23 @@ enum ConfigCommand {
         /// Do not ask Docker whether the images are present.
         #[arg(long)]
         no_docker: bool,
+        #[command(flatten)]
+        cache: super::CacheArgs,
     },
 }
 
+impl ConfigArgs {
+    /// Where the plugins it checks are compiled to.
+    pub fn cache(&self) -> &super::CacheArgs {
+        let ConfigCommand::Check { cache, .. } = &self.command;
+        cache
+    }
+}
+
 pub async fn config(args: ConfigArgs, host: Arc<PluginHost>) -> Result<ExitCode> {
-    let ConfigCommand::Check { file, no_docker } = args.command;
+    let ConfigCommand::Check {
+        file, no_docker, ..
+    } = args.command;
     let config = HostConfig::load(&file)?;
     let driver = if no_docker {
         None

@@ -7,7 +7,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The default filter: warnings, plugin log lines, and the manager's access log.
-pub const DEFAULT_FILTER: &str = "warn,plugin=info,access=info";
+pub const DEFAULT_FILTER: &str = "warn,plugin=info,access=info,manager=info";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::config::parse_duration;
 use crate::manager::Store;
+use crate::manager::server::tls::TlsListener;
 use crate::manager::server::{Manager, ManagerConfig, serve_with_shutdown};
 
 #[derive(clap::Args, Debug)]
@@ -18,9 +19,16 @@ pub struct ManagerArgs {
     /// The store file (created when no file is there; an existing file is never replaced).
     #[arg(long, default_value = "aac-manager.redb")]
     db: PathBuf,
-    /// Bearer token clients and runners must present.
+    /// A bearer token with the admin role (every endpoint); with --token-file, besides its
+    /// tokens.
     #[arg(long, env = "AAC_MANAGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The server certificate chain (PEM) to serve HTTPS with; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Repair a damaged store file with redb's recovery and exit (the file as it was is kept
     /// beside it as FILE.damaged-TIMESTAMP); start again without --repair to serve.
     #[arg(long)]
@@ -67,19 +75,17 @@ pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCo
         eprintln!("{report}");
         return Ok(ExitCode::SUCCESS);
     }
-    let token = match (args.token, global.token_file.clone()) {
-        (Some(token), _) => token,
-        (None, Some(file)) => std::fs::read_to_string(&file)
-            .with_context(|| format!("could not read token file {}", file.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => anyhow::bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
+    let sources = super::manager_auth::TokenSources {
+        admin: args.token.clone(),
+        file: global.token_file.clone(),
     };
+    let tokens = sources.read()?;
+    let tls = super::manager_auth::tls_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     let policy = crate::manager::LeasePolicy {
         regrant_gap: args.regrant_gap,
         max_attempts: args.max_attempts,
     };
-    let mut config = ManagerConfig::new(token)
+    let mut config = ManagerConfig::with_tokens(tokens)
         .with_policy(policy)
         .with_max_blob_bytes(args.max_blob_bytes)
         .with_blob_grace(args.blob_grace);
@@ -90,8 +96,17 @@ pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCo
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
+    let tls_config = tls.as_ref().map(|tls| tls.config.clone());
+    sources
+        .reload_on_sighup(manager.clone(), tls)
+        .context("could not listen for SIGHUP")?;
     eprintln!(
-        "manager listening on http://{} (store {})",
+        "manager listening on {}://{} (store {})",
+        if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         args.listen,
         args.db.display()
     );
@@ -106,9 +121,18 @@ pub async fn manager(args: ManagerArgs, global: &super::Global) -> Result<ExitCo
         let _ = signalled_tx.send(());
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = serve_with_shutdown(listener, manager, async {
+    let stopped = async {
         let _ = stop_rx.await;
-    });
+    };
+    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match tls_config {
+            Some(tls) => Box::pin(serve_with_shutdown(
+                TlsListener::new(listener, tls)?,
+                manager,
+                stopped,
+            )),
+            None => Box::pin(serve_with_shutdown(listener, manager, stopped)),
+        };
     tokio::pin!(serve);
     tokio::select! {
         served = &mut serve => served?,

@@ -1,8 +1,13 @@
 //! The `aac-host` command line.
 
 mod config_check;
+mod connect;
+mod doctor;
+#[cfg(test)]
+mod help_check;
 mod logging;
 mod manager;
+mod manager_auth;
 mod output;
 mod plugin_new;
 mod profile_args;
@@ -32,18 +37,15 @@ use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
         the `runner` subcommand still work, with a deprecation warning.)"
 )]
 struct Cli {
-    /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
-    #[arg(long, global = true, env = "AAC_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Do not read or write the compiled-plugin cache.
-    #[arg(long, global = true)]
-    no_cache: bool,
+    /// The plugin cache options before a subcommand (`aac-host --no-cache run …`), as earlier
+    /// versions took them; hidden: each command that loads plugins offers its own.
+    #[command(flatten)]
+    cache: HiddenCacheArgs,
 
     #[command(flatten)]
     global: Global,
 
-    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info`).
+    /// How log lines on stderr look (the filter is `AAC_LOG`, default `warn,plugin=info,access=info,manager=info`).
     #[arg(
         long,
         global = true,
@@ -60,6 +62,57 @@ struct Cli {
     runner: runner::RunnerArgs,
 }
 
+/// Where compiled plugins are cached: offered by the commands that load plugins.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CacheArgs {
+    /// Directory for compiled plugin artifacts (default: $AAC_CACHE_DIR or ~/.cache/aac-host).
+    #[arg(long, env = "AAC_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-plugin cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// [`CacheArgs`] before the subcommand: accepted, not shown.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct HiddenCacheArgs {
+    /// Directory for compiled plugin artifacts (put it after the subcommand).
+    #[arg(
+        long = "cache-dir",
+        id = "top_cache_dir",
+        hide = true,
+        value_name = "DIR"
+    )]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-plugin cache (put it after the subcommand).
+    #[arg(long = "no-cache", id = "top_no_cache", hide = true)]
+    no_cache: bool,
+}
+
+impl HiddenCacheArgs {
+    /// The cache directory: the subcommand's options over these, `None` when either says
+    /// `--no-cache`.
+    fn cache_dir(&self, command: &CacheArgs) -> Option<PathBuf> {
+        if self.no_cache || command.no_cache {
+            return None;
+        }
+        command
+            .cache_dir
+            .clone()
+            .or_else(|| self.cache_dir.clone())
+            .or_else(ArtifactCache::default_dir)
+    }
+}
+
+/// A command's own arguments and the plugin cache options.
+#[derive(clap::Args, Debug)]
+pub struct WithCache<T: clap::Args> {
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    args: T,
+}
+
 /// Options every subcommand that talks to a manager shares; accepted before or after the
 /// subcommand.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,18 +121,23 @@ pub struct Global {
     /// http://127.0.0.1:7420).
     #[arg(long, global = true, env = "AAC_MANAGER_URL")]
     pub manager_url: Option<String>,
-    /// File holding the bearer token (else --token or AAC_MANAGER_TOKEN); the manager serves
-    /// with it, clients and runners present it.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// File holding the bearer token clients and runners present (else --token or
+    /// AAC_MANAGER_TOKEN); for `manager`, the tokens it accepts, one `role:token` line each (role
+    /// runner, client or admin), re-read on SIGHUP.
+    #[arg(long, global = true, value_name = "FILE", env = "AAC_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed an https:// manager's certificate, trusted besides the
+    /// public roots (runner, runs, runners).
+    #[arg(long, global = true, value_name = "FILE", env = "AAC_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Work on runs from a manager: one run (--run-id) or a pool (--max-runs N).
-    Runner(Box<runner::RunnerArgs>),
+    Runner(Box<WithCache<runner::RunnerArgs>>),
     /// Run one agent turn locally: a plugin, a Docker sandbox and a workspace.
-    Run(Box<run::RunArgs>),
+    Run(Box<WithCache<run::RunArgs>>),
     /// Run the embedded manager: the whole v1 protocol over a durable store.
     Manager(manager::ManagerArgs),
     /// Create, enqueue, cancel, inspect and follow runs on a manager.
@@ -88,6 +146,9 @@ enum Command {
     Runners(runners::RunnersArgs),
     /// Check a config file without running anything (plugins, pins, images).
     Config(config_check::ConfigArgs),
+    /// Check this host: Docker, cgroups, runtimes, images and plugins of the profiles, the cache
+    /// directory, iptables for egress, the manager and token. Exit 1 when a check fails.
+    Doctor(WithCache<doctor::DoctorArgs>),
     /// Print a shell completion script: `aac-host completions bash > /etc/bash_completion.d/aac-host`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -105,7 +166,9 @@ enum PluginCommand {
     /// Show a plugin's world, WIT version, imports, exports, size, cache state and capabilities
     /// (declared; with --config also granted, effective, and the integrity checks).
     Inspect {
+        /// The plugin file (.wasm).
         path: PathBuf,
+        /// Print the inspection as JSON.
         #[arg(long)]
         json: bool,
         /// aac.toml: show what it grants the plugin and check its pin and signature.
@@ -114,6 +177,8 @@ enum PluginCommand {
         /// The runtime whose grants apply (default: [bundles] for a materializer).
         #[arg(long, requires = "config")]
         runtime: Option<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Run a backend against a transcript recorded with `aac-host run --record` (no Docker, no
     /// agent CLI) and compare what it emits with what the transcript says. Exit 0 when they match,
@@ -124,6 +189,8 @@ enum PluginCommand {
         /// The transcript (JSON) to replay.
         #[arg(long)]
         transcript: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     /// Create a backend plugin project (Cargo.toml, src/lib.rs, README, a transcript test).
     New {
@@ -192,21 +259,17 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let config = PluginHostConfig {
-        cache_dir: if cli.no_cache {
-            None
-        } else {
-            cli.cache_dir.or_else(ArtifactCache::default_dir)
-        },
+    let top_cache = cli.cache;
+    let plugin_config = |cache: &CacheArgs| PluginHostConfig {
+        cache_dir: top_cache.cache_dir(cache),
         ..PluginHostConfig::default()
     };
-    // Only the commands that load plugins pay for an engine.
-    let plugin_host = || PluginHost::new(config.clone());
     // Hosts that run plugins take the config file's `[limits]`.
-    let plugin_host_with = |limits: Option<crate::plugin::PluginLimits>| {
+    let plugin_host_with = |cache: &CacheArgs, limits: Option<crate::plugin::PluginLimits>| {
+        let config = plugin_config(cache);
         PluginHost::new(PluginHostConfig {
             limits: limits.unwrap_or(config.limits),
-            ..config.clone()
+            ..config
         })
     };
     let global = cli.global;
@@ -223,23 +286,32 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             "warning: use `aac-host runner …`; runner flags without the subcommand are deprecated"
         );
         let limits = cli.runner.profile.host_limits()?;
-        return runner::run(plugin_host_with(limits)?, cli.runner, &global).await;
+        let host = plugin_host_with(&CacheArgs::default(), limits)?;
+        return runner::run(host, cli.runner, &global).await;
     };
     match command {
-        Command::Runner(args) => {
+        Command::Runner(runner) => {
+            let WithCache { cache, args } = *runner;
             let limits = args.profile.host_limits()?;
-            runner::run(plugin_host_with(limits)?, *args, &global).await
+            runner::run(plugin_host_with(&cache, limits)?, args, &global).await
         }
-        Command::Run(args) => {
+        Command::Run(run) => {
+            let WithCache { cache, args } = *run;
             let limits = args.profile.host_limits()?;
-            run::run(&plugin_host_with(limits)?, *args).await
+            run::run(&plugin_host_with(&cache, limits)?, args).await
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "aac-host", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(args) => config_check::config(args, plugin_host()?).await,
+        Command::Config(args) => {
+            let host = PluginHost::new(plugin_config(args.cache()))?;
+            config_check::config(args, host).await
+        }
+        Command::Doctor(WithCache { cache, args }) => {
+            doctor::doctor(args, &global, plugin_config(&cache)).await
+        }
         Command::Runs(args) => runs::runs(args, &global).await,
         Command::Runners(args) => runners::runners(args, &global).await,
         Command::Manager(args) => manager::manager(args, &global).await,
@@ -250,9 +322,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     json,
                     config,
                     runtime,
+                    cache,
                 },
         } => {
-            let mut inspection = plugin_host()?.inspect(&path).await?;
+            let mut inspection = PluginHost::new(plugin_config(&cache))?
+                .inspect(&path)
+                .await?;
             if let Some(config) = config {
                 inspection = output::apply_config(inspection, &config, runtime.as_deref())?;
             }
@@ -260,8 +335,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
-            command: PluginCommand::Test { plugin, transcript },
-        } => replay_test(&plugin_host()?, &plugin, &transcript).await,
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    transcript,
+                    cache,
+                },
+        } => {
+            replay_test(
+                &PluginHost::new(plugin_config(&cache))?,
+                &plugin,
+                &transcript,
+            )
+            .await
+        }
         Command::Plugin {
             command:
                 PluginCommand::New {

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use super::output;
 use super::profile_args::ProfileArgs;
 use crate::config::parse_duration;
-use crate::manager::ManagerClient;
 use crate::plugin::PluginHost;
 use crate::runner::status_server::StatusServer;
 use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
@@ -72,6 +71,12 @@ pub struct RunnerArgs {
     /// Quiet progress; the report as JSON.
     #[arg(long)]
     json: bool,
+    /// After the first SIGTERM, how long running turns may take to finish before they are
+    /// cancelled as by a second signal (e.g. `10m`; default: as long as they take). Match the
+    /// service manager's stop timeout to it plus 30 s (systemd TimeoutStopSec, Kubernetes
+    /// terminationGracePeriodSeconds).
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    drain_timeout: Option<Duration>,
     /// Serve `/healthz` and `/readyz` (registered, manager reachable; runs held and warm-pool
     /// fill as JSON) on this address, e.g. `127.0.0.1:9464`.
     #[arg(long, env = "AAC_STATUS_LISTEN")]
@@ -96,17 +101,6 @@ impl RunnerArgs {
     /// Whether a run or pool mode was named (a URL alone may come from the environment).
     pub fn names_work(&self) -> bool {
         self.run_id.is_some() || self.max_runs.is_some()
-    }
-
-    fn token(global: &super::Global) -> Result<String> {
-        if let Some(file) = &global.token_file {
-            return Ok(std::fs::read_to_string(file)
-                .with_context(|| format!("could not read token file {}", file.display()))?
-                .trim()
-                .to_string());
-        }
-        std::env::var("AAC_MANAGER_TOKEN")
-            .map_err(|_| anyhow::anyhow!("give --token-file or set AAC_MANAGER_TOKEN"))
     }
 }
 
@@ -137,7 +131,7 @@ pub async fn run(
             .await?;
         loaded = Some((profile.clone(), plugin));
     }
-    let client = ManagerClient::new(url, RunnerArgs::token(global)?)?;
+    let client = super::connect::client(global, &url, None)?;
     let runner_id = args
         .runner_id
         .clone()
@@ -176,7 +170,7 @@ pub async fn run(
     }
     let shutdown = Shutdown::new();
     shutdown
-        .listen_for_signals()
+        .listen_for_signals(args.drain_timeout)
         .context("could not listen for signals")?;
     let driver = Arc::new(driver);
     let mut runner =

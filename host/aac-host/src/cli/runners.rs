@@ -21,11 +21,7 @@ enum RunnersCommand {
 }
 
 pub async fn runners(args: RunnersArgs, global: &super::Global) -> Result<ExitCode> {
-    let client = super::runs::connect(
-        global.manager_url.as_deref(),
-        args.token,
-        global.token_file.clone(),
-    )?;
+    let client = super::runs::connect(global, args.token)?;
     match args.command {
         RunnersCommand::List => {
             let runners = client.list_runners().await?;

@@ -22,10 +22,19 @@ pub struct RunsArgs {
 enum RunsCommand {
     /// Create a queued run for a backend profile (`shell`, `codex@0.169`…).
     Create {
+        /// The backend profile: a runtime of the runners' config, `NAME` or `NAME@VERSION`.
         backend: String,
-        /// Backend configuration as a JSON object.
-        #[arg(long, default_value = "{}")]
-        config: String,
+        /// Backend configuration as a JSON object (as `aac-host run --backend-config`).
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        backend_config: String,
+        /// The old spelling of --backend-config (a JSON object, not a file); warns.
+        #[arg(
+            long = "config",
+            hide = true,
+            value_name = "JSON",
+            conflicts_with = "backend_config"
+        )]
+        old_config: Option<String>,
         /// Attempts the run gets before it ends `failed` (the manager's default when absent).
         #[arg(long)]
         max_attempts: Option<u32>,
@@ -41,6 +50,7 @@ enum RunsCommand {
     },
     /// Enqueue a command (an agent turn) on a run.
     Enqueue {
+        /// The run's id.
         run: String,
         /// The command for the agent (`-` reads it from stdin).
         prompt: String,
@@ -50,14 +60,22 @@ enum RunsCommand {
     },
     /// Cancel a run, or one of its commands.
     Cancel {
+        /// The run's id.
         run: String,
+        /// Cancel only this command of the run (its id), not the run.
         #[arg(long)]
         command: Option<String>,
     },
     /// Show a run: its attempts, and each command's status and failure kind.
-    Get { run: String },
+    Get {
+        /// The run's id.
+        run: String,
+    },
     /// Delete a finished run with its commands and events (a run that has not ended is refused).
-    Delete { run: String },
+    Delete {
+        /// The run's id.
+        run: String,
+    },
     /// List runs, optionally by status.
     List {
         /// Only runs with this status (queued, running, completed, failed, blocked, cancelled).
@@ -67,24 +85,34 @@ enum RunsCommand {
     /// Print the run's change as a git diff (from its bundle to its last state, or of one
     /// command with --command): `aac-host runs diff RUN | git apply`.
     Diff {
+        /// The run's id.
         run: String,
+        /// Only this command's change (its id).
         #[arg(long)]
         command: Option<String>,
     },
     /// Write the files the run changed (their latest content) below --out; deleted files are
     /// listed on stderr, not removed.
     Files {
+        /// The run's id.
         run: String,
+        /// The directory to write the files below.
         #[arg(long)]
         out: PathBuf,
     },
     /// Print the stored results of the run's commands (what each changed) as JSON.
-    Results { run: String },
+    Results {
+        /// The run's id.
+        run: String,
+    },
     /// Print a run's events as JSON lines; `--follow` waits for more until the run ends.
     Events {
+        /// The run's id.
         run: String,
+        /// Only events with a sequence number above this one.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Keep printing new events until the run ends.
         #[arg(long)]
         follow: bool,
     },
@@ -136,40 +164,36 @@ async fn run_with_commands(client: &ManagerClient, run: &str) -> Result<serde_js
 /// Where a client command finds its manager when `--manager-url` is not given.
 pub const DEFAULT_MANAGER_URL: &str = "http://127.0.0.1:7420";
 
-/// A client of the manager at `url` (else [`DEFAULT_MANAGER_URL`]), with the token given, or
-/// read from `token_file`.
-pub(super) fn connect(
-    url: Option<&str>,
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-) -> Result<ManagerClient> {
-    let url = url.unwrap_or(DEFAULT_MANAGER_URL);
-    let token = match (token, token_file) {
-        (Some(token), _) => token,
-        (None, Some(file)) => std::fs::read_to_string(&file)
-            .with_context(|| format!("could not read token file {}", file.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => bail!("give --token, AAC_MANAGER_TOKEN or --token-file"),
-    };
-    Ok(ManagerClient::new(url, token)?)
+/// A client of the manager at `--manager-url` (else [`DEFAULT_MANAGER_URL`]), with the token
+/// given, or read from `--token-file`.
+pub(super) fn connect(global: &super::Global, token: Option<String>) -> Result<ManagerClient> {
+    let url = global.manager_url.as_deref().unwrap_or(DEFAULT_MANAGER_URL);
+    super::connect::client(global, url, token)
 }
 
 pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
-    let client = connect(
-        global.manager_url.as_deref(),
-        args.token,
-        global.token_file.clone(),
-    )?;
+    let client = connect(global, args.token)?;
     match args.command {
         RunsCommand::Create {
             backend,
-            config,
+            backend_config,
+            old_config,
             max_attempts,
             bundle,
             require,
         } => {
-            let config = json_object("--config", &config)?;
+            let config = match old_config {
+                Some(json) => {
+                    tracing::warn!(
+                        "`runs create --config JSON` is deprecated: use --backend-config"
+                    );
+                    eprintln!(
+                        "warning: `runs create --config` is now --backend-config (the same JSON                          object); --config names a TOML file everywhere else"
+                    );
+                    json_object("--config", &json)?
+                }
+                None => json_object("--backend-config", &backend_config)?,
+            };
             // Uploaded first: a failed upload leaves no run behind.
             let bundle = match bundle {
                 Some(path) => Some(super::results::upload_bundle(&client, &path).await?),

@@ -28,8 +28,14 @@ fn inside(path: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// Applies the stored results of the run's finished commands to `workspace`.
-pub async fn restore(client: &ManagerClient, run: &str, workspace: &Path) -> Result<Restored> {
+/// Applies the stored results of the run's finished commands to `workspace`; `lease_token` is
+/// the attempt's (a runner token reads only the results of the run it holds).
+pub async fn restore(
+    client: &ManagerClient,
+    run: &str,
+    lease_token: &str,
+    workspace: &Path,
+) -> Result<Restored> {
     let finished: std::collections::HashSet<String> = {
         let mut ids = std::collections::HashSet::new();
         let mut after = 0;
@@ -53,7 +59,7 @@ pub async fn restore(client: &ManagerClient, run: &str, workspace: &Path) -> Res
     };
     let mut restored = Restored::default();
     let mut latest: BTreeMap<String, ChangedFile> = BTreeMap::new();
-    for result in client.results(run).await? {
+    for result in client.held_results(run, lease_token).await? {
         if !finished.contains(&result.command_id) {
             continue;
         }

@@ -43,8 +43,13 @@ impl Shutdown {
         &self.abort
     }
 
-    /// Turns SIGTERM and SIGINT into [`Shutdown::request`] for the life of the process.
-    pub fn listen_for_signals(&self) -> std::io::Result<()> {
+    /// Turns SIGTERM and SIGINT into [`Shutdown::request`] for the life of the process. With a
+    /// `drain_timeout`, a drain that has not ended that long after the first signal goes on as if
+    /// a second had come (so a service manager's stop timeout can be matched to it).
+    pub fn listen_for_signals(
+        &self,
+        drain_timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
         let mut signals = ProcessSignals::listen()?;
         let shutdown = self.clone();
         tokio::spawn(async move {
@@ -53,9 +58,24 @@ impl Shutdown {
                     return;
                 }
                 match shutdown.request() {
-                    ShutdownStage::Drain => tracing::warn!(
-                        "shutdown requested: finishing the current turns (signal again to cancel them)"
-                    ),
+                    ShutdownStage::Drain => {
+                        tracing::warn!(
+                            "shutdown requested: finishing the current turns (signal again to cancel them)"
+                        );
+                        if let Some(timeout) = drain_timeout {
+                            let abort = shutdown.abort.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(timeout).await;
+                                if !abort.is_cancelled() {
+                                    tracing::warn!(
+                                        ?timeout,
+                                        "the drain timeout passed: cancelling the running turns"
+                                    );
+                                    abort.cancel();
+                                }
+                            });
+                        }
+                    }
                     ShutdownStage::Abort => {
                         tracing::warn!("second signal: cancelling the running turns")
                     }

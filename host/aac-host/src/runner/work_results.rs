@@ -116,7 +116,12 @@ impl RunWork<'_> {
             let restored = guarded(
                 &self.signals,
                 &self.runner.shutdown,
-                crate::results::restore::restore(&self.runner.client, &self.run.id, workspace),
+                crate::results::restore::restore(
+                    &self.runner.client,
+                    &self.run.id,
+                    &self.token,
+                    workspace,
+                ),
             )
             .await
             .map_err(|_| TurnOutcome::cancelled("the runner stopped while restoring"))?

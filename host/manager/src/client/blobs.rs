@@ -178,6 +178,17 @@ impl ManagerClient {
         Ok(list.results)
     }
 
+    /// The stored results of the run this runner holds (a runner token reads them only with
+    /// the lease token of its attempt).
+    pub async fn held_results(&self, run: &str, lease_token: &str) -> Result<Vec<CommandResult>> {
+        seg("results", run)?;
+        let path = format!("/runs/{run}/results");
+        let list: ResultList = self
+            .call(Method::GET, &path, Self::NO_BODY, Some(lease_token))
+            .await?;
+        Ok(list.results)
+    }
+
     /// The git diff of the run from its bundle to its last state, or of one command.
     pub async fn diff(&self, run: &str, command: Option<&str>, max: u64) -> Result<Bytes> {
         seg("diff", run)?;

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod retry;
 mod runners;
+mod tls;
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ use super::protocol::{
 use crate::outcome::{TurnEvent, TurnOutcome};
 
 type Result<T> = std::result::Result<T, ClientError>;
+
+/// How long connecting to the manager may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A stream of events as the manager stores them.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<TurnEvent>> + Send>>;
@@ -130,7 +134,7 @@ impl ManagerClient {
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Result<Self> {
         let base = base_url.into().trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Request {
                 endpoint: base.clone(),
@@ -293,6 +297,13 @@ impl ManagerClient {
                         msg.push_str(": ");
                         msg.push_str(&s.to_string());
                         src = s.source();
+                    }
+                    // A certificate that is not trusted does not become trusted by retrying.
+                    if let Some(hint) = tls::hint(&msg) {
+                        return Err(ClientError::Request {
+                            endpoint,
+                            message: format!("{msg} ({hint})"),
+                        });
                     }
                     (None, None, msg)
                 }

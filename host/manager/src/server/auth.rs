@@ -1,5 +1,6 @@
-//! Bearer-token auth, checked before any handler runs: a missing or wrong token gets 401 with a
-//! JSON error body and has no effect.
+//! Bearer-token auth, checked before any handler runs: a missing or unknown token gets 401, a
+//! token whose role may not call the endpoint 403 (see [`super::access`]), each with a JSON
+//! error body and no effect. The role goes into the request's extensions for the handlers.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -7,20 +8,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Manager;
+use super::access;
 use crate::error::ManagerError;
-
-/// Compares in time independent of where the strings differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
-    }
-    diff == 0
-}
 
 pub(super) async fn require_bearer(
     State(manager): State<Manager>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -32,20 +25,23 @@ pub(super) async fn require_bearer(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match presented {
-        None => ManagerError::Unauthorized("missing bearer token (Authorization: Bearer …)".into())
-            .into_response(),
-        Some(t) => {
-            let ok = manager
-                .inner
-                .tokens
-                .iter()
-                .fold(false, |ok, known| ok | same(t.as_bytes(), known.as_bytes()));
-            if ok {
-                next.run(request).await
-            } else {
-                ManagerError::Unauthorized("invalid bearer token".into()).into_response()
-            }
-        }
+    let Some(presented) = presented else {
+        return ManagerError::Unauthorized("missing bearer token (Authorization: Bearer …)".into())
+            .into_response();
+    };
+    let Some(role) = manager.tokens().role_of(presented) else {
+        return ManagerError::Unauthorized("invalid bearer token".into()).into_response();
+    };
+    let side = access::side(request.method(), request.uri().path());
+    if !side.allows(role) {
+        return ManagerError::Forbidden(format!(
+            "a {role} token may not call {} {}; this endpoint needs a {} token",
+            request.method(),
+            request.uri().path(),
+            side.describe()
+        ))
+        .into_response();
     }
+    request.extensions_mut().insert(role);
+    next.run(request).await
 }

@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod access_log;
 mod auth;
 mod health;
@@ -19,11 +20,12 @@ mod metrics;
 mod notify;
 mod results_routes;
 mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,6 +36,7 @@ use tokio::task::JoinHandle;
 use super::clock::{Clock, SystemClock};
 use super::error::ManagerError;
 use super::store::{LeasePolicy, Store};
+use super::tokens::{Role, TokenSet};
 pub use metrics::ManagerMetrics;
 use notify::Hub;
 
@@ -43,8 +46,8 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How a manager is set up.
 #[derive(Clone)]
 pub struct ManagerConfig {
-    /// Bearer tokens accepted on every endpoint (at least one).
-    pub tokens: Vec<String>,
+    /// Bearer tokens and their roles (at least one); [`Manager::replace_tokens`] swaps them.
+    pub tokens: TokenSet,
     /// Time for lease expiry; the system clock unless a test injects a manual one.
     pub clock: Arc<dyn Clock>,
     /// Safety gap before an expired lease is granted again, and the default `max_attempts`.
@@ -60,9 +63,15 @@ pub struct ManagerConfig {
 }
 
 impl ManagerConfig {
+    /// A manager with one admin token.
     pub fn new(token: impl Into<String>) -> Self {
+        Self::with_tokens(TokenSet::single(Role::Admin, token))
+    }
+
+    /// A manager with `tokens`, each with its role.
+    pub fn with_tokens(tokens: TokenSet) -> Self {
         Self {
-            tokens: vec![token.into()],
+            tokens,
             clock: Arc::new(SystemClock),
             policy: LeasePolicy::default(),
             retention: None,
@@ -105,7 +114,7 @@ impl ManagerConfig {
 struct Inner {
     store: Store,
     hub: Arc<Hub>,
-    tokens: Vec<String>,
+    tokens: RwLock<Arc<TokenSet>>,
     retention: Option<Duration>,
     sweep_interval: Duration,
     max_blob_bytes: u64,
@@ -132,17 +141,13 @@ impl Manager {
         Ok(manager)
     }
 
-    pub fn with_store(store: Store, tokens: Vec<String>) -> Result<Self, ManagerError> {
-        if tokens.is_empty() || tokens.iter().any(|t| t.is_empty()) {
-            return Err(ManagerError::BadRequest(
-                "the manager needs at least one non-empty bearer token".into(),
-            ));
-        }
+    pub fn with_store(store: Store, tokens: TokenSet) -> Result<Self, ManagerError> {
+        check_tokens(&tokens)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 hub: Arc::default(),
-                tokens,
+                tokens: RwLock::new(Arc::new(tokens)),
                 retention: None,
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
                 max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
@@ -150,6 +155,22 @@ impl Manager {
                 metrics: ManagerMetrics::default(),
             }),
         })
+    }
+
+    /// Replaces the accepted tokens (a token file re-read); requests already admitted go on.
+    pub fn replace_tokens(&self, tokens: TokenSet) -> Result<(), ManagerError> {
+        check_tokens(&tokens)?;
+        *self.inner.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tokens);
+        Ok(())
+    }
+
+    /// The tokens accepted now.
+    pub(crate) fn tokens(&self) -> Arc<TokenSet> {
+        self.inner
+            .tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -209,18 +230,32 @@ impl Manager {
     }
 }
 
+fn check_tokens(tokens: &TokenSet) -> Result<(), ManagerError> {
+    if tokens.is_empty() {
+        return Err(ManagerError::BadRequest(
+            "the manager needs at least one non-empty bearer token".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Serves the protocol on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, manager: Manager) -> std::io::Result<()> {
     serve_with_shutdown(listener, manager, std::future::pending()).await
 }
 
-/// Serves until `signal` resolves; then long-polls and event streams end, in-flight requests
+/// Serves on `listener` (a [`TcpListener`], or a [`tls::TlsListener`] for HTTPS) until `signal`
+/// resolves; then long-polls and event streams end, in-flight requests
 /// finish and the store is released.
-pub async fn serve_with_shutdown(
-    listener: TcpListener,
+pub async fn serve_with_shutdown<L>(
+    listener: L,
     manager: Manager,
     signal: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = manager.router();
     let closing = manager.clone();
     let janitor = janitor::Janitor::spawn(manager);

@@ -5,19 +5,20 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::Manager;
 use super::routes::{lease_token, parse, query};
 use crate::error::ManagerError;
 use crate::results::{ChangedFile, CommandResult, FileChange, ResultList};
+use crate::tokens::Role;
 
 type Result<T> = std::result::Result<T, ManagerError>;
 
@@ -105,8 +106,29 @@ async fn put_result(
     Ok(Json(stored).into_response())
 }
 
-async fn list_results(State(m): State<Manager>, Path(run): Path<String>) -> Result<Response> {
-    let results = m.blocking(move |s| s.results(&run, MAX_RESULTS)).await?;
+/// A runner token reads only the results of the run it holds: it presents that run's lease token.
+async fn list_results(
+    State(m): State<Manager>,
+    Path(run): Path<String>,
+    role: Option<Extension<Role>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let lease = match role {
+        Some(Extension(Role::Runner)) => Some(lease_token(&headers).map_err(|_| {
+            ManagerError::Forbidden(format!(
+                "a runner token reads the results of run {run} only with the lease token of its                  attempt (X-Lease-Token)"
+            ))
+        })?),
+        _ => None,
+    };
+    let results = m
+        .blocking(move |s| {
+            if let Some(lease) = lease {
+                s.check_holds_lease(&run, &lease)?;
+            }
+            s.results(&run, MAX_RESULTS)
+        })
+        .await?;
     Ok(Json(ResultList { results }).into_response())
 }
 

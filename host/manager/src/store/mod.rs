@@ -370,6 +370,11 @@ impl Store {
         Ok(run)
     }
 
+    /// `Ok` when `lease_token` is the current lease of `run` (a runner reading what it holds).
+    pub fn check_holds_lease(&self, run: &str, lease_token: &str) -> Result<()> {
+        check_lease(&self.read_run(run)?, lease_token)
+    }
+
     pub fn get_run(&self, run: &str) -> Result<Run> {
         Ok(self.read_run(run)?.view(self.now_ms()))
     }
