@@ -136,7 +136,10 @@ fn version_names_the_wit_package_wasmtime_and_the_commit() {
         text.starts_with(&format!("aac-host {}\n", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
-    assert!(text.contains("\nwit: aac:plugin@0.2.0\n"), "{text}");
+    assert!(
+        text.contains("\nwit: aac:plugin@0.2.0 (also loads 0.1.0)\n"),
+        "{text}"
+    );
     let wasmtime = text
         .lines()
         .find_map(|l| l.strip_prefix("wasmtime: "))

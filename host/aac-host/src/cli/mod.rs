@@ -424,11 +424,16 @@ fn top_level_runner_flag(matches: &clap::ArgMatches) -> Option<String> {
 /// `aac-host --version`: the host version, the WIT package it speaks, the wasmtime it links and
 /// the git commit it was built from.
 fn long_version() -> &'static str {
+    use crate::plugin::bindings::{ContractVersion, WIT_PACKAGE, WIT_VERSION};
+    let older: Vec<&str> = ContractVersion::ALL
+        .iter()
+        .map(|version| version.as_str())
+        .filter(|&version| version != WIT_VERSION)
+        .collect();
     let text = format!(
-        "{}\nwit: {}@{}\nwasmtime: {}\ncommit: {}",
+        "{}\nwit: {WIT_PACKAGE}@{WIT_VERSION} (also loads {})\nwasmtime: {}\ncommit: {}",
         env!("CARGO_PKG_VERSION"),
-        crate::plugin::bindings::WIT_PACKAGE,
-        crate::plugin::bindings::WIT_VERSION,
+        older.join(", "),
         env!("AAC_WASMTIME_VERSION"),
         env!("AAC_GIT_COMMIT"),
     );
