@@ -287,6 +287,7 @@ fn deny_all() -> aac_sandbox::EgressSpec {
         allow: Arc::default(),
         events: aac_egress::EventSink::channel().0,
         resolver: aac_egress::Resolver::default(),
+        credentials: Arc::default(),
     }
 }
 

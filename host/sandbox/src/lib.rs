@@ -82,6 +82,8 @@ pub struct EgressSpec {
     /// Receives one event per connection the proxy allowed or denied.
     pub events: aac_egress::EventSink,
     pub resolver: aac_egress::Resolver,
+    /// Secrets the proxy's gateway adds on the way out (the sandbox holds placeholders).
+    pub credentials: Arc<aac_egress::Credentials>,
 }
 
 /// The network a sandbox gets. Written `none`, `bridge`, `per-run`, `egress` in `aac.toml`.
@@ -302,6 +304,11 @@ pub trait Sandbox: Send + Sync {
     async fn remove(&self) -> anyhow::Result<()>;
     /// Whether the sandbox still runs; `Err` when the engine cannot tell.
     async fn is_alive(&self) -> anyhow::Result<bool>;
+    /// Where an `egress` sandbox reaches the host's proxy and credential gateway (`None` for other
+    /// network modes).
+    fn egress_gateway(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
     /// Prepares whatever makes the next exec fast (a warm pool calls it before hand-out).
     async fn warm_up(&self) -> anyhow::Result<()> {
         Ok(())
