@@ -49,6 +49,8 @@ pub struct LocalTurn {
     pub egress_allow: Arc<aac_egress::Allowlist>,
     /// How the egress proxy resolves names.
     pub egress_resolver: aac_egress::Resolver,
+    /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
+    pub credentials: Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
     /// The turn is stopped when the session's maximum duration is reached.
     pub max_duration: Duration,
@@ -82,6 +84,7 @@ impl LocalTurn {
             network: NetworkMode::None,
             egress_allow: Arc::default(),
             egress_resolver: Default::default(),
+            credentials: Arc::default(),
             pull_policy: PullPolicy::Never,
             max_duration: SessionLifetime::default().max_duration,
             env: Vec::new(),
@@ -101,6 +104,7 @@ impl LocalTurn {
             network: self.network,
             egress_allow: self.egress_allow.clone(),
             egress_resolver: self.egress_resolver.clone(),
+            credentials: self.credentials.clone(),
             pull_policy: self.pull_policy,
             env: self.env.clone(),
             secrets: self.secrets.clone(),

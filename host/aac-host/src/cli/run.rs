@@ -71,6 +71,7 @@ impl RunArgs {
             network: profile.network,
             egress_allow: profile.egress_allow,
             egress_resolver: profile.egress_resolver,
+            credentials: profile.credentials,
             pull_policy: profile.pull_policy,
             max_duration: profile.max_duration,
             env: profile.env,

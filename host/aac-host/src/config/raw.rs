@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::credentials::RawCredential;
 use super::errors::{self, ConfigError};
 use super::names::{check_user, invalid_env_name, is_env_name, is_runtime_name, is_version};
 use super::network::RawNetwork;
@@ -46,6 +47,8 @@ struct RawProfile {
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     secrets: BTreeMap<Spanned<String>, Spanned<SecretSource>>,
+    #[serde(default)]
+    credentials: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
     #[serde(default)]
     warm_pool: u32,
     session_idle_timeout: Option<Spanned<HumanDuration>>,
@@ -151,6 +154,19 @@ fn secret_vars(
             vars.entry(key.get_ref().clone())
                 .or_insert_with(|| whose.clone());
             if let SecretSource::Env(var) = source.get_ref() {
+                vars.entry(var.clone())
+                    .or_insert_with(|| format!("the source of {whose}"));
+            }
+        }
+        for (key, credential) in &profile.get_ref().credentials {
+            let whose = format!(
+                "runtime `{}`'s credential {}",
+                name.get_ref(),
+                key.get_ref()
+            );
+            vars.entry(key.get_ref().clone())
+                .or_insert_with(|| whose.clone());
+            if let Some(var) = &credential.get_ref().env {
                 vars.entry(var.clone())
                     .or_insert_with(|| format!("the source of {whose}"));
             }
@@ -327,6 +343,7 @@ impl Checker<'_> {
             secrets.insert(k.to_string(), source);
         }
 
+        let credentials = self.credentials(n, raw.credentials, &env, &secrets, sandbox.network)?;
         let grants = self.grant_list(raw.grants, &["runtimes", n])?;
         let limits = self.limits(
             raw.limits,
@@ -356,6 +373,7 @@ impl Checker<'_> {
             sandbox,
             env,
             secrets,
+            credentials,
             warm_pool: raw.warm_pool,
             session_idle_timeout,
             max_session_duration,

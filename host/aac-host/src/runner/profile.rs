@@ -29,6 +29,8 @@ pub struct RunProfile {
     pub egress_allow: std::sync::Arc<aac_egress::Allowlist>,
     /// How the egress proxy resolves names (the profile's fixed `hosts` first).
     pub egress_resolver: aac_egress::Resolver,
+    /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
+    pub credentials: std::sync::Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
     /// Environment of the sandbox's processes.
     pub env: Vec<(String, String)>,
@@ -68,6 +70,7 @@ impl RunProfile {
             network: NetworkMode::None,
             egress_allow: Default::default(),
             egress_resolver: Default::default(),
+            credentials: Default::default(),
             pull_policy: PullPolicy::Never,
             env: Vec::new(),
             secrets: Vec::new(),
@@ -107,6 +110,9 @@ impl RunProfile {
                 .fold(aac_egress::Resolver::default(), |resolver, (name, ip)| {
                     resolver.with_fixed(name, vec![*ip])
                 }),
+            credentials: std::sync::Arc::new(aac_egress::Credentials::new(
+                profile.resolve_credentials()?,
+            )),
             pull_policy: profile.pull_policy,
             env: profile.env.clone().into_iter().collect(),
             secrets: profile.resolve_secrets()?,
