@@ -17,6 +17,8 @@ use aac_tests::{TurnRecord, containers_of_run, local_turn, plugin, test_host};
 use tokio_util::sync::CancellationToken;
 
 const LISTEN_PORT: u16 = 8080;
+// Busybox's `wget -T` crashes when it goes through a proxy, so only direct attempts set one: their
+// packets are dropped (Docker does not forward from an internal network), so they time out.
 
 /// A turn that writes its address to `addr`, listens on [`LISTEN_PORT`] (whatever arrives goes to
 /// `got.txt`) until the test creates `stop`.
@@ -94,15 +96,17 @@ async fn other_runs_the_bridge_metadata_and_unbound_gateway_names_stay_out_of_re
     let bridge_gateway = sandbox_host_address().await;
     let p = LISTEN_PORT;
 
-    let direct = "no_proxy='*' NO_PROXY='*'";
+    // Busybox's wget ignores NO_PROXY, so a direct attempt also unsets the proxy variables: what an
+    // agent skipping the proxy does.
+    let direct = "env -u http_proxy -u HTTP_PROXY no_proxy='*' NO_PROXY='*' timeout 5";
     let probes = [
         // Another run's container on its own internal network.
         ("other-direct", format!("echo x | nc -w 3 {other} {p}")),
         (
             "other-no-proxy",
-            format!("{direct} wget -T 5 -O - http://{other}:{p}/"),
+            format!("{direct} wget -O - http://{other}:{p}/"),
         ),
-        ("other-proxy", format!("wget -T 5 -O - http://{other}:{p}/")),
+        ("other-proxy", format!("wget -O - http://{other}:{p}/")),
         (
             "other-connect",
             format!("printf 'CONNECT {other}:{p} HTTP/1.1\\r\\n\\r\\n' | nc -w 5 $gw $pp"),
@@ -111,34 +115,31 @@ async fn other_runs_the_bridge_metadata_and_unbound_gateway_names_stay_out_of_re
         ("bridged-direct", format!("echo x | nc -w 3 {bridged} {p}")),
         (
             "bridged-no-proxy",
-            format!("{direct} wget -T 5 -O - http://{bridged}:{p}/"),
+            format!("{direct} wget -O - http://{bridged}:{p}/"),
         ),
-        (
-            "bridged-proxy",
-            format!("wget -T 5 -O - http://{bridged}:{p}/"),
-        ),
+        ("bridged-proxy", format!("wget -O - http://{bridged}:{p}/")),
         (
             "host-no-proxy",
-            format!("{direct} wget -T 5 -O - http://{bridge_gateway}:{host_port}/"),
+            format!("{direct} wget -O - http://{bridge_gateway}:{host_port}/"),
         ),
         // Cloud metadata.
         (
             "metadata-proxy",
-            "wget -T 5 -O - http://169.254.169.254/latest/meta-data/".into(),
+            "wget -O - http://169.254.169.254/latest/meta-data/".into(),
         ),
         (
             "metadata-no-proxy",
-            format!("{direct} wget -T 5 -O - http://169.254.169.254/latest/meta-data/"),
+            format!("{direct} wget -O - http://169.254.169.254/latest/meta-data/"),
         ),
         // The credential gateway, for a name no credential is bound to: directly (the gateway
         // address is in NO_PROXY) and as an absolute URI through the proxy.
         (
             "gateway-direct",
-            "wget -T 5 -O - http://$gw:$pp/cred/NOT_BOUND/v1/models".into(),
+            format!("{direct} wget -O - http://$gw:$pp/cred/NOT_BOUND/v1/models"),
         ),
         (
             "gateway-proxy",
-            "NO_PROXY= no_proxy= wget -T 5 -O - http://$gw:$pp/cred/NOT_BOUND/v1/models".into(),
+            "NO_PROXY= no_proxy= wget -O - http://$gw:$pp/cred/NOT_BOUND/v1/models".into(),
         ),
     ];
     let mut prompt = String::from("proxy=${http_proxy#http://}; gw=${proxy%:*}; pp=${proxy##*:}\n");
@@ -171,7 +172,10 @@ async fn other_runs_the_bridge_metadata_and_unbound_gateway_names_stay_out_of_re
     );
     for (label, _) in &probes {
         let line = answer(&record, label);
-        assert!(!line.contains("rc=0"), "{line}");
+        // `nc` talking to the proxy itself succeeds; what it got is the 403 checked below.
+        if *label != "other-connect" {
+            assert!(!line.contains("rc=0"), "{line}");
+        }
     }
     for label in [
         "other-proxy",
