@@ -122,6 +122,8 @@ async fn other_runs_the_bridge_metadata_and_unbound_gateway_names_stay_out_of_re
             "host-no-proxy",
             format!("{direct} wget -O - http://{bridge_gateway}:{host_port}/"),
         ),
+        // DNS: Docker's embedded resolver would forward this to the host's resolvers.
+        ("dns", "timeout 5 nslookup exfil-probe.example".into()),
         // Cloud metadata.
         (
             "metadata-proxy",

@@ -237,6 +237,12 @@ impl DockerDriver {
             security_opt: Some(vec!["no-new-privileges".into()]),
             readonly_rootfs: Some(true),
             network_mode: Some(network.to_string()),
+            // Docker's embedded resolver forwards a container's queries for outside names to
+            // the host's resolvers (a channel out of an internal network, and from the host's
+            // own namespace when that resolver is on loopback: CVE-2024-29018). An egress
+            // sandbox needs no DNS (the proxy resolves), so its resolver's upstream is the
+            // gateway, where the firewall drops everything but the proxy port.
+            dns: egress.map(|egress| vec![egress.gateway().to_string()]),
             extra_hosts: match egress {
                 Some(egress) => Some(vec![format!("{HOST_ALIAS}:{}", egress.gateway())]),
                 None => (spec.network != NetworkMode::None)
