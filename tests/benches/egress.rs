@@ -191,6 +191,7 @@ fn gateway_turn(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("gateway-turn");
     group
+        .sampling_mode(criterion::SamplingMode::Flat)
         .sample_size(10)
         .measurement_time(Duration::from_secs(60));
     group.bench_function("direct-bridge", |b| {

@@ -52,6 +52,8 @@ pub struct LocalTurn {
     /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
     pub credentials: Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor).
+    pub oci_runtime: Option<String>,
     /// The turn is stopped when the session's maximum duration is reached.
     pub max_duration: Duration,
     /// Environment of the sandbox's processes.
@@ -86,6 +88,7 @@ impl LocalTurn {
             egress_resolver: Default::default(),
             credentials: Arc::default(),
             pull_policy: PullPolicy::Never,
+            oci_runtime: None,
             max_duration: SessionLifetime::default().max_duration,
             env: Vec::new(),
             secrets: Vec::new(),
@@ -105,6 +108,7 @@ impl LocalTurn {
             egress_allow: self.egress_allow.clone(),
             egress_resolver: self.egress_resolver.clone(),
             credentials: self.credentials.clone(),
+            oci_runtime: self.oci_runtime.clone(),
             pull_policy: self.pull_policy,
             env: self.env.clone(),
             secrets: self.secrets.clone(),

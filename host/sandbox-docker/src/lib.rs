@@ -231,6 +231,7 @@ impl DockerDriver {
         ]);
         let limits = spec.limits;
         let host_config = HostConfig {
+            runtime: spec.runtime.clone(),
             binds: Some(vec![format!("{workspace}:{}", spec.workspace_dir)]),
             init: Some(true),
             cap_drop: Some(vec!["ALL".into()]),

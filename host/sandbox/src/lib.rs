@@ -51,6 +51,9 @@ pub struct SandboxSpec {
     pub egress: Option<EgressSpec>,
     pub limits: ResourceLimits,
     pub pull_policy: PullPolicy,
+    /// The OCI runtime the engine runs the container with (`runsc` for gVisor); the engine's
+    /// default when `None`.
+    pub runtime: Option<String>,
     /// After this the container is fair game for any host's reaper.
     pub expires_at: SystemTime,
 }
@@ -70,6 +73,7 @@ impl SandboxSpec {
             egress: None,
             limits: ResourceLimits::default(),
             pull_policy: PullPolicy::IfNotPresent,
+            runtime: None,
             expires_at: SystemTime::now() + Duration::from_secs(8 * 3600),
         }
     }

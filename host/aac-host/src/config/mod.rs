@@ -175,6 +175,8 @@ pub struct SandboxSettings {
     pub egress_hosts: BTreeMap<String, std::net::IpAddr>,
     /// `uid:gid`, `uid`, `name` or `name:group`; never root.
     pub user: Option<String>,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor); the engine's default when unset.
+    pub runtime: Option<String>,
 }
 
 /// Docker refuses a memory limit below 6 MiB.

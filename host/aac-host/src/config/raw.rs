@@ -80,6 +80,7 @@ struct RawSandbox {
     pids: Option<Spanned<i64>>,
     network: Option<Spanned<RawNetwork>>,
     user: Option<Spanned<String>>,
+    runtime: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -423,6 +424,20 @@ impl Checker<'_> {
                 ));
             }
         }
+        if let Some(runtime) = &raw.runtime {
+            let name = runtime.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(self.error(
+                    runtime.span(),
+                    &["runtimes", n, "sandbox", "runtime"],
+                    format!("{name:?} is not a runtime name (letters, digits, '-', '_', '.'), e.g. \"runsc\""),
+                ));
+            }
+        }
         if let Some(user) = &raw.user {
             check_user(user.get_ref()).map_err(|message| {
                 self.error(user.span(), &["runtimes", n, "sandbox", "user"], message)
@@ -464,6 +479,7 @@ impl Checker<'_> {
             egress_allow,
             egress_hosts,
             user: raw.user.map(Spanned::into_inner),
+            runtime: raw.runtime.map(Spanned::into_inner),
         })
     }
 

@@ -32,6 +32,8 @@ pub struct RunProfile {
     /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
     pub credentials: std::sync::Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor); its default when `None`.
+    pub oci_runtime: Option<String>,
     /// Environment of the sandbox's processes.
     pub env: Vec<(String, String)>,
     /// Secrets for the sandbox's processes: never visible to the plugin, masked in events and logs.
@@ -72,6 +74,7 @@ impl RunProfile {
             egress_resolver: Default::default(),
             credentials: Default::default(),
             pull_policy: PullPolicy::Never,
+            oci_runtime: None,
             env: Vec::new(),
             secrets: Vec::new(),
             user: None,
@@ -114,6 +117,7 @@ impl RunProfile {
                 profile.resolve_credentials()?,
             )),
             pull_policy: profile.pull_policy,
+            oci_runtime: profile.sandbox.runtime.clone(),
             env: profile.env.clone().into_iter().collect(),
             secrets: profile.resolve_secrets()?,
             user: profile.sandbox.user.clone(),

@@ -80,6 +80,7 @@ pub fn sandbox_spec(profile: &RunProfile, workspace: PathBuf) -> SandboxSpec {
     spec.limits = profile.limits;
     spec.network = profile.network;
     spec.pull_policy = profile.pull_policy;
+    spec.runtime = profile.oci_runtime.clone();
     spec.expires_at = SystemTime::now() + profile.max_duration;
     spec.env = profile
         .env
