@@ -234,3 +234,43 @@ async fn unbound_names_paths_leaving_the_base_and_private_upstreams_are_denied()
     );
     assert!(upstream.seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_https_upstream_is_spoken_to_over_tls_and_a_failed_handshake_is_a_502() {
+    // A plain-TCP server where the credential says https: it receives a TLS ClientHello (never
+    // the secret in clear), and the handshake fails.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = [0u8; 4096];
+            if let Ok(n) = socket.read(&mut buffer).await {
+                log.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+            let _ = socket.write_all(b"HTTP/1.1 400 Not TLS\r\n\r\n").await;
+        }
+    });
+    let (proxy, mut events) = gateway(&format!("https://{address}/v1"), true).await;
+    let mut client = TcpStream::connect(proxy.address()).await.unwrap();
+    client
+        .write_all(b"GET /cred/OPENAI_API_KEY/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(answer.contains("TLS with https://"), "{answer}");
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.kind(), "network.denied");
+    assert_eq!(event.credential.as_deref(), Some("OPENAI_API_KEY"));
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.first(), Some(&0x16), "not a TLS handshake record");
+    assert!(
+        !received
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes()),
+        "the secret went out before TLS"
+    );
+}
