@@ -6,6 +6,10 @@
 //! * `egress-start/cold-none` vs `egress-start/cold-egress`: a cold sandbox and its first process
 //!   (`true`), without network vs with its own internal network, proxy and firewall rules.
 //!   Removal is outside the timed part.
+//! * `gateway-turn/direct-bridge` vs `gateway-turn/egress-gateway`: one real Codex turn (a message)
+//!   against the mock Responses API, the key in the sandbox and the mock on the bridge, vs an
+//!   egress sandbox whose key the credential gateway adds (mock on loopback). Both include the
+//!   sandbox's start and removal; the egress one also its network, proxy and firewall rules.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +57,7 @@ fn egress_download(c: &mut Criterion) {
             allow: Arc::new(Allowlist::new(vec![rule])),
             events,
             resolver: Resolver::default(),
+            credentials: Arc::default(),
         })
         .await
         .unwrap();
@@ -116,6 +121,7 @@ fn egress_start(c: &mut Criterion) {
         allow: Arc::default(),
         events: EventSink::channel().0,
         resolver: Resolver::default(),
+        credentials: Arc::default(),
     });
 
     let mut group = c.benchmark_group("egress-start");
@@ -142,5 +148,96 @@ fn egress_start(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, egress_download, egress_start);
+fn gateway_turn(c: &mut Criterion) {
+    use aac_egress::{Credential, Credentials, HeaderTemplate, Upstream};
+    use aac_tests::mock_http::MockServer;
+    use aac_tests::{load_agent_plugin, mock_openai, run_agent_turns_in, run_agent_turns_with};
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    const IMAGE: &str = "aac/codex:0.169.0";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (agent, bridge_mock, loopback_mock) = runtime.block_on(async {
+        let bridge_mock = mock_openai::start().await;
+        bridge_mock.set_fallback(mock_openai::text("hello"));
+        let loopback_mock =
+            MockServer::start("127.0.0.1".parse().unwrap(), &[mock_openai::RESPONSES_PATH]).await;
+        loopback_mock.set_fallback(mock_openai::text("hello"));
+        (load_agent_plugin("codex").await, bridge_mock, loopback_mock)
+    });
+    let provider = |base_url: Option<String>| {
+        json!({
+            "model": "mock-model",
+            "provider": { "base_url": base_url, "env_key": "OPENAI_API_KEY",
+                "request_max_retries": 0, "stream_max_retries": 0 },
+            "env": {},
+            "idle_timeout_ms": 120_000,
+        })
+    };
+    let credential = Credential::new(
+        "OPENAI_API_KEY",
+        Upstream::parse(&format!("{}/v1", loopback_mock.base_url())).unwrap(),
+        &HeaderTemplate::parse("Authorization: Bearer {secret}").unwrap(),
+        "sk-bench",
+        true,
+    )
+    .unwrap();
+    let egress_profile = aac_host::runner::RunProfile {
+        image: IMAGE.into(),
+        network: NetworkMode::Egress,
+        pull_policy: aac_host::sandbox::PullPolicy::Never,
+        credentials: Arc::new(Credentials::new([credential])),
+        ..agent.profile()
+    };
+    let mut group = c.benchmark_group("gateway-turn");
+    group
+        .sampling_mode(criterion::SamplingMode::Flat)
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(60));
+    group.bench_function("direct-bridge", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let workspace = tempfile::tempdir().unwrap();
+                let mut config = provider(Some(format!("{}/v1", bridge_mock.base_url())));
+                config["env"] = json!({ "OPENAI_API_KEY": "sk-bench" });
+                let run = run_agent_turns_with(
+                    &agent,
+                    IMAGE,
+                    config,
+                    workspace.path(),
+                    &["say hello"],
+                    CancellationToken::new(),
+                )
+                .await;
+                assert_eq!(
+                    run.outcomes[0].status,
+                    aac_host::outcome::TerminalStatus::Completed
+                );
+            })
+        })
+    });
+    group.bench_function("egress-gateway", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let workspace = tempfile::tempdir().unwrap();
+                let run = Box::pin(run_agent_turns_in(
+                    &agent,
+                    egress_profile.clone(),
+                    provider(None),
+                    workspace.path(),
+                    &["say hello"],
+                    CancellationToken::new(),
+                ))
+                .await;
+                assert_eq!(
+                    run.outcomes[0].status,
+                    aac_host::outcome::TerminalStatus::Completed
+                );
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, egress_download, egress_start, gateway_turn);
 criterion_main!(benches);

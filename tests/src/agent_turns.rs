@@ -96,10 +96,40 @@ pub async fn run_agent_turns_with(
     prompts: &[&str],
     cancel: CancellationToken,
 ) -> AgentRun {
+    let profile = RunProfile {
+        image: image.into(),
+        network: NetworkMode::Bridge,
+        pull_policy: PullPolicy::Never,
+        ..agent.profile()
+    };
+    // Boxed: the nested futures are deep enough to overflow the compiler's layout query.
+    Box::pin(run_agent_turns_in(
+        agent, profile, config, workspace, prompts, cancel,
+    ))
+    .await
+}
+
+impl AgentPlugin {
+    /// A profile of this plugin with the secure defaults (no network).
+    pub fn profile(&self) -> RunProfile {
+        RunProfile::new(self.path.clone())
+    }
+}
+
+/// [`run_agent_turns_with`] in `profile` (its image, network, credentials…).
+pub async fn run_agent_turns_in(
+    agent: &AgentPlugin,
+    profile: RunProfile,
+    config: serde_json::Value,
+    workspace: &Path,
+    prompts: &[&str],
+    cancel: CancellationToken,
+) -> AgentRun {
     let _ = &agent.cache;
+    let image = profile.image.clone();
     let driver = crate::docker().await;
     driver
-        .ensure_image(image)
+        .ensure_image(&image)
         .await
         .unwrap_or_else(|err| panic!("{err:#} (cargo xtask images builds it)"));
 
@@ -109,7 +139,7 @@ pub async fn run_agent_turns_with(
     let run = client
         .create_run(CreateRun {
             id: None,
-            backend: image.into(),
+            backend: image.clone(),
             bundle: None,
             config,
             max_attempts: None,
@@ -136,12 +166,6 @@ pub async fn run_agent_turns_with(
     runner_config.mode = RunMode::OneShot;
     runner_config.lease = Duration::from_secs(10);
     runner_config.workspace = Some(workspace.canonicalize().unwrap());
-    let profile = RunProfile {
-        image: image.into(),
-        network: NetworkMode::Bridge,
-        pull_policy: PullPolicy::Never,
-        ..RunProfile::new(agent.path.clone())
-    };
     let driver = RecordingDriver::new(driver.with_runner_id(runner_id));
     let runner = Runner::new(
         client.clone(),

@@ -33,7 +33,8 @@ pub mod upstream;
 pub mod wait;
 
 pub use agent_turns::{
-    AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_with,
+    AgentPlugin, AgentRun, load_agent_plugin, run_agent_turns, run_agent_turns_in,
+    run_agent_turns_with,
 };
 
 pub(crate) fn workspace_root() -> PathBuf {

@@ -58,6 +58,10 @@ impl Sandbox for RecordingSandbox {
         self.inner.id()
     }
 
+    fn egress_gateway(&self) -> Option<std::net::SocketAddr> {
+        self.inner.egress_gateway()
+    }
+
     async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError> {
         let index = {
             let mut log = self.log.lock().unwrap();

@@ -49,7 +49,11 @@ pub struct LocalTurn {
     pub egress_allow: Arc<aac_egress::Allowlist>,
     /// How the egress proxy resolves names.
     pub egress_resolver: aac_egress::Resolver,
+    /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
+    pub credentials: Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor).
+    pub oci_runtime: Option<String>,
     /// The turn is stopped when the session's maximum duration is reached.
     pub max_duration: Duration,
     /// Environment of the sandbox's processes.
@@ -82,7 +86,9 @@ impl LocalTurn {
             network: NetworkMode::None,
             egress_allow: Arc::default(),
             egress_resolver: Default::default(),
+            credentials: Arc::default(),
             pull_policy: PullPolicy::Never,
+            oci_runtime: None,
             max_duration: SessionLifetime::default().max_duration,
             env: Vec::new(),
             secrets: Vec::new(),
@@ -101,6 +107,8 @@ impl LocalTurn {
             network: self.network,
             egress_allow: self.egress_allow.clone(),
             egress_resolver: self.egress_resolver.clone(),
+            credentials: self.credentials.clone(),
+            oci_runtime: self.oci_runtime.clone(),
             pull_policy: self.pull_policy,
             env: self.env.clone(),
             secrets: self.secrets.clone(),

@@ -24,6 +24,8 @@ pub struct NetworkEvent {
     pub bytes_down: u64,
     /// Why it was denied (or how an allowed connection ended badly).
     pub reason: Option<String>,
+    /// The credential the gateway added, for a request through `/cred/<NAME>/…`.
+    pub credential: Option<String>,
 }
 
 impl NetworkEvent {
@@ -50,6 +52,9 @@ impl NetworkEvent {
         }
         if let Some(reason) = &self.reason {
             payload["reason"] = reason.clone().into();
+        }
+        if let Some(credential) = &self.credential {
+            payload["credential"] = credential.clone().into();
         }
         payload
     }

@@ -7,13 +7,16 @@
 //! It must not depend on Docker, wasmtime or the manager: the Docker driver starts it, the runner
 //! turns its events into run events.
 
+pub mod credential;
 pub mod events;
+mod gateway;
 pub mod policy;
 mod proxy;
 mod request;
 mod resolve;
 mod sni;
 
+pub use credential::{Credential, Credentials, HeaderTemplate, Upstream};
 pub use events::{DroppedEvents, EventSink, NetworkEvent};
 pub use policy::{AllowRule, Allowlist};
 pub use proxy::{EgressProxy, ProxyOptions};

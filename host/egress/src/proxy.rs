@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::credential::Credentials;
 use crate::events::{EventSink, NetworkEvent};
+use crate::gateway;
 use crate::policy::{Allowlist, is_public, normalize};
 use crate::request::{self, Head, Target};
 use crate::resolve::Resolver;
@@ -34,6 +36,8 @@ pub struct ProxyOptions {
     pub allow: Arc<Allowlist>,
     pub events: EventSink,
     pub resolver: Resolver,
+    /// Secrets bound to destinations, served at `/cred/<NAME>/…` on the proxy's own address.
+    pub credentials: Arc<Credentials>,
 }
 
 /// A running proxy; dropping it (or [`EgressProxy::stop`]) ends it and every connection it serves.
@@ -43,7 +47,7 @@ pub struct EgressProxy {
 }
 
 impl EgressProxy {
-    pub async fn start(options: ProxyOptions) -> Result<Self> {
+    pub async fn start(mut options: ProxyOptions) -> Result<Self> {
         let listener = TcpListener::bind(options.listen).await.with_context(|| {
             format!(
                 "could not listen on {} for the egress proxy",
@@ -51,6 +55,8 @@ impl EgressProxy {
             )
         })?;
         let address = listener.local_addr()?;
+        // The gateway recognises requests to itself by this address.
+        options.listen = address;
         let state = Arc::new(options);
         let task = tokio::spawn(accept_loop(listener, state));
         Ok(Self { address, task })
@@ -110,6 +116,10 @@ async fn serve(mut client: TcpStream, state: &ProxyOptions) {
             return;
         }
     };
+    if let Some(path) = gateway::route(&head, state.listen) {
+        gateway::serve(client, head, path, state).await;
+        return;
+    }
     let target = match request::target(&head) {
         Ok(target) => target,
         Err(reason) => {
@@ -147,6 +157,7 @@ async fn serve(mut client: TcpStream, state: &ProxyOptions) {
         bytes_up: 0,
         bytes_down: 0,
         reason: None,
+        credential: None,
     };
     let result = match target {
         Target::Tunnel { .. } => tunnel(client, upstream, head, &mut event).await,
@@ -178,15 +189,30 @@ async fn open_upstream(
         .resolve(host, port)
         .await
         .map_err(|err| (None, format!("could not resolve {host}: {err}")))?;
+    connect_any(
+        addresses,
+        rule.allows_private(),
+        &format!("{host} (allow entry `{rule}`)"),
+    )
+    .await
+}
+
+/// Connects to the first of `addresses` that takes it, skipping non-public ones unless `private`;
+/// `what` names the destination in the refusal.
+pub(crate) async fn connect_any(
+    addresses: Vec<SocketAddr>,
+    private: bool,
+    what: &str,
+) -> Result<TcpStream, (Option<String>, String)> {
     let (usable, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses
         .into_iter()
-        .partition(|address| rule.allows_private() || is_public(address.ip()));
+        .partition(|address| private || is_public(address.ip()));
     if usable.is_empty() {
         let refused = refused.first().map(|a| a.ip().to_string());
         return Err((
             refused.clone(),
             format!(
-                "{host} resolves to a non-public address ({}) and its allow entry `{rule}` does not permit private ones",
+                "{what} resolves to a non-public address ({}), and private addresses are not permitted for it",
                 refused.unwrap_or_else(|| "none".into())
             ),
         ));
@@ -287,9 +313,9 @@ async fn forward(
     copy_both_ways(client, upstream, event).await
 }
 
-async fn copy_both_ways(
+pub(crate) async fn copy_both_ways(
     mut client: TcpStream,
-    mut upstream: TcpStream,
+    mut upstream: impl AsyncRead + AsyncWrite + Unpin,
     event: &mut NetworkEvent,
 ) -> Result<(), String> {
     match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await
@@ -305,7 +331,7 @@ async fn copy_both_ways(
 
 /// Answers 403 with the reason and reports the denial.
 #[allow(clippy::too_many_arguments)]
-async fn deny(
+pub(crate) async fn deny(
     client: &mut TcpStream,
     state: &ProxyOptions,
     host: &str,
@@ -330,5 +356,6 @@ async fn deny(
         bytes_up: 0,
         bytes_down: 0,
         reason: Some(reason),
+        credential: None,
     });
 }

@@ -53,6 +53,7 @@ async fn proxy(
         allow: Arc::new(Allowlist::new(rules.to_vec())),
         events,
         resolver,
+        credentials: Default::default(),
     })
     .await
     .unwrap();

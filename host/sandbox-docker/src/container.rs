@@ -34,6 +34,8 @@ pub(super) struct DockerSandbox {
     network: Option<String>,
     /// An egress sandbox's proxy and firewall rules, undone with the container.
     egress: tokio::sync::Mutex<Option<super::egress::EgressNetwork>>,
+    /// The egress proxy's address (and credential gateway's), kept outside the lock.
+    egress_gateway: Option<std::net::SocketAddr>,
     /// OOM kills already attributed to a process.
     oom_kills_seen: Arc<AtomicU64>,
     /// A started process waiting for its command: the next exec's fast path.
@@ -57,6 +59,7 @@ impl DockerSandbox {
             id,
             workspace_dir,
             network,
+            egress_gateway: egress.as_ref().map(|e| e.proxy.address()),
             egress: tokio::sync::Mutex::new(egress),
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
             spare: Arc::default(),
@@ -271,6 +274,10 @@ async fn script_output(
 impl Sandbox for DockerSandbox {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    fn egress_gateway(&self) -> Option<std::net::SocketAddr> {
+        self.egress_gateway
     }
 
     async fn exec(&self, spec: ExecSpec) -> Result<RawProcess, ExecError> {

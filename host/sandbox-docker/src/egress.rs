@@ -32,7 +32,8 @@ impl EgressNetwork {
     /// proxy; only loopback is exempt.
     pub fn env(&self) -> Vec<(String, String)> {
         let url = self.proxy_url();
-        let no_proxy = "localhost,127.0.0.1,::1".to_string();
+        // The gateway address too: the credential gateway's routes are served there directly.
+        let no_proxy = format!("localhost,127.0.0.1,::1,{}", self.gateway());
         vec![
             ("HTTP_PROXY".into(), url.clone()),
             ("HTTPS_PROXY".into(), url.clone()),
@@ -125,6 +126,7 @@ impl DockerDriver {
             allow: spec.allow.clone(),
             events: spec.events.clone(),
             resolver: spec.resolver.clone(),
+            credentials: spec.credentials.clone(),
         })
         .await?;
         let firewall = Firewall::install(name, bridge, gateway, proxy.address().port()).await?;

@@ -231,12 +231,19 @@ impl DockerDriver {
         ]);
         let limits = spec.limits;
         let host_config = HostConfig {
+            runtime: spec.runtime.clone(),
             binds: Some(vec![format!("{workspace}:{}", spec.workspace_dir)]),
             init: Some(true),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             readonly_rootfs: Some(true),
             network_mode: Some(network.to_string()),
+            // Docker's embedded resolver forwards a container's queries for outside names to
+            // the host's resolvers (a channel out of an internal network, and from the host's
+            // own namespace when that resolver is on loopback: CVE-2024-29018). An egress
+            // sandbox needs no DNS (the proxy resolves), so its resolver's upstream is the
+            // gateway, where the firewall drops everything but the proxy port.
+            dns: egress.map(|egress| vec![egress.gateway().to_string()]),
             extra_hosts: match egress {
                 Some(egress) => Some(vec![format!("{HOST_ALIAS}:{}", egress.gateway())]),
                 None => (spec.network != NetworkMode::None)
@@ -287,6 +294,7 @@ fn deny_all() -> aac_sandbox::EgressSpec {
         allow: Arc::default(),
         events: aac_egress::EventSink::channel().0,
         resolver: aac_egress::Resolver::default(),
+        credentials: Arc::default(),
     }
 }
 

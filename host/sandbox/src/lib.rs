@@ -51,6 +51,9 @@ pub struct SandboxSpec {
     pub egress: Option<EgressSpec>,
     pub limits: ResourceLimits,
     pub pull_policy: PullPolicy,
+    /// The OCI runtime the engine runs the container with (`runsc` for gVisor); the engine's
+    /// default when `None`.
+    pub runtime: Option<String>,
     /// After this the container is fair game for any host's reaper.
     pub expires_at: SystemTime,
 }
@@ -70,6 +73,7 @@ impl SandboxSpec {
             egress: None,
             limits: ResourceLimits::default(),
             pull_policy: PullPolicy::IfNotPresent,
+            runtime: None,
             expires_at: SystemTime::now() + Duration::from_secs(8 * 3600),
         }
     }
@@ -82,6 +86,8 @@ pub struct EgressSpec {
     /// Receives one event per connection the proxy allowed or denied.
     pub events: aac_egress::EventSink,
     pub resolver: aac_egress::Resolver,
+    /// Secrets the proxy's gateway adds on the way out (the sandbox holds placeholders).
+    pub credentials: Arc<aac_egress::Credentials>,
 }
 
 /// The network a sandbox gets. Written `none`, `bridge`, `per-run`, `egress` in `aac.toml`.
@@ -302,6 +308,11 @@ pub trait Sandbox: Send + Sync {
     async fn remove(&self) -> anyhow::Result<()>;
     /// Whether the sandbox still runs; `Err` when the engine cannot tell.
     async fn is_alive(&self) -> anyhow::Result<bool>;
+    /// Where an `egress` sandbox reaches the host's proxy and credential gateway (`None` for other
+    /// network modes).
+    fn egress_gateway(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
     /// Prepares whatever makes the next exec fast (a warm pool calls it before hand-out).
     async fn warm_up(&self) -> anyhow::Result<()> {
         Ok(())

@@ -26,7 +26,15 @@ pub struct Settings {
     pub extra_args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Set by the host when the profile binds credentials: each bound variable's gateway URL.
+    /// With `ANTHROPIC_API_KEY` (or `ANTHROPIC_AUTH_TOKEN`) bound, the CLI's base URL is its
+    /// gateway, over `base_url` (the host adds the real key).
+    #[serde(default)]
+    pub credential_gateways: BTreeMap<String, String>,
 }
+
+/// The variables Claude Code reads its credential from.
+const KEY_VARS: [&str; 2] = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"];
 
 fn default_binary() -> String {
     "claude".into()
@@ -83,7 +91,10 @@ impl Settings {
                 self.max_retries.to_string(),
             ),
         ];
-        if let Some(base_url) = &self.base_url {
+        let gateway = KEY_VARS
+            .iter()
+            .find_map(|var| self.credential_gateways.get(*var));
+        if let Some(base_url) = gateway.or(self.base_url.as_ref()) {
             env.push(("ANTHROPIC_BASE_URL".into(), base_url.clone()));
         }
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -121,6 +132,21 @@ mod tests {
         )));
         assert_eq!(env.last(), Some(&("A".into(), "b".into())));
         assert_eq!(settings.idle_timeout_ms, 700);
+    }
+
+    #[test]
+    fn a_bound_key_points_the_cli_at_the_host_gateway() {
+        let settings = Settings::from_json(
+            r#"{"base_url":"http://elsewhere","credential_gateways":{"ANTHROPIC_API_KEY":"http://172.30.0.1:7/cred/ANTHROPIC_API_KEY"}}"#,
+            "{}",
+        )
+        .unwrap();
+        let env = settings.env();
+        assert!(env.contains(&(
+            "ANTHROPIC_BASE_URL".into(),
+            "http://172.30.0.1:7/cred/ANTHROPIC_API_KEY".into()
+        )));
+        assert!(!env.iter().any(|(_, v)| v.contains("elsewhere")), "{env:?}");
     }
 
     #[test]

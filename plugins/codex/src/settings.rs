@@ -36,7 +36,14 @@ pub struct Settings {
     pub extra_args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Set by the host when the profile binds credentials: each bound variable's gateway URL. A
+    /// provider whose `env_key` is bound uses it as its base URL (the host adds the real key).
+    #[serde(default)]
+    pub credential_gateways: BTreeMap<String, String>,
 }
+
+/// The variable Codex's OpenAI provider reads its key from.
+pub const OPENAI_KEY: &str = "OPENAI_API_KEY";
 
 /// A custom model provider, written as `model_providers.<id>.*` overrides.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -45,7 +52,8 @@ pub struct Provider {
     pub id: String,
     #[serde(default = "default_provider")]
     pub name: String,
-    pub base_url: String,
+    /// Optional when the host serves a credential gateway for `env_key`.
+    pub base_url: Option<String>,
     #[serde(default = "default_wire_api")]
     pub wire_api: String,
     pub env_key: Option<String>,
@@ -82,7 +90,50 @@ fn overrides<'de, D: Deserializer<'de>>(
 impl Settings {
     /// Reads the run's config, with the command's payload overriding it key by key.
     pub fn from_json(config_json: &str, payload_json: &str) -> Result<Self, String> {
-        aac_sdk::config::parse(config_json, payload_json)
+        let settings: Self = aac_sdk::config::parse(config_json, payload_json)?;
+        if let Some(provider) = &settings.provider
+            && provider.base_url.is_none()
+            && settings.gateway_of(provider).is_none()
+        {
+            return Err(
+                "config `provider.base_url` is required (unless the host binds the provider's                  env_key as a credential)"
+                    .into(),
+            );
+        }
+        Ok(settings)
+    }
+
+    /// The credential gateway of `provider`'s key, if the host serves one.
+    fn gateway_of(&self, provider: &Provider) -> Option<&String> {
+        self.credential_gateways
+            .get(provider.env_key.as_deref().unwrap_or(OPENAI_KEY))
+    }
+
+    /// The provider of the turn: the configured one (its base URL the gateway's when its key is
+    /// bound), or, with no provider configured and `OPENAI_API_KEY` bound, the OpenAI Responses API
+    /// through the gateway.
+    fn effective_provider(&self) -> Option<Provider> {
+        match &self.provider {
+            Some(provider) => {
+                let mut provider = provider.clone();
+                if let Some(gateway) = self.gateway_of(&provider) {
+                    provider.base_url = Some(gateway.clone());
+                }
+                Some(provider)
+            }
+            None => self
+                .credential_gateways
+                .get(OPENAI_KEY)
+                .map(|gateway| Provider {
+                    id: default_provider(),
+                    name: default_provider(),
+                    base_url: Some(gateway.clone()),
+                    wire_api: default_wire_api(),
+                    env_key: Some(OPENAI_KEY.into()),
+                    request_max_retries: None,
+                    stream_max_retries: None,
+                }),
+        }
     }
 
     /// The command line of one turn: a new thread, or `resume <thread_id>`.
@@ -121,11 +172,13 @@ impl Settings {
         if let Some(model) = &self.model {
             all.push(("model".into(), quoted(model)));
         }
-        if let Some(p) = &self.provider {
+        if let Some(p) = &self.effective_provider() {
             let key = |field: &str| format!("model_providers.{}.{field}", p.id);
             all.push(("model_provider".into(), quoted(&p.id)));
             all.push((key("name"), quoted(&p.name)));
-            all.push((key("base_url"), quoted(&p.base_url)));
+            if let Some(base_url) = &p.base_url {
+                all.push((key("base_url"), quoted(base_url)));
+            }
             all.push((key("wire_api"), quoted(&p.wire_api)));
             if let Some(env_key) = &p.env_key {
                 all.push((key("env_key"), quoted(env_key)));
@@ -196,6 +249,49 @@ mod tests {
         assert!(joined.contains(r#"-c tools={"web_search" = false}"#));
         assert!(joined.ends_with("--oss -- -do it"), "{joined}");
         assert_eq!(settings.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn a_bound_key_points_the_provider_at_the_host_gateway() {
+        let gateways = r#""credential_gateways":{"MOCK_KEY":"http://172.30.0.1:7/cred/MOCK_KEY","OPENAI_API_KEY":"http://172.30.0.1:7/cred/OPENAI_API_KEY"}"#;
+        // A configured provider whose key is bound: the gateway wins over its base_url.
+        let settings = Settings::from_json(
+            &format!(r#"{{"provider":{{"base_url":"http://elsewhere/v1","env_key":"MOCK_KEY"}},{gateways}}}"#),
+            "{}",
+        )
+        .unwrap();
+        let joined = settings.argv("hi", None).join(" ");
+        assert!(
+            joined
+                .contains(r#"-c model_providers.aac.base_url="http://172.30.0.1:7/cred/MOCK_KEY""#),
+            "{joined}"
+        );
+        assert!(!joined.contains("elsewhere"), "{joined}");
+        // No provider configured, OPENAI_API_KEY bound: the Responses API through the gateway.
+        let settings = Settings::from_json(&format!("{{{gateways}}}"), "{}").unwrap();
+        let joined = settings.argv("hi", None).join(" ");
+        assert!(joined.contains(r#"-c model_provider="aac""#), "{joined}");
+        assert!(
+            joined.contains(
+                r#"-c model_providers.aac.base_url="http://172.30.0.1:7/cred/OPENAI_API_KEY""#
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains(r#"-c model_providers.aac.env_key="OPENAI_API_KEY""#));
+        // A provider without base_url whose key is bound needs none.
+        assert!(
+            Settings::from_json(
+                &format!(r#"{{"provider":{{"env_key":"MOCK_KEY"}},{gateways}}}"#),
+                "{}"
+            )
+            .is_ok()
+        );
+        // Nothing bound: no provider override at all.
+        let plain = Settings::from_json("{}", "{}")
+            .unwrap()
+            .argv("hi", None)
+            .join(" ");
+        assert!(!plain.contains("model_provider"), "{plain}");
     }
 
     #[test]

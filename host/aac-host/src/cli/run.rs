@@ -71,6 +71,8 @@ impl RunArgs {
             network: profile.network,
             egress_allow: profile.egress_allow,
             egress_resolver: profile.egress_resolver,
+            credentials: profile.credentials,
+            oci_runtime: profile.oci_runtime,
             pull_policy: profile.pull_policy,
             max_duration: profile.max_duration,
             env: profile.env,

@@ -8,6 +8,7 @@
 //! invalid size "4 gigs" (expected e.g. 512MiB or 4GiB)`); it is a [`ConfigError`] inside the
 //! `anyhow::Error`. Secret values are never part of a message.
 
+mod credentials;
 mod errors;
 mod names;
 mod network;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
+pub use credentials::{CredentialBinding, DEFAULT_HEADER};
 pub use errors::ConfigError;
 pub use secrets::SecretSource;
 pub use units::{format_duration, parse_duration, parse_size};
@@ -127,6 +129,9 @@ pub struct RuntimeProfile {
     pub env: BTreeMap<String, String>,
     /// Environment variables of the sandbox whose values are read on the host at run time.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Secrets bound to a destination: the sandbox sees a placeholder under the name, the egress
+    /// gateway adds the value on the way out (egress network only).
+    pub credentials: BTreeMap<String, CredentialBinding>,
     /// Sandboxes kept started and ready for this runtime's default version.
     pub warm_pool: u32,
     pub session_idle_timeout: Duration,
@@ -170,6 +175,8 @@ pub struct SandboxSettings {
     pub egress_hosts: BTreeMap<String, std::net::IpAddr>,
     /// `uid:gid`, `uid`, `name` or `name:group`; never root.
     pub user: Option<String>,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor); the engine's default when unset.
+    pub runtime: Option<String>,
 }
 
 /// Docker refuses a memory limit below 6 MiB.
@@ -265,6 +272,22 @@ impl RuntimeProfile {
         self.secrets
             .iter()
             .map(|(key, source)| Ok((key.clone(), source.resolve(key, &self.name, &lookup)?)))
+            .collect()
+    }
+
+    /// Reads every bound credential's value from the host environment or its file.
+    pub fn resolve_credentials(&self) -> Result<Vec<aac_egress::Credential>> {
+        self.resolve_credentials_with(|var| std::env::var_os(var))
+    }
+
+    /// [`Self::resolve_credentials`] with environment variables looked up by `lookup`.
+    pub fn resolve_credentials_with(
+        &self,
+        lookup: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Vec<aac_egress::Credential>> {
+        self.credentials
+            .iter()
+            .map(|(name, binding)| binding.resolve(name, &self.name, &lookup))
             .collect()
     }
 

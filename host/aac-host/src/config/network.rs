@@ -115,6 +115,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sandbox_runtime_is_a_runtime_name() {
+        let config = parse(r#"sandbox = { runtime = "runsc" }"#).unwrap();
+        assert_eq!(
+            config.runtimes["shell"].sandbox.runtime.as_deref(),
+            Some("runsc")
+        );
+        let shown = format!(
+            "{:#}",
+            parse(r#"sandbox = { runtime = "run sc" }"#).unwrap_err()
+        );
+        assert!(
+            shown.contains("runtimes.shell.sandbox.runtime")
+                && shown.contains("not a runtime name"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_bad_entry_an_allowlist_without_egress_and_a_warm_pool_are_refused() {
         for (sandbox, key, message) in [
             (

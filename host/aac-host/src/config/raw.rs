@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::credentials::RawCredential;
 use super::errors::{self, ConfigError};
 use super::names::{check_user, invalid_env_name, is_env_name, is_runtime_name, is_version};
 use super::network::RawNetwork;
@@ -47,6 +48,8 @@ struct RawProfile {
     #[serde(default)]
     secrets: BTreeMap<Spanned<String>, Spanned<SecretSource>>,
     #[serde(default)]
+    credentials: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
+    #[serde(default)]
     warm_pool: u32,
     session_idle_timeout: Option<Spanned<HumanDuration>>,
     max_session_duration: Option<Spanned<HumanDuration>>,
@@ -77,6 +80,7 @@ struct RawSandbox {
     pids: Option<Spanned<i64>>,
     network: Option<Spanned<RawNetwork>>,
     user: Option<Spanned<String>>,
+    runtime: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -151,6 +155,19 @@ fn secret_vars(
             vars.entry(key.get_ref().clone())
                 .or_insert_with(|| whose.clone());
             if let SecretSource::Env(var) = source.get_ref() {
+                vars.entry(var.clone())
+                    .or_insert_with(|| format!("the source of {whose}"));
+            }
+        }
+        for (key, credential) in &profile.get_ref().credentials {
+            let whose = format!(
+                "runtime `{}`'s credential {}",
+                name.get_ref(),
+                key.get_ref()
+            );
+            vars.entry(key.get_ref().clone())
+                .or_insert_with(|| whose.clone());
+            if let Some(var) = &credential.get_ref().env {
                 vars.entry(var.clone())
                     .or_insert_with(|| format!("the source of {whose}"));
             }
@@ -327,6 +344,7 @@ impl Checker<'_> {
             secrets.insert(k.to_string(), source);
         }
 
+        let credentials = self.credentials(n, raw.credentials, &env, &secrets, sandbox.network)?;
         let grants = self.grant_list(raw.grants, &["runtimes", n])?;
         let limits = self.limits(
             raw.limits,
@@ -356,6 +374,7 @@ impl Checker<'_> {
             sandbox,
             env,
             secrets,
+            credentials,
             warm_pool: raw.warm_pool,
             session_idle_timeout,
             max_session_duration,
@@ -405,6 +424,20 @@ impl Checker<'_> {
                 ));
             }
         }
+        if let Some(runtime) = &raw.runtime {
+            let name = runtime.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(self.error(
+                    runtime.span(),
+                    &["runtimes", n, "sandbox", "runtime"],
+                    format!("{name:?} is not a runtime name (letters, digits, '-', '_', '.'), e.g. \"runsc\""),
+                ));
+            }
+        }
         if let Some(user) = &raw.user {
             check_user(user.get_ref()).map_err(|message| {
                 self.error(user.span(), &["runtimes", n, "sandbox", "user"], message)
@@ -446,6 +479,7 @@ impl Checker<'_> {
             egress_allow,
             egress_hosts,
             user: raw.user.map(Spanned::into_inner),
+            runtime: raw.runtime.map(Spanned::into_inner),
         })
     }
 

@@ -98,6 +98,7 @@ fn full_profile_parses_every_field() {
             egress_allow: Default::default(),
             egress_hosts: Default::default(),
             user: Some("1000:1000".into()),
+            runtime: None,
         }
     );
     assert_eq!(

@@ -29,7 +29,11 @@ pub struct RunProfile {
     pub egress_allow: std::sync::Arc<aac_egress::Allowlist>,
     /// How the egress proxy resolves names (the profile's fixed `hosts` first).
     pub egress_resolver: aac_egress::Resolver,
+    /// Secrets the egress gateway adds on the way out; the sandbox holds placeholders.
+    pub credentials: std::sync::Arc<aac_egress::Credentials>,
     pub pull_policy: PullPolicy,
+    /// The engine's OCI runtime for the sandbox (`runsc`: gVisor); its default when `None`.
+    pub oci_runtime: Option<String>,
     /// Environment of the sandbox's processes.
     pub env: Vec<(String, String)>,
     /// Secrets for the sandbox's processes: never visible to the plugin, masked in events and logs.
@@ -68,7 +72,9 @@ impl RunProfile {
             network: NetworkMode::None,
             egress_allow: Default::default(),
             egress_resolver: Default::default(),
+            credentials: Default::default(),
             pull_policy: PullPolicy::Never,
+            oci_runtime: None,
             env: Vec::new(),
             secrets: Vec::new(),
             user: None,
@@ -107,7 +113,11 @@ impl RunProfile {
                 .fold(aac_egress::Resolver::default(), |resolver, (name, ip)| {
                     resolver.with_fixed(name, vec![*ip])
                 }),
+            credentials: std::sync::Arc::new(aac_egress::Credentials::new(
+                profile.resolve_credentials()?,
+            )),
             pull_policy: profile.pull_policy,
+            oci_runtime: profile.sandbox.runtime.clone(),
             env: profile.env.clone().into_iter().collect(),
             secrets: profile.resolve_secrets()?,
             user: profile.sandbox.user.clone(),

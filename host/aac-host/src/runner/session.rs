@@ -80,6 +80,7 @@ pub fn sandbox_spec(profile: &RunProfile, workspace: PathBuf) -> SandboxSpec {
     spec.limits = profile.limits;
     spec.network = profile.network;
     spec.pull_policy = profile.pull_policy;
+    spec.runtime = profile.oci_runtime.clone();
     spec.expires_at = SystemTime::now() + profile.max_duration;
     spec.env = profile
         .env
@@ -87,6 +88,13 @@ pub fn sandbox_spec(profile: &RunProfile, workspace: PathBuf) -> SandboxSpec {
         .chain(&profile.secrets)
         .cloned()
         .collect();
+    // A bound credential's name holds a placeholder, so CLIs that insist on it start.
+    spec.env.extend(profile.credentials.names().map(|name| {
+        (
+            name.to_string(),
+            aac_egress::credential::PLACEHOLDER.to_string(),
+        )
+    }));
     spec
 }
 
@@ -122,6 +130,7 @@ impl RunSession {
                         allow: profile.egress_allow.clone(),
                         events: sink.clone(),
                         resolver: profile.egress_resolver.clone(),
+                        credentials: profile.credentials.clone(),
                     });
                     network_events = Some((verdicts, sink.dropped()));
                 }
@@ -137,7 +146,12 @@ impl RunSession {
                 run_id: request.run.id.clone(),
                 runtime: profile.runtime.clone(),
                 workspace_dir: WORKSPACE_DIR.into(),
-                config_json: profile.config_for(&request.run.config).to_string(),
+                config_json: with_gateways(
+                    profile.config_for(&request.run.config),
+                    profile,
+                    sandbox.as_ref(),
+                )
+                .to_string(),
             },
             sandbox: Some(sandbox.clone()),
             events: request.events,
@@ -205,6 +219,28 @@ impl RunSession {
         }
     }
 }
+
+/// The backend config with `credential_gateways`: each bound credential's gateway URL as the
+/// sandbox reaches it, for the plugin to use as the CLI's base URL. Set by the host only (a run's
+/// own value is replaced), and only when the profile binds credentials.
+fn with_gateways(
+    mut config: serde_json::Value,
+    profile: &RunProfile,
+    sandbox: &dyn Sandbox,
+) -> serde_json::Value {
+    if let (Some(gateway), serde_json::Value::Object(map)) = (sandbox.egress_gateway(), &mut config)
+        && !profile.credentials.is_empty()
+    {
+        map.insert(
+            CREDENTIAL_GATEWAYS.into(),
+            serde_json::json!(profile.credentials.urls(gateway)),
+        );
+    }
+    config
+}
+
+/// The backend-config key the host sets to the gateway URL of each bound credential.
+pub const CREDENTIAL_GATEWAYS: &str = "credential_gateways";
 
 /// Adds each verdict of the egress proxy to the run's events (`network.allowed` /
 /// `network.denied`), and a marker for verdicts the proxy's bounded queue dropped.
