@@ -31,7 +31,10 @@ pub struct Upstream {
 impl Upstream {
     /// Parses an `http://` or `https://` URL without user info, query or fragment.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = url
+        let raw = url;
+        // Errors quote the URL, but never a password written into it.
+        let url = &without_user_info(raw);
+        let (scheme, rest) = raw
             .split_once("://")
             .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
         let tls = match scheme.to_ascii_lowercase().as_str() {
@@ -242,9 +245,32 @@ impl Credentials {
     }
 }
 
+/// `url` with any `user[:password]@` before the host replaced by `…@`.
+fn without_user_info(url: &str) -> String {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| start + at);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}…{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_error_never_quotes_a_password() {
+        let err = Upstream::parse("https://user:hunter2@api.example.com/v1").unwrap_err();
+        assert!(
+            !err.contains("hunter2") && err.contains("…@api.example.com"),
+            "{err}"
+        );
+        let err = Upstream::parse("ftp://user:hunter2@api.example.com").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn upstreams_parse_with_default_ports_and_base_paths() {
