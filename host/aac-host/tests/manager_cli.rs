@@ -38,17 +38,7 @@ async fn the_standalone_manager_keeps_runs_across_restarts() {
 
     let manager = ManagerProcess::start(port, &db);
     manager_answers(&client).await;
-    let run = client
-        .create_run(CreateRun {
-            id: None,
-            backend: "shell".into(),
-            bundle: None,
-            config: serde_json::json!({}),
-            max_attempts: None,
-            require_labels: Default::default(),
-        })
-        .await
-        .unwrap();
+    let run = client.create_run(CreateRun::new("shell")).await.unwrap();
     let wrong = ManagerClient::new(&url, "wrong").unwrap();
     assert!(
         wrong.list_runs(None).await.is_err(),

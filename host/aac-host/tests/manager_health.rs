@@ -38,14 +38,7 @@ async fn healthz_and_readyz_answer_without_a_token_and_the_api_still_needs_one()
 
     let client = aac_host::manager::client::ManagerClient::new(&base, TOKEN).unwrap();
     client
-        .create_run(aac_host::manager::protocol::CreateRun {
-            id: None,
-            backend: "shell".into(),
-            bundle: None,
-            config: serde_json::json!({}),
-            max_attempts: None,
-            require_labels: Default::default(),
-        })
+        .create_run(aac_host::manager::protocol::CreateRun::new("shell"))
         .await
         .unwrap();
     let (status, body) = get(&format!("{base}/readyz")).await.unwrap();

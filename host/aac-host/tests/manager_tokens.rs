@@ -83,14 +83,7 @@ fn signal(child: &tokio::process::Child, name: &str) {
 }
 
 fn shell_run() -> CreateRun {
-    CreateRun {
-        id: None,
-        backend: "shell".into(),
-        bundle: None,
-        config: serde_json::json!({}),
-        max_attempts: None,
-        require_labels: Default::default(),
-    }
+    CreateRun::new("shell")
 }
 
 /// The status and JSON body of a raw request with `token`.

@@ -32,17 +32,7 @@ async fn events_carry_the_emit_time_sent_and_the_managers_receive_time() {
         .await
         .unwrap();
     let client = ManagerClient::new(handle.url(), TOKEN).unwrap();
-    let run = client
-        .create_run(CreateRun {
-            id: None,
-            backend: "shell".into(),
-            bundle: None,
-            config: serde_json::json!({}),
-            max_attempts: None,
-            require_labels: Default::default(),
-        })
-        .await
-        .unwrap();
+    let run = client.create_run(CreateRun::new("shell")).await.unwrap();
     let runner = client
         .register_runner(RegisterRunner::default())
         .await

@@ -50,14 +50,7 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn shell_run() -> CreateRun {
-    CreateRun {
-        id: None,
-        backend: "shell".into(),
-        bundle: None,
-        config: serde_json::json!({}),
-        max_attempts: None,
-        require_labels: Default::default(),
-    }
+    CreateRun::new("shell")
 }
 
 fn prompt(p: &str) -> EnqueueCommand {

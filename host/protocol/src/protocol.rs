@@ -530,6 +530,17 @@ pub struct CreateRun {
     pub require_labels: BTreeMap<String, String>,
 }
 
+impl CreateRun {
+    /// A run of `backend` with an empty config and the manager's defaults for everything else.
+    pub fn new(backend: impl Into<String>) -> Self {
+        Self {
+            backend: backend.into(),
+            config: serde_json::json!({}),
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnqueueCommand {
     /// Client-chosen id (idempotent enqueue); the manager picks one when absent.
