@@ -8,8 +8,10 @@
 //!   Removal is outside the timed part.
 //! * `gateway-turn/direct-bridge` vs `gateway-turn/egress-gateway`: one real Codex turn (a message)
 //!   against the mock Responses API, the key in the sandbox and the mock on the bridge, vs an
-//!   egress sandbox whose key the credential gateway adds (mock on loopback). Both include the
-//!   sandbox's start and removal; the egress one also its network, proxy and firewall rules.
+//!   egress sandbox whose key the credential gateway adds (mock on loopback). Timed: the run's
+//!   *second* turn (from the first turn's last event to the second's, the runner's clock), so the
+//!   sandbox's start — and the egress one's network, proxy and firewall rules, `egress-start`'s
+//!   question — stay out of it and what differs is the model request's route.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -194,49 +196,73 @@ fn gateway_turn(c: &mut Criterion) {
         .sampling_mode(criterion::SamplingMode::Flat)
         .sample_size(10)
         .measurement_time(Duration::from_secs(60));
+    const PROMPTS: &[&str] = &["say hello", "say hello again"];
     group.bench_function("direct-bridge", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let workspace = tempfile::tempdir().unwrap();
-                let mut config = provider(Some(format!("{}/v1", bridge_mock.base_url())));
-                config["env"] = json!({ "OPENAI_API_KEY": "sk-bench" });
-                let run = run_agent_turns_with(
-                    &agent,
-                    IMAGE,
-                    config,
-                    workspace.path(),
-                    &["say hello"],
-                    CancellationToken::new(),
-                )
-                .await;
-                assert_eq!(
-                    run.outcomes[0].status,
-                    aac_host::outcome::TerminalStatus::Completed
-                );
-            })
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    runtime.block_on(async {
+                        let workspace = tempfile::tempdir().unwrap();
+                        let mut config = provider(Some(format!("{}/v1", bridge_mock.base_url())));
+                        config["env"] = json!({ "OPENAI_API_KEY": "sk-bench" });
+                        let run = run_agent_turns_with(
+                            &agent,
+                            IMAGE,
+                            config,
+                            workspace.path(),
+                            PROMPTS,
+                            CancellationToken::new(),
+                        )
+                        .await;
+                        second_turn(&run)
+                    })
+                })
+                .sum()
         })
     });
     group.bench_function("egress-gateway", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let workspace = tempfile::tempdir().unwrap();
-                let run = Box::pin(run_agent_turns_in(
-                    &agent,
-                    egress_profile.clone(),
-                    provider(None),
-                    workspace.path(),
-                    &["say hello"],
-                    CancellationToken::new(),
-                ))
-                .await;
-                assert_eq!(
-                    run.outcomes[0].status,
-                    aac_host::outcome::TerminalStatus::Completed
-                );
-            })
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    runtime.block_on(async {
+                        let workspace = tempfile::tempdir().unwrap();
+                        let run = Box::pin(run_agent_turns_in(
+                            &agent,
+                            egress_profile.clone(),
+                            provider(None),
+                            workspace.path(),
+                            PROMPTS,
+                            CancellationToken::new(),
+                        ))
+                        .await;
+                        second_turn(&run)
+                    })
+                })
+                .sum()
         })
     });
     group.finish();
+}
+
+/// The second turn of a two-turn run: from the first turn's last event to the second's (both
+/// stamped by the runner as the plugin emitted them; the second command waits in the queue, so it
+/// starts as soon as the first ends).
+fn second_turn(run: &aac_tests::AgentRun) -> Duration {
+    for outcome in &run.outcomes {
+        assert_eq!(
+            outcome.status,
+            aac_host::outcome::TerminalStatus::Completed,
+            "{outcome:?}"
+        );
+    }
+    let last_emitted = |n: usize| {
+        run.events_of(n)
+            .iter()
+            .filter_map(|event| event.emitted_at_ms)
+            .max()
+            .unwrap_or_else(|| panic!("command {n} has no stamped events"))
+    };
+    Duration::from_millis(last_emitted(2) - last_emitted(1))
 }
 
 criterion_group!(benches, egress_download, egress_start, gateway_turn);

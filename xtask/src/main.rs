@@ -10,12 +10,14 @@
 //!   JavaScript and Python example backends of examples/);
 //! * `image`   builds the local sandbox image with `docker import`;
 //! * `images`  that image plus the agent CLI images (real Codex and Claude Code CLIs from npm);
-//! * `docker`  makes sure a Docker engine answers (installs and starts one when root);
+//! * `docker`  makes sure a Docker engine answers (installs and starts one when root) and registers
+//!   gVisor's `runsc` with it when it can (`test` does that too);
 //! * `fresh-docker` only the fresh-engine check of `test` (a second dockerd, started and stopped).
 
 mod agent_images;
 mod docker;
 mod fresh_docker;
+mod gvisor;
 mod host_image;
 mod image;
 mod plugins;
@@ -64,7 +66,11 @@ fn dispatch() -> Result<()> {
             docker::ensure_engine()?;
             host_image::build(rest)
         }
-        "docker" => docker::ensure_engine(),
+        "docker" => {
+            docker::ensure_engine()?;
+            gvisor::ensure_runsc();
+            Ok(())
+        }
         "fresh-docker" => {
             let plugin_dir = set_up(&plugins::FIRST_PARTY)?;
             fresh_docker::check(&plugin_dir)
@@ -159,6 +165,7 @@ fn build_demo() -> Result<PathBuf> {
 
 fn test(args: &[String]) -> Result<()> {
     let plugin_dir = set_up(&plugins::ALL)?;
+    gvisor::ensure_runsc();
     polyglot::build_available()?;
     agent_images::build_all()?;
     fresh_docker::check(&plugin_dir)?;
