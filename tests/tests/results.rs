@@ -405,6 +405,8 @@ async fn a_local_run_prints_its_change_and_with_diff_the_patch() {
         "{stdout}"
     );
     assert!(stdout.contains("-before\n+after\n"), "{stdout}");
+    // The embedded manager's access lines are for debugging (AAC_LOG=access=debug), not the output.
+    assert!(!stderr.contains("route="), "{stderr}");
     // The workspace given is the user's: it stays.
     assert!(workspace.path().join("made.txt").exists());
 }

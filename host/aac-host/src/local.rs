@@ -278,7 +278,9 @@ impl EmbeddedManager {
             .with_context(|| format!("could not create {}", scratch.display()))?;
         let token = uuid::Uuid::new_v4().simple().to_string();
         let db = scratch.join("manager.redb");
-        let manager = Manager::open(&db, ManagerConfig::new(token.clone()))
+        // Its requests all come from this process: their access lines are for debugging only.
+        let config = ManagerConfig::new(token.clone()).with_access_log_level(tracing::Level::DEBUG);
+        let manager = Manager::open(&db, config)
             .with_context(|| format!("could not open the manager store {}", db.display()))?;
         let handle = server::start(manager)
             .await

@@ -1,4 +1,5 @@
-//! The access log: one `info` line per request on target `access`, with the method, the matched
+//! The access log: one line per request on target `access` (`info`, or the level the manager's
+//! config names: `debug` for the manager embedded in `aac-host run`), with the method, the matched
 //! route (a template such as `/v1/runs/{run}`, never a query string), the status, the latency in
 //! ms, and the run and runner ids where the request names them. Headers are never logged (they
 //! carry the bearer and lease tokens).
@@ -48,16 +49,27 @@ pub(super) async fn log_request(
     manager
         .metrics()
         .observe_request(method.as_str(), route, response.status().as_u16(), seconds);
-    tracing::info!(
-        target: "access",
-        method = %method,
-        route,
-        status = response.status().as_u16(),
-        latency_ms = seconds * 1000.0,
-        run = run.as_deref(),
-        runner = runner.as_deref(),
-        "request"
-    );
+    macro_rules! access_line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "access",
+                $level,
+                method = %method,
+                route,
+                status = response.status().as_u16(),
+                latency_ms = seconds * 1000.0,
+                run = run.as_deref(),
+                runner = runner.as_deref(),
+                "request"
+            )
+        };
+    }
+    // `event!` needs its level as a constant.
+    if manager.access_log_level() == tracing::Level::INFO {
+        access_line!(tracing::Level::INFO);
+    } else {
+        access_line!(tracing::Level::DEBUG);
+    }
     response
 }
 

@@ -60,6 +60,9 @@ pub struct ManagerConfig {
     pub max_blob_bytes: u64,
     /// How long a blob no run refers to is kept before the sweep removes it.
     pub blob_grace: Duration,
+    /// The level of the access log's lines: `info` for a manager people operate, `debug` for one
+    /// embedded in `aac-host run`, whose requests all come from the same process.
+    pub access_log_level: tracing::Level,
 }
 
 impl ManagerConfig {
@@ -78,7 +81,14 @@ impl ManagerConfig {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
             blob_grace: crate::store::DEFAULT_BLOB_GRACE,
+            access_log_level: tracing::Level::INFO,
         }
+    }
+
+    /// Logs each request at `level` instead of `info`.
+    pub fn with_access_log_level(mut self, level: tracing::Level) -> Self {
+        self.access_log_level = level;
+        self
     }
 
     pub fn with_max_blob_bytes(mut self, max: u64) -> Self {
@@ -119,6 +129,7 @@ struct Inner {
     sweep_interval: Duration,
     max_blob_bytes: u64,
     blob_grace: Duration,
+    access_log_level: tracing::Level,
     metrics: ManagerMetrics,
 }
 
@@ -138,6 +149,7 @@ impl Manager {
         inner.sweep_interval = config.sweep_interval;
         inner.max_blob_bytes = config.max_blob_bytes;
         inner.blob_grace = config.blob_grace;
+        inner.access_log_level = config.access_log_level;
         Ok(manager)
     }
 
@@ -152,6 +164,7 @@ impl Manager {
                 sweep_interval: DEFAULT_SWEEP_INTERVAL,
                 max_blob_bytes: crate::store::DEFAULT_MAX_BLOB_BYTES,
                 blob_grace: crate::store::DEFAULT_BLOB_GRACE,
+                access_log_level: tracing::Level::INFO,
                 metrics: ManagerMetrics::default(),
             }),
         })
@@ -199,6 +212,10 @@ impl Manager {
 
     pub(crate) fn blob_grace(&self) -> Duration {
         self.inner.blob_grace
+    }
+
+    pub(crate) fn access_log_level(&self) -> tracing::Level {
+        self.inner.access_log_level
     }
 
     /// How many runs have a long-poll or event stream waiting on them now (each such run holds
