@@ -39,6 +39,7 @@ pub mod config;
 pub mod events;
 pub mod exit;
 pub mod log;
+pub mod modes;
 pub mod process;
 
 mod backend;
@@ -69,7 +70,7 @@ pub use bindings::backend::aac::plugin::types::{
 };
 
 /// The WIT package version this SDK targets. The host refuses plugins built for another one.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.2.1";
 
 /// What the export macros expand to; not part of the API.
 #[doc(hidden)]

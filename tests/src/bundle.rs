@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Debug)]
 pub enum Entry {
     File(String, Vec<u8>),
+    /// A file whose tar header carries this mode (`0o755`, or a hostile `0o6777`).
+    FileWithMode(String, Vec<u8>, u32),
     Dir(String),
     Symlink(String, String),
     HardLink(String, String),
@@ -33,9 +35,11 @@ pub fn manifest_for(entries: &[Entry]) -> serde_json::Value {
     let mut links = Vec::new();
     for entry in entries {
         match entry {
-            Entry::File(path, content) => files.push(serde_json::json!({
-                "path": path, "size": content.len(), "sha256": sha256_hex(content),
-            })),
+            Entry::File(path, content) | Entry::FileWithMode(path, content, _) => {
+                files.push(serde_json::json!({
+                    "path": path, "size": content.len(), "sha256": sha256_hex(content),
+                }))
+            }
             Entry::Symlink(path, target) => {
                 links.push(serde_json::json!({ "path": path, "target": target }))
             }
@@ -61,6 +65,14 @@ pub fn archive(manifest: &serde_json::Value, entries: &[Entry]) -> Vec<u8> {
             Entry::File(path, content) => {
                 append(&mut builder, tar::EntryType::Regular, path, None, content)
             }
+            Entry::FileWithMode(path, content, mode) => append_with_mode(
+                &mut builder,
+                tar::EntryType::Regular,
+                path,
+                None,
+                content,
+                *mode,
+            ),
             Entry::Dir(path) => append(&mut builder, tar::EntryType::Directory, path, None, &[]),
             Entry::Symlink(path, target) => append(
                 &mut builder,
@@ -84,14 +96,26 @@ fn append(
     link: Option<&str>,
     content: &[u8],
 ) {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(kind);
-    header.set_size(content.len() as u64);
-    header.set_mode(if kind == tar::EntryType::Directory {
+    let mode = if kind == tar::EntryType::Directory {
         0o755
     } else {
         0o644
-    });
+    };
+    append_with_mode(builder, kind, path, link, content, mode)
+}
+
+fn append_with_mode(
+    builder: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    path: &str,
+    link: Option<&str>,
+    content: &[u8],
+    mode: u32,
+) {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_size(content.len() as u64);
+    header.set_mode(mode);
     header.set_mtime(0);
     let raw = header.as_ustar_mut().unwrap();
     assert!(path.len() <= 100, "test paths fit the ustar name field");

@@ -27,6 +27,7 @@ pub mod mock_anthropic;
 pub mod mock_http;
 pub mod mock_openai;
 pub mod recording;
+pub mod results_env;
 pub mod runs;
 pub mod transcripts;
 pub mod upstream;

@@ -259,6 +259,11 @@ fn inspect_shows_the_contract_version() {
         ),
         (
             "shell",
+            "contract:    aac:plugin@0.2.1 (the current contract)",
+        ),
+        // Built from a frozen 0.2.0 WIT: 0.2.1 is additive, so it is served directly.
+        (
+            "test-materializer-v0-2-0",
             "contract:    aac:plugin@0.2.0 (the current contract)",
         ),
     ] {

@@ -136,21 +136,21 @@ async fn inspect_reports_world_version_imports_and_cache() {
     let path = plugin("shell");
     let before = host.inspect(&path).await.unwrap();
     assert_eq!(before.shape.world, World::Backend);
-    assert_eq!(before.shape.wit_version, "0.2.0");
+    assert_eq!(before.shape.wit_version, "0.2.1");
     assert_eq!(before.cache, CacheState::Miss);
     assert!(
         before
             .shape
             .imports
             .iter()
-            .any(|i| i == "aac:plugin/sandbox@0.2.0")
+            .any(|i| i == "aac:plugin/sandbox@0.2.1")
     );
     assert!(
         before
             .shape
             .exports
             .iter()
-            .any(|e| e == "aac:plugin/adapter@0.2.0")
+            .any(|e| e == "aac:plugin/adapter@0.2.1")
     );
     assert_eq!(before.name.as_deref(), Some("shell"));
     assert!(
@@ -170,7 +170,7 @@ async fn a_materializer_built_with_the_sdk_targets_only_its_world() {
     let path = plugin("test-touch-materializer");
     let inspection = host.inspect(&path).await.unwrap();
     assert_eq!(inspection.shape.world, World::Materializer);
-    assert_eq!(inspection.shape.exports, ["aac:plugin/materialize@0.2.0"]);
+    assert_eq!(inspection.shape.exports, ["aac:plugin/materialize@0.2.1"]);
     // The SDK generates both worlds; a materializer must not drag in the backend's imports.
     assert!(
         !inspection

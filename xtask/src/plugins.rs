@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// Plugins operators use.
 pub const FIRST_PARTY: [&str; 4] = ["shell", "codex", "claude-code", "bundle"];
 /// First-party plugins plus the misbehaving ones the tests load.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "shell",
     "codex",
     "claude-code",
@@ -21,6 +21,7 @@ pub const ALL: [&str; 13] = [
     "test-stuck",
     "test-legacy-v0-1",
     "test-legacy-materializer-v0-1",
+    "test-materializer-v0-2-0",
 ];
 
 pub fn build_all(packages: &[&str]) -> Result<PathBuf> {

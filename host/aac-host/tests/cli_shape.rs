@@ -137,7 +137,7 @@ fn version_names_the_wit_package_wasmtime_and_the_commit() {
         "{text}"
     );
     assert!(
-        text.contains("\nwit: aac:plugin@0.2.0 (also loads 0.1.0)\n"),
+        text.contains("\nwit: aac:plugin@0.2.1 (also loads 0.2.0, 0.1.0)\n"),
         "{text}"
     );
     let wasmtime = text

@@ -9,7 +9,7 @@ use super::PluginIdentity;
 use super::capability::declared::Capabilities;
 use super::capability::{
     archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
-    sandbox::SandboxCapability,
+    modes::ModesCapability, sandbox::SandboxCapability,
 };
 use super::limits::{CpuBudget, MemoryLimiter, PluginLimits, Tick};
 use super::stderr_tail::StderrTail;
@@ -40,9 +40,11 @@ pub struct BackendWorld {
     pub sandbox: SandboxCapability,
 }
 
-/// What only a materializer's host calls reach: the local archive of its bundle.
+/// What only a materializer's host calls reach: the local archive of its bundle and the modes of
+/// the files it writes.
 pub struct MaterializerWorld {
     pub archive: ArchiveCapability,
+    pub modes: ModesCapability,
 }
 
 /// What the failure classification asks of a world.

@@ -6,7 +6,9 @@
 //! granted). Every file is hashed as it is written and checked against the manifest; the whole
 //! archive is checked against the bundle reference's sha256 and size. Paths are relative and stay
 //! below the workspace; links that leave it, hard links, oversize bundles, too many entries and any
-//! mismatch are errors naming the entry. The host discards everything written on an error.
+//! mismatch are errors naming the entry. The host discards everything written on an error. A file
+//! whose tar header has an execute bit is made executable through the host's `modes` (0o755);
+//! setuid, setgid and sticky bits are never carried over.
 
 mod manifest;
 mod paths;
@@ -222,6 +224,12 @@ impl Extractor {
                 self.limits.max_bytes
             )));
         }
+        // Only the executable bit matters (what git records); a header without a readable mode
+        // is a plain file.
+        let executable = entry
+            .header()
+            .mode()
+            .is_ok_and(aac_sdk::modes::is_executable);
         let digest = self.out.file(&path, entry).map_err(at)?;
         if digest != sha256 {
             return Err(at(format!(
@@ -229,6 +237,9 @@ impl Extractor {
                 manifest::to_hex(&digest),
                 manifest::to_hex(&sha256)
             )));
+        }
+        if executable {
+            aac_sdk::modes::set_executable(&path, true).map_err(at)?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Host bindings generated from `wit/`, the current plugin contract (`aac:plugin@0.2.0`), and
+//! Host bindings generated from `wit/`, the current plugin contract (`aac:plugin@0.2.1`), and
 //! from frozen copies of older contracts the host keeps loading ([`since_v0_1_0`]).
 //!
 //! Like Zed's extension host: the host logic is written once against the current bindings; each
@@ -40,7 +40,10 @@ pub mod materializer {
 /// The WIT package every plugin contract version lives in.
 pub const WIT_PACKAGE: &str = "aac:plugin";
 /// The contract new plugins target.
-pub const WIT_VERSION: &str = "0.2.0";
+/// A 0.2.0 plugin links against it unchanged: 0.2.1 only added `modes` to the materializer world,
+/// and wasmtime's linker matches `@0.2.0` imports and exports with `@0.2.1` definitions (same
+/// 0.x minor). [`ContractVersion::V0_2`] is that whole 0.2 line.
+pub const WIT_VERSION: &str = "0.2.1";
 
 /// The contract versions this host loads, newest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -12,6 +12,7 @@ pub mod event_schema;
 pub mod events;
 pub mod http;
 pub mod log;
+pub mod modes;
 pub mod sandbox;
 
 use super::bindings::backend::aac::plugin::types;

@@ -5,7 +5,8 @@
 //! PluginHost::load_materializer(path, integrity) ─ validate ─ compile ─ describe()
 //!   └─ MaterializerPlugin::materialize(bundle, workspace, options)
 //!        staging dir beside the workspace ─ fresh Store: WASI with only the staging dir preopened,
-//!        env = effective env, wasi:http through the effective allowlist, archive = the bundle file
+//!        env = effective env, wasi:http through the effective allowlist, archive = the bundle file,
+//!        modes = chmod +x/-x of regular files below the staging dir (WASI has no chmod)
 //!        ─ materialize() ─ host re-checks what was written ─ moved into the workspace
 //!        (on any failure the staging dir is removed: the workspace is never touched)
 //! ```
@@ -34,6 +35,7 @@ use super::capability::archive::ArchiveCapability;
 use super::capability::declared::Capabilities;
 use super::capability::http::HttpCapability;
 use super::capability::log::LogCapability;
+use super::capability::modes::ModesCapability;
 use super::deadline::bounded;
 use super::describe::describe;
 use super::failure::{check_result_size, classify};
@@ -200,11 +202,13 @@ impl MaterializerPlugin {
             LogCapability::new("materialize".into(), 16 << 10, Redactor::default()),
             MaterializerWorld {
                 archive: ArchiveCapability::default(),
+                modes: ModesCapability::default(),
             },
         );
         if let Some((staging, effective, archive)) = grant {
             state.wasi = materializer_wasi(&state, staging, effective)?;
             state.world.archive = archive;
+            state.world.modes = ModesCapability::new(staging);
             state.http = HttpCapability::new(self.identity.to_string(), effective.clone());
         }
         Ok(limited_store(self.host.engine(), state))

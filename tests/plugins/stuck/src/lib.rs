@@ -6,7 +6,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "aac:plugin/backend@0.2.0",
+    world: "aac:plugin/backend@0.2.1",
 });
 
 use aac::plugin::types::{CommandInfo, PluginInfo, RunInfo, TerminalStatus, TurnResult};

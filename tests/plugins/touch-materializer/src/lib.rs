@@ -4,7 +4,10 @@
 //! `hostile:partial` writes a file and then fails; `hostile:huge-error` returns an 8 MiB error;
 //! `hostile:block` writes a file and then waits forever in a WASI pollable (no CPU used);
 //! `hostile:link-chain` stages `d/l -> ..` and `y -> d/l/../../etc/passwd` (inside by their text,
-//! outside once resolved) and reports success.
+//! outside once resolved) and reports success. `hostile:chmod` asks the host (`modes`, 0.2.1) to
+//! make executable `../victim`, `/etc/passwd`, `/workspace/inside`, a link to a file, a file
+//! through a link to `..`, a directory and a missing file, then `inside` (a file it wrote), and
+//! reports each answer as its error: `denied <path> (<why>)`, `LEAK <path>` or `set <path>`.
 
 use std::path::Path;
 
@@ -61,6 +64,44 @@ impl Materializer for Touch {
                 loop {
                     wasip2::clocks::monotonic_clock::subscribe_duration(u64::MAX).block();
                 }
+            }
+            "hostile:chmod" => {
+                let root = workspace.to_string_lossy().into_owned();
+                std::fs::write(workspace.join("inside"), "x")
+                    .map_err(|err| MaterializeError::new(err.to_string()))?;
+                std::fs::create_dir(workspace.join("d"))
+                    .map_err(|err| MaterializeError::new(err.to_string()))?;
+                let (dir, _) = wasip2::filesystem::preopens::get_directories()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| MaterializeError::new("no preopened workspace"))?;
+                let fail = |err: wasip2::filesystem::types::ErrorCode| {
+                    MaterializeError::new(format!("{err:?}"))
+                };
+                dir.symlink_at("inside", "link").map_err(fail)?;
+                dir.symlink_at("..", "up").map_err(fail)?;
+                let absolute = format!("{root}/inside");
+                let hostile = [
+                    "../victim",
+                    "/etc/passwd",
+                    absolute.as_str(),
+                    "link",
+                    "up/victim",
+                    "d",
+                    "missing",
+                ];
+                let mut seen: Vec<String> = hostile
+                    .iter()
+                    .map(|path| match aac_sdk::modes::set_executable(path, true) {
+                        Ok(()) => format!("LEAK {path}"),
+                        Err(why) => format!("denied {path} ({why})"),
+                    })
+                    .collect();
+                seen.push(match aac_sdk::modes::set_executable("inside", true) {
+                    Ok(()) => "set inside".to_string(),
+                    Err(why) => format!("refused inside ({why})"),
+                });
+                return Err(MaterializeError::new(seen.join("; ")));
             }
             "hostile:partial" => {
                 std::fs::write(workspace.join("half-written"), "x")
