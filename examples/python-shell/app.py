@@ -1,6 +1,5 @@
-"""The `shell` backend in Python: the `adapter` interface's functions (the session resource is in
-adapter.py, where componentize-py looks for it). Built with componentize-py from the repository's
-wit/ (`cargo xtask plugins --polyglot`)."""
+"""`python-shell`: an aac-host backend adapter in Python. This module implements the `adapter`
+interface's functions; the session resource is in adapter.py, where componentize-py looks for it."""
 
 from wit_world import exports
 from wit_world.imports import types
@@ -11,5 +10,5 @@ class Adapter(exports.Adapter):
         return types.PluginInfo(
             name="python-shell",
             version="0.1.0",
-            description="The shell backend, in Python.",
+            description="Runs each prompt as a shell script (Python).",
         )

@@ -185,6 +185,7 @@ fn bench(args: &[String]) -> Result<()> {
     let mut plugins = plugins::FIRST_PARTY.to_vec();
     plugins.push("test-codex-parse");
     let plugin_dir = set_up(&plugins)?;
+    polyglot::build_available()?;
     agent_images::build_all()?;
     // The pool-mode benchmark runs the real binary of the bench profile.
     run(cargo().args(["build", "--release", "-p", "aac-host"]))?;

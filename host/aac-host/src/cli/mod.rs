@@ -9,6 +9,7 @@ mod logging;
 mod manager;
 mod manager_auth;
 mod output;
+mod plugin_build;
 mod plugin_new;
 mod profile_args;
 mod results;
@@ -16,12 +17,13 @@ mod run;
 mod runner;
 mod runners;
 mod runs;
+mod toolchain;
 mod values;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::plugin::{ArtifactCache, PluginHost, PluginHostConfig};
@@ -192,28 +194,36 @@ enum PluginCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// Create a backend plugin project (Cargo.toml, src/lib.rs, README, a transcript test).
+    /// Create a backend plugin project: the source, a README and a transcript test (Rust: a crate
+    /// on aac-sdk; JavaScript and Python: with the contract's WIT, built with jco/componentize-py).
     New {
-        /// The plugin's name: lowercase letters, digits, `-`, `_` (the Cargo package name).
+        /// The plugin's name: lowercase letters, digits, `-`, `_` (the package name).
         name: String,
-        /// The language: rust (js and python are not supported yet).
+        /// The language: rust, js or python.
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to create it (default: ./NAME); must not exist or be empty.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The aac-sdk crate to depend on by path (default: this binary's checkout's sdk/).
+        /// Rust only: the aac-sdk crate to depend on by path (default: this binary's checkout's
+        /// sdk/).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Build a plugin project with `cargo build --target wasm32-wasip2 --release` and print the
-    /// component's path.
+    /// Build a plugin project and print the component's path: Rust with `cargo build --target
+    /// wasm32-wasip2 --release`, JavaScript (package.json) with jco 1.34.0 (needs node and npm),
+    /// Python (pyproject.toml) with componentize-py 0.25.1 (needs python3 with venv).
     Build {
         /// The project directory (default: the current directory).
         dir: Option<PathBuf>,
-        /// Build without network access (dependencies from the local cache).
+        /// Build without network access (cargo's dependencies from its cache; jco and
+        /// componentize-py already in the tools directory).
         #[arg(long)]
         offline: bool,
+        /// Where jco and componentize-py are installed on first use and reused (default: tools/
+        /// in the plugin cache directory, $AAC_CACHE_DIR or ~/.cache/aac-host).
+        #[arg(long, env = "AAC_TOOLS_DIR", value_name = "DIR")]
+        tools_dir: Option<PathBuf>,
     },
 }
 
@@ -368,10 +378,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
-            command: PluginCommand::Build { dir, offline },
+            command:
+                PluginCommand::Build {
+                    dir,
+                    offline,
+                    tools_dir,
+                },
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-            println!("{}", plugin_new::build(&dir, offline)?.display());
+            let tools_dir = tools_dir
+                .or_else(plugin_build::default_tools_dir)
+                .context("no tools directory (no HOME): pass --tools-dir DIR")?;
+            let options = plugin_build::BuildOptions { offline, tools_dir };
+            println!("{}", plugin_build::build(&dir, &options)?.display());
             Ok(ExitCode::SUCCESS)
         }
     }

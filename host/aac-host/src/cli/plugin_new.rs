@@ -1,17 +1,75 @@
-//! `aac-host plugin new NAME` writes a working backend project from the templates in
-//! `templates/` (embedded with `include_str!`), and `aac-host plugin build [DIR]` builds one into
-//! a component and prints its path.
+//! `aac-host plugin new NAME [--lang rust|js|python]` writes a working backend project from the
+//! templates in `templates/` (embedded with `include_str!`): the source, a README, a transcript
+//! the project's test replays, and for JavaScript and Python the contract's WIT (copied from this
+//! binary's `wit/`, contract 0.2.0). `plugin_build` builds such a project.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
-const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.tmpl");
-const LIB_RS: &str = include_str!("templates/rust/lib.rs.tmpl");
-const README: &str = include_str!("templates/rust/README.md.tmpl");
-const TRANSCRIPT: &str = include_str!("templates/rust/transcript.json.tmpl");
+/// A template: where it goes in the project and its text (`{{name}}`, `{{crate}}`, `{{sdk}}` are
+/// filled in).
+type Template = (&'static str, &'static str);
+
+const RUST: &[Template] = &[
+    ("Cargo.toml", include_str!("templates/rust/Cargo.toml.tmpl")),
+    ("src/lib.rs", include_str!("templates/rust/lib.rs.tmpl")),
+    ("README.md", include_str!("templates/rust/README.md.tmpl")),
+    ("transcripts/hello.json", TRANSCRIPT),
+];
+
+const JS: &[Template] = &[
+    ("plugin.js", include_str!("templates/js/plugin.js.tmpl")),
+    (
+        "package.json",
+        include_str!("templates/js/package.json.tmpl"),
+    ),
+    ("README.md", include_str!("templates/js/README.md.tmpl")),
+    (".gitignore", "build/\n"),
+    ("transcripts/hello.json", TRANSCRIPT),
+];
+
+const PYTHON: &[Template] = &[
+    ("app.py", include_str!("templates/python/app.py.tmpl")),
+    (
+        "adapter.py",
+        include_str!("templates/python/adapter.py.tmpl"),
+    ),
+    (
+        "pyproject.toml",
+        include_str!("templates/python/pyproject.toml.tmpl"),
+    ),
+    ("README.md", include_str!("templates/python/README.md.tmpl")),
+    (".gitignore", "build/\n__pycache__/\n"),
+    ("transcripts/hello.json", TRANSCRIPT),
+];
+
+const TRANSCRIPT: &str = include_str!("templates/transcript.json.tmpl");
+
+/// The contract (every file of the repository's `wit/`), copied into JavaScript and Python
+/// projects: their toolchains build from WIT, not from an SDK crate.
+macro_rules! wit_files {
+    ($($file:literal),* $(,)?) => {
+        &[$((
+            concat!("wit/", $file),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit/", $file)),
+        )),*]
+    };
+}
+const WIT: &[Template] = wit_files![
+    "adapter.wit",
+    "archive.wit",
+    "events.schema.json",
+    "events.wit",
+    "log.wit",
+    "materialize.wit",
+    "sandbox.wit",
+    "types.wit",
+    "worlds.wit",
+];
+
+/// The languages of `plugin new`.
+pub const LANGUAGES: &str = "rust, js or python";
 
 /// The SDK of the checkout this binary was built from, when it is still there.
 const CHECKOUT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
@@ -25,27 +83,34 @@ pub struct NewProject<'a> {
     pub lang: &'a str,
     /// Where to create it; `./NAME` when `None`.
     pub dir: Option<&'a Path>,
-    /// The aac-sdk crate to depend on; this checkout's `sdk/` when `None`.
+    /// The aac-sdk crate to depend on (Rust only); this checkout's `sdk/` when `None`.
     pub sdk: Option<&'a Path>,
 }
 
-/// Writes the project and returns its directory. Refuses a directory that exists and is not
-/// empty, so nothing is overwritten.
+/// Writes the project and returns its directory. Everything is checked before the first file is
+/// written: a bad language or name, a wrong SDK path, or a directory that exists and is not empty
+/// (nothing is overwritten) write nothing.
 pub fn new_project(request: &NewProject<'_>) -> Result<PathBuf> {
-    match request.lang {
-        "rust" => {}
-        "js" | "python" => bail!(
-            "`plugin new --lang {}` is not supported yet: start from examples/{}-shell and the \
-             build command in docs/plugin-authoring.md (\"JavaScript and Python\")",
-            request.lang,
-            request.lang
-        ),
+    let templates: Vec<Template> = match request.lang {
+        "rust" => RUST.to_vec(),
+        "js" => [JS, WIT].concat(),
+        "python" => [PYTHON, WIT].concat(),
         other => bail!(
-            "--lang {other:?} is not a language of `plugin new`: use rust (js and python are not supported yet)"
+            "--lang {:?} is not a language of `plugin new`: use {LANGUAGES}",
+            crate::plugin::text::terminal_safe(&crate::plugin::text::cut(other, 40))
         ),
-    }
+    };
     check_name(request.name)?;
-    let sdk = sdk_path(request.sdk)?;
+    let sdk = match request.lang {
+        "rust" => sdk_path(request.sdk)?,
+        _ if request.sdk.is_some() => {
+            bail!(
+                "--sdk is the Rust SDK crate: a {} plugin does not use it",
+                request.lang
+            )
+        }
+        _ => PathBuf::new(),
+    };
     let dir = request
         .dir
         .map(Path::to_path_buf)
@@ -64,9 +129,8 @@ pub fn new_project(request: &NewProject<'_>) -> Result<PathBuf> {
     let sdk_text = sdk
         .to_str()
         .with_context(|| format!("the SDK path {} is not valid UTF-8", sdk.display()))?;
-    let fill = |template: &str| {
-        template
-            .replace("{{name}}", request.name)
+    let render = |template: &str| {
+        fill(template, request.name)
             .replace("{{crate}}", &crate_name)
             // TOML basic string: escape what would end or break it.
             .replace(
@@ -74,26 +138,26 @@ pub fn new_project(request: &NewProject<'_>) -> Result<PathBuf> {
                 &sdk_text.replace('\\', "\\\\").replace('"', "\\\""),
             )
     };
-    for (file, template) in [
-        ("Cargo.toml", CARGO_TOML),
-        ("src/lib.rs", LIB_RS),
-        ("README.md", README),
-        ("transcripts/hello.json", TRANSCRIPT),
-    ] {
+    for (file, template) in templates {
         let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("could not create {}", parent.display()))?;
         }
-        std::fs::write(&path, fill(template))
+        std::fs::write(&path, render(template))
             .with_context(|| format!("could not write {}", path.display()))?;
     }
     Ok(dir)
 }
 
+/// A template with the plugin's name filled in.
+fn fill(template: &str, name: &str) -> String {
+    template.replace("{{name}}", name)
+}
+
 /// A plugin name is a Cargo package name kept simple: lowercase ASCII letters, digits, `-` and
 /// `_`, starting with a letter.
-fn check_name(name: &str) -> Result<()> {
+pub(super) fn check_name(name: &str) -> Result<()> {
     let ok = name.len() <= MAX_NAME
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -134,61 +198,6 @@ fn sdk_path(given: Option<&Path>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// One line of `cargo build --message-format=json`.
-#[derive(Deserialize)]
-struct CargoMessage {
-    reason: String,
-    #[serde(default)]
-    filenames: Vec<PathBuf>,
-}
-
-/// Runs `cargo build --target wasm32-wasip2 --release` in `dir` (its output goes to stderr) and
-/// returns the component it built. `offline` adds `--offline`.
-pub fn build(dir: &Path, offline: bool) -> Result<PathBuf> {
-    if !dir.join("Cargo.toml").is_file() {
-        bail!(
-            "{} has no Cargo.toml: pass the plugin project's directory",
-            dir.display()
-        );
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(dir)
-        .args(["build", "--target", "wasm32-wasip2", "--release"])
-        .arg("--message-format=json-render-diagnostics")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if offline {
-        command.arg("--offline");
-    }
-    let output = command
-        .output()
-        .with_context(|| format!("could not run cargo in {}", dir.display()))?;
-    if !output.status.success() {
-        bail!(
-            "cargo build failed in {} ({}); its errors are above",
-            dir.display(),
-            output.status
-        );
-    }
-    let components: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<CargoMessage>(line).ok())
-        .filter(|message| message.reason == "compiler-artifact")
-        .flat_map(|message| message.filenames)
-        .filter(|file| file.extension().is_some_and(|ext| ext == "wasm"))
-        .collect();
-    match components.as_slice() {
-        [component] => Ok(component.clone()),
-        [] => bail!(
-            "cargo built no .wasm in {}: is the crate a `cdylib` (`[lib] crate-type = [\"cdylib\"]`)?",
-            dir.display()
-        ),
-        [.., last] => Ok(last.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,24 +214,86 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_languages_say_so_and_write_nothing() {
+    fn an_unknown_language_or_a_misplaced_sdk_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("p");
-        for (lang, expected) in [
-            ("js", "not supported yet"),
-            ("python", "not supported yet"),
-            ("cobol", "is not a language"),
+        for (lang, sdk, expected) in [
+            (
+                "cobol",
+                None,
+                "is not a language of `plugin new`: use rust, js or python",
+            ),
+            ("JS", None, "is not a language"),
+            ("js", Some(dir.path()), "--sdk is the Rust SDK crate"),
+            ("python", Some(dir.path()), "--sdk is the Rust SDK crate"),
         ] {
             let err = new_project(&NewProject {
                 name: "p",
                 lang,
                 dir: Some(&target),
-                sdk: None,
+                sdk,
             })
             .unwrap_err()
             .to_string();
-            assert!(err.contains(expected), "{err}");
-            assert!(!target.exists());
+            assert!(err.contains(expected), "{lang}: {err}");
+            assert!(!target.exists(), "{lang}");
+        }
+    }
+
+    /// The examples `cargo xtask plugins --polyglot` builds and tests/tests/polyglot_plugins.rs
+    /// runs in Docker are these templates, so what `plugin new` writes is tested end to end.
+    #[test]
+    fn the_polyglot_examples_are_the_templates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (template, example, name) in [
+            (JS[0].1, "examples/js-shell/shell.js", "js-shell"),
+            (PYTHON[0].1, "examples/python-shell/app.py", "python-shell"),
+            (
+                PYTHON[1].1,
+                "examples/python-shell/adapter.py",
+                "python-shell",
+            ),
+        ] {
+            let written = std::fs::read_to_string(root.join(example)).unwrap();
+            assert!(
+                written == fill(template, name),
+                "{example} differs from its template in host/aac-host/src/cli/templates/: \
+                 change both"
+            );
+        }
+    }
+
+    /// A file added to `wit/` is copied into new JavaScript and Python projects too.
+    #[test]
+    fn every_wit_file_is_copied() {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+        let mut on_disk: Vec<String> = std::fs::read_dir(wit)
+            .unwrap()
+            .map(|entry| format!("wit/{}", entry.unwrap().file_name().to_string_lossy()))
+            .collect();
+        on_disk.sort();
+        let copied: Vec<String> = WIT.iter().map(|(file, _)| file.to_string()).collect();
+        assert_eq!(copied, on_disk);
+    }
+
+    #[test]
+    fn a_js_and_a_python_project_carry_their_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        for (lang, source) in [("js", "plugin.js"), ("python", "adapter.py")] {
+            let project = dir.path().join(lang);
+            new_project(&NewProject {
+                name: "my-agent",
+                lang,
+                dir: Some(&project),
+                sdk: None,
+            })
+            .unwrap();
+            let text = std::fs::read_to_string(project.join(source)).unwrap();
+            assert!(text.contains("`my-agent`"), "{lang}: {text}");
+            assert!(!text.contains("{{"), "{lang}: a placeholder left");
+            let worlds = std::fs::read_to_string(project.join("wit/worlds.wit")).unwrap();
+            assert!(worlds.starts_with("package aac:plugin@0.2.0;"), "{lang}");
+            assert!(project.join("transcripts/hello.json").is_file(), "{lang}");
         }
     }
 
