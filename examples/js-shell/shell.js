@@ -1,4 +1,4 @@
-// `js-shell`: an aac-host backend adapter in JavaScript (contract aac:plugin@0.2.0, written by
+// `js-shell`: an aac-host backend adapter in JavaScript (contract aac:plugin@0.2.1, written by
 // `aac-host plugin new --lang js`). Each command's prompt runs as `sh -c` in the run's workspace;
 // output lines become `output.stdout` / `output.stderr` events, the process's end
 // `process.exited`, and the exit reads as the Rust SDK's `Exit::outcome` does (OOM, cancelled,
@@ -7,8 +7,8 @@
 //
 // Configuration (the run's or the runtime profile's `config`, all optional): `shell` (default
 // /bin/sh), `timeout_ms`, `idle_timeout_ms`, `env` (an object of strings).
-import { exec } from 'aac:plugin/sandbox@0.2.0';
-import { emit, outputOpen, skippedOutput } from 'aac:plugin/events@0.2.0';
+import { exec } from 'aac:plugin/sandbox@0.2.1';
+import { emit, outputOpen, skippedOutput } from 'aac:plugin/events@0.2.1';
 
 // Output events not built because the host would drop them (`output-open` false): reported with
 // `skipped-output` before the next other event and at the end of the turn, so they stay counted.

@@ -1,4 +1,4 @@
-"""`python-shell`'s session (contract aac:plugin@0.2.0, written by `aac-host plugin new --lang
+"""`python-shell`'s session (contract aac:plugin@0.2.1, written by `aac-host plugin new --lang
 python`): each command's prompt runs as `sh -c` in the run's workspace; output lines become
 `output.stdout` / `output.stderr` events, the process's end `process.exited`, and the exit reads as
 the Rust SDK's `Exit::outcome` does (OOM, cancelled, killed, exit code). A bad config refuses the

@@ -162,7 +162,7 @@ fn a_polyglot_plugin_builds_inspects_and_passes_its_transcript(lang: &str, tool:
     let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(info["name"], name.as_str(), "{info}");
     assert_eq!(info["world"], "backend", "{info}");
-    assert_eq!(info["wit_version"], "0.2.0", "{info}");
+    assert_eq!(info["wit_version"], "0.2.1", "{info}");
 
     let transcript = project.join("transcripts/hello.json");
     let mut test = Command::new(aac_host_binary());

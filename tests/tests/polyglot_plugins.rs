@@ -1,5 +1,5 @@
 //! The JavaScript and Python example backends (examples/js-shell, examples/python-shell, built by
-//! `cargo xtask plugins --polyglot` with jco and componentize-py) are `aac:plugin@0.2.0` plugins
+//! `cargo xtask plugins --polyglot` with jco and componentize-py) are `aac:plugin@0.2.1` plugins
 //! and behave like the Rust `shell`: a bad config refuses the session as `config-invalid` naming
 //! the setting, a host-killed process reports the typed kill reason, and a real turn in the Docker
 //! sandbox has output lines in order, stderr apart, config `env`, the exit code read the standard
@@ -129,8 +129,8 @@ async fn run_turn(
     (outcome, seen)
 }
 
-/// Contract 0.2.0 without Docker (processes on the host): inspected as 0.2.0, a bad config is
-/// `config-invalid` naming the setting, a timeout's kill reason is the 0.2.0 enum, and every
+/// Contract 0.2.1 without Docker (processes on the host): inspected as 0.2.1, a bad config is
+/// `config-invalid` naming the setting, a timeout's kill reason is the 0.2.1 enum, and every
 /// event passes the host's own registry check.
 async fn a_0_2_0_plugin_like_the_rust_shell(name: &str, tool: &str) {
     let Some(wasm) = example(name, tool) else {
@@ -138,14 +138,14 @@ async fn a_0_2_0_plugin_like_the_rust_shell(name: &str, tool: &str) {
     };
     let host = host();
     let inspection = host.inspect(&wasm).await.unwrap();
-    assert_eq!(inspection.shape.wit_version, "0.2.0", "{name}");
+    assert_eq!(inspection.shape.wit_version, "0.2.1", "{name}");
     assert_eq!(inspection.shape.contract, ContractVersion::V0_2, "{name}");
     assert!(
         inspection
             .shape
             .imports
             .iter()
-            .any(|i| i == "aac:plugin/sandbox@0.2.0"),
+            .any(|i| i == "aac:plugin/sandbox@0.2.1"),
         "{name}: {:?}",
         inspection.shape.imports
     );

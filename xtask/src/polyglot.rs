@@ -1,5 +1,5 @@
 //! `cargo xtask plugins --polyglot`: the JavaScript and Python example backends (examples/), built
-//! from the repository's `wit/` (contract `aac:plugin@0.2.0`) with the toolchains `aac-host plugin
+//! from the repository's `wit/` (contract `aac:plugin@0.2.1`) with the toolchains `aac-host plugin
 //! build` pins (jco and componentize-py; the very same file, host/aac-host/src/cli/toolchain.rs).
 //! The tools are installed once into target/polyglot/tools/ with npm and pip; node and python3
 //! must be on PATH. Tests that build JS or Python plugins set `AAC_TOOLS_DIR` to that directory.

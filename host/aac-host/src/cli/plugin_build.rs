@@ -90,7 +90,7 @@ struct PyProjectTable {
     name: String,
 }
 
-/// `componentize-py -d wit -w aac:plugin/backend@0.2.0 componentize app -o build/NAME.wasm`.
+/// `componentize-py -d wit -w aac:plugin/backend@0.2.1 componentize app -o build/NAME.wasm`.
 fn build_python(dir: &Path, options: &BuildOptions) -> Result<PathBuf> {
     let manifest = dir.join("pyproject.toml");
     let text = std::fs::read_to_string(&manifest)

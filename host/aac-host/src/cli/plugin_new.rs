@@ -1,7 +1,7 @@
 //! `aac-host plugin new NAME [--lang rust|js|python]` writes a working backend project from the
 //! templates in `templates/` (embedded with `include_str!`): the source, a README, a transcript
 //! the project's test replays, and for JavaScript and Python the contract's WIT (copied from this
-//! binary's `wit/`, contract 0.2.0). `plugin_build` builds such a project.
+//! binary's `wit/`, contract 0.2.1). `plugin_build` builds such a project.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,7 @@ const WIT: &[Template] = wit_files![
     "events.wit",
     "log.wit",
     "materialize.wit",
+    "modes.wit",
     "sandbox.wit",
     "types.wit",
     "worlds.wit",
@@ -292,7 +293,7 @@ mod tests {
             assert!(text.contains("`my-agent`"), "{lang}: {text}");
             assert!(!text.contains("{{"), "{lang}: a placeholder left");
             let worlds = std::fs::read_to_string(project.join("wit/worlds.wit")).unwrap();
-            assert!(worlds.starts_with("package aac:plugin@0.2.0;"), "{lang}");
+            assert!(worlds.starts_with("package aac:plugin@0.2.1;"), "{lang}");
             assert!(project.join("transcripts/hello.json").is_file(), "{lang}");
         }
     }

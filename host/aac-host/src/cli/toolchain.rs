@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 pub const JCO_VERSION: &str = "1.34.0";
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The world a backend plugin targets, as componentize-py names it.
-pub const BACKEND_WORLD: &str = "aac:plugin/backend@0.2.0";
+pub const BACKEND_WORLD: &str = "aac:plugin/backend@0.2.1";
 
 /// Written into a tool's directory once it is installed: a directory without it is a broken
 /// install (interrupted, failed) and is installed again.
@@ -129,7 +129,7 @@ pub fn componentize_js(jco: &Path, source: &Path, wit: &Path, out: &Path) -> Com
     command
 }
 
-/// `componentize-py -d WIT -w aac:plugin/backend@0.2.0 componentize app -o OUT`, run in the
+/// `componentize-py -d WIT -w aac:plugin/backend@0.2.1 componentize app -o OUT`, run in the
 /// project directory (where `app.py` is).
 pub fn componentize_python(tool: &Path, project: &Path, wit: &Path, out: &Path) -> Command {
     let mut command = Command::new(tool);
