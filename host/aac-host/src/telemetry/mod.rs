@@ -166,6 +166,10 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false)
             .with_target(false)
+            // Spans around futures are entered on every poll (thousands in a busy turn): no
+            // busy/idle clocks and no OpenTelemetry context switch on each, nothing here reads them.
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(tracing_subscriber::filter::filter_fn(exported))
             .boxed();
         Ok((
