@@ -26,6 +26,7 @@ pub mod interfaces;
 pub mod mock_anthropic;
 pub mod mock_http;
 pub mod mock_openai;
+pub mod otlp_collector;
 pub mod recording;
 pub mod results_env;
 pub mod runs;

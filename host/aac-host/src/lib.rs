@@ -18,6 +18,7 @@ pub mod local;
 pub mod replay;
 pub mod results;
 pub mod runner;
+pub mod telemetry;
 
 pub use aac_manager as manager;
 pub use aac_plugin_host as plugin;

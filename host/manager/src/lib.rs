@@ -20,7 +20,7 @@ pub mod server;
 pub mod store;
 pub mod tokens;
 
-pub use aac_protocol::{outcome, protocol, results};
+pub use aac_protocol::{outcome, protocol, results, trace_context};
 pub use client::{ClientError, ManagerClient, RetryPolicy};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ManagerError;

@@ -300,7 +300,9 @@ impl BackendSession {
         if let Some(outcome) = &self.broken {
             return outcome.clone();
         }
-        let span = info_span!(parent: &self.span, "turn", command = %command.command_id);
+        // A child of the caller's span (the runner's turn), following from the session's start.
+        let span = info_span!("turn", plugin = %self.identity.name, command = %command.command_id);
+        span.follows_from(&self.span);
         // Stops the turn's processes on a cancel and at the wall-clock deadline alike.
         let stop_processes = cancel.child_token();
         let state = self.store.data_mut();

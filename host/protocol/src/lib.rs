@@ -7,3 +7,4 @@
 pub mod outcome;
 pub mod protocol;
 pub mod results;
+pub mod trace_context;

@@ -189,6 +189,10 @@ pub struct Run {
     /// Runner labels the run needs (see [`CreateRun::require_labels`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub require_labels: BTreeMap<String, String>,
+    /// The W3C trace context the run was created under (its `traceparent` header), or else that
+    /// of its first command that had one: a claiming runner's spans join that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<crate::trace_context::TraceContext>,
 }
 
 /// One runner's hold on a run, from its claim to its release, expiry or the run's end.
@@ -285,6 +289,10 @@ pub struct Command {
     pub cancel_requested: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<TurnOutcome>,
+    /// The W3C trace context of the request that enqueued the command (its `traceparent` and
+    /// `tracestate` headers): the runner's span of the command joins that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<crate::trace_context::TraceContext>,
 }
 
 /// The reply to `DELETE /v1/runs/{run}`: the run, its commands and its events are gone.

@@ -25,7 +25,9 @@ fn use_colour() -> bool {
     !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
-pub fn init(format: LogFormat) {
+/// Installs the process's subscriber: the log lines, plus `traces` (the OpenTelemetry exporter's
+/// layer) when one is on.
+pub fn init(format: LogFormat, traces: Option<crate::telemetry::BoxedLayer>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AAC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let layer = match format {
@@ -47,7 +49,9 @@ pub fn init(format: LogFormat) {
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
             !is_wire_dump(meta)
         }));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let layers: Vec<crate::telemetry::BoxedLayer> =
+        std::iter::once(layer.boxed()).chain(traces).collect();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 }
 
 /// Debug and trace lines of the Docker and HTTP client libraries print whole request and response

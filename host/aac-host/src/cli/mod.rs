@@ -248,7 +248,23 @@ pub fn main() -> ExitCode {
         )
         .exit();
     }
-    logging::init(cli.log_format);
+    let (telemetry, traces, notes) = crate::telemetry::Telemetry::from_env();
+    let tracing_on = telemetry.is_on();
+    logging::init(cli.log_format, traces);
+    for note in notes {
+        if tracing_on {
+            tracing::info!(target: "telemetry", "{note}");
+        } else {
+            tracing::warn!(target: "telemetry", "{note}");
+        }
+    }
+    let code = run_dispatch(cli);
+    // On every way out, SIGTERM's drain included: the last spans, within a bounded time.
+    telemetry.shutdown();
+    code
+}
+
+fn run_dispatch(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::manager::ManagerClient;
 use crate::manager::protocol::{CreateRun, EnqueueCommand, RunStatus};
@@ -171,6 +172,18 @@ pub(super) fn connect(global: &super::Global, token: Option<String>) -> Result<M
     super::connect::client(global, url, token)
 }
 
+/// `client`, sending the W3C trace context of `span`: a child of `TRACEPARENT` when that is
+/// set, recorded when an exporter is on; without an exporter, `TRACEPARENT` itself is passed on.
+fn traced(client: ManagerClient, span: &tracing::Span) -> ManagerClient {
+    use crate::telemetry::propagation;
+    let inherited = propagation::from_env().unwrap_or_else(|why| {
+        tracing::warn!("{why}; the run does not join that trace");
+        None
+    });
+    propagation::join(span, inherited.as_ref());
+    client.with_trace_context(propagation::outgoing(span, inherited))
+}
+
 pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
     let client = connect(global, args.token)?;
     match args.command {
@@ -199,6 +212,8 @@ pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
                 Some(path) => Some(super::results::upload_bundle(&client, &path).await?),
                 None => None,
             };
+            let span = tracing::info_span!("runs create", otel.kind = "client", backend = %backend);
+            let client = traced(client, &span);
             print(
                 &client
                     .create_run(CreateRun {
@@ -209,6 +224,7 @@ pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
                         max_attempts,
                         require_labels: require.into_iter().collect(),
                     })
+                    .instrument(span)
                     .await?,
             )?;
         }
@@ -219,6 +235,8 @@ pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
         } => {
             let prompt = super::values::prompt(prompt)?;
             let payload = json_object("--payload", &payload)?;
+            let span = tracing::info_span!("runs enqueue", otel.kind = "client", run = %run);
+            let client = traced(client, &span);
             print(
                 &client
                     .enqueue(
@@ -229,6 +247,7 @@ pub async fn runs(args: RunsArgs, global: &super::Global) -> Result<ExitCode> {
                             payload,
                         },
                     )
+                    .instrument(span)
                     .await?,
             )?;
         }

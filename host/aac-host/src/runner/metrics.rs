@@ -295,6 +295,8 @@ struct TurnWatch {
     command_id: String,
     started: Instant,
     seen_first: bool,
+    /// Tokens of the turn's `agent.usage` events, for its trace span.
+    usage: Option<super::traces::TurnUsage>,
 }
 
 impl EventTap {
@@ -312,7 +314,17 @@ impl EventTap {
             command_id: command_id.to_owned(),
             started: Instant::now(),
             seen_first: false,
+            usage: None,
         });
+    }
+
+    /// The tokens the current turn's `agent.usage` events reported so far, if any did.
+    pub fn turn_usage(&self) -> Option<super::traces::TurnUsage> {
+        self.turn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .usage
     }
 
     pub fn on_event(&self, event: &TurnEvent) {
@@ -331,6 +343,13 @@ impl EventTap {
         }
         if event.kind == "agent.usage" {
             let field = |name: &str| event.payload.get(name).and_then(|v| v.as_u64());
+            let usage = watch.usage.get_or_insert_default();
+            usage.input_tokens = usage
+                .input_tokens
+                .saturating_add(field("input_tokens").unwrap_or(0));
+            usage.output_tokens = usage
+                .output_tokens
+                .saturating_add(field("output_tokens").unwrap_or(0));
             for (token_type, value) in [
                 ("input", field("input_tokens")),
                 ("output", field("output_tokens")),

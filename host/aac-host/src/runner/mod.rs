@@ -23,6 +23,7 @@ pub mod signals;
 pub mod status;
 pub mod status_server;
 mod stop;
+pub mod traces;
 mod work;
 mod work_results;
 

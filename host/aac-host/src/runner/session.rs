@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use super::profile::RunProfile;
 use crate::manager::protocol::{BundleRef, Command, Run};
@@ -108,9 +108,20 @@ impl RunSession {
         request: SessionRequest<'_>,
     ) -> Result<Self, TurnOutcome> {
         let mut network_events = None;
+        let start_span = tracing::info_span!(
+            "sandbox_start",
+            otel.name = "sandbox start",
+            runtime = %profile.runtime,
+            warm = tracing::field::Empty,
+        );
         let (sandbox, workspace, warm) = match source {
             SandboxSource::Pool(pool) => {
-                let pooled = pool.acquire().await.map_err(open_failed)?;
+                let pooled = pool
+                    .acquire()
+                    .instrument(start_span.clone())
+                    .await
+                    .map_err(open_failed)?;
+                start_span.record("warm", pooled.warm);
                 let user = sandbox_spec(profile, pooled.workspace.clone()).user;
                 if let Err(outcome) = materialize(&request, &pooled.workspace, &user).await {
                     remove(&pooled.sandbox).await;
@@ -134,8 +145,13 @@ impl RunSession {
                     });
                     network_events = Some((verdicts, sink.dropped()));
                 }
+                start_span.record("warm", false);
                 (
-                    driver.open(&spec).await.map_err(open_failed)?,
+                    driver
+                        .open(&spec)
+                        .instrument(start_span.clone())
+                        .await
+                        .map_err(open_failed)?,
                     workspace,
                     false,
                 )

@@ -69,7 +69,10 @@ impl Runner {
             ms => Duration::from_millis(ms).min(self.config.lease),
         };
         let budget = LeaseBudget::new(granted);
-        let span = info_span!("run", run = %run.id, attempt = %attempt_id, backend = %run.backend);
+        // Traces: claim → attempt, in the trace the run was created or first enqueued under.
+        let claim = info_span!("claim", run = %run.id, attempt = %attempt_id, lease_ms = granted.as_millis() as u64);
+        crate::telemetry::propagation::join(&claim, run.trace_context.as_ref());
+        let span = info_span!(parent: &claim, "run", otel.name = "attempt", run = %run.id, attempt = %attempt_id, attempt_number = attempt, backend = %run.backend);
         async move {
             // Heartbeats start at once and go on without waiting for each other; one must succeed
             // before any work (a runner that cannot renew must not start).
@@ -92,23 +95,26 @@ impl Runner {
                     metrics: self.metrics.clone(),
                 },
             );
-            tokio::select! {
-                () = keeper.renewed_once() => {}
-                () = signals.lease_lost().cancelled() => {
-                    keeper.stop().await;
-                    // Give the attempt back at once rather than let it wait out its lease.
-                    let _ = self
-                        .client
-                        .clone()
-                        .with_request_timeout(RELEASE_BUDGET)
-                        .with_retry(RetryPolicy::none())
-                        .release(&run.id, &lease_token, "the first heartbeat failed")
-                        .await;
-                    return Err(StartError::FirstHeartbeat {
-                        run: run.id.clone(),
-                        reason: signals.lost_reason().unwrap_or_default(),
-                    });
-                }
+            let renewed = tokio::select! {
+                () = keeper.renewed_once() => true,
+                () = signals.lease_lost().cancelled() => false,
+            };
+            // The claim ends with the lease confirmed by the first heartbeat (or lost).
+            drop(claim);
+            if !renewed {
+                keeper.stop().await;
+                // Give the attempt back at once rather than let it wait out its lease.
+                let _ = self
+                    .client
+                    .clone()
+                    .with_request_timeout(RELEASE_BUDGET)
+                    .with_retry(RetryPolicy::none())
+                    .release(&run.id, &lease_token, "the first heartbeat failed")
+                    .await;
+                return Err(StartError::FirstHeartbeat {
+                    run: run.id.clone(),
+                    reason: signals.lost_reason().unwrap_or_default(),
+                });
             }
             let watch = CancelWatch::start(&self.client, run.id.clone(), signals.clone());
             let tap = Arc::new(EventTap::new(self.metrics.clone()));
@@ -388,6 +394,12 @@ impl RunWork<'_> {
     /// Ack, turn, flush, status. `Some` when the run must end.
     async fn run_command(&mut self, profile: &RunProfile, command: Command) -> Option<RunEnd> {
         let span = info_span!("command", command = %command.id, seq = command.seq);
+        // A command sent under another trace than the run's joins it, linked to this attempt.
+        crate::telemetry::propagation::join_or_link(
+            &span,
+            command.trace_context.as_ref(),
+            &tracing::Span::current(),
+        );
         async {
             let client = &self.runner.client;
             let acked = guarded(
@@ -404,7 +416,8 @@ impl RunWork<'_> {
             };
             self.tap.turn_started(&profile.runtime, &command.id);
             let turn_started = std::time::Instant::now();
-            let outcome = match self.turn(profile, &command).await {
+            let agent = super::traces::invoke_agent_span(&profile.runtime);
+            let outcome = match self.turn(profile, &command).instrument(agent.clone()).await {
                 Ok(outcome) => {
                     self.runner.metrics.turn_ended(
                         &profile.runtime,
@@ -435,6 +448,9 @@ impl RunWork<'_> {
                 }
                 Err(end) => return Some(end),
             }
+            // Every event of the turn went through the tap: its token usage is known.
+            super::traces::record_usage(&agent, self.tap.turn_usage());
+            drop(agent);
             let reported = guarded(
                 &self.signals,
                 &self.runner.shutdown,

@@ -35,6 +35,7 @@ use super::protocol::{
     RunStatusUpdate, Runner, error_code, valid_id,
 };
 use crate::outcome::{TurnEvent, TurnOutcome};
+use crate::trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TraceContext};
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -76,6 +77,8 @@ pub struct ManagerClient {
     token: String,
     request_timeout: Duration,
     retry: RetryPolicy,
+    /// Sent as the W3C `traceparent`/`tracestate` headers of every request.
+    trace_context: Option<TraceContext>,
 }
 
 impl std::fmt::Debug for ManagerClient {
@@ -146,6 +149,7 @@ impl ManagerClient {
             token: token.into(),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            trace_context: None,
         })
     }
 
@@ -156,6 +160,13 @@ impl ManagerClient {
 
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sends `trace_context` as the W3C `traceparent`/`tracestate` headers: runs and commands
+    /// this client creates join that trace.
+    pub fn with_trace_context(mut self, trace_context: Option<TraceContext>) -> Self {
+        self.trace_context = trace_context;
         self
     }
 
@@ -229,6 +240,12 @@ impl ManagerClient {
             }
             if let Some(l) = lease {
                 req = req.header(LEASE_TOKEN_HEADER, l);
+            }
+            if let Some(trace) = &self.trace_context {
+                req = req.header(TRACEPARENT_HEADER, &trace.traceparent);
+                if let Some(state) = &trace.tracestate {
+                    req = req.header(TRACESTATE_HEADER, state);
+                }
             }
             let (status, retry_after, last) = match req.send().await {
                 Ok(resp) if resp.status().is_success() && !buffer => {

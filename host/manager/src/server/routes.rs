@@ -24,6 +24,7 @@ use crate::protocol::{
     RegisterRunner, ReleaseRequest, RunDeleted, RunList, RunStatus, RunStatusUpdate, RunnerList,
     error_code,
 };
+use crate::trace_context::{TRACEPARENT_HEADER, TRACESTATE_HEADER, TraceContext};
 
 type Result<T> = std::result::Result<T, ManagerError>;
 
@@ -73,6 +74,27 @@ async fn method_not_allowed() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
+/// The request's W3C `traceparent`/`tracestate` headers, checked; none without a `traceparent`.
+fn trace_context(headers: &HeaderMap) -> Result<Option<TraceContext>> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    ManagerError::BadRequest(format!("the `{name}` header is not ASCII"))
+                })
+            })
+            .transpose()
+    };
+    let Some(parent) = text(TRACEPARENT_HEADER)? else {
+        return Ok(None);
+    };
+    let state = text(TRACESTATE_HEADER)?;
+    TraceContext::parse(parent, state)
+        .map(Some)
+        .map_err(ManagerError::BadRequest)
+}
+
 /// A JSON body; an empty body is `T::default()` when `T` allows it.
 pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T> {
     let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -120,9 +142,10 @@ async fn list_runners(State(m): State<Manager>) -> Result<Json<RunnerList>> {
     Ok(Json(RunnerList { runners }))
 }
 
-async fn create_run(State(m): State<Manager>, body: Bytes) -> Result<Response> {
+async fn create_run(State(m): State<Manager>, headers: HeaderMap, body: Bytes) -> Result<Response> {
     let req: CreateRun = parse(&body)?;
-    let run = m.blocking(move |s| s.create_run(req)).await?;
+    let trace = trace_context(&headers)?;
+    let run = m.blocking(move |s| s.create_run_traced(req, trace)).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
 
@@ -239,11 +262,15 @@ async fn release(
 async fn enqueue(
     State(m): State<Manager>,
     Path(run): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     let req: EnqueueCommand = parse(&body)?;
+    let trace = trace_context(&headers)?;
     let r = run.clone();
-    let cmd = m.blocking(move |s| s.enqueue(&r, req)).await?;
+    let cmd = m
+        .blocking(move |s| s.enqueue_traced(&r, req, trace))
+        .await?;
     m.hub().bump(&run);
     Ok((StatusCode::CREATED, Json(cmd)).into_response())
 }

@@ -9,9 +9,21 @@ use super::{
 use crate::error::ManagerError;
 use crate::outcome::{TerminalStatus, TurnOutcome, run_outcome};
 use crate::protocol::{Command, CommandBatch, CommandStatus, EnqueueCommand, RunStatusUpdate};
+use crate::trace_context::TraceContext;
 
 impl Store {
     pub fn enqueue(&self, run: &str, req: EnqueueCommand) -> Result<Command> {
+        self.enqueue_traced(run, req, None)
+    }
+
+    /// Enqueues a command under the W3C trace context of the request that sent it; the run adopts
+    /// it too when it has none yet (so the runner that claims the run joins the trace).
+    pub fn enqueue_traced(
+        &self,
+        run: &str,
+        req: EnqueueCommand,
+        trace_context: Option<TraceContext>,
+    ) -> Result<Command> {
         check_id(&req.id, "command")?;
         let now = self.now_ms();
         let tx = self.db.begin_write()?;
@@ -52,11 +64,15 @@ impl Store {
                 acked_at_ms: None,
                 cancel_requested: false,
                 outcome: None,
+                trace_context: trace_context.clone(),
             };
             commands.insert((run, seq), encode(&cmd)?.as_slice())?;
             ids.insert(command_key(run, &cmd.id).as_str(), seq)?;
             rec.run.last_command_seq = seq;
             rec.run.updated_at_ms = now;
+            if rec.run.trace_context.is_none() {
+                rec.run.trace_context = trace_context;
+            }
             Self::save_run(&tx, &mut runs, &rec)?;
             cmd
         };

@@ -306,6 +306,15 @@ impl Store {
     // ---- runs ----
 
     pub fn create_run(&self, req: CreateRun) -> Result<Run> {
+        self.create_run_traced(req, None)
+    }
+
+    /// Creates a run under the W3C trace context of the request that created it.
+    pub fn create_run_traced(
+        &self,
+        req: CreateRun,
+        trace_context: Option<crate::trace_context::TraceContext>,
+    ) -> Result<Run> {
         check_id(&req.id, "run")?;
         attempts::check_max_attempts(req.max_attempts)?;
         runners::check_required_labels(&req.require_labels)?;
@@ -356,6 +365,7 @@ impl Store {
                     max_attempts: Some(req.max_attempts.unwrap_or(self.policy.max_attempts)),
                     attempts: Vec::new(),
                     require_labels: req.require_labels,
+                    trace_context,
                 },
                 lease: None,
                 restorable: Vec::new(),

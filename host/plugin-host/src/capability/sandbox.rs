@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::bindings::backend::aac::plugin::sandbox::{
@@ -58,7 +59,14 @@ impl Host for SessionState<BackendWorld> {
             timeout: request.timeout_ms.map(Duration::from_millis),
             idle_timeout: request.idle_timeout_ms.map(Duration::from_millis),
         };
-        let started = sandbox.exec(spec.clone()).await;
+        // Only the program's file name: arguments and environment may carry secrets.
+        let program = spec
+            .argv
+            .first()
+            .map(|arg0| arg0.rsplit('/').next().unwrap_or(arg0).to_owned())
+            .unwrap_or_default();
+        let span = tracing::info_span!("exec", process.executable.name = %program);
+        let started = sandbox.exec(spec.clone()).instrument(span).await;
         let raw = match started {
             Ok(raw) => raw,
             Err(err) => {
