@@ -25,6 +25,7 @@ pub mod status_server;
 mod stop;
 pub mod traces;
 mod work;
+mod work_end;
 mod work_results;
 
 use std::collections::HashMap;
