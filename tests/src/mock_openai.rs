@@ -13,6 +13,22 @@ pub async fn start() -> MockServer {
     MockServer::start(sandbox_host_address().await, &[RESPONSES_PATH]).await
 }
 
+/// The codex plugin's backend config for this mock: its provider, a test key in the sandbox's
+/// environment, no retries (a failure shows at once), and an idle watchdog as a safety net only.
+pub fn codex_config(server: &MockServer) -> Value {
+    json!({
+        "model": "mock-model",
+        "provider": {
+            "base_url": format!("{}/v1", server.base_url()),
+            "env_key": "MOCK_API_KEY",
+            "request_max_retries": 0,
+            "stream_max_retries": 0,
+        },
+        "env": { "MOCK_API_KEY": "test-key" },
+        "idle_timeout_ms": 120_000,
+    })
+}
+
 fn event(data: Value) -> (String, Value) {
     (data["type"].as_str().expect("event type").to_string(), data)
 }

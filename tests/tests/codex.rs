@@ -18,18 +18,7 @@ const IMAGE: &str = "aac/codex:0.169.0";
 const WAIT: Duration = Duration::from_secs(120);
 
 fn config(mock: &MockServer, extra: Value) -> Value {
-    let mut config = json!({
-        "model": "mock-model",
-        "provider": {
-            "base_url": format!("{}/v1", mock.base_url()),
-            "env_key": "MOCK_API_KEY",
-            "request_max_retries": 0,
-            "stream_max_retries": 0,
-        },
-        "env": { "MOCK_API_KEY": "test-key" },
-        // A safety net only: every test here ends well before it.
-        "idle_timeout_ms": 120_000,
-    });
+    let mut config = mock_openai::codex_config(mock);
     config
         .as_object_mut()
         .unwrap()

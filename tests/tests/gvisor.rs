@@ -7,12 +7,10 @@ use aac_host::local::LocalTurn;
 use aac_host::outcome::TerminalStatus;
 use aac_host::runner::RunProfile;
 use aac_host::sandbox::{NetworkMode, PullPolicy};
-use aac_tests::mock_http::MockServer;
 use aac_tests::{
     containers_of_run, load_agent_plugin, local_turn, mock_openai, plugin, run_agent_turns_in,
     test_host,
 };
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 const RUNTIME: &str = "runsc";
@@ -72,20 +70,6 @@ async fn a_shell_turn_runs_under_gvisor() {
     assert_eq!(containers_of_run(&record.report.run_id).await, 0);
 }
 
-fn codex_config(mock: &MockServer) -> serde_json::Value {
-    json!({
-        "model": "mock-model",
-        "provider": {
-            "base_url": format!("{}/v1", mock.base_url()),
-            "env_key": "MOCK_API_KEY",
-            "request_max_retries": 0,
-            "stream_max_retries": 0,
-        },
-        "env": { "MOCK_API_KEY": "test-key" },
-        "idle_timeout_ms": 120_000,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codex_tool_turn_runs_under_gvisor() {
     if skipped().await {
@@ -110,7 +94,7 @@ async fn a_codex_tool_turn_runs_under_gvisor() {
     let run = Box::pin(run_agent_turns_in(
         &agent,
         profile,
-        codex_config(&mock),
+        mock_openai::codex_config(&mock),
         workspace.path(),
         &["check the kernel"],
         CancellationToken::new(),

@@ -11,7 +11,6 @@ use aac_host::manager::protocol::RunStatus;
 use aac_tests::mock_openai;
 use aac_tests::plugin;
 use aac_tests::results_env::{ManagerProcess, git, run_id, tree};
-use serde_json::json;
 
 const IMAGE: &str = "aac/codex:0.169.0";
 
@@ -68,18 +67,7 @@ async fn a_codex_turn_comes_back_as_a_diff_that_git_applies_to_a_fresh_clone() {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "start"]);
 
-    let backend_config = json!({
-        "model": "mock-model",
-        "provider": {
-            "base_url": format!("{}/v1", mock.base_url()),
-            "env_key": "MOCK_API_KEY",
-            "request_max_retries": 0,
-            "stream_max_retries": 0,
-        },
-        "env": { "MOCK_API_KEY": "test-key" },
-        "idle_timeout_ms": 120_000,
-    })
-    .to_string();
+    let backend_config = mock_openai::codex_config(&mock).to_string();
     let run = run_id(&manager.cli_ok(&[
         "create",
         "codex@0.169",
