@@ -132,7 +132,7 @@ async fn run_turn(
 /// Contract 0.2.1 without Docker (processes on the host): inspected as 0.2.1, a bad config is
 /// `config-invalid` naming the setting, a timeout's kill reason is the 0.2.1 enum, and every
 /// event passes the host's own registry check.
-async fn a_0_2_0_plugin_like_the_rust_shell(name: &str, tool: &str) {
+async fn a_0_2_plugin_like_the_rust_shell(name: &str, tool: &str) {
     let Some(wasm) = example(name, tool) else {
         return;
     };
@@ -217,13 +217,13 @@ async fn a_0_2_0_plugin_like_the_rust_shell(name: &str, tool: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_javascript_shell_is_a_0_2_0_plugin() {
-    a_0_2_0_plugin_like_the_rust_shell("js-shell", "node").await;
+async fn the_javascript_shell_is_a_0_2_plugin() {
+    a_0_2_plugin_like_the_rust_shell("js-shell", "node").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_shell_is_a_0_2_0_plugin() {
-    a_0_2_0_plugin_like_the_rust_shell("python-shell", "python3").await;
+async fn the_python_shell_is_a_0_2_plugin() {
+    a_0_2_plugin_like_the_rust_shell("python-shell", "python3").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
