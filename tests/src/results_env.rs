@@ -123,6 +123,25 @@ impl Drop for ManagerProcess {
     }
 }
 
+/// A fresh clone of `repo` in `scratch/fresh` with `diff` applied by `git apply --index`, as a user
+/// would take a run's result; returns the clone's directory.
+pub fn applied_to_fresh_clone(repo: &Path, diff: &[u8], scratch: &Path) -> PathBuf {
+    let fresh = scratch.join("fresh");
+    git(
+        scratch,
+        &[
+            "clone",
+            "-q",
+            repo.to_str().unwrap(),
+            fresh.to_str().unwrap(),
+        ],
+    );
+    let patch = scratch.join("change.patch");
+    std::fs::write(&patch, diff).unwrap();
+    git(&fresh, &["apply", "--index", patch.to_str().unwrap()]);
+    fresh
+}
+
 pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])

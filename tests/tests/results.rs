@@ -10,7 +10,7 @@ use aac_host::manager::protocol::RunStatus;
 use aac_tests::aac_host_binary;
 use aac_tests::child::{signal, wait};
 use aac_tests::plugin;
-use aac_tests::results_env::{ManagerProcess, git, repo, run_id, tree};
+use aac_tests::results_env::{ManagerProcess, applied_to_fresh_clone, repo, run_id, tree};
 
 const TURN: &str = "echo 'line three' >> README.md; echo new > added.txt; rm old.txt; \
     chmod +x script.sh; printf 'bin\\000\\001\\002\\377' > data.bin; \
@@ -72,19 +72,7 @@ async fn a_bundled_git_repo_comes_back_as_a_diff_that_git_applies() {
         !text.contains("a/.git/"),
         ".git internals are not changes: {text}"
     );
-    let fresh = tmp.path().join("fresh");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            repo.to_str().unwrap(),
-            fresh.to_str().unwrap(),
-        ],
-    );
-    let patch = tmp.path().join("change.patch");
-    std::fs::write(&patch, &diff).unwrap();
-    git(&fresh, &["apply", "--index", patch.to_str().unwrap()]);
+    let fresh = applied_to_fresh_clone(&repo, &diff, tmp.path());
     assert_eq!(tree(&fresh), tree(&workspace));
 
     // One command's diff is the same here: it is the run's only command.

@@ -10,7 +10,7 @@ use std::path::Path;
 use aac_host::manager::protocol::RunStatus;
 use aac_tests::mock_openai;
 use aac_tests::plugin;
-use aac_tests::results_env::{ManagerProcess, git, run_id, tree};
+use aac_tests::results_env::{ManagerProcess, applied_to_fresh_clone, git, run_id, tree};
 
 const IMAGE: &str = "aac/codex:0.169.0";
 
@@ -114,19 +114,7 @@ async fn a_codex_turn_comes_back_as_a_diff_that_git_applies_to_a_fresh_clone() {
     assert!(text.contains("+    println!(\"hello, codex\");"), "{text}");
     assert!(text.contains("deleted file mode 100644"), "{text}");
     assert!(text.contains("GIT binary patch"), "{text}");
-    let fresh = tmp.path().join("fresh");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            repo.to_str().unwrap(),
-            fresh.to_str().unwrap(),
-        ],
-    );
-    let patch = tmp.path().join("change.patch");
-    std::fs::write(&patch, &diff).unwrap();
-    git(&fresh, &["apply", "--index", patch.to_str().unwrap()]);
+    let fresh = applied_to_fresh_clone(&repo, &diff, tmp.path());
     let applied = tree(&fresh);
     assert_eq!(applied, tree(&workspace));
     assert!(!applied.contains_key("obsolete.txt"));

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use aac_host::manager::protocol::RunStatus;
-use aac_tests::results_env::{ManagerProcess, git, run_id, tree};
+use aac_tests::results_env::{ManagerProcess, applied_to_fresh_clone, git, run_id, tree};
 
 const TURN: &str = "./run-tests.sh > test-output.txt 2>&1; chmod -x tools/old.sh; \
     chmod +x tools/new.sh";
@@ -63,19 +63,7 @@ async fn an_executable_script_arrives_runnable_and_mode_changes_come_back_as_a_d
         !text.contains("a/run-tests.sh"),
         "the script's mode is the bundle's: no change: {text}"
     );
-    let fresh = tmp.path().join("fresh");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            repo.to_str().unwrap(),
-            fresh.to_str().unwrap(),
-        ],
-    );
-    let patch = tmp.path().join("change.patch");
-    std::fs::write(&patch, &diff).unwrap();
-    git(&fresh, &["apply", "--index", patch.to_str().unwrap()]);
+    let fresh = applied_to_fresh_clone(&repo, &diff, tmp.path());
     let applied = tree(&fresh);
     assert_eq!(applied, tree(&workspace));
     assert!(!applied["tools/old.sh"].1 && applied["tools/new.sh"].1);
