@@ -25,6 +25,16 @@ const EXPORT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The service name when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "aac-host";
 
+/// The tracer of the exporter that is on: for spans built outside `tracing`, with times of their
+/// own (the runner's `execute_tool` spans).
+static TRACER: std::sync::RwLock<Option<opentelemetry_sdk::trace::SdkTracer>> =
+    std::sync::RwLock::new(None);
+
+/// The exporter's tracer, when one is on.
+pub fn tracer() -> Option<opentelemetry_sdk::trace::SdkTracer> {
+    TRACER.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// A layer for the process's `tracing` subscriber.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -161,6 +171,7 @@ impl Telemetry {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("aac-host");
+        *TRACER.write().unwrap_or_else(|e| e.into_inner()) = Some(tracer.clone());
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_location(false)
@@ -190,6 +201,7 @@ impl Telemetry {
         let Some(provider) = self.provider else {
             return;
         };
+        TRACER.write().unwrap_or_else(|e| e.into_inner()).take();
         let (done, finished) = std::sync::mpsc::channel();
         // A thread of its own: the SDK's shutdown blocks, and the exit must not wait past the
         // budget whatever the exporter does.
