@@ -8,6 +8,7 @@
 //! [`SHUTDOWN_BUDGET`] for the last batch. The span tree is in docs/operations.md.
 
 pub mod propagation;
+mod skip_enter_exit;
 
 use std::time::Duration;
 
@@ -172,17 +173,21 @@ impl Telemetry {
             .build();
         let tracer = provider.tracer("aac-host");
         *TRACER.write().unwrap_or_else(|e| e.into_inner()) = Some(tracer.clone());
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            // Spans around futures are entered on every poll (thousands in a busy turn): no
-            // busy/idle clocks and no OpenTelemetry context switch on each, nothing here reads them.
-            .with_tracked_inactivity(false)
-            .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(exported))
-            .boxed();
+        // No work on span entries and exits (every poll of an instrumented future): the spans
+        // end when they close. See `skip_enter_exit`.
+        let layer = skip_enter_exit::SkipEnterExit(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                // Spans around futures are entered on every poll (thousands in a busy turn): no
+                // busy/idle clocks and no OpenTelemetry context switch on each, nothing here reads them.
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
+                .with_filter(tracing_subscriber::filter::filter_fn(exported)),
+        )
+        .boxed();
         Ok((
             Self {
                 provider: Some(provider),
