@@ -162,7 +162,7 @@ fn telemetry_overhead(c: &mut Criterion) {
         .collect();
     group.bench_function("1000-events", |b| {
         b.iter(|| {
-            tap.turn_started("shell@1", "c1");
+            tap.turn_started("shell@1", "c1", &tracing::Span::none());
             for event in &events {
                 tap.on_event(event);
             }

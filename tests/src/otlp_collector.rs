@@ -64,6 +64,9 @@ impl Collector {
                             trace_id: hex::encode(span.trace_id),
                             span_id: hex::encode(span.span_id),
                             parent: hex::encode(span.parent_span_id),
+                            start_unix_nano: span.start_time_unix_nano,
+                            end_unix_nano: span.end_time_unix_nano,
+                            status: span.status.map(|s| (s.code, s.message)),
                             attributes: span
                                 .attributes
                                 .into_iter()
@@ -100,5 +103,9 @@ pub struct Span {
     pub trace_id: String,
     pub span_id: String,
     pub parent: String,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// The status code (0 unset, 1 ok, 2 error) and message, when the span carries one.
+    pub status: Option<(i32, String)>,
     pub attributes: HashMap<String, String>,
 }

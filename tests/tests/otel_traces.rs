@@ -3,7 +3,8 @@
 //! decodes OTLP/HTTP protobuf. The runner's spans join the client's trace with the documented
 //! tree (claim → attempt → command → invoke_agent → sandbox start / turn → exec), no secret is
 //! exported, nothing is sent with the variables unset, and a collector that never answers
-//! neither fails the run nor holds the exit past the shutdown budget.
+//! neither fails the run nor holds the exit past the shutdown budget. A real Codex turn's shell
+//! calls become `execute_tool` spans of its `invoke_agent` span.
 
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -257,4 +258,130 @@ async fn a_collector_that_never_answers_fails_nothing_and_holds_no_exit() {
     );
     let stderr = String::from_utf8_lossy(&runner.stderr);
     assert!(!stderr.contains("otlp-hdr-1d9e8c7b6a5f"), "{stderr}");
+}
+
+/// A runtime of the codex plugin against the mock Responses API on the Docker bridge.
+fn codex_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("aac-codex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[runtimes.agent]
+plugin = "{}"
+default_version = "0.169"
+versions."0.169".image = "aac/codex:0.169.0"
+pull_policy = "never"
+sandbox = {{ network = "bridge" }}
+"#,
+            plugin("codex").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A real Codex turn whose model asks for two shell commands, one failing: each becomes an
+/// `execute_tool shell` span under the turn's `invoke_agent` span, from its `command.started`
+/// event's emit time to its `command.completed` one's, with the call id, the exit code and (for
+/// the failing one) an error status — and no command text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_turns_shell_calls_are_execute_tool_spans_of_its_invoke_agent_span() {
+    let mock = aac_tests::mock_openai::start().await;
+    mock.push(aac_tests::mock_openai::shell_call(
+        "call_ok",
+        "echo tool-ran",
+    ));
+    mock.push(aac_tests::mock_openai::shell_call(
+        "call_bad",
+        "echo failing; exit 3",
+    ));
+    mock.push(aac_tests::mock_openai::text("done"));
+    let manager = TestManager::start().await;
+    let (collector, endpoint) = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = manager.client();
+    let run = client
+        .create_run(CreateRun {
+            config: aac_tests::mock_openai::codex_config(&mock),
+            ..CreateRun::new("agent")
+        })
+        .await
+        .unwrap();
+    client
+        .enqueue(
+            &run.id,
+            aac_host::manager::protocol::EnqueueCommand {
+                id: None,
+                prompt: "run two commands".into(),
+                payload: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+    let runner = aac_host(dir.path(), Some(&endpoint))
+        .args(["runner", "--config"])
+        .arg(codex_config(dir.path()))
+        .args(["--manager-url", &manager.url(), "--run-id", &run.id])
+        .args(["--runner-id", "otel-codex", "--one-shot"])
+        .output()
+        .unwrap();
+    assert!(runner.status.success(), "{runner:?}");
+    assert_eq!(
+        client.get_run(&run.id).await.unwrap().status,
+        RunStatus::Completed,
+        "{runner:?}"
+    );
+    assert_eq!(containers_of_run(&run.id).await, 0);
+    let events = client.events(&run.id, 0).await.unwrap();
+    let of_kind = |kind: &str| -> Vec<_> { events.iter().filter(|e| e.kind == kind).collect() };
+    let (started, completed) = (of_kind("command.started"), of_kind("command.completed"));
+    assert_eq!(started.len(), 2, "{events:#?}");
+    assert_eq!(completed.len(), 2, "{events:#?}");
+
+    let spans = collector.spans();
+    let agent = find(&spans, "invoke_agent agent@0.169");
+    let tools: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "execute_tool shell")
+        .collect();
+    assert_eq!(tools.len(), 2, "{:#?}", names(&spans));
+    for (start, end) in started.iter().zip(&completed) {
+        let id = start.payload["id"].as_str().expect("codex ids its items");
+        assert_eq!(end.payload["id"], id);
+        let span = tools
+            .iter()
+            .find(|s| s.attributes.get("gen_ai.tool.call.id").map(String::as_str) == Some(id))
+            .unwrap_or_else(|| panic!("no execute_tool span for {id}: {tools:#?}"));
+        assert_eq!(span.parent, agent.span_id, "a child of the turn's span");
+        assert_eq!(span.trace_id, agent.trace_id);
+        assert_eq!(span.attributes["gen_ai.operation.name"], "execute_tool");
+        assert_eq!(span.attributes["gen_ai.tool.name"], "shell");
+        let ms = |nanos: u64| nanos / 1_000_000;
+        assert_eq!(
+            Some(ms(span.start_unix_nano)),
+            start.emitted_at_ms,
+            "{span:#?}"
+        );
+        assert_eq!(Some(ms(span.end_unix_nano)), end.emitted_at_ms, "{span:#?}");
+        let code = end.payload["exit_code"].as_i64().expect("codex reports it");
+        assert_eq!(span.attributes["process.exit.code"], code.to_string());
+        if code == 0 {
+            assert!(!span.attributes.contains_key("error.type"), "{span:#?}");
+            assert_ne!(span.status.as_ref().map(|s| s.0), Some(2), "{span:#?}");
+        } else {
+            assert_eq!(code, 3);
+            assert_eq!(span.attributes["error.type"], "3");
+            assert_eq!(
+                span.status,
+                Some((2, "exited with code 3".to_owned())),
+                "{span:#?}"
+            );
+        }
+        for value in span.attributes.values() {
+            assert!(
+                !value.contains("echo") && !value.contains("tool-ran"),
+                "no command text in a span's attributes: {span:#?}"
+            );
+        }
+    }
 }

@@ -297,6 +297,15 @@ struct TurnWatch {
     seen_first: bool,
     /// Tokens of the turn's `agent.usage` events, for its trace span.
     usage: Option<super::traces::TurnUsage>,
+    /// The `execute_tool` spans of its tool calls, when traces are exported.
+    tools: Option<super::tool_spans::ToolSpans>,
+}
+
+/// What a turn's events came to, for its `invoke_agent` span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TurnSummary {
+    pub usage: Option<super::traces::TurnUsage>,
+    pub tools: super::tool_spans::ToolSpanCounts,
 }
 
 impl EventTap {
@@ -307,24 +316,42 @@ impl EventTap {
         }
     }
 
-    /// A turn of `command_id` starts now on `runtime`.
-    pub fn turn_started(&self, runtime: &str, command_id: &str) {
-        *self.turn.lock().unwrap_or_else(|e| e.into_inner()) = Some(TurnWatch {
+    /// A turn of `command_id` starts now on `runtime`, traced as `agent` (its `invoke_agent`
+    /// span: the parent of its tool calls' spans).
+    pub fn turn_started(&self, runtime: &str, command_id: &str, agent: &tracing::Span) {
+        let watch = TurnWatch {
             runtime: runtime.to_owned(),
             command_id: command_id.to_owned(),
             started: Instant::now(),
             seen_first: false,
             usage: None,
-        });
-    }
-
-    /// The tokens the current turn's `agent.usage` events reported so far, if any did.
-    pub fn turn_usage(&self) -> Option<super::traces::TurnUsage> {
-        self.turn
+            tools: super::tool_spans::ToolSpans::for_turn(agent),
+        };
+        // The previous turn's watch (and its open tool calls) ends outside the lock.
+        let previous = self
+            .turn
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()?
-            .usage
+            .replace(watch);
+        drop(previous);
+    }
+
+    /// The current turn's events are all in: its token usage, and its tool calls still open end
+    /// now (marked unfinished).
+    pub fn turn_ended(&self) -> TurnSummary {
+        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(watch) = turn.as_mut() else {
+            return TurnSummary::default();
+        };
+        TurnSummary {
+            usage: watch.usage,
+            // Later events of the command (none are expected) start no more spans.
+            tools: watch
+                .tools
+                .take()
+                .map(|mut tools| tools.finish(std::time::SystemTime::now()))
+                .unwrap_or_default(),
+        }
     }
 
     pub fn on_event(&self, event: &TurnEvent) {
@@ -340,6 +367,9 @@ impl EventTap {
                     runtime: watch.runtime.clone(),
                 })
                 .observe(watch.started.elapsed().as_secs_f64());
+        }
+        if let Some(tools) = &mut watch.tools {
+            tools.on_event(event);
         }
         if event.kind == "agent.usage" {
             let field = |name: &str| event.payload.get(name).and_then(|v| v.as_u64());
@@ -397,7 +427,7 @@ mod tests {
         let metrics = Arc::new(RunnerMetrics::default());
         let tap = EventTap::new(metrics.clone());
         tap.on_event(&event("c0", "agent.message", serde_json::json!({})));
-        tap.turn_started("codex@0.169", "c1");
+        tap.turn_started("codex@0.169", "c1", &tracing::Span::none());
         tap.on_event(&event(
             "c1",
             "output.stdout",

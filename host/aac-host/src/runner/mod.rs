@@ -23,6 +23,7 @@ pub mod signals;
 pub mod status;
 pub mod status_server;
 mod stop;
+pub mod tool_spans;
 pub mod traces;
 mod work;
 mod work_end;

@@ -1,5 +1,6 @@
 //! The runner's spans that follow the OpenTelemetry GenAI conventions: one `invoke_agent
-//! {runtime}` span per turn with the agent's name and its token usage. (The span tree is in
+//! {runtime}` span per turn with the agent's name and its token usage (its tool calls'
+//! `execute_tool` spans are built in [`super::tool_spans`]). (The span tree is in
 //! docs/operations.md; without an exporter these are ordinary `tracing` spans.)
 
 use tracing::field::Empty;
@@ -15,6 +16,8 @@ pub(super) fn invoke_agent_span(runtime: &str) -> tracing::Span {
         gen_ai.agent.name = runtime,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
+        aac.tool_calls.dropped = Empty,
+        aac.tool_calls.unfinished = Empty,
     )
 }
 
@@ -25,9 +28,17 @@ pub struct TurnUsage {
     pub output_tokens: u64,
 }
 
-pub(super) fn record_usage(span: &tracing::Span, usage: Option<TurnUsage>) {
-    if let Some(usage) = usage {
+/// The turn's token usage and, when some tool calls got no `execute_tool` span or never
+/// completed, how many.
+pub(super) fn record_turn(span: &tracing::Span, turn: super::metrics::TurnSummary) {
+    if let Some(usage) = turn.usage {
         span.record("gen_ai.usage.input_tokens", usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+    }
+    if turn.tools.dropped > 0 {
+        span.record("aac.tool_calls.dropped", turn.tools.dropped);
+    }
+    if turn.tools.unfinished > 0 {
+        span.record("aac.tool_calls.unfinished", turn.tools.unfinished);
     }
 }

@@ -272,9 +272,9 @@ impl RunWork<'_> {
                 Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
                 Err(end) => return Some(end),
             };
-            self.tap.turn_started(&profile.runtime, &command.id);
-            let turn_started = std::time::Instant::now();
             let agent = super::traces::invoke_agent_span(&profile.runtime);
+            self.tap.turn_started(&profile.runtime, &command.id, &agent);
+            let turn_started = std::time::Instant::now();
             let outcome = match self.turn(profile, &command).instrument(agent.clone()).await {
                 Ok(outcome) => {
                     self.runner.metrics.turn_ended(
@@ -306,8 +306,9 @@ impl RunWork<'_> {
                 }
                 Err(end) => return Some(end),
             }
-            // Every event of the turn went through the tap: its token usage is known.
-            super::traces::record_usage(&agent, self.tap.turn_usage());
+            // Every event of the turn went through the tap: its token usage is known, and its
+            // tool calls still open end with it.
+            super::traces::record_turn(&agent, self.tap.turn_ended());
             drop(agent);
             let reported = guarded(
                 &self.signals,

@@ -8,6 +8,7 @@
 //! [`SHUTDOWN_BUDGET`] for the last batch. The span tree is in docs/operations.md.
 
 pub mod propagation;
+mod skip_enter_exit;
 
 use std::time::Duration;
 
@@ -24,6 +25,16 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
 const EXPORT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The service name when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "aac-host";
+
+/// The tracer of the exporter that is on: for spans built outside `tracing`, with times of their
+/// own (the runner's `execute_tool` spans).
+static TRACER: std::sync::RwLock<Option<opentelemetry_sdk::trace::SdkTracer>> =
+    std::sync::RwLock::new(None);
+
+/// The exporter's tracer, when one is on.
+pub fn tracer() -> Option<opentelemetry_sdk::trace::SdkTracer> {
+    TRACER.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// A layer for the process's `tracing` subscriber.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
@@ -161,17 +172,22 @@ impl Telemetry {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("aac-host");
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            // Spans around futures are entered on every poll (thousands in a busy turn): no
-            // busy/idle clocks and no OpenTelemetry context switch on each, nothing here reads them.
-            .with_tracked_inactivity(false)
-            .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(exported))
-            .boxed();
+        *TRACER.write().unwrap_or_else(|e| e.into_inner()) = Some(tracer.clone());
+        // No work on span entries and exits (every poll of an instrumented future): the spans
+        // end when they close. See `skip_enter_exit`.
+        let layer = skip_enter_exit::SkipEnterExit(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                // Spans around futures are entered on every poll (thousands in a busy turn): no
+                // busy/idle clocks and no OpenTelemetry context switch on each, nothing here reads them.
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
+                .with_filter(tracing_subscriber::filter::filter_fn(exported)),
+        )
+        .boxed();
         Ok((
             Self {
                 provider: Some(provider),
@@ -190,6 +206,7 @@ impl Telemetry {
         let Some(provider) = self.provider else {
             return;
         };
+        TRACER.write().unwrap_or_else(|e| e.into_inner()).take();
         let (done, finished) = std::sync::mpsc::channel();
         // A thread of its own: the SDK's shutdown blocks, and the exit must not wait past the
         // budget whatever the exporter does.
