@@ -22,6 +22,15 @@ use super::egress::{self, EgressNetwork, ReadyNetwork};
 /// The most ready networks a host may ask for (each is a bridge, a subnet and firewall rules).
 pub const MAX_READY_NETWORKS: usize = 16;
 
+/// Wakes the stock's refill when dropped (see [`EgressStock::take`]).
+pub(super) struct RefillAfter(Arc<Notify>);
+
+impl Drop for RefillAfter {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 pub(super) struct EgressStock {
     docker: Docker,
     runner_id: String,
@@ -67,19 +76,22 @@ impl EgressStock {
         self.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// A ready network, or one made now when none is (or the host keeps none).
-    pub(super) async fn take(&self) -> anyhow::Result<ReadyNetwork> {
+    /// A ready network, or one made now when none is (or the host keeps none); and the guard
+    /// that starts making its replacement when dropped, which the caller holds until its sandbox
+    /// has started: the engine makes networks and starts containers one at a time, so a refill
+    /// during the start would slow the very start it is for.
+    pub(super) async fn take(&self) -> (anyhow::Result<ReadyNetwork>, RefillAfter) {
         let ready = self
             .ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_front();
-        self.taken.notify_one();
+        let refill = RefillAfter(self.taken.clone());
         match ready {
-            Some(ready) => Ok(ready),
+            Some(ready) => (Ok(ready), refill),
             None => {
                 tracing::debug!("no egress network ready; making one");
-                egress::prepare(&self.docker, &self.runner_id).await
+                (egress::prepare(&self.docker, &self.runner_id).await, refill)
             }
         }
     }

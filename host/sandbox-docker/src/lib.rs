@@ -349,10 +349,14 @@ impl SandboxDriver for DockerDriver {
             )));
         }
         self.prepare_image(&spec.image, spec.pull_policy).await?;
+        // Held to the end of the start: the taken network's replacement is made after it.
+        let _refill_after;
         let mut egress = match spec.network {
             NetworkMode::Egress => {
                 let policy = spec.egress.clone().unwrap_or_else(deny_all);
-                let ready = self.egress.take().await.map_err(OpenError::Engine)?;
+                let (ready, refill_after) = self.egress.take().await;
+                _refill_after = refill_after;
+                let ready = ready.map_err(OpenError::Engine)?;
                 Some(
                     ready
                         .activate(&policy, &self.docker)
