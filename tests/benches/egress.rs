@@ -3,9 +3,12 @@
 //! * `egress-download/direct` vs `egress-download/proxy`: 200 MiB from a loopback HTTP server,
 //!   read straight from it vs through a CONNECT tunnel of the egress proxy (what a sandbox's
 //!   download costs the host; the proxy's side of it);
-//! * `egress-start/cold-none` vs `egress-start/cold-egress`: a cold sandbox and its first process
-//!   (`true`), without network vs with its own internal network, proxy and firewall rules.
-//!   Removal is outside the timed part.
+//! * `egress-start/cold-none` and `egress-start/cold-bridge` vs `egress-start/cold-egress` and
+//!   `egress-start/ready-egress`: a cold sandbox and its first process (`true`), without network,
+//!   on the default bridge, with its own internal network, proxy and firewall rules made on the
+//!   spot, and with one of two networks kept ready (as a serving runner does). Removal is outside
+//!   the timed part, and each start waits until the ready networks are refilled and the last
+//!   sandbox's network is torn down (both happen in the background).
 //! * `gateway-turn/direct-bridge` vs `gateway-turn/egress-gateway`: one real Codex turn (a message)
 //!   against the mock Responses API, the key in the sandbox and the mock on the bridge, vs an
 //!   egress sandbox whose key the credential gateway adds (mock on loopback). Timed: the run's
@@ -109,14 +112,17 @@ async fn run_true(sandbox: &Arc<dyn aac_host::sandbox::Sandbox>) {
 
 fn egress_start(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let driver: Arc<dyn SandboxDriver> = Arc::new(
-        runtime
-            .block_on(aac_tests::docker())
-            .with_runner_id("bench-egress-start"),
-    );
+    let cold = runtime.block_on(async {
+        aac_tests::docker()
+            .await
+            .with_runner_id("bench-egress-start")
+    });
+    let ready = runtime.block_on(async { cold.clone().with_ready_egress_networks(2) });
     let root = tempfile::tempdir().unwrap();
     let none = SandboxSpec::new(DEFAULT_IMAGE, root.path().join("ws"), sandbox_user());
     prepare_workspace(&none.workspace_host_dir, &none.user).unwrap();
+    let mut bridge = none.clone();
+    bridge.network = NetworkMode::Bridge;
     let mut egress = none.clone();
     egress.network = NetworkMode::Egress;
     egress.egress = Some(EgressSpec {
@@ -130,12 +136,18 @@ fn egress_start(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(30));
-    for (name, spec) in [("cold-none", &none), ("cold-egress", &egress)] {
+    for (name, spec, driver) in [
+        ("cold-none", &none, &cold),
+        ("cold-bridge", &bridge, &cold),
+        ("cold-egress", &egress, &cold),
+        ("ready-egress", &egress, &ready),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iterations {
+                        driver.egress_settled().await;
                         let started = Instant::now();
                         let sandbox = driver.open(spec).await.unwrap();
                         run_true(&sandbox).await;
@@ -148,6 +160,10 @@ fn egress_start(c: &mut Criterion) {
         });
     }
     group.finish();
+    runtime.block_on(async {
+        cold.shutdown_egress().await;
+        ready.shutdown_egress().await;
+    });
 }
 
 fn gateway_turn(c: &mut Criterion) {

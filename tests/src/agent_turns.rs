@@ -187,6 +187,7 @@ pub async fn run_agent_turns_in(
         .run(&run.id)
         .await
         .expect("the runner worked on the run");
+    driver.inner().shutdown_egress().await;
     canceller.abort();
     let events = client.events(&run.id, 0).await.unwrap();
     let commands = prompts

@@ -177,11 +177,19 @@ pub async fn local_turn(
     turn: LocalTurn,
     cancel: CancellationToken,
 ) -> TurnRecord {
-    let driver = docker().await;
+    let mut driver = docker().await;
+    if turn.network == aac_host::sandbox::NetworkMode::Egress {
+        // The sandbox takes a network made ready ahead of it (what a serving runner does), so
+        // every egress test checks that a ready network is as closed as a fresh one.
+        driver = driver.with_ready_egress_networks(1);
+        driver.egress_settled().await;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let report = run_local_turn(host, &driver, turn, tx, cancel)
         .await
         .expect("the local turn ran");
+    // An egress network is torn down in the background; tests look at the host after the turn.
+    driver.shutdown_egress().await;
     let mut events = Vec::new();
     while let Some(event) = rx.recv().await {
         events.push(event);

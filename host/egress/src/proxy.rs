@@ -47,14 +47,22 @@ pub struct EgressProxy {
 }
 
 impl EgressProxy {
-    pub async fn start(mut options: ProxyOptions) -> Result<Self> {
+    pub async fn start(options: ProxyOptions) -> Result<Self> {
         let listener = TcpListener::bind(options.listen).await.with_context(|| {
             format!(
                 "could not listen on {} for the egress proxy",
                 options.listen
             )
         })?;
-        let address = listener.local_addr()?;
+        Self::serve(listener, options)
+    }
+
+    /// Serves `options`' policy on a listener bound earlier (a ready egress network's, bound
+    /// before any run's policy existed); `options.listen` is replaced by the listener's address.
+    pub fn serve(listener: TcpListener, mut options: ProxyOptions) -> Result<Self> {
+        let address = listener
+            .local_addr()
+            .context("the egress proxy's listener has no address")?;
         // The gateway recognises requests to itself by this address.
         options.listen = address;
         let state = Arc::new(options);

@@ -15,6 +15,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::deadline::{Call, CallError, bounded};
+use super::egress::EgressNetwork;
+use super::egress_stock::EgressStock;
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
 use super::exec_start::{self, START_FUNCTION};
 use super::spare::{self, SpareExec};
@@ -32,8 +34,9 @@ pub(super) struct DockerSandbox {
     workspace_dir: String,
     /// A per-run network to remove with the container.
     network: Option<String>,
-    /// An egress sandbox's proxy and firewall rules, undone with the container.
-    egress: tokio::sync::Mutex<Option<super::egress::EgressNetwork>>,
+    /// An egress sandbox's network, proxy and firewall rules, torn down (in the background, by the
+    /// stock it came from) once the container is gone.
+    egress: Mutex<Option<(EgressNetwork, Arc<EgressStock>)>>,
     /// The egress proxy's address (and credential gateway's), kept outside the lock.
     egress_gateway: Option<std::net::SocketAddr>,
     /// OOM kills already attributed to a process.
@@ -52,15 +55,15 @@ impl DockerSandbox {
         id: String,
         workspace_dir: String,
         network: Option<String>,
-        egress: Option<super::egress::EgressNetwork>,
+        egress: Option<(EgressNetwork, Arc<EgressStock>)>,
     ) -> Self {
         Self {
             docker,
             id,
             workspace_dir,
             network,
-            egress_gateway: egress.as_ref().map(|e| e.proxy.address()),
-            egress: tokio::sync::Mutex::new(egress),
+            egress_gateway: egress.as_ref().map(|(e, _)| e.proxy.address()),
+            egress: Mutex::new(egress),
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
             spare: Arc::default(),
             spare_coming: Arc::default(),
@@ -372,8 +375,16 @@ impl Sandbox for DockerSandbox {
             Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(err).with_context(|| format!("could not remove container {}", self.id)),
         };
-        if let Some(mut egress) = self.egress.lock().await.take() {
-            egress.close().await;
+        let egress = self.egress.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((network, stock)) = egress {
+            if removed.is_ok() {
+                stock.retire(network);
+            } else {
+                // The container may still be on the network: its rules stay until the reaper
+                // has removed the container, then the network, then them.
+                network.proxy.stop();
+                tracing::warn!(network = %network.name, "egress network kept: its container could not be removed");
+            }
         }
         if let Some(network) = &self.network {
             let _ = bounded(

@@ -13,6 +13,7 @@ mod container;
 mod deadline;
 mod deadman;
 mod egress;
+mod egress_stock;
 mod engine;
 mod exec;
 mod exec_start;
@@ -40,6 +41,7 @@ use aac_sandbox::{NetworkMode, OpenError, PullPolicy, Sandbox, SandboxDriver, Sa
 use container::DockerSandbox;
 use deadline::{Call, bounded};
 
+pub use egress_stock::MAX_READY_NETWORKS;
 pub use labels::MANAGED as MANAGED_LABEL;
 
 /// The name a sandbox with a network reaches this machine by: Docker's `host-gateway`, which
@@ -54,6 +56,8 @@ pub struct DockerDriver {
     runner_id: String,
     /// Print pull progress (on a terminal, when not in `--json` mode).
     show_progress: bool,
+    /// Egress networks kept ready, and the teardowns of used ones.
+    egress: Arc<egress_stock::EgressStock>,
 }
 
 impl DockerDriver {
@@ -80,17 +84,49 @@ impl DockerDriver {
                 Err(err) => return Err(anyhow!("{unreachable}: {err}")),
             }
         }
+        let runner_id = String::from("local");
         Ok(Self {
+            egress: egress_stock::EgressStock::start(docker.clone(), runner_id.clone(), 0),
             docker,
-            runner_id: "local".into(),
+            runner_id,
             show_progress: false,
         })
     }
 
-    /// Sets the runner id written on every container (and used by [`reap_orphans`](Self::reap_orphans)).
+    /// Sets the runner id written on every container and network (and used by
+    /// [`reap_orphans`](Self::reap_orphans)). Before [`with_ready_egress_networks`](Self::with_ready_egress_networks).
     pub fn with_runner_id(mut self, runner_id: impl Into<String>) -> Self {
         self.runner_id = runner_id.into();
+        debug_assert_eq!(self.egress.target(), 0, "set the runner id first");
+        self.egress =
+            egress_stock::EgressStock::start(self.docker.clone(), self.runner_id.clone(), 0);
         self
+    }
+
+    /// Keeps `count` egress networks ready (at most [`MAX_READY_NETWORKS`]; 0 makes each when a
+    /// sandbox needs it), refilled in the background from now on: call it on a Tokio runtime, and
+    /// [`shutdown_egress`](Self::shutdown_egress) before the process ends.
+    pub fn with_ready_egress_networks(mut self, count: usize) -> Self {
+        self.egress =
+            egress_stock::EgressStock::start(self.docker.clone(), self.runner_id.clone(), count);
+        self
+    }
+
+    /// How many egress networks are ready now.
+    pub fn ready_egress_networks(&self) -> usize {
+        self.egress.ready_count()
+    }
+
+    /// Waits until the ready egress networks are all there and no used one is being torn down
+    /// (for benchmarks and tests; never returns while the host cannot make networks).
+    pub async fn egress_settled(&self) {
+        self.egress.settled().await;
+    }
+
+    /// Stops making egress networks ready, removes the ready ones (with their firewall rules) and
+    /// waits until every used one is torn down. Each Docker call and rule change is bounded.
+    pub async fn shutdown_egress(&self) {
+        self.egress.shutdown().await;
     }
 
     /// Shows image-pull progress on stderr when it is a terminal.
@@ -313,26 +349,36 @@ impl SandboxDriver for DockerDriver {
             )));
         }
         self.prepare_image(&spec.image, spec.pull_policy).await?;
+        // Held to the end of the start: the taken network's replacement is made after it.
+        let _refill_after;
         let mut egress = match spec.network {
             NetworkMode::Egress => {
                 let policy = spec.egress.clone().unwrap_or_else(deny_all);
-                Some(self.open_egress(&policy).await.map_err(OpenError::Engine)?)
+                let (ready, refill_after) = self.egress.take().await;
+                _refill_after = refill_after;
+                let ready = ready.map_err(OpenError::Engine)?;
+                Some(
+                    ready
+                        .activate(&policy, &self.docker)
+                        .await
+                        .map_err(OpenError::Engine)?,
+                )
             }
             _ => None,
         };
-        let own_network = match (spec.network, &egress) {
-            (NetworkMode::PerRun, _) => {
+        let own_network = match spec.network {
+            NetworkMode::PerRun => {
                 let name = format!("aac-{}", uuid::Uuid::new_v4().simple());
                 self.create_network(&name).await?;
                 Some(name)
             }
-            (_, Some(egress)) => Some(egress.name.clone()),
             _ => None,
         };
-        let network = match (&own_network, spec.network) {
-            (Some(name), _) => name.clone(),
-            (None, NetworkMode::Bridge) => "bridge".into(),
-            (None, _) => "none".into(),
+        let network = match (&own_network, &egress, spec.network) {
+            (Some(name), _, _) => name.clone(),
+            (None, Some(egress), _) => egress.name.clone(),
+            (None, None, NetworkMode::Bridge) => "bridge".into(),
+            (None, None, _) => "none".into(),
         };
         let body = self.container_body(spec, &network, egress.as_ref());
         let created = match body {
@@ -349,8 +395,8 @@ impl SandboxDriver for DockerDriver {
         let created = match created {
             Ok(created) => created,
             Err(err) => {
-                if let Some(egress) = &mut egress {
-                    egress.close().await;
+                if let Some(egress) = egress.take() {
+                    self.egress.retire(egress);
                 }
                 if let Some(name) = &own_network {
                     let _ = bounded(
@@ -368,7 +414,7 @@ impl SandboxDriver for DockerDriver {
             created.id,
             spec.workspace_dir.clone(),
             own_network,
-            egress,
+            egress.map(|network| (network, self.egress.clone())),
         );
         if let Err(err) = bounded(
             Call::StartContainer,

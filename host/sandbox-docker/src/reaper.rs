@@ -44,6 +44,7 @@ impl DockerDriver {
         let removed = self
             .remove_managed(|container_labels| container_labels.get(labels::OWNER) == Some(&me))
             .await?;
+        self.shutdown_egress().await;
         self.remove_orphaned_networks(true).await;
         Ok(removed)
     }

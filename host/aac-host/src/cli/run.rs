@@ -154,6 +154,8 @@ pub async fn run(host: &Arc<PluginHost>, mut args: RunArgs) -> Result<ExitCode> 
             return Ok(ExitCode::from(130));
         }
     };
+    // The sandbox's egress network (if any) is torn down in the background: wait for it.
+    driver.inner().shutdown_egress().await;
     let events = recorder.await.unwrap_or_default();
     let _ = printer.await;
     let report = report?;

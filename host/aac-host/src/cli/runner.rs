@@ -15,6 +15,7 @@ use crate::config::parse_duration;
 use crate::plugin::PluginHost;
 use crate::runner::status_server::StatusServer;
 use crate::runner::{Profiles, RunMode, Runner, RunnerConfig, Shutdown};
+use crate::sandbox::NetworkMode;
 use crate::sandbox::docker::DockerDriver;
 
 /// Exit code when the run could not be claimed (another runner holds it, or it ended).
@@ -144,6 +145,16 @@ pub async fn run(
     if reaped > 0 {
         tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
     }
+    // Serving a queue, egress networks are made ready ahead of the runs that need them.
+    let ready_networks = match (&profiles, args.max_runs) {
+        (_, None) => 0,
+        (Profiles::Config(config), Some(_)) => config.ready_egress_networks(),
+        (Profiles::Fixed(profile), Some(_)) if profile.network == NetworkMode::Egress => {
+            crate::config::DEFAULT_READY_EGRESS_NETWORKS
+        }
+        (Profiles::Fixed(_), Some(_)) => 0,
+    };
+    let driver = driver.with_ready_egress_networks(ready_networks);
 
     if args.lease < crate::runner::lease::MIN_LEASE {
         bail!(
@@ -191,7 +202,11 @@ pub async fn run(
         Some(addr) => Some(StatusServer::start(addr, runner.clone()).await?),
         None => None,
     };
-    let work = work(&runner, &args);
+    let work = async {
+        let code = work(&runner, &args).await;
+        driver.shutdown_egress().await;
+        code
+    };
     let code = tokio::select! {
         code = work => code,
         () = abort_deadline(&shutdown) => {

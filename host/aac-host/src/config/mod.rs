@@ -48,7 +48,13 @@ pub struct HostConfig {
     pub trust: TrustSettings,
     /// `[bundles]`: the resource-bundle materializer, when runs carry bundles.
     pub bundles: Option<BundleSettings>,
+    /// `[egress] ready_networks`, when written (see [`HostConfig::ready_egress_networks`]).
+    pub ready_egress_networks: Option<usize>,
 }
+
+/// Egress networks a runner keeps ready when some runtime uses `network = "egress"` and
+/// `[egress] ready_networks` is not written.
+pub const DEFAULT_READY_EGRESS_NETWORKS: usize = 2;
 
 /// `[trust]` (or a runtime's `trust`, which adds keys): ed25519 public keys, 64 hex digits each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -193,6 +199,22 @@ use crate::plugin::{BundleLimits, Integrity, MaterializeOptions, PluginLimits};
 pub use crate::plugin::Capabilities as Grants;
 
 impl HostConfig {
+    /// How many egress networks a runner serving this file keeps ready: none when no runtime
+    /// uses `network = "egress"`, else `[egress] ready_networks` (default
+    /// [`DEFAULT_READY_EGRESS_NETWORKS`]).
+    pub fn ready_egress_networks(&self) -> usize {
+        let egress = self
+            .runtimes
+            .values()
+            .any(|runtime| runtime.sandbox.network == NetworkMode::Egress);
+        if egress {
+            self.ready_egress_networks
+                .unwrap_or(DEFAULT_READY_EGRESS_NETWORKS)
+        } else {
+            0
+        }
+    }
+
     /// Reads and validates `path`. Every error names the file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -115,6 +115,43 @@ mod tests {
     }
 
     #[test]
+    fn ready_egress_networks_default_to_two_with_an_egress_runtime_and_none_without() {
+        let egress = r#"sandbox = { network = "egress" }"#;
+        assert_eq!(parse(egress).unwrap().ready_egress_networks(), 2);
+        assert_eq!(parse("").unwrap().ready_egress_networks(), 0);
+        let with = |table: &str, sandbox: &str| parse(&format!("{sandbox}\n[egress]\n{table}"));
+        assert_eq!(
+            with("ready_networks = 5", egress)
+                .unwrap()
+                .ready_egress_networks(),
+            5
+        );
+        assert_eq!(
+            with("ready_networks = 0", egress)
+                .unwrap()
+                .ready_egress_networks(),
+            0
+        );
+        // A host without egress runtimes makes none, whatever the setting.
+        assert_eq!(
+            with("ready_networks = 3", "")
+                .unwrap()
+                .ready_egress_networks(),
+            0
+        );
+        for (table, message) in [
+            ("ready_networks = 17", "17 is too many: at most 16"),
+            ("ready_networks = -1", "-1"),
+            ("ready = 1", "unknown field `ready`"),
+        ] {
+            let shown = format!("{:#}", with(table, egress).unwrap_err());
+            assert!(shown.starts_with("conf/aac.toml:"), "{shown}");
+            assert!(shown.contains("egress"), "{shown}");
+            assert!(shown.contains(message), "{message} in {shown}");
+        }
+    }
+
+    #[test]
     fn a_sandbox_runtime_is_a_runtime_name() {
         let config = parse(r#"sandbox = { runtime = "runsc" }"#).unwrap();
         assert_eq!(

@@ -20,6 +20,7 @@ use super::{
     TrustSettings, VersionProfile,
 };
 use crate::plugin::PluginLimits;
+use crate::sandbox::docker::MAX_READY_NETWORKS;
 use aac_egress::Allowlist;
 
 #[derive(Deserialize)]
@@ -32,6 +33,15 @@ struct RawConfig {
     #[serde(default)]
     trust: RawTrust,
     bundles: Option<RawBundles>,
+    #[serde(default)]
+    egress: RawEgress,
+}
+
+/// `[egress]`: host-wide settings of egress sandboxes.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    ready_networks: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +126,20 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         .bundles
         .map(|bundles| checker.bundles(bundles, &trust))
         .transpose()?;
+    let ready_egress_networks = match raw.egress.ready_networks {
+        Some(count) if *count.get_ref() > MAX_READY_NETWORKS as u64 => {
+            return Err(checker.error(
+                count.span(),
+                &["egress", "ready_networks"],
+                format!(
+                    "{} is too many: at most {MAX_READY_NETWORKS} egress networks can be kept ready",
+                    count.get_ref()
+                ),
+            ));
+        }
+        Some(count) => Some(*count.get_ref() as usize),
+        None => None,
+    };
     let mut runtimes = BTreeMap::new();
     for (name, profile) in raw.runtimes {
         let profile = checker.profile(name, profile, &limits, &trust)?;
@@ -127,6 +151,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         limits,
         trust,
         bundles,
+        ready_egress_networks,
     })
 }
 
