@@ -194,6 +194,49 @@ fn transfer(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The chain's three parts apart, to see where it goes.
+    group.bench_function("upload", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let _ = std::fs::remove_file(manager.store().blobs().path(&packed.sha256));
+            client
+                .put_blob_file(&packed.sha256, packed.file.path())
+                .await
+                .unwrap();
+        })
+    });
+    group.bench_function("download", |b| {
+        b.to_async(&runtime).iter_batched(
+            || tempfile::tempdir_in(root.path()).unwrap(),
+            |dir| async {
+                let local = dir.path().join("bundle.tar");
+                client
+                    .get_blob_to_file(&packed.sha256, &local, u64::MAX)
+                    .await
+                    .unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("materialize", |b| {
+        b.to_async(&runtime).iter_batched(
+            || tempfile::tempdir_in(root.path()).unwrap(),
+            |dir| async {
+                let bundle = aac_host::plugin::materializer::Bundle {
+                    kind: "archive".into(),
+                    location: packed.file.path().display().to_string(),
+                    sha256: Some(packed.sha256.clone()),
+                    size: Some(packed.size),
+                };
+                plugin
+                    .materialize(&bundle, &dir.path().join("ws"), &options)
+                    .await
+                    .unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.bench_function("tar-x", |b| {
         b.iter_batched(
             || tempfile::tempdir_in(root.path()).unwrap(),

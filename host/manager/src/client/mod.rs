@@ -41,6 +41,8 @@ type Result<T> = std::result::Result<T, ClientError>;
 
 /// How long connecting to the manager may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from a file per chunk of an upload.
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// A stream of events as the manager stores them.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<TurnEvent>> + Send>>;
@@ -229,7 +231,11 @@ impl ManagerClient {
                     req = req
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(reqwest::Body::from(opened));
+                        // Read in large chunks: each read of a tokio file is a trip to the
+                        // blocking pool, and `Body::from(File)` reads 4 KiB at a time.
+                        .body(reqwest::Body::wrap_stream(
+                            tokio_util::io::ReaderStream::with_capacity(opened, UPLOAD_CHUNK),
+                        ));
                 }
                 Some(Payload::Bytes(b)) => {
                     req = req
