@@ -158,6 +158,13 @@ fn transfer(c: &mut Criterion) {
         ..Default::default()
     };
 
+    // The bundle archive at `path`, as the runner hands it to the materializer.
+    let archive = |path: &std::path::Path, size: u64| aac_host::plugin::materializer::Bundle {
+        kind: "archive".into(),
+        location: path.display().to_string(),
+        sha256: Some(packed.sha256.clone()),
+        size: Some(size),
+    };
     let mut group = c.benchmark_group("transfer");
     group
         .sample_size(10)
@@ -179,14 +186,8 @@ fn transfer(c: &mut Criterion) {
                     .get_blob_to_file(&packed.sha256, &local, u64::MAX)
                     .await
                     .unwrap();
-                let bundle = aac_host::plugin::materializer::Bundle {
-                    kind: "archive".into(),
-                    location: local.display().to_string(),
-                    sha256: Some(packed.sha256.clone()),
-                    size: Some(size),
-                };
                 plugin
-                    .materialize(&bundle, &dir.path().join("ws"), &options)
+                    .materialize(&archive(&local, size), &dir.path().join("ws"), &options)
                     .await
                     .unwrap();
                 dir
@@ -222,12 +223,7 @@ fn transfer(c: &mut Criterion) {
         b.to_async(&runtime).iter_batched(
             || tempfile::tempdir_in(root.path()).unwrap(),
             |dir| async {
-                let bundle = aac_host::plugin::materializer::Bundle {
-                    kind: "archive".into(),
-                    location: packed.file.path().display().to_string(),
-                    sha256: Some(packed.sha256.clone()),
-                    size: Some(packed.size),
-                };
+                let bundle = archive(packed.file.path(), packed.size);
                 plugin
                     .materialize(&bundle, &dir.path().join("ws"), &options)
                     .await
