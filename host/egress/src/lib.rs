@@ -15,6 +15,7 @@ mod proxy;
 mod request;
 mod resolve;
 mod sni;
+mod splice;
 
 pub use credential::{Credential, Credentials, HeaderTemplate, Upstream};
 pub use events::{DroppedEvents, EventSink, NetworkEvent};

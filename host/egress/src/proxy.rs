@@ -18,6 +18,7 @@ use crate::policy::{Allowlist, is_public, normalize};
 use crate::request::{self, Head, Target};
 use crate::resolve::Resolver;
 use crate::sni::{self, Hello};
+use crate::splice;
 
 /// Connections one proxy serves at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -288,7 +289,7 @@ async fn tunnel(
         .write_all(&first)
         .await
         .map_err(|err| format!("writing upstream: {err}"))?;
-    copy_both_ways(client, upstream, event).await
+    splice_both_ways(client, upstream, event).await
 }
 
 /// Reads more of the client's first bytes into `first`; false when the client sent nothing more.
@@ -318,16 +319,31 @@ async fn forward(
         .write_all(&out)
         .await
         .map_err(|err| format!("writing upstream: {err}"))?;
-    copy_both_ways(client, upstream, event).await
+    splice_both_ways(client, upstream, event).await
 }
 
+/// Streams a tunnel between two sockets, the kernel moving the bytes (see [`crate::splice`]).
+async fn splice_both_ways(
+    client: TcpStream,
+    upstream: TcpStream,
+    event: &mut NetworkEvent,
+) -> Result<(), String> {
+    count(splice::both_ways(client, upstream).await, event)
+}
+
+/// Streams a connection whose upstream is not a plain socket (the gateway's TLS) through buffers.
 pub(crate) async fn copy_both_ways(
     mut client: TcpStream,
     mut upstream: impl AsyncRead + AsyncWrite + Unpin,
     event: &mut NetworkEvent,
 ) -> Result<(), String> {
-    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await
-    {
+    let copied =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await;
+    count(copied, event)
+}
+
+fn count(copied: std::io::Result<(u64, u64)>, event: &mut NetworkEvent) -> Result<(), String> {
+    match copied {
         Ok((up, down)) => {
             event.bytes_up += up;
             event.bytes_down += down;

@@ -194,3 +194,57 @@ fn client_hello(name: &str) -> Vec<u8> {
     record.extend(handshake);
     record
 }
+
+/// A position-dependent pattern, so a lost, doubled or reordered chunk shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tunnel_carries_megabytes_both_ways_intact_and_passes_on_a_half_close() {
+    const UP: usize = 3 << 20;
+    const DOWN: usize = 5 << 20;
+    // An upstream that reads until the client shut its writing half, then answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut received = Vec::new();
+        socket.read_to_end(&mut received).await.unwrap();
+        socket.write_all(&pattern(DOWN, 7)).await.unwrap();
+        socket.shutdown().await.unwrap();
+        received
+    });
+    let rule = AllowRule::new("localhost", Some(address.port()), true).unwrap();
+    let (proxy, mut events) = proxy(&[rule], Resolver::default()).await;
+
+    let mut client = TcpStream::connect(proxy.address()).await.unwrap();
+    let head = format!(
+        "CONNECT localhost:{0} HTTP/1.1\r\nHost: localhost:{0}\r\n\r\n",
+        address.port()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut confirm = vec![0u8; "HTTP/1.1 200 Connection established\r\n\r\n".len()];
+    client.read_exact(&mut confirm).await.unwrap();
+    let (mut reader, mut writer) = client.into_split();
+    let sent = pattern(UP, 3);
+    let sending = tokio::spawn(async move {
+        writer.write_all(&sent).await.unwrap();
+        writer.shutdown().await.unwrap();
+        writer
+    });
+    let mut answer = Vec::new();
+    reader.read_to_end(&mut answer).await.unwrap();
+    drop(sending.await.unwrap());
+
+    assert!(
+        server.await.unwrap() == pattern(UP, 3),
+        "the upstream got other bytes"
+    );
+    assert!(answer == pattern(DOWN, 7), "the client got other bytes");
+    let event = events.recv().await.unwrap();
+    assert!(event.allowed, "{event:?}");
+    assert_eq!((event.bytes_up, event.bytes_down), (UP as u64, DOWN as u64));
+}
