@@ -21,6 +21,15 @@ const HOSTILE: [&str; 7] = [
 ];
 const REPEATS: usize = 3;
 
+/// The hostile prompts: the seven above, or `AAC_BENCH_HOSTILE` (comma-separated, e.g. `spin,spin`)
+/// to see which of them costs the healthy turn what.
+fn hostile_prompts() -> Vec<String> {
+    match std::env::var("AAC_BENCH_HOSTILE") {
+        Ok(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
+        Err(_) => HOSTILE.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("aac.toml");
     let runtime = |name: &str, plugin: &std::path::Path| {
@@ -32,8 +41,10 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
             plugin.display()
         )
     };
+    // `AAC_BENCH_LIMITS`: more `[limits]` lines, to try other pacing (e.g. `cpu_share = 0.1`).
+    let extra = std::env::var("AAC_BENCH_LIMITS").unwrap_or_default();
     let text = format!(
-        "[limits]\nturn_wall = \"60s\"\n\n{}{}",
+        "[limits]\nturn_wall = \"60s\"\n{extra}\n\n{}{}",
         runtime("shell", &plugin("shell")),
         runtime("hostile", &plugin("test-hostile")),
     );
@@ -142,11 +153,12 @@ async fn main() {
         alone.push(healthy_turn(&client).await);
     }
 
+    let prompts = hostile_prompts();
     let mut shared = Vec::new();
     for _ in 0..REPEATS {
         let mut hostile = Vec::new();
-        for prompt in HOSTILE {
-            hostile.push(create(&client, "hostile", &[prompt]).await);
+        for prompt in &prompts {
+            hostile.push(create(&client, "hostile", &[prompt.as_str()]).await);
         }
         wait_running(&client, &hostile).await;
         // Into their turns: spinning, flooding, growing, blocked.
@@ -166,8 +178,9 @@ async fn main() {
     let (alone, shared) = (median(alone.clone()), median(shared.clone()));
     println!(
         "healthy shell turn (3 000 lines), pool of 8 (release binary): alone {alone:.0} ms, \
-         with 7 hostile runs (2× spin, flood, grow, block, sleep, spawn 20) {shared:.0} ms: \
-         {:.2}× (goal ≤ 1.2×); medians of {REPEATS}",
+         with {} hostile runs ({}) {shared:.0} ms: {:.2}× (goal ≤ 1.2×); medians of {REPEATS}",
+        prompts.len(),
+        prompts.join(", "),
         shared / alone
     );
 }

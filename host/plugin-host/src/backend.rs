@@ -187,6 +187,7 @@ impl BackendPlugin {
         let state = SessionState::new(
             self.identity.clone(),
             &limits,
+            self.host.paced.clone(),
             LogCapability::new(
                 options.run.run_id.clone(),
                 16 << 10,

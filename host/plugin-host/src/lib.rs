@@ -47,7 +47,7 @@ pub use bindings::ContractVersion;
 pub use cache::{ArtifactCache, CacheState};
 pub use capability::declared::Capabilities;
 pub use integrity::{Integrity, IntegrityReport, TrustedKey};
-pub use limits::PluginLimits;
+pub use limits::{PacedPlugins, PluginLimits};
 pub use materializer::{
     Bundle, BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary,
     MaterializerPlugin,
@@ -158,6 +158,8 @@ pub struct PluginHost {
     backend_linker_v0_1: Linker<SessionState<BackendWorld>>,
     materializer_linker_v0_1: Linker<SessionState<MaterializerWorld>>,
     limits: PluginLimits,
+    /// The host's plugins past their CPU burst, sharing `limits.paced_cpu`.
+    paced: PacedPlugins,
     _ticker: EpochTicker,
 }
 
@@ -192,6 +194,7 @@ impl PluginHost {
             materializer_linker,
             backend_linker_v0_1,
             materializer_linker_v0_1,
+            paced: PacedPlugins::new(config.limits.paced_cpu),
             limits: config.limits,
         }))
     }

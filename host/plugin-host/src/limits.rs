@@ -2,6 +2,8 @@
 //! while the plugin's own code runs (time spent in host calls, WASI waits included, is not counted),
 //! and a wall-clock deadline per call (see [`super::deadline`]) for a plugin that only waits.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
@@ -26,6 +28,9 @@ pub struct PluginLimits {
     /// CPU the plugin's code may use at full speed before `cpu_share` applies; refilled at
     /// `cpu_share` while it waits or is paused.
     pub cpu_burst: Duration,
+    /// Cores all paced plugins of the host share: N plugins past their burst at once each get
+    /// `min(cpu_share, paced_cpu / N)`, so seven spinning plugins hold no more than two do.
+    pub paced_cpu: f64,
     /// Wall-clock time one call other than a turn may take, waiting included.
     pub call_wall: Duration,
     /// Wall-clock time one `run-turn` may take, waiting on its processes included.
@@ -48,6 +53,7 @@ impl Default for PluginLimits {
             turn_cpu: Duration::from_secs(10),
             cpu_share: 0.25,
             cpu_burst: Duration::from_millis(500),
+            paced_cpu: 0.25,
             call_wall: Duration::from_secs(60),
             turn_wall: Duration::from_secs(4 * 3600),
             event_bytes: 256 << 10,
@@ -144,14 +150,14 @@ pub enum Tick {
 }
 
 impl CpuBudget {
-    pub fn new(limits: &PluginLimits) -> Self {
+    pub fn new(limits: &PluginLimits, paced: PacedPlugins) -> Self {
         Self {
             call_limit: limits.call_cpu,
             turn_limit: limits.turn_cpu,
             limit: limits.call_cpu,
             used: Duration::ZERO,
             resumed_at: None,
-            share: CpuShare::new(limits.cpu_share, limits.cpu_burst),
+            share: CpuShare::new(limits.cpu_share, limits.cpu_burst, paced),
             exceeded: false,
         }
     }
@@ -219,8 +225,38 @@ impl CpuBudget {
     }
 }
 
-/// A token bucket of CPU time: `burst` full, refilled at `share` of wall-clock time, drained by
-/// the plugin's code. Empty, the plugin pauses until the bucket is back at zero.
+/// The plugins of one host that are past their burst (paced), and the cores they share: each
+/// gets `min(cpu_share, paced_cpu / N)` of a core for N of them. Without it every spinning plugin
+/// would get its own `cpu_share`, and enough of them would hold the cores again.
+#[derive(Clone, Debug)]
+pub struct PacedPlugins {
+    cores: f64,
+    paced: Arc<AtomicUsize>,
+}
+
+impl PacedPlugins {
+    pub fn new(cores: f64) -> Self {
+        Self {
+            cores,
+            paced: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many plugins are paced now.
+    pub fn count(&self) -> usize {
+        self.paced.load(Ordering::Relaxed)
+    }
+
+    /// The share of a core each paced plugin gets now, at most `own`.
+    fn share(&self, own: f64) -> f64 {
+        own.min(self.cores / self.count().max(1) as f64)
+    }
+}
+
+/// A token bucket of CPU time: `burst` full, refilled at the plugin's share of wall-clock time,
+/// drained by the plugin's code. Empty, the plugin pauses until the bucket is back at zero. From
+/// the moment it first empties until it is full again, the plugin counts as paced host-wide
+/// ([`PacedPlugins`]), and its share is its part of the paced plugins' cores.
 struct CpuShare {
     share: f64,
     burst: f64,
@@ -230,10 +266,13 @@ struct CpuShare {
     owed: Duration,
     refilled_at: Instant,
     pause_ends: Option<Instant>,
+    host: PacedPlugins,
+    /// Whether this plugin is counted in `host`.
+    paced: bool,
 }
 
 impl CpuShare {
-    fn new(share: f64, burst: Duration) -> Self {
+    fn new(share: f64, burst: Duration, host: PacedPlugins) -> Self {
         Self {
             share,
             burst: burst.as_secs_f64(),
@@ -241,6 +280,8 @@ impl CpuShare {
             owed: Duration::ZERO,
             refilled_at: Instant::now(),
             pause_ends: None,
+            host,
+            paced: false,
         }
     }
 
@@ -268,13 +309,45 @@ impl CpuShare {
             .saturating_duration_since(self.refilled_at)
             .as_secs_f64();
         self.refilled_at = now;
-        self.tokens = (self.tokens + waited * self.share).min(self.burst) - ran.as_secs_f64();
+        let share = self.current_share();
+        self.tokens = (self.tokens + waited * share).min(self.burst) - ran.as_secs_f64();
+        if self.tokens >= self.burst {
+            self.set_paced(false);
+        }
         if self.tokens >= 0.0 {
             return None;
         }
-        let pause = Duration::from_secs_f64(-self.tokens / self.share);
+        self.set_paced(true);
+        let pause = Duration::from_secs_f64(-self.tokens / self.current_share());
         self.pause_ends = Some(now + pause);
         Some(pause)
+    }
+
+    /// This plugin's share of a core now: its own while it is inside its burst, its part of the
+    /// paced plugins' cores after.
+    fn current_share(&self) -> f64 {
+        if self.paced {
+            self.host.share(self.share)
+        } else {
+            self.share
+        }
+    }
+
+    fn set_paced(&mut self, paced: bool) {
+        if paced != self.paced {
+            self.paced = paced;
+            if paced {
+                self.host.paced.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.host.paced.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        self.set_paced(false);
     }
 }
 
@@ -285,7 +358,7 @@ mod tests {
     #[test]
     fn a_spinning_plugin_gets_its_burst_then_its_share() {
         let start = Instant::now();
-        let mut share = CpuShare::new(0.25, Duration::from_millis(100));
+        let mut share = CpuShare::new(0.25, Duration::from_millis(100), PacedPlugins::new(1.0));
         share.refilled_at = start;
         let tick = Duration::from_millis(1);
         let (mut now, mut ran, mut paused) = (start, Duration::ZERO, Duration::ZERO);
@@ -310,10 +383,55 @@ mod tests {
         assert!(paused > Duration::from_secs(7), "{paused:?}");
     }
 
+    /// CPU each of `plugins` spinning plugins gets in 10 s of wall-clock time, all paced by one
+    /// host; each runs on its own core, 1 ms at a time, pausing when told to.
+    fn spin_together(plugins: usize, host: &PacedPlugins) -> Vec<f64> {
+        let start = Instant::now();
+        let end = start + Duration::from_secs(10);
+        let tick = Duration::from_millis(1);
+        let mut shares: Vec<CpuShare> = (0..plugins)
+            .map(|_| {
+                let mut share = CpuShare::new(0.25, Duration::from_millis(100), host.clone());
+                share.refilled_at = start;
+                share
+            })
+            .collect();
+        let mut clocks = vec![start; plugins];
+        let mut ran = vec![0.0; plugins];
+        // Always step the plugin furthest behind, so the shared count is the one at that moment.
+        while let Some(i) = (0..plugins).filter(|i| clocks[*i] < end).min_by_key(|i| clocks[*i]) {
+            clocks[i] += tick;
+            ran[i] += tick.as_secs_f64();
+            shares[i].owe(tick);
+            if let Some(pause) = shares[i].settle(clocks[i]) {
+                clocks[i] += pause;
+            }
+        }
+        ran
+    }
+
+    #[test]
+    fn spinning_plugins_share_the_paced_cores_between_them() {
+        let host = PacedPlugins::new(0.25);
+        let alone = spin_together(1, &host);
+        assert!((alone[0] - (0.1 + 0.25 * 10.0)).abs() < 0.02, "{alone:?}");
+        assert_eq!(host.count(), 0, "a dropped bucket leaves the count");
+        for plugins in [2, 4] {
+            let ran = spin_together(plugins, &host);
+            let total: f64 = ran.iter().sum();
+            let expected = 0.1 * plugins as f64 + 0.25 * 10.0;
+            assert!(
+                (total - expected).abs() < 0.1,
+                "{plugins} spinners used {total:.3} s of CPU in 10 s, expected {expected:.3}: {ran:?}"
+            );
+            assert_eq!(host.count(), 0);
+        }
+    }
+
     #[test]
     fn a_plugin_that_mostly_waits_is_never_paused() {
         let start = Instant::now();
-        let mut share = CpuShare::new(0.25, Duration::from_millis(100));
+        let mut share = CpuShare::new(0.25, Duration::from_millis(100), PacedPlugins::new(1.0));
         share.refilled_at = start;
         // 2 ms of work, then 20 ms waiting on its process: 10 % of a core.
         let mut now = start;
@@ -329,7 +447,7 @@ mod tests {
     #[test]
     fn a_full_share_never_pauses() {
         let start = Instant::now();
-        let mut share = CpuShare::new(1.0, Duration::ZERO);
+        let mut share = CpuShare::new(1.0, Duration::ZERO, PacedPlugins::new(1.0));
         share.owe(Duration::from_secs(5));
         assert_eq!(share.settle(start), None);
     }

@@ -11,7 +11,7 @@ use super::capability::{
     archive::ArchiveCapability, events::EventsCapability, http::HttpCapability, log::LogCapability,
     modes::ModesCapability, sandbox::SandboxCapability,
 };
-use super::limits::{CpuBudget, MemoryLimiter, PluginLimits, Tick};
+use super::limits::{CpuBudget, MemoryLimiter, PacedPlugins, PluginLimits, Tick};
 use super::stderr_tail::StderrTail;
 
 /// Bytes of the plugin's stderr kept to explain a crash (a Rust panic prints its message there):
@@ -67,6 +67,7 @@ impl<W: WorldState> SessionState<W> {
     pub fn new(
         identity: Arc<PluginIdentity>,
         limits: &PluginLimits,
+        paced: PacedPlugins,
         log: LogCapability,
         world: W,
     ) -> Self {
@@ -81,7 +82,7 @@ impl<W: WorldState> SessionState<W> {
             stderr,
             limits: *limits,
             memory,
-            cpu: CpuBudget::new(limits),
+            cpu: CpuBudget::new(limits, paced),
             log,
             http,
             world,

@@ -28,6 +28,7 @@ pub(super) struct RawLimits {
     turn_cpu: Option<Spanned<HumanDuration>>,
     cpu_share: Option<Spanned<f64>>,
     cpu_burst: Option<Spanned<HumanDuration>>,
+    paced_cpu: Option<Spanned<f64>>,
     call_wall: Option<Spanned<HumanDuration>>,
     turn_wall: Option<Spanned<HumanDuration>>,
     event_size: Option<Spanned<ByteSize>>,
@@ -136,6 +137,25 @@ impl Checker<'_> {
                 ));
             }
             limits.cpu_share = share;
+        }
+        if let Some(value) = raw.paced_cpu {
+            let cores = *value.get_ref();
+            if ceiling.is_some() {
+                // A runtime's limits: the paced plugins' cores are shared by every runtime.
+                return Err(self.error(
+                    value.span(),
+                    &path("paced_cpu"),
+                    "the cores paced plugins share are the host's: set paced_cpu in [limits]",
+                ));
+            }
+            if !(cores > 0.0 && cores.is_finite()) {
+                return Err(self.error(
+                    value.span(),
+                    &path("paced_cpu"),
+                    format!("{cores} is not a number of cores: expected a number above 0"),
+                ));
+            }
+            limits.paced_cpu = cores;
         }
         if let Some(value) = raw.events_per_second {
             if *value.get_ref() == 0 {

@@ -56,6 +56,7 @@ call_cpu = "5s"
 turn_cpu = "2m"
 cpu_share = 0.5
 cpu_burst = "2s"
+paced_cpu = 0.5
 call_wall = "90s"
 turn_wall = "3h"
 event_size = "64KiB"
@@ -73,6 +74,7 @@ limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0 }}
         turn_cpu: Duration::from_secs(120),
         cpu_share: 0.5,
         cpu_burst: Duration::from_secs(2),
+        paced_cpu: 0.5,
         call_wall: Duration::from_secs(90),
         turn_wall: Duration::from_secs(3 * 3600),
         event_bytes: 64 << 10,
@@ -114,6 +116,20 @@ fn bad_limits_name_file_line_and_key() {
             "expected a number in (0, 1]",
         );
     }
+    for cores in ["0", "-1", "inf"] {
+        assert_error(
+            &format!("[limits]\npaced_cpu = {cores}\n{RUNTIME}"),
+            "paced_cpu",
+            "limits.paced_cpu",
+            "expected a number above 0",
+        );
+    }
+    assert_error(
+        &format!("{RUNTIME}limits = {{ paced_cpu = 0.5 }}\n"),
+        "limits =",
+        "runtimes.shell.limits.paced_cpu",
+        "set paced_cpu in [limits]",
+    );
     assert_error(
         &format!("[limits]\nevents_per_second = 0\n{RUNTIME}"),
         "events_per_second",

@@ -199,6 +199,7 @@ impl MaterializerPlugin {
         let mut state = SessionState::new(
             self.identity.clone(),
             &limits,
+            self.host.paced.clone(),
             LogCapability::new("materialize".into(), 16 << 10, Redactor::default()),
             MaterializerWorld {
                 archive: ArchiveCapability::default(),
