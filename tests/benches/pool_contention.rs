@@ -19,7 +19,17 @@ const HEALTHY: &str = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); 
 const HOSTILE: [&str; 7] = [
     "spin", "spin", "flood", "grow", "block", "sleep 40", "spawn 20",
 ];
-const REPEATS: usize = 3;
+/// Rounds alone and with the hostile runs (`AAC_BENCH_REPEATS` to change): a turn of ~200 ms
+/// varies by tens of ms between rounds on the same machine, so a median needs several.
+const REPEATS: usize = 7;
+
+fn repeats() -> usize {
+    std::env::var("AAC_BENCH_REPEATS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(REPEATS)
+}
 
 /// The hostile prompts: the seven above, or `AAC_BENCH_HOSTILE` (comma-separated, e.g. `spin,spin`)
 /// to see which of them costs the healthy turn what.
@@ -133,6 +143,12 @@ fn pool_runner(url: &str, config: &std::path::Path, root: &std::path::Path) -> C
         .expect("starting aac-host")
 }
 
+fn range(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    format!("{min:.0}–{max:.0}")
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -149,13 +165,14 @@ async fn main() {
     // Alone: the first run also compiles and caches the plugin; it is not counted.
     healthy_turn(&client).await;
     let mut alone = Vec::new();
-    for _ in 0..REPEATS {
+    let repeats = repeats();
+    for _ in 0..repeats {
         alone.push(healthy_turn(&client).await);
     }
 
     let prompts = hostile_prompts();
     let mut shared = Vec::new();
-    for _ in 0..REPEATS {
+    for _ in 0..repeats {
         let mut hostile = Vec::new();
         for prompt in &prompts {
             hostile.push(create(&client, "hostile", &[prompt.as_str()]).await);
@@ -175,10 +192,12 @@ async fn main() {
         .status();
     let _ = runner.wait();
 
-    let (alone, shared) = (median(alone.clone()), median(shared.clone()));
+    let (alone_range, shared_range) = (range(&alone), range(&shared));
+    let (alone, shared) = (median(alone), median(shared));
     println!(
-        "healthy shell turn (3 000 lines), pool of 8 (release binary): alone {alone:.0} ms, \
-         with {} hostile runs ({}) {shared:.0} ms: {:.2}× (goal ≤ 1.2×); medians of {REPEATS}",
+        "healthy shell turn (3 000 lines), pool of 8 (release binary): alone {alone:.0} ms \
+         ({alone_range}), with {} hostile runs ({}) {shared:.0} ms ({shared_range}): {:.2}× \
+         (goal ≤ 1.2×); medians of {repeats}",
         prompts.len(),
         prompts.join(", "),
         shared / alone

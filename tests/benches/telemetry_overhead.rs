@@ -146,6 +146,7 @@ fn telemetry_overhead(c: &mut Criterion) {
         });
     }
     group.finish();
+    claim_next_interleaved(&runtime, &client, &variants, &backends);
 
     let mut group = c.benchmark_group("telemetry/metrics-tap");
     let tap = EventTap::new(Arc::new(RunnerMetrics::default()));
@@ -177,6 +178,60 @@ fn telemetry_overhead(c: &mut Criterion) {
     }
     let spans = collector.spans().len();
     eprintln!("the collector stand-in received {spans} spans");
+}
+
+/// Claim-next's time is mostly the manager's commit (an fsync), which drifts with the disk and the
+/// store's size while criterion measures one variant after the other. This takes the three side by
+/// side instead: every round times one claim under each variant, in a rotating order, and the
+/// medians are compared.
+fn claim_next_interleaved(
+    runtime: &tokio::runtime::Runtime,
+    client: &aac_host::manager::ManagerClient,
+    variants: &[(&'static str, Dispatch, Option<Telemetry>)],
+    backends: &Option<Vec<String>>,
+) {
+    const ROUNDS: usize = 600;
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    for round in 0..ROUNDS {
+        for k in 0..variants.len() {
+            let v = (round + k) % variants.len();
+            runtime.block_on(aac_tests::runs::queued_run(client, "claim-bench", &[]));
+            // The whole runtime (client and manager alike) under the variant's subscriber.
+            let (lease, took) = tracing::dispatcher::with_default(&variants[v].1, || {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    let lease = client
+                        .claim_next("bench-claim", Duration::from_secs(3600), backends.clone())
+                        .await
+                        .unwrap();
+                    (lease, start.elapsed())
+                })
+            });
+            times[v].push(took);
+            assert!(lease.is_some());
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2].as_secs_f64() * 1e6
+        })
+        .collect();
+    let line: Vec<String> = variants
+        .iter()
+        .zip(&medians)
+        .map(|((name, _, _), median)| {
+            format!(
+                "{name} {median:.0} µs ({:+.1} %)",
+                (median / medians[0] - 1.0) * 100.0
+            )
+        })
+        .collect();
+    println!(
+        "telemetry/claim-next interleaved, medians of {ROUNDS}: {}",
+        line.join(", ")
+    );
 }
 
 criterion_group!(benches, telemetry_overhead);
