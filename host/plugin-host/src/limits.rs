@@ -26,7 +26,9 @@ pub struct PluginLimits {
     /// parsing lines; the agent's work runs in its sandbox, under the sandbox's cgroup.
     pub cpu_share: f64,
     /// CPU the plugin's code may use at full speed before `cpu_share` applies; refilled at
-    /// `cpu_share` while it waits or is paused.
+    /// `cpu_share` while it waits or is paused. Short: every new session starts with a full
+    /// burst, and seven spinning plugins' 500 ms bursts at once held a healthy turn 9× longer
+    /// (docs/benchmarks.md, "A healthy turn among hostile runs").
     pub cpu_burst: Duration,
     /// Cores all paced plugins of the host share: N plugins past their burst at once each get
     /// `min(cpu_share, paced_cpu / N)`, so seven spinning plugins hold no more than two do.
@@ -52,7 +54,7 @@ impl Default for PluginLimits {
             call_cpu: Duration::from_secs(10),
             turn_cpu: Duration::from_secs(10),
             cpu_share: 0.25,
-            cpu_burst: Duration::from_millis(500),
+            cpu_burst: Duration::from_millis(100),
             paced_cpu: 0.25,
             call_wall: Duration::from_secs(60),
             turn_wall: Duration::from_secs(4 * 3600),
