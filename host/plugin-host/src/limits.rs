@@ -401,7 +401,10 @@ mod tests {
         let mut clocks = vec![start; plugins];
         let mut ran = vec![0.0; plugins];
         // Always step the plugin furthest behind, so the shared count is the one at that moment.
-        while let Some(i) = (0..plugins).filter(|i| clocks[*i] < end).min_by_key(|i| clocks[*i]) {
+        while let Some(i) = (0..plugins)
+            .filter(|i| clocks[*i] < end)
+            .min_by_key(|i| clocks[*i])
+        {
             clocks[i] += tick;
             ran[i] += tick.as_secs_f64();
             shares[i].owe(tick);
