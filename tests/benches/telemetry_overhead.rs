@@ -180,10 +180,11 @@ fn telemetry_overhead(c: &mut Criterion) {
     eprintln!("the collector stand-in received {spans} spans");
 }
 
-/// Claim-next's time is mostly the manager's commit (an fsync), which drifts with the disk and the
-/// store's size while criterion measures one variant after the other. This takes the three side by
-/// side instead: every round times one claim under each variant, in a rotating order, and the
-/// medians are compared.
+/// Claim-next's time is mostly the manager's commit (an fsync, on a blocking thread), which drifts
+/// with the disk and the store's size while criterion measures one variant after the other. This
+/// takes the three side by side instead: every round times one claim under each variant, in a
+/// rotating order, and compares medians — of wall-clock time, and of the CPU time of the runtime's
+/// thread, where the client, the server and every subscriber's work run (the fsync does not).
 fn claim_next_interleaved(
     runtime: &tokio::runtime::Runtime,
     client: &aac_host::manager::ManagerClient,
@@ -191,47 +192,64 @@ fn claim_next_interleaved(
     backends: &Option<Vec<String>>,
 ) {
     const ROUNDS: usize = 600;
-    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    let mut wall: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); variants.len()];
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); variants.len()];
     for round in 0..ROUNDS {
         for k in 0..variants.len() {
             let v = (round + k) % variants.len();
             runtime.block_on(aac_tests::runs::queued_run(client, "claim-bench", &[]));
             // The whole runtime (client and manager alike) under the variant's subscriber.
-            let (lease, took) = tracing::dispatcher::with_default(&variants[v].1, || {
+            let (lease, took, used) = tracing::dispatcher::with_default(&variants[v].1, || {
                 runtime.block_on(async {
-                    let start = Instant::now();
+                    let (start, start_cpu) = (Instant::now(), thread_cpu());
                     let lease = client
                         .claim_next("bench-claim", Duration::from_secs(3600), backends.clone())
                         .await
                         .unwrap();
-                    (lease, start.elapsed())
+                    (lease, start.elapsed(), thread_cpu() - start_cpu)
                 })
             });
-            times[v].push(took);
+            wall[v].push(took);
+            cpu[v].push(used);
             assert!(lease.is_some());
         }
     }
-    let medians: Vec<f64> = times
-        .iter_mut()
-        .map(|t| {
-            t.sort();
-            t[t.len() / 2].as_secs_f64() * 1e6
-        })
-        .collect();
-    let line: Vec<String> = variants
-        .iter()
-        .zip(&medians)
-        .map(|((name, _, _), median)| {
-            format!(
-                "{name} {median:.0} µs ({:+.1} %)",
-                (median / medians[0] - 1.0) * 100.0
-            )
-        })
-        .collect();
-    println!(
-        "telemetry/claim-next interleaved, medians of {ROUNDS}: {}",
-        line.join(", ")
-    );
+    let report = |what: &str, times: &mut [Vec<Duration>]| {
+        let medians: Vec<f64> = times
+            .iter_mut()
+            .map(|t| {
+                t.sort();
+                t[t.len() / 2].as_secs_f64() * 1e6
+            })
+            .collect();
+        let line: Vec<String> = variants
+            .iter()
+            .zip(&medians)
+            .map(|((name, _, _), median)| {
+                format!(
+                    "{name} {median:.0} µs ({:+.1} %)",
+                    (median / medians[0] - 1.0) * 100.0
+                )
+            })
+            .collect();
+        println!(
+            "telemetry/claim-next interleaved, {what}, medians of {ROUNDS}: {}",
+            line.join(", ")
+        );
+    };
+    report("wall-clock", &mut wall);
+    report("CPU of the runtime's thread", &mut cpu);
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 criterion_group!(benches, telemetry_overhead);
