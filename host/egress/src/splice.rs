@@ -60,6 +60,8 @@ mod imp {
                 match to.try_io(Interest::WRITABLE, || {
                     splice(pipe.read.as_raw_fd(), to.as_raw_fd(), held)
                 }) {
+                    // Nothing moved out of a pipe holding bytes: never loop on it.
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(moved) => {
                         held -= moved;
                         total += moved as u64;
