@@ -47,7 +47,7 @@ pub use bindings::ContractVersion;
 pub use cache::{ArtifactCache, CacheState};
 pub use capability::declared::Capabilities;
 pub use integrity::{Integrity, IntegrityReport, TrustedKey};
-pub use limits::{PacedPlugins, PluginLimits};
+pub use limits::PluginLimits;
 pub use materializer::{
     Bundle, BundleLimits, MaterializeFailure, MaterializeOptions, MaterializeSummary,
     MaterializerPlugin,
@@ -55,6 +55,7 @@ pub use materializer::{
 pub use validate::{ComponentShape, World};
 
 use engine::EpochTicker;
+use limits::PacedPlugins;
 use state::{BackendWorld, MaterializerWorld, SessionState, WorldState};
 
 /// Who a plugin is, for every message that concerns it.
