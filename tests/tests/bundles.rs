@@ -250,15 +250,24 @@ async fn hash_size_and_manifest_mismatches_name_the_entry() {
     let entries = vec![Entry::file("a.txt", "one"), Entry::file("b.txt", "two")];
     let mut manifest = manifest_for(&entries);
     manifest["files"][1]["sha256"] = sha256_hex(b"TWO").into();
-    let failure = refused(
-        &plugin,
-        &scene,
-        &scene.save(&archive(&manifest, &entries)),
-        &options,
-    )
-    .await;
+    let lying = archive(&manifest, &entries);
+    // A reference without the archive's sha256: each file's hash is checked against the manifest.
+    let mut unpinned = scene.save(&lying);
+    unpinned.sha256 = None;
+    let failure = refused(&plugin, &scene, &unpinned, &options).await;
     assert_eq!(failure.entry.as_deref(), Some("b.txt"));
     assert!(failure.message.contains("hash mismatch"), "{failure:?}");
+    // A pinned archive: its own sha256 (checked by the host) covers every byte of every file, so
+    // the manifest's per-file hashes are not recomputed and what is written is the archive's.
+    let scene = Scene::new();
+    plugin
+        .materialize(&scene.save(&lying), &scene.workspace(), &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(scene.workspace().join("b.txt")).unwrap(),
+        "two"
+    );
 
     let scene = Scene::new();
     let mut manifest = manifest_for(&entries);

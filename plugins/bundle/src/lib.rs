@@ -3,8 +3,11 @@
 //! A bundle is a tar archive whose first entry is `aac-bundle.json`, a manifest of every file
 //! (path, size, sha256) and link. It comes from the host (`archive`: a local file handed over
 //! through the `archive` interface) or over `wasi:http` (`http`: a URL on a host the operator
-//! granted). Every file is hashed as it is written and checked against the manifest; the whole
-//! archive is checked against the bundle reference's sha256 and size. Paths are relative and stay
+//! granted). The whole archive is checked against the bundle reference's sha256 and size; a
+//! bundle whose reference pins no sha256 has every file hashed as it is written and checked
+//! against the manifest instead (a pinned archive's hash already covers every byte of every file,
+//! and hashing them again in wasm was the largest part of a big bundle's time). Sizes, paths and
+//! the manifest's list are checked either way. Paths are relative and stay
 //! below the workspace; links that leave it, hard links, oversize bundles, too many entries and any
 //! mismatch are errors naming the entry. The host discards everything written on an error. A file
 //! whose tar header has an execute bit is made executable through the host's `modes` (0o755);
@@ -62,7 +65,7 @@ impl Materializer for Bundle {
             bundle.size.unwrap_or(u64::MAX),
             over_http,
         );
-        let mut extractor = Extractor::new(workspace, limits)?;
+        let mut extractor = Extractor::new(workspace, limits, expected_sha256.is_none())?;
         let reader = extractor.extract(reader)?;
         if let Some(size) = bundle.size
             && reader.bytes != size
@@ -99,11 +102,19 @@ struct Extractor {
     bytes: u64,
     seen: HashSet<String>,
     links: HashSet<String>,
+    /// Whether each file's sha256 is computed and checked against the manifest: only when the
+    /// reference pins no hash of the whole archive.
+    hash_files: bool,
 }
 
 impl Extractor {
-    fn new(workspace: &Path, limits: BundleLimits) -> Result<Self, MaterializeError> {
+    fn new(
+        workspace: &Path,
+        limits: BundleLimits,
+        hash_files: bool,
+    ) -> Result<Self, MaterializeError> {
         Ok(Self {
+            hash_files,
             out: write::Output::open(workspace).map_err(MaterializeError::new)?,
             limits,
             files: 0,
@@ -230,8 +241,10 @@ impl Extractor {
             .header()
             .mode()
             .is_ok_and(aac_sdk::modes::is_executable);
-        let digest = self.out.file(&path, entry).map_err(at)?;
-        if digest != sha256 {
+        let digest = self.out.file(&path, entry, self.hash_files).map_err(at)?;
+        if let Some(digest) = digest
+            && digest != sha256
+        {
             return Err(at(format!(
                 "hash mismatch: its sha256 is {}, but the manifest says {}",
                 manifest::to_hex(&digest),

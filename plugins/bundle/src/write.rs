@@ -62,9 +62,15 @@ impl Output {
         Ok(())
     }
 
-    /// Writes `content` to `path`, returning its sha256. Straight through the preopened
-    /// descriptor: one `open-at` and one positional `write` per buffer, the fewest host calls.
-    pub fn file(&mut self, path: &str, content: &mut impl Read) -> Result<[u8; 32], String> {
+    /// Writes `content` to `path`, returning its sha256 when `hash` asks for it. Straight
+    /// through the preopened descriptor: one `open-at` and one positional `write` per buffer, the
+    /// fewest host calls.
+    pub fn file(
+        &mut self,
+        path: &str,
+        content: &mut impl Read,
+        hash: bool,
+    ) -> Result<Option<[u8; 32]>, String> {
         self.parents(path)?;
         let file = self
             .dir
@@ -75,7 +81,7 @@ impl Output {
                 DescriptorFlags::WRITE,
             )
             .map_err(|err| format!("creating the file failed: {err:?}"))?;
-        let mut hasher = Sha256::new();
+        let mut hasher = hash.then(Sha256::new);
         let mut offset = 0u64;
         loop {
             let n = content
@@ -84,7 +90,9 @@ impl Output {
             if n == 0 {
                 break;
             }
-            hasher.update(&self.buffer[..n]);
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&self.buffer[..n]);
+            }
             let mut written = 0;
             while written < n {
                 let wrote = file
@@ -94,7 +102,7 @@ impl Output {
                 offset += wrote;
             }
         }
-        Ok(hasher.finalize().into())
+        Ok(hasher.map(|hasher| hasher.finalize().into()))
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<(), String> {
