@@ -92,18 +92,28 @@ pub fn free_port() -> u16 {
 
 /// A plugin host with tight limits, so misbehaving plugins are caught quickly.
 pub fn test_host(cache_dir: Option<&Path>) -> Arc<PluginHost> {
+    test_host_with(cache_dir, test_limits())
+}
+
+/// [`test_host`] under other limits (start from [`test_limits`]).
+pub fn test_host_with(cache_dir: Option<&Path>, limits: PluginLimits) -> Arc<PluginHost> {
     PluginHost::new(PluginHostConfig {
         cache_dir: cache_dir.map(Path::to_path_buf),
-        limits: PluginLimits {
-            memory_bytes: 64 << 20,
-            call_cpu: Duration::from_secs(1),
-            turn_cpu: Duration::from_secs(1),
-            // A flood is cut off after ~1 MiB of events whatever the machine's speed.
-            turn_output_bytes: 1 << 20,
-            ..PluginLimits::default()
-        },
+        limits,
     })
     .expect("creating the plugin host")
+}
+
+/// The tests' plugin limits: small, so a misbehaving plugin is stopped quickly.
+pub fn test_limits() -> PluginLimits {
+    PluginLimits {
+        memory_bytes: 64 << 20,
+        call_cpu: Duration::from_secs(1),
+        turn_cpu: Duration::from_secs(1),
+        // A flood is cut off after ~1 MiB of events whatever the machine's speed.
+        turn_output_bytes: 1 << 20,
+        ..PluginLimits::default()
+    }
 }
 
 /// Options for a session with no sandbox (for plugins that start no process). Events are dropped.

@@ -110,9 +110,20 @@ async fn held_processes_are_capped_by_the_pids_budget_and_huge_execs_refused() {
     let (code, output) = wait(child).await;
     assert_eq!(code, 0, "{output}");
     assert!(
-        output.contains("started 16; refused: ExecError::SpawnFailed")
-            && output.contains("the session already holds 16 processes, its limit"),
+        output.contains("the session already holds 16 processes, its limit")
+            && output.contains("; refused: ExecError::SpawnFailed"),
         "{output}"
+    );
+    // Paced: 8 at once ([limits] process_start_burst), the other 8 at 4 per second.
+    let took_ms: u64 = output
+        .split("started 16 in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no `started 16 in N ms` in {output}"));
+    assert!(
+        took_ms >= 1_900,
+        "16 starts took only {took_ms} ms: {output}"
     );
 
     let runner = format!("hostile-argv-{}", std::process::id());

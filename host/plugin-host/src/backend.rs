@@ -16,7 +16,9 @@ use super::bindings::backend::aac::plugin::types as wit;
 use super::bindings::backend::aac::plugin::types::PluginInfo;
 use super::cache::CacheState;
 use super::capability::declared::Capabilities;
-use super::capability::{events::EventsCapability, log::LogCapability, sandbox::SandboxCapability};
+use super::capability::events::EventsCapability;
+use super::capability::log::LogCapability;
+use super::capability::sandbox::{SandboxCapability, StartPace};
 use super::deadline::{Interrupted, bounded};
 use super::describe::describe;
 use super::failure::{check_result_size, classify, refuse_host_only_kind};
@@ -199,7 +201,11 @@ impl BackendPlugin {
                     options.redactor,
                     (&limits).into(),
                 ),
-                sandbox: SandboxCapability::new(options.sandbox, options.process_limits),
+                sandbox: SandboxCapability::new(
+                    options.sandbox,
+                    options.process_limits,
+                    StartPace::new(limits.process_starts_per_second, limits.process_start_burst),
+                ),
             },
         );
         let mut state = state;

@@ -45,6 +45,13 @@ pub struct PluginLimits {
     pub turn_output_bytes: u64,
     /// Longest string a plugin may return in a result (a turn's message, ids, its description).
     pub result_bytes: usize,
+    /// Processes a session may start per second once its burst is spent; past it `exec` waits
+    /// (host time, not the plugin's CPU). Every start is a `docker exec`, ~90 ms of the Docker
+    /// engine's CPU that no limit of the plugin or its sandbox counts: twenty starts at once held
+    /// a healthy turn on the same host 1.4× longer (docs/benchmarks.md).
+    pub process_starts_per_second: f64,
+    /// Process starts a session may make at once before `process_starts_per_second` applies.
+    pub process_start_burst: u32,
 }
 
 impl Default for PluginLimits {
@@ -62,6 +69,8 @@ impl Default for PluginLimits {
             events_per_second: 10_000,
             turn_output_bytes: 64 << 20,
             result_bytes: 64 << 10,
+            process_starts_per_second: 4.0,
+            process_start_burst: 8,
         }
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct RawLimits {
     events_per_second: Option<Spanned<u32>>,
     turn_output: Option<Spanned<ByteSize>>,
     result_size: Option<Spanned<ByteSize>>,
+    process_starts_per_second: Option<Spanned<f64>>,
+    process_start_burst: Option<Spanned<u32>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -166,6 +168,27 @@ impl Checker<'_> {
                 ));
             }
             limits.events_per_second = value.into_inner();
+        }
+        if let Some(value) = raw.process_starts_per_second {
+            let rate = *value.get_ref();
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err(self.error(
+                    value.span(),
+                    &path("process_starts_per_second"),
+                    format!("{rate} is not a rate: expected a number above 0"),
+                ));
+            }
+            limits.process_starts_per_second = rate;
+        }
+        if let Some(value) = raw.process_start_burst {
+            if *value.get_ref() == 0 {
+                return Err(self.error(
+                    value.span(),
+                    &path("process_start_burst"),
+                    "must be greater than 0",
+                ));
+            }
+            limits.process_start_burst = value.into_inner();
         }
         Ok(limits)
     }

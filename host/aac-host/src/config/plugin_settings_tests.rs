@@ -63,8 +63,10 @@ event_size = "64KiB"
 events_per_second = 50
 turn_output = "8MiB"
 result_size = "4KiB"
+process_starts_per_second = 0.5
+process_start_burst = 3
 {RUNTIME}
-limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0 }}
+limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0, process_start_burst = 20 }}
 "#
     );
     let config = parse(&text).unwrap();
@@ -81,6 +83,8 @@ limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0 }}
         events_per_second: 50,
         turn_output_bytes: 8 << 20,
         result_bytes: 4 << 10,
+        process_starts_per_second: 0.5,
+        process_start_burst: 3,
     };
     assert_eq!(config.limits, host);
     assert_eq!(
@@ -89,6 +93,7 @@ limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0 }}
             memory_bytes: 32 << 20,
             turn_cpu: Duration::from_secs(30),
             cpu_share: 1.0,
+            process_start_burst: 20,
             ..host
         }
     );
@@ -129,6 +134,20 @@ fn bad_limits_name_file_line_and_key() {
         "limits =",
         "runtimes.shell.limits.paced_cpu",
         "set paced_cpu in [limits]",
+    );
+    for rate in ["0", "-2", "inf"] {
+        assert_error(
+            &format!("[limits]\nprocess_starts_per_second = {rate}\n{RUNTIME}"),
+            "process_starts_per_second",
+            "limits.process_starts_per_second",
+            "expected a number above 0",
+        );
+    }
+    assert_error(
+        &format!("{RUNTIME}limits = {{ process_start_burst = 0 }}\n"),
+        "limits =",
+        "runtimes.shell.limits.process_start_burst",
+        "greater than 0",
     );
     assert_error(
         &format!("[limits]\nevents_per_second = 0\n{RUNTIME}"),

@@ -1,7 +1,7 @@
 //! `aac:plugin/sandbox`: processes in the session's sandbox, as `process` resources.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,16 +24,58 @@ pub struct SandboxCapability {
     pub(crate) lost: Option<String>,
     /// Process handles the plugin holds (started, not yet dropped).
     open: usize,
+    starts: StartPace,
 }
 
 impl SandboxCapability {
-    pub fn new(sandbox: Option<Arc<dyn Sandbox>>, limits: ProcessLimits) -> Self {
+    pub fn new(
+        sandbox: Option<Arc<dyn Sandbox>>,
+        limits: ProcessLimits,
+        starts: StartPace,
+    ) -> Self {
         Self {
             sandbox,
             limits,
             cancel: CancellationToken::new(),
             lost: None,
             open: 0,
+            starts,
+        }
+    }
+}
+
+/// A session's process starts as a token bucket: `burst` at once, then `per_second`. Each start
+/// costs the Docker engine CPU outside every limit the plugin runs under, so a plugin starting
+/// processes in a loop is slowed to this pace (it waits; nothing is refused).
+#[derive(Clone, Debug)]
+pub struct StartPace {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl StartPace {
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            per_second,
+            burst,
+            tokens: burst,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes the next start's token at `now`: how long that start must wait for it.
+    fn take(&mut self, now: Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.refilled).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.refilled = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
         }
     }
 }
@@ -50,6 +92,22 @@ impl Host for SessionState<BackendWorld> {
         };
         if let Err(refused) = self.world.sandbox.admit(&request) {
             return Ok(Err(refused));
+        }
+        let wait = self.world.sandbox.starts.take(Instant::now());
+        if !wait.is_zero() {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "process start paced ([limits] process_starts_per_second)"
+            );
+            let cancel = self.world.sandbox.cancel.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => {
+                    return Ok(Err(ExecError::SpawnFailed(
+                        "the turn was cancelled while the process waited for its start".into(),
+                    )));
+                }
+            }
         }
         let spec = ExecSpec {
             argv: request.argv,
@@ -197,5 +255,28 @@ impl HostProcess for SessionState<BackendWorld> {
         self.table.delete(handle)?;
         self.world.sandbox.open = self.world.sandbox.open.saturating_sub(1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_past_the_burst_wait_for_the_pace() {
+        let mut pace = StartPace::new(2.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(pace.take(t0), Duration::ZERO, "the burst starts at once");
+        }
+        // Two per second: the 4th waits 0.5 s, the 5th 1 s (each reserves its own slot).
+        assert_eq!(pace.take(t0), Duration::from_millis(500));
+        assert_eq!(pace.take(t0), Duration::from_millis(1000));
+        // Time refills the bucket, up to the burst and never past it.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(pace.take(later), Duration::ZERO);
+        }
+        assert!(pace.take(later) > Duration::ZERO);
     }
 }

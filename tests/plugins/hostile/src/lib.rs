@@ -130,6 +130,7 @@ impl Backend for Hostile {
                 let n: usize = arg.parse().unwrap_or(1);
                 let mut held = Vec::new();
                 let mut refusal = String::from("none");
+                let began = wasip2::clocks::monotonic_clock::now();
                 for _ in 0..n {
                     match aac_sdk::Command::new("sleep").arg("30").spawn() {
                         Ok(process) => held.push(process),
@@ -140,10 +141,11 @@ impl Backend for Hostile {
                     }
                 }
                 let started = held.len();
+                let took_ms = (wasip2::clocks::monotonic_clock::now() - began) / 1_000_000;
                 for process in &held {
                     process.kill();
                 }
-                format!("started {started}; refused: {refusal}")
+                format!("started {started} in {took_ms} ms; refused: {refusal}")
             }
             "run-in" => {
                 // `run-in DIR PROGRAM ARGS…`: what the process said and how it ended.
