@@ -188,37 +188,34 @@ async fn main() {
 
     // Alone: the first run also compiles and caches the plugin; it is not counted.
     healthy_turn(&client).await;
-    let mut alone = Vec::new();
     let repeats = repeats();
+    let prompts = hostile_prompts();
+    let (mut alone, mut starting, mut in_turns) = (Vec::new(), Vec::new(), Vec::new());
+    // Each round measures alone, as they start and in their turns one after the other, so the
+    // three see the machine alike (a turn alone varied 130–330 ms between rounds minutes apart).
     for _ in 0..repeats {
         alone.push(healthy_turn(&client).await);
-    }
-
-    let prompts = hostile_prompts();
-    let mut starting = Vec::new();
-    let mut in_turns = Vec::new();
-    for round in 0..2 * repeats {
-        let mut hostile = Vec::new();
-        for prompt in &prompts {
-            hostile.push(create(&client, "hostile", &[prompt.as_str()]).await);
+        for settled in [false, true] {
+            let mut hostile = Vec::new();
+            for prompt in &prompts {
+                hostile.push(create(&client, "hostile", &[prompt.as_str()]).await);
+            }
+            wait_running(&client, &hostile).await;
+            if settled {
+                wait_in_turn(&client, &hostile).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let turn = healthy_turn(&client).await;
+            if settled {
+                in_turns.push(turn);
+            } else {
+                starting.push(turn);
+            }
+            for run in &hostile {
+                let _ = client.cancel_run(run).await;
+            }
+            wait_ended(&client, &hostile).await;
         }
-        wait_running(&client, &hostile).await;
-        // Alternating, so both moments see the machine alike.
-        let settled = round % 2 == 1;
-        if settled {
-            wait_in_turn(&client, &hostile).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let turn = healthy_turn(&client).await;
-        if settled {
-            in_turns.push(turn);
-        } else {
-            starting.push(turn);
-        }
-        for run in &hostile {
-            let _ = client.cancel_run(run).await;
-        }
-        wait_ended(&client, &hostile).await;
     }
 
     let _ = Command::new("kill")
