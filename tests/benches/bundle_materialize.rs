@@ -1,7 +1,8 @@
 //! Materializing a 10 000-file bundle (`cargo xtask bench`), side by side:
 //!
-//! * `bundle/component`: the `bundle` plugin reads the archive through the host, checks every
-//!   file's sha256 against the manifest and the archive's own sha256, and writes through its one
+//! * `bundle/component`: the `bundle` plugin reads the archive through the host (which hashes it
+//!   as it serves it: the reference pins the archive's sha256, so the plugin does not hash each
+//!   file again), checks every path and size against the manifest, and writes through its one
 //!   preopened directory; the host then verifies what was written and moves it into the workspace;
 //! * `bundle/tar-x`: baseline, `tar -xf` of the same archive (no hash checks at all).
 //!
