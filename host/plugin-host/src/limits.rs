@@ -47,8 +47,8 @@ pub struct PluginLimits {
     pub result_bytes: usize,
     /// Processes a session may start per second once its burst is spent; past it `exec` waits
     /// (host time, not the plugin's CPU). Every start is a `docker exec`, ~90 ms of the Docker
-    /// engine's CPU that no limit of the plugin or its sandbox counts: twenty starts at once held
-    /// a healthy turn on the same host 1.4× longer (docs/benchmarks.md).
+    /// engine's CPU that no limit of the plugin or its sandbox counts: a loop of starts would hold
+    /// the host's cores through the engine (docs/configuration.md, `[limits]`).
     pub process_starts_per_second: f64,
     /// Process starts a session may make at once before `process_starts_per_second` applies.
     pub process_start_burst: u32,
