@@ -140,8 +140,28 @@ impl Checker<'_> {
             }
             limits.cpu_share = share;
         }
-        if let Some(value) = raw.paced_cpu {
-            let cores = *value.get_ref();
+        // A finite number above 0 (`what` names what it counts), or an error at its key.
+        let above_zero = |value: &Spanned<f64>, leaf: &'static str, what: &str| {
+            let number = *value.get_ref();
+            if number > 0.0 && number.is_finite() {
+                Ok(number)
+            } else {
+                Err(self.error(
+                    value.span(),
+                    &path(leaf),
+                    format!("{number} is not {what}: expected a number above 0"),
+                ))
+            }
+        };
+        // An integer above 0, or an error at its key.
+        let nonzero = |value: &Spanned<u32>, leaf: &'static str| {
+            if *value.get_ref() == 0 {
+                Err(self.error(value.span(), &path(leaf), "must be greater than 0"))
+            } else {
+                Ok(*value.get_ref())
+            }
+        };
+        if let Some(value) = &raw.paced_cpu {
             if ceiling.is_some() {
                 // A runtime's limits: the paced plugins' cores are shared by every runtime.
                 return Err(self.error(
@@ -150,45 +170,17 @@ impl Checker<'_> {
                     "the cores paced plugins share are the host's: set paced_cpu in [limits]",
                 ));
             }
-            if !(cores > 0.0 && cores.is_finite()) {
-                return Err(self.error(
-                    value.span(),
-                    &path("paced_cpu"),
-                    format!("{cores} is not a number of cores: expected a number above 0"),
-                ));
-            }
-            limits.paced_cpu = cores;
+            limits.paced_cpu = above_zero(value, "paced_cpu", "a number of cores")?;
         }
-        if let Some(value) = raw.events_per_second {
-            if *value.get_ref() == 0 {
-                return Err(self.error(
-                    value.span(),
-                    &path("events_per_second"),
-                    "must be greater than 0",
-                ));
-            }
-            limits.events_per_second = value.into_inner();
+        if let Some(value) = &raw.events_per_second {
+            limits.events_per_second = nonzero(value, "events_per_second")?;
         }
-        if let Some(value) = raw.process_starts_per_second {
-            let rate = *value.get_ref();
-            if !(rate > 0.0 && rate.is_finite()) {
-                return Err(self.error(
-                    value.span(),
-                    &path("process_starts_per_second"),
-                    format!("{rate} is not a rate: expected a number above 0"),
-                ));
-            }
-            limits.process_starts_per_second = rate;
+        if let Some(value) = &raw.process_starts_per_second {
+            limits.process_starts_per_second =
+                above_zero(value, "process_starts_per_second", "a rate")?;
         }
-        if let Some(value) = raw.process_start_burst {
-            if *value.get_ref() == 0 {
-                return Err(self.error(
-                    value.span(),
-                    &path("process_start_burst"),
-                    "must be greater than 0",
-                ));
-            }
-            limits.process_start_burst = value.into_inner();
+        if let Some(value) = &raw.process_start_burst {
+            limits.process_start_burst = nonzero(value, "process_start_burst")?;
         }
         Ok(limits)
     }
