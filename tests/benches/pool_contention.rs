@@ -105,15 +105,17 @@ async fn healthy_turn(client: &ManagerClient) -> f64 {
     }
 }
 
-async fn wait_running(client: &ManagerClient, runs: &[String]) {
+/// Until `done` holds for every run (polled every 50 ms); `what` says what did not happen in time.
+async fn wait_each<F, Fut>(runs: &[String], what: &str, done: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = Instant::now() + Duration::from_secs(120);
     'wait: loop {
-        assert!(
-            Instant::now() < deadline,
-            "the hostile runs were not all claimed"
-        );
+        assert!(Instant::now() < deadline, "{what}");
         for run in runs {
-            if client.get_run(run).await.unwrap().status == RunStatus::Queued {
+            if !done(run.clone()).await {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue 'wait;
             }
@@ -122,23 +124,26 @@ async fn wait_running(client: &ManagerClient, runs: &[String]) {
     }
 }
 
+async fn wait_running(client: &ManagerClient, runs: &[String]) {
+    wait_each(
+        runs,
+        "the hostile runs were not all claimed",
+        |run| async move { client.get_run(&run).await.unwrap().status != RunStatus::Queued },
+    )
+    .await
+}
+
 /// Until every run's first command has started its turn (acked by the runner) or already ended.
 async fn wait_in_turn(client: &ManagerClient, runs: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'wait: loop {
-        assert!(
-            Instant::now() < deadline,
-            "the hostile runs did not all start their turns"
-        );
-        for run in runs {
-            let command = client.get_command(run, "c1").await.unwrap();
-            if command.acked_at_ms.is_none() && !command.status.is_terminal() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue 'wait;
-            }
-        }
-        return;
-    }
+    wait_each(
+        runs,
+        "the hostile runs did not all start their turns",
+        |run| async move {
+            let command = client.get_command(&run, "c1").await.unwrap();
+            command.acked_at_ms.is_some() || command.status.is_terminal()
+        },
+    )
+    .await
 }
 
 async fn wait_ended(client: &ManagerClient, runs: &[String]) {
