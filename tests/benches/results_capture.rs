@@ -5,8 +5,8 @@
 //!   vs `results/git-diff`: `git add -A && git diff --cached --binary` of the same change in a
 //!   repository of the same tree;
 //! * `transfer/upload+materialize`: a 100 MB bundle uploaded to a manager on loopback, fetched by
-//!   the runner's client with its hash checked, and materialized by the `bundle` plugin, vs
-//!   `transfer/tar-x`: `tar -xf` of the same archive.
+//!   the runner's client with its hash checked, and materialized by the `bundle` plugin as it
+//!   arrives (as the runner does), vs `transfer/tar-x`: `tar -xf` of the same archive.
 //!
 //! Directories live in `$AAC_BENCH_DIR` (default: the system's temporary directory).
 
@@ -181,15 +181,42 @@ fn transfer(c: &mut Criterion) {
                     .put_blob_file(&packed.sha256, packed.file.path())
                     .await
                     .unwrap();
+                // As the runner does: the materializer reads the archive as it arrives.
                 let local = dir.path().join("bundle.tar");
-                let size = client
-                    .get_blob_to_file(&packed.sha256, &local, u64::MAX)
-                    .await
-                    .unwrap();
+                std::fs::File::create(&local).unwrap();
+                let (writer, arrival) = aac_host::plugin::materializer::arrival();
+                let downloading = {
+                    let (client, local) = (client.clone(), local.clone());
+                    let sha = packed.sha256.clone();
+                    tokio::spawn(async move {
+                        let size = {
+                            let mut written = |bytes: u64| writer.written(bytes);
+                            client
+                                .get_blob_to_file_as_it_arrives(
+                                    &sha,
+                                    &local,
+                                    u64::MAX,
+                                    &mut written,
+                                )
+                                .await
+                                .unwrap()
+                        };
+                        writer.complete(size);
+                    })
+                };
+                let options = MaterializeOptions {
+                    arriving: Some(arrival),
+                    ..options.clone()
+                };
                 plugin
-                    .materialize(&archive(&local, size), &dir.path().join("ws"), &options)
+                    .materialize(
+                        &archive(&local, packed.size),
+                        &dir.path().join("ws"),
+                        &options,
+                    )
                     .await
                     .unwrap();
+                downloading.await.unwrap();
                 dir
             },
             BatchSize::PerIteration,

@@ -16,7 +16,7 @@ use crate::runs::TOKEN;
 pub struct ManagerProcess {
     child: Option<Child>,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The runners' plugin cache.
     pub cache: tempfile::TempDir,
 }
@@ -47,9 +47,14 @@ impl ManagerProcess {
         Self {
             child: Some(child),
             url,
-            _dir: dir,
+            dir,
             cache: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Where the manager keeps the blob `sha256` (its store file is `m.redb` in its directory).
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.dir.path().join("m.redb.blobs/sha256").join(sha256)
     }
 
     pub fn client(&self) -> ManagerClient {

@@ -189,6 +189,53 @@ async fn a_hostile_bundle_uploaded_from_the_cli_is_still_refused() {
     assert!(!tmp.path().join("escape.txt").exists());
 }
 
+/// The runner materializes a bundle as it downloads it: bytes that differ from the hash the run
+/// pins are found only at the end, and then nothing of what was unpacked reaches the workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_changed_in_the_store_lands_nothing() {
+    let manager = ManagerProcess::start(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Several MiB, so the materializer starts before the download ends.
+    for name in ["a.bin", "b.bin", "c.bin", "d.bin"] {
+        std::fs::write(dir.join(name), vec![name.as_bytes()[0]; 1 << 20]).unwrap();
+    }
+    let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", dir.to_str().unwrap()]));
+    let bundle = manager
+        .client()
+        .get_run(&run)
+        .await
+        .unwrap()
+        .bundle
+        .unwrap();
+    let blob = manager.blob_path(bundle.sha256.as_deref().unwrap());
+    // One byte in the middle of a file's contents: the size and the tar stay valid.
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&blob, &bytes).unwrap();
+    manager.cli_ok(&["enqueue", &run, "echo should not run > ran.txt"]);
+    let root = tmp.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let (code, output) = manager
+        .run_runner(&run, &root, &["--keep-workspaces"])
+        .await;
+    assert_ne!(code, 0, "{output}");
+    let shown = manager.client().get_run(&run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Failed, "{shown:?}");
+    assert_eq!(
+        shown.failure_kind,
+        Some(aac_host::outcome::FailureKind::ResourceBundle)
+    );
+    let message = shown.message.unwrap_or_default();
+    assert!(message.contains("sha256"), "{message}");
+    let workspace = root.join(&run).join("workspace");
+    for name in ["a.bin", "b.bin", "c.bin", "d.bin", "ran.txt"] {
+        assert!(!workspace.join(name).exists(), "{name} landed: {message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_run_prints_its_change_and_with_diff_the_patch() {
     let workspace = tempfile::tempdir().unwrap();

@@ -106,6 +106,7 @@ impl BundleSettings {
             cpu: Some(self.cpu),
             wall: Some(self.wall),
             cancel: Default::default(),
+            arriving: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use super::{RunMode, RunReport, Runner, StartError};
 use crate::manager::RetryPolicy;
 use crate::manager::protocol::{Command, Lease, Run};
 use crate::outcome::{FailureKind, TurnEvent, TurnOutcome};
+use crate::plugin::materializer::MaterializeOptions;
 
 /// How long a runner that gives its run back spends on the last events and the release, so a
 /// runner with an unreachable manager still exits promptly.
@@ -447,27 +448,25 @@ impl RunWork<'_> {
                 }
             },
         };
-        // A bundle in the manager's blob store is fetched first, then materialized from disk.
-        let local = match (&self.run.bundle, &materializer) {
-            (Some(bundle), Some((_, settings))) => Some(tokio::select! {
-                local = super::work_results::local_bundle(
-                    runner,
-                    &self.signals,
-                    self.attempt_dir(),
-                    bundle,
-                    &settings.limits,
-                ) => local?,
-                () = cancel.cancelled() => {
-                    return Err(TurnOutcome::cancelled("stopped while fetching the bundle"));
-                }
-            }),
+        // A bundle in the manager's blob store is downloaded into a local archive, which the
+        // materializer reads as it arrives.
+        let fetching = match (&self.run.bundle, &materializer) {
+            (Some(bundle), Some((_, settings))) => super::work_results::fetch_bundle(
+                runner,
+                self.attempt_dir(),
+                bundle,
+                &settings.limits,
+            )?,
             _ => None,
         };
-        let bundle = match (&local, &materializer) {
+        let bundle = match (&self.run.bundle, &materializer) {
             (Some(bundle), Some((plugin, settings))) => Some(BundleJob {
                 materializer: plugin,
-                bundle,
-                options: settings.options(),
+                bundle: fetching.as_ref().map_or(bundle, |f| &f.bundle),
+                options: MaterializeOptions {
+                    arriving: fetching.as_ref().map(|f| f.arrival.clone()),
+                    ..settings.options()
+                },
             }),
             _ => None,
         };

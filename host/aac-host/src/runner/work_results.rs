@@ -4,16 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::Runner;
 use super::run_end::{RunEnd, guarded};
-use super::signals::RunSignals;
 use super::work::RunWork;
 use crate::manager::protocol::{BundleRef, Command};
 use crate::manager::results::BLOB_BUNDLE_KIND;
 use crate::outcome::{FailureKind, TurnOutcome};
 use crate::plugin::BundleLimits;
+use crate::plugin::materializer::ArchiveArrival;
 use crate::results::turn::RunResults;
 
 /// The kind of the event that says a command's result was cut short or could not be stored.
@@ -36,17 +36,34 @@ pub(super) fn attempt_dir(root: &Path, run: &str, attempt: u32) -> PathBuf {
     }
 }
 
-/// A bundle in the manager's blob store, downloaded (with the runner's token, its hash checked)
-/// into `dir`, as a local archive the materializer then reads; other bundles as they are.
-pub(super) async fn local_bundle(
+/// A bundle of the manager's blob store on its way into a local archive (fetched with the
+/// runner's token, its hash checked): the materializer reads the file as it arrives, and the
+/// download stops when this is dropped.
+pub(super) struct FetchingBundle {
+    /// The local archive, as the materializer reads it.
+    pub bundle: BundleRef,
+    pub arrival: ArchiveArrival,
+    _download: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts fetching `bundle` into `dir` when it is kept in the manager's blob store; `None` for
+/// other bundles, which the materializer reads as they are.
+pub(super) fn fetch_bundle(
     runner: &Runner,
-    signals: &RunSignals,
     dir: PathBuf,
     bundle: &BundleRef,
     limits: &BundleLimits,
-) -> Result<BundleRef, TurnOutcome> {
+) -> Result<Option<FetchingBundle>, TurnOutcome> {
     if bundle.kind != BLOB_BUNDLE_KIND {
-        return Ok(bundle.clone());
+        return Ok(None);
     }
     let failed = |message: String| TurnOutcome::failed(FailureKind::ResourceBundle, message);
     let sha = bundle
@@ -59,29 +76,46 @@ pub(super) async fn local_bundle(
                 bundle.location
             ))
         })?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
     let file = dir.join(format!("bundle-{sha}.tar"));
+    // The materializer opens the file before the first byte arrives.
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::File::create(&file))
+        .map_err(|e| failed(format!("cannot create {}: {e}", file.display())))?;
     // The archive: the files plus a header and padding per entry, plus the manifest.
     let max = limits
         .max_bytes
         .saturating_add(limits.max_files.saturating_mul(1536))
         .saturating_add(64 << 20);
-    let got = guarded(
-        signals,
-        &runner.shutdown,
-        runner.client.get_blob_to_file(&sha, &file, max),
-    )
-    .await
-    .map_err(|_| TurnOutcome::cancelled("the runner stopped while fetching the bundle"))?;
-    let size = got.map_err(|e| failed(format!("could not fetch the bundle: {e}")))?;
-    info!(bytes = size, "bundle fetched from the manager");
-    Ok(BundleRef {
-        kind: "archive".into(),
-        location: file.to_string_lossy().into_owned(),
-        sha256: Some(sha),
-        size: Some(size),
-    })
+    let (writer, arrival) = crate::plugin::materializer::arrival();
+    let client = runner.client.clone();
+    let target = file.clone();
+    let blob = sha.clone();
+    let download = async move {
+        let got = {
+            let mut written = |bytes: u64| writer.written(bytes);
+            client
+                .get_blob_to_file_as_it_arrives(&blob, &target, max, &mut written)
+                .await
+        };
+        match got {
+            Ok(size) => {
+                info!(bytes = size, "bundle fetched from the manager");
+                writer.complete(size);
+            }
+            Err(e) => writer.failed(format!("could not fetch the bundle: {e}")),
+        }
+    };
+    let task = tokio::spawn(download.instrument(tracing::Span::current()));
+    Ok(Some(FetchingBundle {
+        bundle: BundleRef {
+            kind: "archive".into(),
+            location: file.to_string_lossy().into_owned(),
+            sha256: Some(sha),
+            size: bundle.size,
+        },
+        arrival,
+        _download: AbortOnDrop(task),
+    }))
 }
 
 impl RunWork<'_> {

@@ -23,6 +23,9 @@ fn check_sha(endpoint: &str, sha256: &str) -> Result<()> {
     }
 }
 
+/// How often a download tells its listener how far it got.
+const WRITTEN_STEP: u64 = 1 << 20;
+
 /// The changed files of a run (`GET /v1/runs/{run}/files`).
 #[derive(Debug, serde::Deserialize)]
 pub struct FileList {
@@ -60,8 +63,15 @@ impl ManagerClient {
     }
 
     /// Streams the reply of a GET at `path` into `out`; returns its sha256 and size. At most
-    /// `max` bytes are taken.
-    async fn download(&self, path: &str, out: &Path, max: u64) -> Result<(String, u64)> {
+    /// `max` bytes are taken. `written`, when given, hears how many bytes from the start are on
+    /// disk (readable through another handle) as they arrive, every [`WRITTEN_STEP`] bytes.
+    async fn download(
+        &self,
+        path: &str,
+        out: &Path,
+        max: u64,
+        mut written: Option<&mut (dyn FnMut(u64) + Send)>,
+    ) -> Result<(String, u64)> {
         let (endpoint, reply) = self
             .send_payload(Method::GET, path, None, None, None, false)
             .await?;
@@ -78,6 +88,7 @@ impl ManagerClient {
         );
         let mut hasher = Sha256::new();
         let mut size = 0u64;
+        let mut told = 0u64;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ClientError::Unavailable {
@@ -95,17 +106,49 @@ impl ManagerClient {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
+            if let Some(written) = written.as_mut()
+                && size - told >= WRITTEN_STEP
+            {
+                file.flush().await.map_err(io)?;
+                told = size;
+                written(size);
+            }
         }
         file.flush().await.map_err(io)?;
+        if let Some(written) = written.as_mut() {
+            written(size);
+        }
         Ok((hex::encode(hasher.finalize()), size))
     }
 
     /// Downloads the blob `sha256` into `out` (at most `max` bytes); a body whose hash differs is
     /// an error and the file is removed.
     pub async fn get_blob_to_file(&self, sha256: &str, out: &Path, max: u64) -> Result<u64> {
+        self.fetch_blob(sha256, out, max, None).await
+    }
+
+    /// [`get_blob_to_file`](Self::get_blob_to_file), telling `written` how many bytes are on disk
+    /// as they arrive, so that a reader can start before the end (the hash is known only then).
+    pub async fn get_blob_to_file_as_it_arrives(
+        &self,
+        sha256: &str,
+        out: &Path,
+        max: u64,
+        written: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        self.fetch_blob(sha256, out, max, Some(written)).await
+    }
+
+    async fn fetch_blob(
+        &self,
+        sha256: &str,
+        out: &Path,
+        max: u64,
+        written: Option<&mut (dyn FnMut(u64) + Send)>,
+    ) -> Result<u64> {
         check_sha("get blob", sha256)?;
         let path = format!("/blobs/{sha256}");
-        let got = self.download(&path, out, max).await;
+        let got = self.download(&path, out, max, written).await;
         match got {
             Ok((actual, size)) if actual == sha256 => Ok(size),
             Ok((actual, _)) => {

@@ -4,6 +4,9 @@
 //! The host verifies the archive itself: it hashes the bytes as it serves them (natively, far
 //! faster than sha256 compiled to wasm) and checks them against the bundle reference once the
 //! plugin is done, so what was verified is exactly what the plugin read.
+//!
+//! The archive may still be arriving (the runner downloads it while the plugin reads): a read
+//! past what is on disk waits for it, and the check waits for the download's end.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -11,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use sha2::{Digest, Sha256};
 
 use crate::bindings::materializer::aac::plugin::archive::Host;
+use crate::materializer::ArchiveArrival;
 use crate::state::{MaterializerWorld, SessionState};
 
 /// Most bytes handed over per call, whatever the plugin asks for.
@@ -24,15 +28,18 @@ pub struct ArchiveCapability {
     next: u64,
     /// False once the plugin read out of order: the file is then hashed again at the end.
     sequential: bool,
+    /// Set while the file is still being written.
+    arrival: Option<ArchiveArrival>,
 }
 
 impl ArchiveCapability {
-    pub fn new(file: File) -> Self {
+    pub fn new(file: File, arrival: Option<ArchiveArrival>) -> Self {
         Self {
             file: Some(file),
             hasher: Sha256::new(),
             next: 0,
             sequential: true,
+            arrival,
         }
     }
 
@@ -41,6 +48,14 @@ impl ArchiveCapability {
         let Some(file) = &self.file else {
             return Ok(());
         };
+        if let Some(arrival) = &self.arrival
+            && !arrival.is_complete()
+        {
+            let why = arrival
+                .failure()
+                .unwrap_or_else(|| "it is still arriving".into());
+            return Err(format!("the archive did not arrive whole: {why}"));
+        }
         let actual_size = file
             .metadata()
             .map_err(|err| format!("cannot stat the archive: {err}"))?
@@ -55,10 +70,11 @@ impl ArchiveCapability {
         let Some(expected) = sha256 else {
             return Ok(());
         };
-        let digest = if self.sequential && self.next == actual_size {
-            std::mem::take(&mut self.hasher).finalize()
+        // Read in order: only what the plugin left unread (a tar's end padding) is hashed now.
+        let digest = if self.sequential {
+            hash_file(file, self.next, std::mem::take(&mut self.hasher))?
         } else {
-            hash_file(file)?
+            hash_file(file, 0, Sha256::new())?
         };
         let actual = hex::encode(digest);
         if !actual.eq_ignore_ascii_case(expected) {
@@ -70,10 +86,13 @@ impl ArchiveCapability {
     }
 }
 
-fn hash_file(file: &File) -> Result<sha2::digest::Output<Sha256>, String> {
-    let mut hasher = Sha256::new();
+/// Hashes `file` from `offset` to its end into `hasher`.
+fn hash_file(
+    file: &File,
+    mut offset: u64,
+    mut hasher: Sha256,
+) -> Result<sha2::digest::Output<Sha256>, String> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0;
     loop {
         let n = file
             .read_at(&mut buf, offset)
@@ -92,7 +111,20 @@ impl Host for SessionState<MaterializerWorld> {
         let Some(file) = &archive.file else {
             return Ok(Err("this bundle has no local archive".into()));
         };
-        let mut buf = vec![0u8; max.min(MAX_READ) as usize];
+        let mut len = u64::from(max.min(MAX_READ));
+        if let Some(arrival) = &mut archive.arrival {
+            // Waiting here is not the plugin's CPU: the call's wall deadline still bounds it.
+            match arrival.readable_at(offset).await {
+                Ok(readable) if !readable.whole => len = len.min(readable.end - offset),
+                Ok(_) => {}
+                Err(why) => {
+                    return Ok(Err(format!(
+                        "reading the archive at offset {offset}: it did not arrive: {why}"
+                    )));
+                }
+            }
+        }
+        let mut buf = vec![0u8; len as usize];
         // A positional read of at most a few MiB from a local file: quick enough to do inline.
         let read = file.read_at(&mut buf, offset);
         if let Ok(n) = &read {

@@ -11,6 +11,7 @@
 //!        (on any failure the staging dir is removed: the workspace is never touched)
 //! ```
 
+mod arrival;
 mod bundle;
 mod guest;
 mod links;
@@ -46,6 +47,7 @@ use crate::redact::Redactor;
 use aac_protocol::outcome::FailureKind;
 use guest::MaterializerGuestPre;
 
+pub use arrival::{ArchiveArrival, ArrivalWriter, arrival};
 pub use bundle::Bundle;
 pub use staging::Staging;
 
@@ -82,6 +84,9 @@ pub struct MaterializeOptions {
     pub wall: Option<Duration>,
     /// Cancelling it ends the call (run cancelled, shutdown); the workspace is left as it was.
     pub cancel: CancellationToken,
+    /// Set when the `archive` bundle's file is still being downloaded: the plugin reads it as it
+    /// arrives, and the materialization fails if the download does.
+    pub arriving: Option<ArchiveArrival>,
 }
 
 /// A bundle written into the workspace.
@@ -259,9 +264,11 @@ impl MaterializerPlugin {
         };
         let archive = match bundle.kind.as_str() {
             "archive" => {
-                let file = open_archive(Path::new(&bundle.location), bundle.size)
+                // A file still arriving is checked against its size once it is whole.
+                let size = bundle.size.filter(|_| options.arriving.is_none());
+                let file = open_archive(Path::new(&bundle.location), size)
                     .map_err(|err| MaterializeFailure::bundle(format!("{what}: {err:#}"), None))?;
-                ArchiveCapability::new(file)
+                ArchiveCapability::new(file, options.arriving.clone())
             }
             _ => ArchiveCapability::default(),
         };
@@ -289,12 +296,18 @@ impl MaterializerPlugin {
             max_files: options.bundle_limits.max_files,
             max_bytes: options.bundle_limits.max_bytes,
         };
+        let mut arriving = options.arriving.clone();
         // Boxed: the guest's versioned calls would make this future too deep for its callers'.
         let calling = Box::pin(async {
             let guest = self.pre.instantiate(&mut store).await?;
-            guest
+            let result = guest
                 .materialize(&mut store, &wit_bundle, GUEST_WORKSPACE, wit_limits)
-                .await
+                .await;
+            // The archive is checked whole: wait for the rest of it (within the same deadline).
+            if let (Some(arrival), Ok(Ok(_))) = (arriving.as_mut(), &result) {
+                let _ = arrival.finished().await;
+            }
+            result
         });
         // Stopped, the call's stack is dropped and so is the staging directory (on return).
         let called = bounded(calling, wall, &options.cancel)
@@ -314,6 +327,13 @@ impl MaterializerPlugin {
                     entry: None,
                 }
             })?;
+        // A download that failed is the cause, whatever the plugin made of the bytes it lacked.
+        if let Some(why) = options.arriving.as_ref().and_then(ArchiveArrival::failure) {
+            return Err(MaterializeFailure::bundle(
+                format!("{what}: the archive did not arrive whole: {why}"),
+                None,
+            ));
+        }
         let result = match called {
             Ok(result) => result,
             Err(err) => {
