@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 use futures::{Stream, StreamExt};
 use redb::{ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::{Result, Store};
 use crate::error::ManagerError;
@@ -132,34 +131,93 @@ impl BlobDir {
         })
     }
 
+    /// Streams the body into `tmp` (written on a blocking thread, beside the hashing) and makes
+    /// it durable; returns its size and sha256.
     async fn write_temp<S, E>(&self, tmp: &Path, mut body: S, max: u64) -> Result<(u64, String)>
     where
         S: Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let storage = |e: std::io::Error| ManagerError::Storage(format!("blob temp file: {e}"));
-        let file = tokio::fs::File::create(tmp).await.map_err(storage)?;
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let file = std::fs::File::create(tmp).map_err(storage)?;
+        let (chunks, mut to_write) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+        let writing = tokio::task::spawn_blocking(move || write_durably(file, &mut to_write));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                ManagerError::BadRequest(format!("the upload broke off after {size} bytes: {e}"))
-            })?;
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(ManagerError::PayloadTooLarge(format!(
-                    "the blob is over the manager's blob limit of {max} bytes; nothing was stored"
-                )));
+        let received = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ManagerError::BadRequest(format!(
+                        "the upload broke off after {size} bytes: {e}"
+                    ))
+                })?;
+                size += chunk.len() as u64;
+                if size > max {
+                    return Err(ManagerError::PayloadTooLarge(format!(
+                        "the blob is over the manager's blob limit of {max} bytes; nothing was \
+                         stored"
+                    )));
+                }
+                hasher.update(&chunk);
+                if chunks.send(chunk).await.is_err() {
+                    // The writer stopped: its error says why.
+                    break;
+                }
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(storage)?;
+            Ok(())
         }
-        file.flush().await.map_err(storage)?;
-        file.into_inner().sync_all().await.map_err(storage)?;
+        .await;
+        drop(chunks);
+        let written = writing.await.map_err(|e| {
+            ManagerError::Storage(format!("blob temp file: the writer failed: {e}"))
+        })?;
+        received?;
+        written.map_err(storage)?;
         Ok((size, hex::encode(hasher.finalize())))
     }
 }
+
+/// Chunks of an upload waiting for the disk, at most.
+const WRITE_QUEUE: usize = 64;
+/// Every this many bytes the kernel is asked to start writing them out, so that the final fsync
+/// waits only for the last few MiB instead of the whole blob.
+const WRITE_BEHIND: u64 = 8 << 20;
+
+/// Writes every chunk to `file`, then syncs it.
+fn write_durably(
+    mut file: std::fs::File,
+    chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let (mut written, mut started) = (0u64, 0u64);
+    while let Some(chunk) = chunks.blocking_recv() {
+        file.write_all(&chunk)?;
+        written += chunk.len() as u64;
+        if written - started >= WRITE_BEHIND {
+            start_writeback(&file, started, written - started);
+            started = written;
+        }
+    }
+    file.sync_all()
+}
+
+/// A hint: start writing `len` bytes at `offset` to the disk now, without waiting for them.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a file descriptor `file` keeps open; it reads no memory.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _offset: u64, _len: u64) {}
 
 impl Store {
     pub fn blobs(&self) -> &BlobDir {
