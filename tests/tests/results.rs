@@ -210,10 +210,12 @@ async fn a_bundle_changed_in_the_store_lands_nothing() {
         .bundle
         .unwrap();
     let blob = manager.blob_path(bundle.sha256.as_deref().unwrap());
-    // One byte in the middle of a file's contents: the size and the tar stay valid.
+    // One byte inside a file's contents: the size and the tar stay valid.
     let mut bytes = std::fs::read(&blob).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x20;
+    let inside_c = bytes
+        .windows(4096)
+        .position(|w| w.iter().all(|b| *b == b'c'));
+    bytes[inside_c.unwrap() + 100] ^= 0x20;
     std::fs::write(&blob, &bytes).unwrap();
     manager.cli_ok(&["enqueue", &run, "echo should not run > ran.txt"]);
     let root = tmp.path().join("runs");
