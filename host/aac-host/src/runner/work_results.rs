@@ -37,8 +37,8 @@ pub(super) fn attempt_dir(root: &Path, run: &str, attempt: u32) -> PathBuf {
 }
 
 /// A bundle of the manager's blob store on its way into a local archive (fetched with the
-/// runner's token, its hash checked): the materializer reads the file as it arrives, and the
-/// download stops when this is dropped.
+/// runner's token): the materializer reads the file as it arrives and checks its hash over the
+/// bytes it read, and the download stops when this is dropped.
 pub(super) struct FetchingBundle {
     /// The local archive, as the materializer reads it.
     pub bundle: BundleRef,

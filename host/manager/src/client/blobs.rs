@@ -23,7 +23,7 @@ fn check_sha(endpoint: &str, sha256: &str) -> Result<()> {
     }
 }
 
-/// How often a download tells its listener how far it got.
+/// How often a download tells its follower how far it got.
 const WRITTEN_STEP: u64 = 1 << 20;
 
 /// The changed files of a run (`GET /v1/runs/{run}/files`).
@@ -62,16 +62,15 @@ impl ManagerClient {
         decode(&endpoint, reply.bytes())
     }
 
-    /// Streams the reply of a GET at `path` into `out`; returns its sha256 and size. At most
-    /// `max` bytes are taken. `written`, when given, hears how many bytes from the start are on
-    /// disk (readable through another handle) as they arrive, every [`WRITTEN_STEP`] bytes.
+    /// Streams the reply of a GET at `path` into `out`; returns its size, and its sha256 unless a
+    /// follower checks it. At most `max` bytes are taken.
     async fn download(
         &self,
         path: &str,
         out: &Path,
         max: u64,
-        mut written: Option<&mut (dyn FnMut(u64) + Send)>,
-    ) -> Result<(String, u64)> {
+        mut follower: Option<&mut (dyn FnMut(u64) + Send)>,
+    ) -> Result<(Option<String>, u64)> {
         let (endpoint, reply) = self
             .send_payload(Method::GET, path, None, None, None, false)
             .await?;
@@ -86,7 +85,7 @@ impl ManagerClient {
             1 << 20,
             tokio::fs::File::create(out).await.map_err(io)?,
         );
-        let mut hasher = Sha256::new();
+        let mut hasher = follower.is_none().then(Sha256::new);
         let mut size = 0u64;
         let mut told = 0u64;
         let mut stream = resp.bytes_stream();
@@ -104,9 +103,11 @@ impl ManagerClient {
                     message: format!("the download is over its limit of {max} bytes"),
                 });
             }
-            hasher.update(&chunk);
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
             file.write_all(&chunk).await.map_err(io)?;
-            if let Some(written) = written.as_mut()
+            if let Some(written) = follower.as_mut()
                 && size - told >= WRITTEN_STEP
             {
                 file.flush().await.map_err(io)?;
@@ -115,10 +116,10 @@ impl ManagerClient {
             }
         }
         file.flush().await.map_err(io)?;
-        if let Some(written) = written.as_mut() {
+        if let Some(written) = follower.as_mut() {
             written(size);
         }
-        Ok((hex::encode(hasher.finalize()), size))
+        Ok((hasher.map(|h| hex::encode(h.finalize())), size))
     }
 
     /// Downloads the blob `sha256` into `out` (at most `max` bytes); a body whose hash differs is
@@ -127,8 +128,10 @@ impl ManagerClient {
         self.fetch_blob(sha256, out, max, None).await
     }
 
-    /// [`get_blob_to_file`](Self::get_blob_to_file), telling `written` how many bytes are on disk
-    /// as they arrive, so that a reader can start before the end (the hash is known only then).
+    /// Downloads the blob `sha256` into `out` for a reader that follows it: `written` hears how many
+    /// bytes from the start are on disk (readable through another handle) as they arrive, every
+    /// [`WRITTEN_STEP`] bytes. The hash is **not** checked here: the follower checks it over the
+    /// bytes it reads (the materializer's archive check does), so each byte is hashed once.
     pub async fn get_blob_to_file_as_it_arrives(
         &self,
         sha256: &str,
@@ -150,8 +153,9 @@ impl ManagerClient {
         let path = format!("/blobs/{sha256}");
         let got = self.download(&path, out, max, written).await;
         match got {
-            Ok((actual, size)) if actual == sha256 => Ok(size),
-            Ok((actual, _)) => {
+            Ok((None, size)) => Ok(size),
+            Ok((Some(actual), size)) if actual == sha256 => Ok(size),
+            Ok((Some(actual), _)) => {
                 let _ = tokio::fs::remove_file(out).await;
                 Err(ClientError::Request {
                     endpoint: format!("GET /v1{path}"),

@@ -181,7 +181,7 @@ impl BlobDir {
 const WRITE_QUEUE: usize = 64;
 /// Every this many bytes the kernel is asked to start writing them out, so that the final fsync
 /// waits only for the last few MiB instead of the whole blob.
-const WRITE_BEHIND: u64 = 8 << 20;
+const WRITE_BEHIND: u64 = 2 << 20;
 
 /// Writes every chunk to `file`, then syncs it.
 fn write_durably(

@@ -1,8 +1,9 @@
 //! An archive that is still arriving: the runner downloads a bundle into a local file while the
 //! materializer reads it, so the download and the unpacking overlap instead of following each
 //! other. The writer says how many bytes from the start are on disk; a read past them waits, and
-//! the host's check of the whole archive waits for its end (a download whose hash turns out wrong
-//! fails the materialization, whose staging directory is then discarded).
+//! the host's check of the whole archive (its size, its sha256 over the bytes served) waits for
+//! its end: a download that broke off or brought other bytes fails the materialization, whose
+//! staging directory is then discarded.
 
 use tokio::sync::watch;
 
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 enum Progress {
     /// This many bytes from the start are written and readable; more will come.
     Arriving(u64),
-    /// The archive is whole (and its download checked): this many bytes.
+    /// The archive is whole: this many bytes (its hash is the reader's to check).
     Complete(u64),
     /// The download ended without the whole, checked archive.
     Failed(String),
@@ -34,7 +35,8 @@ impl ArrivalWriter {
         self.tx.send_replace(Progress::Arriving(bytes));
     }
 
-    /// The archive is whole, `bytes` long, and its download was checked.
+    /// The archive is whole, `bytes` long. Its hash is checked by the materializer, over the
+    /// bytes it served the plugin.
     pub fn complete(self, bytes: u64) {
         self.tx.send_replace(Progress::Complete(bytes));
     }
