@@ -167,3 +167,13 @@ pub async fn serve(body: Vec<u8>) -> SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
+
+/// Flips one byte inside the first 4 KiB run of `fill` bytes (a file's contents): the archive
+/// stays a valid tar of the same size, but no longer hashes to what was pinned.
+pub fn damage_contents(bytes: &mut [u8], fill: u8) {
+    let run = bytes
+        .windows(4096)
+        .position(|w| w.iter().all(|b| *b == fill))
+        .expect("a run of the fill byte");
+    bytes[run + 100] ^= 0x20;
+}

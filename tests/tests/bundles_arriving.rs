@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aac_host::outcome::FailureKind;
-use aac_host::plugin::materializer::{ArrivalWriter, arrival};
-use aac_host::plugin::{Integrity, MaterializeOptions, MaterializerPlugin};
+use aac_host::plugin::materializer::{ArchiveArrival, ArrivalWriter, arrival};
+use aac_host::plugin::{
+    Integrity, MaterializeFailure, MaterializeOptions, MaterializeSummary, MaterializerPlugin,
+};
 use aac_host::runner::session::plugin_bundle;
-use aac_tests::bundle::{Entry, archive, manifest_for, save};
+use aac_tests::bundle::{Entry, archive, damage_contents, manifest_for, save};
 use aac_tests::{plugin, test_host};
 
 const FILES: [&str; 4] = ["a.bin", "b.bin", "c.bin", "d.bin"];
@@ -79,6 +81,31 @@ fn pinned(dir: &Path, bytes: &[u8]) -> (aac_host::plugin::Bundle, std::fs::File)
     (bundle, file)
 }
 
+/// Materializes `bundle` into `workspace` while `download` brings its archive.
+async fn materialize_while(
+    plugin: &MaterializerPlugin,
+    bundle: &aac_host::plugin::Bundle,
+    workspace: &Path,
+    arriving: ArchiveArrival,
+    download: tokio::task::JoinHandle<()>,
+) -> Result<MaterializeSummary, MaterializeFailure> {
+    let options = MaterializeOptions {
+        arriving: Some(arriving),
+        ..Default::default()
+    };
+    let done = plugin.materialize(bundle, workspace, &options).await;
+    download.await.unwrap();
+    done
+}
+
+/// Refused as `resource-bundle`, and nothing of the bundle stayed: the workspace is empty and no
+/// staging directory is left beside the archive.
+fn assert_landed_nothing(failure: &MaterializeFailure, root: &Path, workspace: &Path) {
+    assert_eq!(failure.kind, FailureKind::ResourceBundle, "{failure:?}");
+    assert!(names(workspace).is_empty(), "{:?}", names(workspace));
+    assert_eq!(names(root), ["bundle.tar"], "no staging left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
     let plugin = bundle_plugin().await;
@@ -106,15 +133,9 @@ async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
         write_range(&mut file, &writer, &sent, half, sent.len()).await;
         writer.complete(sent.len() as u64);
     });
-    let options = MaterializeOptions {
-        arriving: Some(arriving),
-        ..Default::default()
-    };
-    let summary = plugin
-        .materialize(&bundle, &workspace, &options)
+    let summary = materialize_while(&plugin, &bundle, &workspace, arriving, download)
         .await
         .expect("the bundle is materialized");
-    download.await.unwrap();
     assert_eq!(summary.bytes, 4 * (256 << 10));
     assert_eq!(names(&workspace), FILES);
     for name in FILES {
@@ -137,23 +158,15 @@ async fn a_download_that_breaks_off_lands_nothing_and_says_why() {
         write_range(&mut file, &writer, &sent, 0, sent.len() * 3 / 4).await;
         writer.failed("the manager went away after 750 KiB".into());
     });
-    let options = MaterializeOptions {
-        arriving: Some(arriving),
-        ..Default::default()
-    };
-    let failure = plugin
-        .materialize(&bundle, &workspace, &options)
+    let failure = materialize_while(&plugin, &bundle, &workspace, arriving, download)
         .await
         .expect_err("a bundle that did not arrive whole is refused");
-    download.await.unwrap();
-    assert_eq!(failure.kind, FailureKind::ResourceBundle, "{failure:?}");
+    assert_landed_nothing(&failure, root.path(), &workspace);
     assert!(
         failure.message.contains("did not arrive whole")
             && failure.message.contains("the manager went away"),
         "{failure:?}"
     );
-    assert!(names(&workspace).is_empty(), "{:?}", names(&workspace));
-    assert_eq!(names(root.path()), ["bundle.tar"], "no staging left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,26 +178,15 @@ async fn bytes_other_than_the_pinned_ones_are_refused_even_when_the_download_say
     let (bundle, mut file) = pinned(root.path(), &bytes);
     // One byte inside a file's contents: the tar stays valid, the size the same.
     let mut other = bytes.clone();
-    let inside_c = other
-        .windows(4096)
-        .position(|w| w.iter().all(|b| *b == b'c'));
-    other[inside_c.unwrap() + 100] ^= 0x20;
+    damage_contents(&mut other, b'c');
     let (writer, arriving) = arrival();
     let download = tokio::spawn(async move {
         write_range(&mut file, &writer, &other, 0, other.len()).await;
         writer.complete(other.len() as u64);
     });
-    let options = MaterializeOptions {
-        arriving: Some(arriving),
-        ..Default::default()
-    };
-    let failure = plugin
-        .materialize(&bundle, &workspace, &options)
+    let failure = materialize_while(&plugin, &bundle, &workspace, arriving, download)
         .await
         .expect_err("other bytes are refused");
-    download.await.unwrap();
-    assert_eq!(failure.kind, FailureKind::ResourceBundle, "{failure:?}");
+    assert_landed_nothing(&failure, root.path(), &workspace);
     assert!(failure.message.contains("sha256"), "{failure:?}");
-    assert!(names(&workspace).is_empty());
-    assert_eq!(names(root.path()), ["bundle.tar"], "no staging left");
 }

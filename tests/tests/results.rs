@@ -163,6 +163,25 @@ async fn a_bundle_over_the_managers_limit_creates_no_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir"));
 }
 
+/// A runner (workspaces kept, below `root`) works on `run`, whose bundle must be refused: the
+/// runner exits non-zero and the run failed as `resource-bundle`.
+async fn refused_bundle_run(
+    manager: &ManagerProcess,
+    run: &str,
+    root: &std::path::Path,
+) -> aac_host::manager::protocol::Run {
+    std::fs::create_dir_all(root).unwrap();
+    let (code, output) = manager.run_runner(run, root, &["--keep-workspaces"]).await;
+    assert_ne!(code, 0, "{output}");
+    let shown = manager.client().get_run(run).await.unwrap();
+    assert_eq!(shown.status, RunStatus::Failed, "{shown:?}");
+    assert_eq!(
+        shown.failure_kind,
+        Some(aac_host::outcome::FailureKind::ResourceBundle)
+    );
+    shown
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_bundle_uploaded_from_the_cli_is_still_refused() {
     use aac_tests::bundle::{Entry, archive, manifest_for};
@@ -174,17 +193,7 @@ async fn a_hostile_bundle_uploaded_from_the_cli_is_still_refused() {
     let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", tar.to_str().unwrap()]));
     manager.cli_ok(&["enqueue", &run, "echo should not run"]);
     let root = tmp.path().join("runs");
-    std::fs::create_dir_all(&root).unwrap();
-    let (code, output) = manager
-        .run_runner(&run, &root, &["--keep-workspaces"])
-        .await;
-    assert_ne!(code, 0, "{output}");
-    let shown = manager.client().get_run(&run).await.unwrap();
-    assert_eq!(shown.status, RunStatus::Failed, "{shown:?}");
-    assert_eq!(
-        shown.failure_kind,
-        Some(aac_host::outcome::FailureKind::ResourceBundle)
-    );
+    refused_bundle_run(&manager, &run, &root).await;
     assert!(!root.join(&run).join("escape.txt").exists());
     assert!(!tmp.path().join("escape.txt").exists());
 }
@@ -210,27 +219,15 @@ async fn a_bundle_changed_in_the_store_lands_nothing() {
         .bundle
         .unwrap();
     let blob = manager.blob_path(bundle.sha256.as_deref().unwrap());
-    // One byte inside a file's contents: the size and the tar stay valid.
     let mut bytes = std::fs::read(&blob).unwrap();
-    let inside_c = bytes
-        .windows(4096)
-        .position(|w| w.iter().all(|b| *b == b'c'));
-    bytes[inside_c.unwrap() + 100] ^= 0x20;
+    aac_tests::bundle::damage_contents(&mut bytes, b'c');
     std::fs::write(&blob, &bytes).unwrap();
     manager.cli_ok(&["enqueue", &run, "echo should not run > ran.txt"]);
     let root = tmp.path().join("runs");
-    std::fs::create_dir_all(&root).unwrap();
-    let (code, output) = manager
-        .run_runner(&run, &root, &["--keep-workspaces"])
-        .await;
-    assert_ne!(code, 0, "{output}");
-    let shown = manager.client().get_run(&run).await.unwrap();
-    assert_eq!(shown.status, RunStatus::Failed, "{shown:?}");
-    assert_eq!(
-        shown.failure_kind,
-        Some(aac_host::outcome::FailureKind::ResourceBundle)
-    );
-    let message = shown.message.unwrap_or_default();
+    let message = refused_bundle_run(&manager, &run, &root)
+        .await
+        .message
+        .unwrap_or_default();
     assert!(message.contains("sha256"), "{message}");
     let workspace = root.join(&run).join("workspace");
     for name in ["a.bin", "b.bin", "c.bin", "d.bin", "ran.txt"] {
