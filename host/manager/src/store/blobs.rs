@@ -132,7 +132,8 @@ impl BlobDir {
     }
 
     /// Streams the body into `tmp` (written on a blocking thread, beside the hashing) and makes
-    /// it durable; returns its size and sha256.
+    /// it durable; returns its size and sha256. A body that breaks off or runs over `max` is not
+    /// synced (the caller removes the file).
     async fn write_temp<S, E>(&self, tmp: &Path, mut body: S, max: u64) -> Result<(u64, String)>
     where
         S: Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
@@ -141,7 +142,7 @@ impl BlobDir {
         let storage = |e: std::io::Error| ManagerError::Storage(format!("blob temp file: {e}"));
         let file = std::fs::File::create(tmp).map_err(storage)?;
         let (chunks, mut to_write) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
-        let writing = tokio::task::spawn_blocking(move || write_durably(file, &mut to_write));
+        let writing = tokio::task::spawn_blocking(move || write_chunks(file, &mut to_write));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let received = async {
@@ -172,22 +173,27 @@ impl BlobDir {
             ManagerError::Storage(format!("blob temp file: the writer failed: {e}"))
         })?;
         received?;
-        written.map_err(storage)?;
+        let file = written.map_err(storage)?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| ManagerError::Storage(format!("blob temp file: the sync failed: {e}")))?
+            .map_err(storage)?;
         Ok((size, hex::encode(hasher.finalize())))
     }
 }
 
-/// Chunks of an upload waiting for the disk, at most.
-const WRITE_QUEUE: usize = 64;
+/// Chunks of an upload waiting for the disk, at most (a chunk is at most hyper's read buffer,
+/// ≈ 400 KiB: a few MiB per upload).
+const WRITE_QUEUE: usize = 16;
 /// Every this many bytes the kernel is asked to start writing them out, so that the final fsync
 /// waits only for the last few MiB instead of the whole blob.
 const WRITE_BEHIND: u64 = 2 << 20;
 
-/// Writes every chunk to `file`, then syncs it.
-fn write_durably(
+/// Writes every chunk to `file`, starting the writeback as it goes; returns the file to be synced.
+fn write_chunks(
     mut file: std::fs::File,
     chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::fs::File> {
     use std::io::Write;
     let (mut written, mut started) = (0u64, 0u64);
     while let Some(chunk) = chunks.blocking_recv() {
@@ -198,7 +204,7 @@ fn write_durably(
             started = written;
         }
     }
-    file.sync_all()
+    Ok(file)
 }
 
 /// A hint: start writing `len` bytes at `offset` to the disk now, without waiting for them.
