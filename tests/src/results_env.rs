@@ -57,6 +57,12 @@ impl ManagerProcess {
         self.dir.path().join("m.redb.blobs/sha256").join(sha256)
     }
 
+    /// The bundle reference of `run`, as the manager stored it.
+    pub async fn bundle_of(&self, run: &str) -> aac_host::manager::protocol::BundleRef {
+        let shown = self.client().get_run(run).await.unwrap();
+        shown.bundle.expect("the run has a bundle")
+    }
+
     pub fn client(&self) -> ManagerClient {
         ManagerClient::new(&self.url, TOKEN).unwrap()
     }

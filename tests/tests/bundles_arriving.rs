@@ -74,11 +74,32 @@ async fn write_range(
     }
 }
 
-/// An empty archive file, and the bundle reference that pins `bytes` (what should arrive).
-fn pinned(dir: &Path, bytes: &[u8]) -> (aac_host::plugin::Bundle, std::fs::File) {
-    let bundle = plugin_bundle(&save(dir, "bundle.tar", bytes));
-    let file = std::fs::File::create(dir.join("bundle.tar")).unwrap();
-    (bundle, file)
+/// One test's scene: the plugin, a root holding the still empty archive file (`bundle.tar`) and
+/// the workspace (`ws`), the bytes that should arrive and the bundle reference that pins them.
+struct Scene {
+    plugin: MaterializerPlugin,
+    root: tempfile::TempDir,
+    workspace: PathBuf,
+    bytes: Vec<u8>,
+    bundle: aac_host::plugin::Bundle,
+    file: std::fs::File,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let bytes = bundle_bytes();
+        let bundle = plugin_bundle(&save(root.path(), "bundle.tar", &bytes));
+        let file = std::fs::File::create(root.path().join("bundle.tar")).unwrap();
+        Self {
+            plugin: bundle_plugin().await,
+            workspace: root.path().join("ws"),
+            root,
+            bytes,
+            bundle,
+            file,
+        }
+    }
 }
 
 /// Materializes `bundle` into `workspace` while `download` brings its archive.
@@ -108,11 +129,14 @@ fn assert_landed_nothing(failure: &MaterializeFailure, root: &Path, workspace: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
-    let plugin = bundle_plugin().await;
-    let root = tempfile::tempdir().unwrap();
-    let workspace = root.path().join("ws");
-    let bytes = bundle_bytes();
-    let (bundle, mut file) = pinned(root.path(), &bytes);
+    let Scene {
+        plugin,
+        root,
+        workspace,
+        bytes,
+        bundle,
+        mut file,
+    } = Scene::new().await;
     let (writer, arriving) = arrival();
     let ws = workspace.clone();
     let sent = bytes.clone();
@@ -147,11 +171,14 @@ async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_breaks_off_lands_nothing_and_says_why() {
-    let plugin = bundle_plugin().await;
-    let root = tempfile::tempdir().unwrap();
-    let workspace = root.path().join("ws");
-    let bytes = bundle_bytes();
-    let (bundle, mut file) = pinned(root.path(), &bytes);
+    let Scene {
+        plugin,
+        root,
+        workspace,
+        bytes,
+        bundle,
+        mut file,
+    } = Scene::new().await;
     let (writer, arriving) = arrival();
     let sent = bytes.clone();
     let download = tokio::spawn(async move {
@@ -171,11 +198,14 @@ async fn a_download_that_breaks_off_lands_nothing_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_other_than_the_pinned_ones_are_refused_even_when_the_download_says_complete() {
-    let plugin = bundle_plugin().await;
-    let root = tempfile::tempdir().unwrap();
-    let workspace = root.path().join("ws");
-    let bytes = bundle_bytes();
-    let (bundle, mut file) = pinned(root.path(), &bytes);
+    let Scene {
+        plugin,
+        root,
+        workspace,
+        bytes,
+        bundle,
+        mut file,
+    } = Scene::new().await;
     // One byte inside a file's contents: the tar stays valid, the size the same.
     let mut other = bytes.clone();
     damage_contents(&mut other, b'c');

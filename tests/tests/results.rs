@@ -211,13 +211,7 @@ async fn a_bundle_changed_in_the_store_lands_nothing() {
         std::fs::write(dir.join(name), vec![name.as_bytes()[0]; 1 << 20]).unwrap();
     }
     let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", dir.to_str().unwrap()]));
-    let bundle = manager
-        .client()
-        .get_run(&run)
-        .await
-        .unwrap()
-        .bundle
-        .unwrap();
+    let bundle = manager.bundle_of(&run).await;
     let blob = manager.blob_path(bundle.sha256.as_deref().unwrap());
     let mut bytes = std::fs::read(&blob).unwrap();
     aac_tests::bundle::damage_contents(&mut bytes, b'c');

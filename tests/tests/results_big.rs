@@ -48,13 +48,7 @@ async fn a_one_line_change_in_a_200_mb_workspace_is_a_small_result() {
     std::fs::remove_dir_all(repo.join(".git")).unwrap();
 
     let run = run_id(&manager.cli_ok(&["create", "shell", "--bundle", repo.to_str().unwrap()]));
-    let bundle = manager
-        .client()
-        .get_run(&run)
-        .await
-        .unwrap()
-        .bundle
-        .unwrap();
+    let bundle = manager.bundle_of(&run).await;
     assert!(
         bundle.size.unwrap() > (DATA_FILES * DATA_FILE_BYTES) as u64,
         "{bundle:?}"
