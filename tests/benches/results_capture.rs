@@ -201,7 +201,7 @@ fn transfer(c: &mut Criterion) {
                                 .await
                                 .unwrap()
                         };
-                        writer.complete(size);
+                        writer.complete(size, sha);
                     })
                 };
                 let options = MaterializeOptions {

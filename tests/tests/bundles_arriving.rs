@@ -13,7 +13,7 @@ use aac_host::plugin::{
     Integrity, MaterializeFailure, MaterializeOptions, MaterializeSummary, MaterializerPlugin,
 };
 use aac_host::runner::session::plugin_bundle;
-use aac_tests::bundle::{Entry, archive, damage_contents, manifest_for, save};
+use aac_tests::bundle::{Entry, archive, damage_contents, manifest_for, save, sha256_hex};
 use aac_tests::{plugin, test_host};
 
 const FILES: [&str; 4] = ["a.bin", "b.bin", "c.bin", "d.bin"];
@@ -155,7 +155,7 @@ async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
             waited += Duration::from_millis(5);
         }
         write_range(&mut file, &writer, &sent, half, sent.len()).await;
-        writer.complete(sent.len() as u64);
+        writer.complete(sent.len() as u64, sha256_hex(&sent));
     });
     let summary = materialize_while(&plugin, &bundle, &workspace, arriving, download)
         .await
@@ -212,7 +212,8 @@ async fn bytes_other_than_the_pinned_ones_are_refused_even_when_the_download_say
     let (writer, arriving) = arrival();
     let download = tokio::spawn(async move {
         write_range(&mut file, &writer, &other, 0, other.len()).await;
-        writer.complete(other.len() as u64);
+        // The download's own hash of what it wrote: honest, and not the pinned one.
+        writer.complete(other.len() as u64, sha256_hex(&other));
     });
     let failure = materialize_while(&plugin, &bundle, &workspace, arriving, download)
         .await

@@ -100,7 +100,8 @@ pub(super) fn fetch_bundle(
         match got {
             Ok(size) => {
                 info!(bytes = size, "bundle fetched from the manager");
-                writer.complete(size);
+                // Checked against `sha` by the download: what the materializer verifies.
+                writer.complete(size, blob);
             }
             Err(e) => writer.failed(format!("could not fetch the bundle: {e}")),
         }

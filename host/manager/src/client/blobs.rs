@@ -70,7 +70,7 @@ impl ManagerClient {
         out: &Path,
         max: u64,
         mut follower: Option<&mut (dyn FnMut(u64) + Send)>,
-    ) -> Result<(Option<String>, u64)> {
+    ) -> Result<(String, u64)> {
         let (endpoint, reply) = self
             .send_payload(Method::GET, path, None, None, None, false)
             .await?;
@@ -85,7 +85,7 @@ impl ManagerClient {
             1 << 20,
             tokio::fs::File::create(out).await.map_err(io)?,
         );
-        let mut hasher = follower.is_none().then(Sha256::new);
+        let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut told = 0u64;
         let mut stream = resp.bytes_stream();
@@ -103,9 +103,7 @@ impl ManagerClient {
                     message: format!("the download is over its limit of {max} bytes"),
                 });
             }
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&chunk);
-            }
+            hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
             if let Some(written) = follower.as_mut()
                 && size - told >= WRITTEN_STEP
@@ -119,7 +117,7 @@ impl ManagerClient {
         if let Some(written) = follower.as_mut() {
             written(size);
         }
-        Ok((hasher.map(|h| hex::encode(h.finalize())), size))
+        Ok((hex::encode(hasher.finalize()), size))
     }
 
     /// Downloads the blob `sha256` into `out` (at most `max` bytes); a body whose hash differs is
@@ -130,8 +128,8 @@ impl ManagerClient {
 
     /// Downloads the blob `sha256` into `out` for a reader that follows it: `written` hears how many
     /// bytes from the start are on disk (readable through another handle) as they arrive, every
-    /// [`WRITTEN_STEP`] bytes. The hash is **not** checked here: the follower checks it over the
-    /// bytes it reads (the materializer's archive check does), so each byte is hashed once.
+    /// [`WRITTEN_STEP`] bytes. The hash is checked as for [`get_blob_to_file`](Self::get_blob_to_file),
+    /// on this task, beside the reader: a follower that trusts the file needs no hash of its own.
     pub async fn get_blob_to_file_as_it_arrives(
         &self,
         sha256: &str,
@@ -153,9 +151,8 @@ impl ManagerClient {
         let path = format!("/blobs/{sha256}");
         let got = self.download(&path, out, max, written).await;
         match got {
-            Ok((None, size)) => Ok(size),
-            Ok((Some(actual), size)) if actual == sha256 => Ok(size),
-            Ok((Some(actual), _)) => {
+            Ok((actual, size)) if actual == sha256 => Ok(size),
+            Ok((actual, _)) => {
                 let _ = tokio::fs::remove_file(out).await;
                 Err(ClientError::Request {
                     endpoint: format!("GET /v1{path}"),

@@ -6,7 +6,9 @@
 //! plugin is done, so what was verified is exactly what the plugin read.
 //!
 //! The archive may still be arriving (the runner downloads it while the plugin reads): a read
-//! past what is on disk waits for it, and the check waits for the download's end.
+//! past what is on disk waits for it, and the check waits for the download's end. Such a file is
+//! the host's own (written by its download, in the run's private directory), so the hash is the
+//! download's, of the bytes it wrote: computed beside the plugin instead of inside its reads.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -48,14 +50,18 @@ impl ArchiveCapability {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        if let Some(arrival) = &self.arrival
-            && !arrival.is_complete()
-        {
-            let why = arrival
-                .failure()
-                .unwrap_or_else(|| "it is still arriving".into());
-            return Err(format!("the archive did not arrive whole: {why}"));
-        }
+        let arrived = match &self.arrival {
+            None => None,
+            Some(arrival) => match arrival.sha256() {
+                Some(sha256) => Some(sha256),
+                None => {
+                    let why = arrival
+                        .failure()
+                        .unwrap_or_else(|| "it is still arriving".into());
+                    return Err(format!("the archive did not arrive whole: {why}"));
+                }
+            },
+        };
         let actual_size = file
             .metadata()
             .map_err(|err| format!("cannot stat the archive: {err}"))?
@@ -70,13 +76,16 @@ impl ArchiveCapability {
         let Some(expected) = sha256 else {
             return Ok(());
         };
-        // Read in order: only what the plugin left unread (a tar's end padding) is hashed now.
-        let digest = if self.sequential {
-            hash_file(file, self.next, std::mem::take(&mut self.hasher))?
-        } else {
-            hash_file(file, 0, Sha256::new())?
+        let actual = match arrived {
+            Some(downloaded) => downloaded,
+            // Read in order: only what the plugin left unread (a tar's end padding) is hashed now.
+            None if self.sequential => hex::encode(hash_file(
+                file,
+                self.next,
+                std::mem::take(&mut self.hasher),
+            )?),
+            None => hex::encode(hash_file(file, 0, Sha256::new())?),
         };
-        let actual = hex::encode(digest);
         if !actual.eq_ignore_ascii_case(expected) {
             return Err(format!(
                 "the bundle's sha256 is {actual}, but its reference says {expected}"
@@ -127,7 +136,8 @@ impl Host for SessionState<MaterializerWorld> {
         let mut buf = vec![0u8; len as usize];
         // A positional read of at most a few MiB from a local file: quick enough to do inline.
         let read = file.read_at(&mut buf, offset);
-        if let Ok(n) = &read {
+        // An arriving archive is hashed by its download (see the module's comment).
+        if let (Ok(n), None) = (&read, &archive.arrival) {
             if archive.sequential && offset == archive.next {
                 archive.hasher.update(&buf[..*n]);
                 archive.next += *n as u64;

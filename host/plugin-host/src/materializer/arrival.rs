@@ -1,9 +1,10 @@
 //! An archive that is still arriving: the runner downloads a bundle into a local file while the
 //! materializer reads it, so the download and the unpacking overlap instead of following each
 //! other. The writer says how many bytes from the start are on disk; a read past them waits, and
-//! the host's check of the whole archive (its size, its sha256 over the bytes served) waits for
-//! its end: a download that broke off or brought other bytes fails the materialization, whose
-//! staging directory is then discarded.
+//! the host's check of the whole archive (its size, its sha256) waits for its end: a download that
+//! broke off or brought other bytes fails the materialization, whose staging directory is then
+//! discarded. The downloader hashes the bytes as it writes them (on its own task, beside the
+//! plugin), so the plugin's reads are not slowed by hashing and each byte is hashed once.
 
 use tokio::sync::watch;
 
@@ -11,8 +12,9 @@ use tokio::sync::watch;
 enum Progress {
     /// This many bytes from the start are written and readable; more will come.
     Arriving(u64),
-    /// The archive is whole: this many bytes (its hash is the reader's to check).
-    Complete(u64),
+    /// The archive is whole: this many bytes, whose sha256 (lowercase hex) the writer computed
+    /// over exactly what it wrote. The reader checks it against the bundle's reference.
+    Complete { bytes: u64, sha256: String },
     /// The download ended without the whole, checked archive.
     Failed(String),
 }
@@ -35,10 +37,10 @@ impl ArrivalWriter {
         self.tx.send_replace(Progress::Arriving(bytes));
     }
 
-    /// The archive is whole, `bytes` long. Its hash is checked by the materializer, over the
-    /// bytes it served the plugin.
-    pub fn complete(self, bytes: u64) {
-        self.tx.send_replace(Progress::Complete(bytes));
+    /// The archive is whole, `bytes` long, and `sha256` (hex) is the hash of exactly the bytes
+    /// written to the file. The materializer checks it against the bundle's reference.
+    pub fn complete(self, bytes: u64, sha256: String) {
+        self.tx.send_replace(Progress::Complete { bytes, sha256 });
     }
 
     /// The download failed: `why` is what the materialization reports.
@@ -87,8 +89,8 @@ impl ArchiveArrival {
                 end: *end,
                 whole: false,
             }),
-            Progress::Complete(end) => Ok(Readable {
-                end: *end,
+            Progress::Complete { bytes, .. } => Ok(Readable {
+                end: *bytes,
                 whole: true,
             }),
             Progress::Failed(why) => Err(why.clone()),
@@ -110,9 +112,13 @@ impl ArchiveArrival {
         }
     }
 
-    /// Whether the archive is whole and checked (without waiting).
-    pub(crate) fn is_complete(&self) -> bool {
-        matches!(&*self.rx.borrow(), Progress::Complete(_))
+    /// The sha256 of the whole archive, as its writer computed it; `None` while it is still
+    /// arriving or when the download failed (without waiting).
+    pub(crate) fn sha256(&self) -> Option<String> {
+        match &*self.rx.borrow() {
+            Progress::Complete { sha256, .. } => Some(sha256.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -137,7 +143,7 @@ mod tests {
         assert!(!later.is_finished(), "offset 10 is not written yet");
         writer.written(20);
         assert_eq!(later.await.unwrap().unwrap().end, 20);
-        writer.complete(25);
+        writer.complete(25, "ab".repeat(32));
         assert_eq!(
             reader.readable_at(30).await,
             Ok(Readable {
@@ -146,7 +152,7 @@ mod tests {
             })
         );
         assert_eq!(reader.finished().await, Ok(25));
-        assert!(reader.is_complete());
+        assert_eq!(reader.sha256(), Some("ab".repeat(32)));
     }
 
     #[tokio::test]
@@ -168,6 +174,6 @@ mod tests {
         let (writer, reader) = arrival();
         writer.failed("the blob's content has sha256 00…, not ff…".into());
         assert!(reader.failure().unwrap().contains("sha256"));
-        assert!(!reader.is_complete());
+        assert_eq!(reader.sha256(), None);
     }
 }
