@@ -3,6 +3,11 @@
 //! * `egress-download/direct` vs `egress-download/proxy`: 200 MiB from a loopback HTTP server,
 //!   read straight from it vs through a CONNECT tunnel of the egress proxy (what a sandbox's
 //!   download costs the host; the proxy's side of it);
+//! * `sandbox-download/bridge-direct` vs `sandbox-download/egress-proxy`: the same 500 MiB as a
+//!   sandbox sees it — busybox `wget` in a container on Docker's bridge straight from a server on
+//!   the bridge's address, vs in an egress sandbox through the proxy (`http_proxy`, the server on
+//!   loopback behind an allowed name), timed inside the sandbox (`/proc/uptime`, 10 ms steps, so
+//!   the exec's own start stays out);
 //! * `egress-start/cold-none` and `egress-start/cold-bridge` vs `egress-start/cold-egress` and
 //!   `egress-start/ready-egress`: a cold sandbox and its first process (`true`), without network,
 //!   on the default bridge, with its own internal network, proxy and firewall rules made on the
@@ -97,6 +102,103 @@ fn egress_download(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Bytes of each sandbox download: big enough that `/proc/uptime`'s 10 ms steps are noise.
+const SANDBOX_SIZE: u64 = 500 << 20;
+
+/// Runs `wget` of `url` in `sandbox`; returns how long it took, as the sandbox's clock saw it.
+async fn timed_wget(sandbox: &Arc<dyn aac_host::sandbox::Sandbox>, url: &str) -> Duration {
+    let script = format!(
+        "read a _ < /proc/uptime; wget -q -O /dev/null '{url}' || exit 9; read b _ < /proc/uptime; \
+         echo \"$a $b\""
+    );
+    let spec = ExecSpec {
+        argv: vec!["sh".into(), "-c".into(), script],
+        ..ExecSpec::default()
+    };
+    let raw = sandbox.exec(spec.clone()).await.unwrap();
+    let mut process =
+        ProcessHandle::start(raw, &spec, ProcessLimits::default(), Default::default());
+    let mut out = Vec::new();
+    while let Some(chunk) = process.read().await {
+        out.extend_from_slice(&chunk.data);
+    }
+    let exit = process.wait().await;
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(exit.code, Some(0), "wget of {url} failed: {text}");
+    let times: Vec<f64> = text
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    Duration::from_secs_f64(times[1] - times[0])
+}
+
+fn sandbox_download(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let driver = runtime.block_on(async {
+        aac_tests::docker()
+            .await
+            .with_runner_id("bench-sandbox-download")
+    });
+    let (on_bridge, on_loopback) = runtime.block_on(async {
+        let bridge = aac_tests::mock_http::sandbox_host_address().await;
+        (
+            Upstream::start(&format!("{bridge}:0")).await,
+            Upstream::start("127.0.0.1:0").await,
+        )
+    });
+    let root = tempfile::tempdir().unwrap();
+    let mut bridge = SandboxSpec::new(DEFAULT_IMAGE, root.path().join("ws"), sandbox_user());
+    prepare_workspace(&bridge.workspace_host_dir, &bridge.user).unwrap();
+    bridge.network = NetworkMode::Bridge;
+    let port = on_loopback.addr.port();
+    let mut egress = bridge.clone();
+    egress.network = NetworkMode::Egress;
+    egress.egress = Some(EgressSpec {
+        allow: Arc::new(Allowlist::new(vec![
+            AllowRule::new("upstream.test", Some(port), true).unwrap(),
+        ])),
+        events: EventSink::channel().0,
+        resolver: Resolver::default()
+            .with_fixed("upstream.test", vec!["127.0.0.1".parse().unwrap()]),
+        credentials: Arc::default(),
+    });
+    let direct_url = format!("http://{}/bytes/{SANDBOX_SIZE}", on_bridge.addr);
+    let proxied_url = format!("http://upstream.test:{port}/bytes/{SANDBOX_SIZE}");
+    let sandboxes = runtime.block_on(async {
+        (
+            driver.open(&bridge).await.unwrap(),
+            driver.open(&egress).await.unwrap(),
+        )
+    });
+    let mut group = c.benchmark_group("sandbox-download");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .throughput(Throughput::Bytes(SANDBOX_SIZE));
+    for (name, sandbox, url) in [
+        ("bridge-direct", &sandboxes.0, &direct_url),
+        ("egress-proxy", &sandboxes.1, &proxied_url),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += timed_wget(sandbox, url).await;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+    runtime.block_on(async {
+        sandboxes.0.remove().await.unwrap();
+        sandboxes.1.remove().await.unwrap();
+        driver.shutdown_egress().await;
+    });
 }
 
 async fn run_true(sandbox: &Arc<dyn aac_host::sandbox::Sandbox>) {
@@ -281,5 +383,11 @@ fn second_turn(run: &aac_tests::AgentRun) -> Duration {
     Duration::from_millis(last_emitted(2) - last_emitted(1))
 }
 
-criterion_group!(benches, egress_download, egress_start, gateway_turn);
+criterion_group!(
+    benches,
+    egress_download,
+    sandbox_download,
+    egress_start,
+    gateway_turn
+);
 criterion_main!(benches);
