@@ -204,7 +204,11 @@ impl BackendPlugin {
                 sandbox: SandboxCapability::new(
                     options.sandbox,
                     options.process_limits,
-                    StartPace::new(limits.process_starts_per_second, limits.process_start_burst),
+                    StartPace::new(
+                        limits.process_starts_per_second,
+                        limits.process_start_burst,
+                        self.host.paced_starts.clone(),
+                    ),
                 ),
             },
         );

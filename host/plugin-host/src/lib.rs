@@ -161,6 +161,8 @@ pub struct PluginHost {
     limits: PluginLimits,
     /// The host's plugins past their CPU burst, sharing `limits.paced_cpu`.
     paced: PacedPlugins,
+    /// The process starts of sessions past their burst, sharing `limits.paced_process_starts`.
+    paced_starts: capability::sandbox::PacedStarts,
     _ticker: EpochTicker,
 }
 
@@ -196,6 +198,7 @@ impl PluginHost {
             backend_linker_v0_1,
             materializer_linker_v0_1,
             paced: PacedPlugins::new(config.limits.paced_cpu),
+            paced_starts: capability::sandbox::PacedStarts::new(config.limits.paced_process_starts),
             limits: config.limits,
         }))
     }

@@ -52,6 +52,10 @@ pub struct PluginLimits {
     pub process_starts_per_second: f64,
     /// Process starts a session may make at once before `process_starts_per_second` applies.
     pub process_start_burst: u32,
+    /// Process starts per second that all sessions past their burst share, host-wide: each of
+    /// their starts waits for the next free slot, so many plugins starting in a loop cost the
+    /// engine no more than this (a start within a session's burst never waits for it).
+    pub paced_process_starts: f64,
 }
 
 impl Default for PluginLimits {
@@ -71,6 +75,7 @@ impl Default for PluginLimits {
             result_bytes: 64 << 10,
             process_starts_per_second: 4.0,
             process_start_burst: 8,
+            paced_process_starts: 2.0,
         }
     }
 }

@@ -37,6 +37,7 @@ pub(super) struct RawLimits {
     result_size: Option<Spanned<ByteSize>>,
     process_starts_per_second: Option<Spanned<f64>>,
     process_start_burst: Option<Spanned<u32>>,
+    paced_process_starts: Option<Spanned<f64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -181,6 +182,18 @@ impl Checker<'_> {
         }
         if let Some(value) = &raw.process_start_burst {
             limits.process_start_burst = nonzero(value, "process_start_burst")?;
+        }
+        if let Some(value) = &raw.paced_process_starts {
+            if ceiling.is_some() {
+                // A runtime's limits: the paced starts' pace is shared by every runtime.
+                return Err(self.error(
+                    value.span(),
+                    &path("paced_process_starts"),
+                    "the pace paced process starts share is the host's: set \
+                     paced_process_starts in [limits]",
+                ));
+            }
+            limits.paced_process_starts = above_zero(value, "paced_process_starts", "a rate")?;
         }
         Ok(limits)
     }

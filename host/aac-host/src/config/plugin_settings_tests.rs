@@ -65,6 +65,7 @@ turn_output = "8MiB"
 result_size = "4KiB"
 process_starts_per_second = 0.5
 process_start_burst = 3
+paced_process_starts = 1.5
 {RUNTIME}
 limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0, process_start_burst = 20 }}
 "#
@@ -85,6 +86,7 @@ limits = {{ memory = "32MiB", turn_cpu = "30s", cpu_share = 1.0, process_start_b
         result_bytes: 4 << 10,
         process_starts_per_second: 0.5,
         process_start_burst: 3,
+        paced_process_starts: 1.5,
     };
     assert_eq!(config.limits, host);
     assert_eq!(
@@ -134,6 +136,20 @@ fn bad_limits_name_file_line_and_key() {
         "limits =",
         "runtimes.shell.limits.paced_cpu",
         "set paced_cpu in [limits]",
+    );
+    for rate in ["0", "-1", "inf"] {
+        assert_error(
+            &format!("[limits]\npaced_process_starts = {rate}\n{RUNTIME}"),
+            "paced_process_starts",
+            "limits.paced_process_starts",
+            "expected a number above 0",
+        );
+    }
+    assert_error(
+        &format!("{RUNTIME}limits = {{ paced_process_starts = 3 }}\n"),
+        "limits =",
+        "runtimes.shell.limits.paced_process_starts",
+        "set paced_process_starts in [limits]",
     );
     for rate in ["0", "-2", "inf"] {
         assert_error(

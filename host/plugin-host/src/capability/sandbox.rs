@@ -46,23 +46,27 @@ impl SandboxCapability {
 
 /// A session's process starts as a token bucket: `burst` at once, then `per_second`. Each start
 /// costs the Docker engine CPU outside every limit the plugin runs under, so a plugin starting
-/// processes in a loop is slowed to this pace (it waits; nothing is refused).
+/// processes in a loop is slowed to this pace (it waits; nothing is refused). Past its burst a
+/// session's starts also take turns host-wide ([`PacedStarts`]), so seven sessions starting in a
+/// loop cost the engine no more than one does.
 #[derive(Clone, Debug)]
 pub struct StartPace {
     per_second: f64,
     burst: f64,
     tokens: f64,
     refilled: Instant,
+    host: PacedStarts,
 }
 
 impl StartPace {
-    pub fn new(per_second: f64, burst: u32) -> Self {
+    pub fn new(per_second: f64, burst: u32, host: PacedStarts) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             per_second,
             burst,
             tokens: burst,
             refilled: Instant::now(),
+            host,
         }
     }
 
@@ -73,10 +77,38 @@ impl StartPace {
         self.refilled = now;
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.per_second)
+            return Duration::ZERO;
         }
+        let own = Duration::from_secs_f64(-self.tokens / self.per_second);
+        self.host.reserve(now, own)
+    }
+}
+
+/// The process starts of the host's sessions that are past their burst, as one timeline: each
+/// such start takes the next free slot, `1 / per_second` after the last one taken, so together
+/// they start at most `per_second` processes a second (`[limits] paced_process_starts`). Starts
+/// within a session's burst do not take a slot: a healthy plugin's few starts never wait here.
+#[derive(Clone, Debug)]
+pub struct PacedStarts {
+    per_second: f64,
+    next_free: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl PacedStarts {
+    pub fn new(per_second: f64) -> Self {
+        Self {
+            per_second,
+            next_free: Arc::default(),
+        }
+    }
+
+    /// Reserves the first slot no earlier than `now + own`: how long from `now` until it.
+    fn reserve(&self, now: Instant, own: Duration) -> Duration {
+        let mut next_free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let earliest = now + own;
+        let slot = next_free.map_or(earliest, |free| free.max(earliest));
+        *next_free = Some(slot + Duration::from_secs_f64(1.0 / self.per_second));
+        slot - now
     }
 }
 
@@ -264,7 +296,7 @@ mod tests {
 
     #[test]
     fn starts_past_the_burst_wait_for_the_pace() {
-        let mut pace = StartPace::new(2.0, 3);
+        let mut pace = StartPace::new(2.0, 3, PacedStarts::new(1000.0));
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(pace.take(t0), Duration::ZERO, "the burst starts at once");
@@ -278,5 +310,29 @@ mod tests {
             assert_eq!(pace.take(later), Duration::ZERO);
         }
         assert!(pace.take(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn sessions_past_their_burst_share_the_hosts_pace() {
+        let host = PacedStarts::new(2.0);
+        let (mut a, mut b) = (
+            StartPace::new(4.0, 2, host.clone()),
+            StartPace::new(4.0, 2, host.clone()),
+        );
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(a.take(t0), Duration::ZERO, "a's burst is its own");
+            assert_eq!(b.take(t0), Duration::ZERO, "so is b's");
+        }
+        // Past their bursts both want a start 250 ms from now (their own pace, 4 a second); the
+        // host's two a second give them slots 500 ms apart, whoever asks.
+        assert_eq!(a.take(t0), Duration::from_millis(250));
+        assert_eq!(b.take(t0), Duration::from_millis(750));
+        assert_eq!(a.take(t0), Duration::from_millis(1250));
+        // A session within its burst does not wait for the slots the others took.
+        let mut c = StartPace::new(4.0, 2, host);
+        assert_eq!(c.take(t0), Duration::ZERO);
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(a.take(later), Duration::ZERO, "10 s refilled a's burst");
     }
 }
