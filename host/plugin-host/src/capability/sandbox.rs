@@ -80,7 +80,14 @@ impl StartPace {
             return Duration::ZERO;
         }
         let own = Duration::from_secs_f64(-self.tokens / self.per_second);
-        self.host.reserve(now, own)
+        let wait = self.host.reserve(now, own);
+        if wait > own {
+            // Held past its own pace by the host's: what the session would earn while it waits
+            // is not a new burst, or a loop of starts would alternate between paced and not.
+            self.tokens = 0.0;
+            self.refilled = now + wait;
+        }
+        wait
     }
 }
 
@@ -329,6 +336,10 @@ mod tests {
         assert_eq!(a.take(t0), Duration::from_millis(250));
         assert_eq!(b.take(t0), Duration::from_millis(750));
         assert_eq!(a.take(t0), Duration::from_millis(1250));
+        // Held by the host's slots, a session earns no new burst while it waits: right after its
+        // slot (t0 + 1.25 s) its next start is still paced, 500 ms after the last slot taken.
+        let after = t0 + Duration::from_millis(1300);
+        assert_eq!(a.take(after), Duration::from_millis(450));
         // A session within its burst does not wait for the slots the others took.
         let mut c = StartPace::new(4.0, 2, host);
         assert_eq!(c.take(t0), Duration::ZERO);
