@@ -74,72 +74,67 @@ async fn write_range(
     }
 }
 
-/// One test's scene: the plugin, a root holding the still empty archive file (`bundle.tar`) and
-/// the workspace (`ws`), the bytes that should arrive and the bundle reference that pins them.
+/// One test's scene: the plugin, a root holding the archive file (`bundle.tar`) and the
+/// workspace (`ws`), the bytes that should arrive and the bundle reference that pins them.
 struct Scene {
     plugin: MaterializerPlugin,
     root: tempfile::TempDir,
     workspace: PathBuf,
     bytes: Vec<u8>,
     bundle: aac_host::plugin::Bundle,
-    file: std::fs::File,
 }
 
 impl Scene {
-    async fn new() -> Self {
+    /// The scene, and the still empty archive file for the test's download to write.
+    async fn new() -> (Self, std::fs::File) {
         let root = tempfile::tempdir().unwrap();
         let bytes = bundle_bytes();
         let bundle = plugin_bundle(&save(root.path(), "bundle.tar", &bytes));
         let file = std::fs::File::create(root.path().join("bundle.tar")).unwrap();
-        Self {
+        let scene = Self {
             plugin: bundle_plugin().await,
             workspace: root.path().join("ws"),
             root,
             bytes,
             bundle,
-            file,
-        }
+        };
+        (scene, file)
     }
-}
 
-/// Materializes `bundle` into `workspace` while `download` brings its archive.
-async fn materialize_while(
-    plugin: &MaterializerPlugin,
-    bundle: &aac_host::plugin::Bundle,
-    workspace: &Path,
-    arriving: ArchiveArrival,
-    download: tokio::task::JoinHandle<()>,
-) -> Result<MaterializeSummary, MaterializeFailure> {
-    let options = MaterializeOptions {
-        arriving: Some(arriving),
-        ..Default::default()
-    };
-    let done = plugin.materialize(bundle, workspace, &options).await;
-    download.await.unwrap();
-    done
-}
+    /// Materializes the bundle into the workspace while `download` brings its archive.
+    async fn materialize_while(
+        &self,
+        arriving: ArchiveArrival,
+        download: tokio::task::JoinHandle<()>,
+    ) -> Result<MaterializeSummary, MaterializeFailure> {
+        let options = MaterializeOptions {
+            arriving: Some(arriving),
+            ..Default::default()
+        };
+        let done = self
+            .plugin
+            .materialize(&self.bundle, &self.workspace, &options)
+            .await;
+        download.await.unwrap();
+        done
+    }
 
-/// Refused as `resource-bundle`, and nothing of the bundle stayed: the workspace is empty and no
-/// staging directory is left beside the archive.
-fn assert_landed_nothing(failure: &MaterializeFailure, root: &Path, workspace: &Path) {
-    assert_eq!(failure.kind, FailureKind::ResourceBundle, "{failure:?}");
-    assert!(names(workspace).is_empty(), "{:?}", names(workspace));
-    assert_eq!(names(root), ["bundle.tar"], "no staging left");
+    /// Refused as `resource-bundle`, and nothing of the bundle stayed: the workspace is empty and
+    /// no staging directory is left beside the archive.
+    fn assert_landed_nothing(&self, failure: &MaterializeFailure) {
+        assert_eq!(failure.kind, FailureKind::ResourceBundle, "{failure:?}");
+        let left = names(&self.workspace);
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(names(self.root.path()), ["bundle.tar"], "no staging left");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
-    let Scene {
-        plugin,
-        root,
-        workspace,
-        bytes,
-        bundle,
-        mut file,
-    } = Scene::new().await;
+    let (scene, mut file) = Scene::new().await;
     let (writer, arriving) = arrival();
-    let ws = workspace.clone();
-    let sent = bytes.clone();
+    let ws = scene.workspace.clone();
+    let sent = scene.bytes.clone();
     let download = tokio::spawn(async move {
         let half = sent.len() / 2;
         write_range(&mut file, &writer, &sent, 0, half).await;
@@ -157,38 +152,37 @@ async fn the_plugin_unpacks_what_arrived_before_the_rest_comes() {
         write_range(&mut file, &writer, &sent, half, sent.len()).await;
         writer.complete(sent.len() as u64, sha256_hex(&sent));
     });
-    let summary = materialize_while(&plugin, &bundle, &workspace, arriving, download)
+    let summary = scene
+        .materialize_while(arriving, download)
         .await
         .expect("the bundle is materialized");
     assert_eq!(summary.bytes, 4 * (256 << 10));
-    assert_eq!(names(&workspace), FILES);
+    assert_eq!(names(&scene.workspace), FILES);
     for name in FILES {
-        let content = std::fs::read(workspace.join(name)).unwrap();
+        let content = std::fs::read(scene.workspace.join(name)).unwrap();
         assert_eq!(content, vec![name.as_bytes()[0]; 256 << 10], "{name}");
     }
-    assert_eq!(names(root.path()), ["bundle.tar", "ws"], "no staging left");
+    assert_eq!(
+        names(scene.root.path()),
+        ["bundle.tar", "ws"],
+        "no staging left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_breaks_off_lands_nothing_and_says_why() {
-    let Scene {
-        plugin,
-        root,
-        workspace,
-        bytes,
-        bundle,
-        mut file,
-    } = Scene::new().await;
+    let (scene, mut file) = Scene::new().await;
     let (writer, arriving) = arrival();
-    let sent = bytes.clone();
+    let sent = scene.bytes.clone();
     let download = tokio::spawn(async move {
         write_range(&mut file, &writer, &sent, 0, sent.len() * 3 / 4).await;
         writer.failed("the manager went away after 750 KiB".into());
     });
-    let failure = materialize_while(&plugin, &bundle, &workspace, arriving, download)
+    let failure = scene
+        .materialize_while(arriving, download)
         .await
         .expect_err("a bundle that did not arrive whole is refused");
-    assert_landed_nothing(&failure, root.path(), &workspace);
+    scene.assert_landed_nothing(&failure);
     assert!(
         failure.message.contains("did not arrive whole")
             && failure.message.contains("the manager went away"),
@@ -198,16 +192,9 @@ async fn a_download_that_breaks_off_lands_nothing_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_other_than_the_pinned_ones_are_refused_even_when_the_download_says_complete() {
-    let Scene {
-        plugin,
-        root,
-        workspace,
-        bytes,
-        bundle,
-        mut file,
-    } = Scene::new().await;
+    let (scene, mut file) = Scene::new().await;
     // One byte inside a file's contents: the tar stays valid, the size the same.
-    let mut other = bytes.clone();
+    let mut other = scene.bytes.clone();
     damage_contents(&mut other, b'c');
     let (writer, arriving) = arrival();
     let download = tokio::spawn(async move {
@@ -215,9 +202,10 @@ async fn bytes_other_than_the_pinned_ones_are_refused_even_when_the_download_say
         // The download's own hash of what it wrote: honest, and not the pinned one.
         writer.complete(other.len() as u64, sha256_hex(&other));
     });
-    let failure = materialize_while(&plugin, &bundle, &workspace, arriving, download)
+    let failure = scene
+        .materialize_while(arriving, download)
         .await
         .expect_err("other bytes are refused");
-    assert_landed_nothing(&failure, root.path(), &workspace);
+    scene.assert_landed_nothing(&failure);
     assert!(failure.message.contains("sha256"), "{failure:?}");
 }
