@@ -167,9 +167,20 @@ fn pool_runner(url: &str, config: &std::path::Path, root: &std::path::Path) -> C
         .env("AAC_MANAGER_TOKEN", TOKEN)
         .env("AAC_CACHE_DIR", root.join("cache"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(runner_log())
         .spawn()
         .expect("starting aac-host")
+}
+
+/// The runner's log: `AAC_BENCH_RUNNER_LOG=path` keeps it (with the runner's `AAC_LOG`), to see
+/// where a slow turn's time went; by default it is dropped.
+fn runner_log() -> Stdio {
+    match std::env::var_os("AAC_BENCH_RUNNER_LOG") {
+        Some(path) => std::fs::File::create(&path)
+            .map(Stdio::from)
+            .unwrap_or_else(|err| panic!("creating {}: {err}", path.to_string_lossy())),
+        None => Stdio::null(),
+    }
 }
 
 fn range(values: &[f64]) -> String {

@@ -211,6 +211,11 @@ impl Pump {
             escalation.abort();
         }
 
+        debug!(
+            ran_ms = started.elapsed().as_millis() as u64,
+            last_output_ms = last_output.duration_since(started).as_millis() as u64,
+            "output ended; reading the exit status"
+        );
         let mut info = match control.exit_info().await {
             Ok(info) => info,
             Err(err) => {
@@ -225,6 +230,7 @@ impl Pump {
         if info.sandbox_error.is_none() {
             info.sandbox_error = stream_error;
         }
+        debug!(code = ?info.code, ran_ms = started.elapsed().as_millis() as u64, "process exited");
         let _ = exit_tx.send(Some(info));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::cancel_watch::CancelWatch;
 use super::events::EventShipper;
@@ -273,6 +273,7 @@ impl RunWork<'_> {
                 Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
                 Err(end) => return Some(end),
             };
+            debug!("acked; the turn starts");
             let agent = super::traces::invoke_agent_span(&profile.runtime);
             self.tap.turn_started(&profile.runtime, &command.id, &agent);
             let turn_started = std::time::Instant::now();
@@ -298,7 +299,7 @@ impl RunWork<'_> {
                 return Some(end);
             }
             match guarded(&self.signals, &self.runner.shutdown, self.shipper.flush()).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => debug!("the turn's events delivered"),
                 Ok(Err(err)) => {
                     warn!(error = %err, "events of the turn were not all delivered");
                     if err.fatal {
@@ -321,7 +322,7 @@ impl RunWork<'_> {
                 .commands
                 .push((command.id.clone(), outcome.clone()));
             match reported {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => debug!("status reported"),
                 Ok(Err(err)) => return Some(RunEnd::from_client_error(err)),
                 Err(end) => return Some(end),
             }

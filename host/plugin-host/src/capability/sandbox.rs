@@ -163,7 +163,13 @@ impl Host for SessionState<BackendWorld> {
             .map(|arg0| arg0.rsplit('/').next().unwrap_or(arg0).to_owned())
             .unwrap_or_default();
         let span = tracing::info_span!("exec", process.executable.name = %program);
+        let asked = Instant::now();
         let started = sandbox.exec(spec.clone()).instrument(span).await;
+        tracing::debug!(
+            took_ms = asked.elapsed().as_millis() as u64,
+            ok = started.is_ok(),
+            "process start answered"
+        );
         let raw = match started {
             Ok(raw) => raw,
             Err(err) => {
