@@ -20,7 +20,7 @@ fn write_config(dir: &std::path::Path, limits: &str) -> std::path::PathBuf {
 plugin = "{plugin}"
 default_version = "1"
 versions."1".image = "aac/busybox:latest"
-sandbox = {{ memory = "128MiB", pids = 32, network = "none" }}
+sandbox = {{ memory = "128MiB", pids = 48, network = "none" }}
 pull_policy = "never"
 "#,
             plugin = plugin("test-hostile").display(),
@@ -103,7 +103,8 @@ async fn aac_host_run_ends_a_start_that_waits_forever_at_call_wall_and_on_ctrl_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_processes_are_capped_by_the_pids_budget_and_huge_execs_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // pids = 32: at most 16 processes held at once (16 pids stay free for docker exec).
+    // pids = 48: at most 16 processes held at once (16 pids stay free for docker exec; a held
+    // process is two: the program and the wrapper shell that reports its exit).
     let config = write_config(dir.path(), "");
     let runner = format!("hostile-spawn-{}", std::process::id());
     let child = aac_host_run(&config, &runner, "{}", "spawn 60", true);

@@ -19,6 +19,7 @@ use super::egress::EgressNetwork;
 use super::egress_stock::EgressStock;
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
 use super::exec_start::{self, START_FUNCTION};
+use super::exit_report::{self, ExitReports, ReportedExit};
 use super::spare::{self, SpareExec};
 use aac_sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
 
@@ -108,7 +109,8 @@ impl DockerSandbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()?;
-        let line = spare::command_line(spec, &self.workspace_dir);
+        let nonce = exit_report::nonce();
+        let line = spare::command_line(spec, &self.workspace_dir, &nonce);
         if spare.input.write_all(line.as_bytes()).await.is_err()
             || spare.input.flush().await.is_err()
         {
@@ -127,6 +129,7 @@ impl DockerSandbox {
             spare.input,
             spare.exec_id,
             spare.pid_file,
+            &nonce,
             spec,
         )))
     }
@@ -138,6 +141,7 @@ impl DockerSandbox {
         input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
         exec_id: String,
         pid_file: String,
+        nonce: &str,
         spec: &ExecSpec,
     ) -> RawProcess {
         let output = output
@@ -156,6 +160,8 @@ impl DockerSandbox {
                 }
             })
             .boxed();
+        let reported = ReportedExit::default();
+        let output = exit_report::watch(output, ExitReports::new(nonce, reported.clone()));
         let control = Arc::new(DockerProcess {
             docker: self.docker.clone(),
             container: self.id.clone(),
@@ -166,6 +172,7 @@ impl DockerSandbox {
                 self.id.clone(),
                 self.oom_kills_seen.clone(),
             ),
+            reported,
         });
         RawProcess {
             output,
@@ -292,6 +299,7 @@ impl Sandbox for DockerSandbox {
             return process;
         }
         let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
+        let nonce = exit_report::nonce();
         let cwd = spec.cwd.as_deref().unwrap_or(&self.workspace_dir);
         let mut cmd = vec![
             "/bin/sh".to_string(),
@@ -299,6 +307,7 @@ impl Sandbox for DockerSandbox {
             format!("{START_FUNCTION}{EXEC_WRAPPER}"),
             SHELL_NAME.into(),
             pid_file.clone(),
+            nonce.clone(),
             cwd.to_string(),
         ];
         cmd.extend(spec.argv.iter().cloned());
@@ -341,7 +350,7 @@ impl Sandbox for DockerSandbox {
         // The spare is prepared whatever the outcome: the failed exec has already ended.
         self.prepare_spare();
         let output = exec_start::started(&self.id, &spec, &self.workspace_dir, output).await?;
-        Ok(self.attach(output, input, exec.id, pid_file, &spec))
+        Ok(self.attach(output, input, exec.id, pid_file, &nonce, &spec))
     }
 
     async fn warm_up(&self) -> Result<()> {

@@ -10,17 +10,18 @@ use bollard::models::ExecConfig;
 use tracing::warn;
 
 use super::container::{OomCounter, container_running};
+use super::exit_report::ReportedExit;
 use crate::deadline::{Call, bounded};
 use aac_sandbox::{ExitInfo, ProcessControl, Signal};
 
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
 pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
-/// Records the shell's pid (which `exec` hands to the real program), then runs the program through
-/// `start` (see `exec_start`: its status line, then the program). Docker has no API to signal an
-/// exec, so the pid is how a kill finds it. Only shell builtins run before `exec`, so the wrapper
-/// costs no extra process. Arguments: the pid file, the cwd, the argv; `$0` is [`SHELL_NAME`], so
-/// the shell's own errors do not show the host's pid-file path. Runs after
+/// Records the shell's pid, then runs the program through `start` (see `exec_start`: its status
+/// line, the program as the shell's child, the exit report). Docker has no API to signal an exec,
+/// so the pid is how a kill finds the shell and, below it, the program. Arguments: the pid file,
+/// the exit report's nonce, the cwd, the argv; `$0` is [`SHELL_NAME`], so the shell's own errors
+/// do not show the host's pid-file path. Runs after
 /// [`START_FUNCTION`](super::exec_start::START_FUNCTION).
 pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && start "$@""#;
 
@@ -42,6 +43,8 @@ pub(super) struct DockerProcess {
     pub(super) exec_id: String,
     pub(super) pid_file: String,
     pub(super) oom: OomCounter,
+    /// The exit code the wrapper reported at the end of the output, if it did.
+    pub(super) reported: ReportedExit,
 }
 
 impl DockerProcess {
@@ -64,6 +67,25 @@ impl DockerProcess {
             }
         }
         None
+    }
+}
+
+impl DockerProcess {
+    /// The exit with `code`, told apart from a lost sandbox and an OOM kill.
+    async fn exit_with(&self, code: Option<i32>) -> ExitInfo {
+        let sandbox_error = self.sandbox_failure(code).await;
+        // The OOM killer may have hit any process of the tree (a CLI's child, whose parent then
+        // exits however it likes): asked after every exit but a clean one — after that one too
+        // when asking is a file read.
+        let oom_killed = sandbox_error.is_none()
+            && (code != Some(0) || self.oom.is_cheap())
+            && self.oom.new_kill().await.unwrap_or(false);
+        ExitInfo {
+            code,
+            oom_killed,
+            sandbox_error,
+            ..ExitInfo::default()
+        }
     }
 }
 
@@ -107,6 +129,9 @@ impl ProcessControl for DockerProcess {
     }
 
     async fn exit_info(&self) -> Result<ExitInfo> {
+        if let Some(code) = self.reported.code() {
+            return Ok(self.exit_with(Some(code)).await);
+        }
         // The output ends a moment before Docker records the exit code.
         for attempt in 0..50u64 {
             let inspect = bounded(
@@ -117,20 +142,9 @@ impl ProcessControl for DockerProcess {
             .await
             .with_context(|| format!("could not inspect exec {}", self.exec_id))?;
             if inspect.running != Some(true) {
-                let code = inspect.exit_code.map(|code| code as i32);
-                let sandbox_error = self.sandbox_failure(code).await;
-                // The OOM killer may have hit any process of the tree (a CLI's child, whose
-                // parent then exits however it likes): asked after every exit but a clean one
-                // — after that one too when asking is a file read.
-                let oom_killed = sandbox_error.is_none()
-                    && (code != Some(0) || self.oom.is_cheap())
-                    && self.oom.new_kill().await.unwrap_or(false);
-                return Ok(ExitInfo {
-                    code,
-                    oom_killed,
-                    sandbox_error,
-                    ..ExitInfo::default()
-                });
+                return Ok(self
+                    .exit_with(inspect.exit_code.map(|code| code as i32))
+                    .await);
             }
             tokio::time::sleep(Duration::from_millis(2 * attempt.min(10) + 1)).await;
         }

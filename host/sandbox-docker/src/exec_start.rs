@@ -11,17 +11,29 @@ use futures::stream::BoxStream;
 use crate::deadline::{Call, CallError, bounded};
 use aac_sandbox::{ExecError, ExecSpec};
 
-/// `start CWD PROGRAM ARGS…`: the status line, then the program in place of the shell. Only
-/// builtins run, so it costs no process. A program named with a `/` must be an executable file; a
-/// bare name must be found by `command -v` (a name the shell only knows as a builtin passes here and
-/// fails at `exec` with 127).
+/// `start NONCE CWD PROGRAM ARGS…`: the status line, then the program as the shell's child, then
+/// the exit report on stdout and on stderr (see `exit_report`). A program named with a `/` must be
+/// an executable file; a bare name must be found by `command -v`. The child writes "starting"
+/// and `exec`s the program: a fork the pids limit refuses leaves no status line (the host's
+/// "ended before starting the program"), and a name the shell only knows as a builtin passes the
+/// lookup and fails at `exec` with 127, as it would as a process of its own. The shell outlives a
+/// TERM until its child has ended (the trap runs after the foreground command), so a kill's KILL
+/// still finds the program below it. The shell's own stderr is /dev/null (the program's is kept on
+/// fd 3 for it), so its job notices ("Killed") never mix with the program's output.
 pub(super) const START_FUNCTION: &str = r#"start() {
+  n=$1
+  shift
   cd -- "$1" >/dev/null 2>&1 || { echo aac-exec:cwd; exit 2; }
   shift
   case $1 in */*) [ -f "$1" ] && [ -x "$1" ] ;; *) command -v -- "$1" >/dev/null 2>&1 ;; esac ||
     { echo aac-exec:program; exit 127; }
-  echo aac-exec:ok
-  exec "$@"
+  trap : TERM
+  exec 3>&2 2>/dev/null
+  (echo aac-exec:ok && exec "$@" 2>&3 3>&-)
+  s=$?
+  echo "aac-exit:$n:$s"
+  echo "aac-exit:$n:$s" >&3
+  exit "$s"
 }
 "#;
 

@@ -17,6 +17,7 @@ mod egress_stock;
 mod engine;
 mod exec;
 mod exec_start;
+mod exit_report;
 mod firewall;
 pub mod labels;
 mod reaper;

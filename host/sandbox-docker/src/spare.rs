@@ -85,14 +85,15 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
     }
 }
 
-/// The line a spare process runs for `spec` (one line, newline-terminated).
-pub(super) fn command_line(spec: &ExecSpec, default_cwd: &str) -> String {
+/// The line a spare process runs for `spec` (one line, newline-terminated), its exit reported
+/// with `nonce`.
+pub(super) fn command_line(spec: &ExecSpec, default_cwd: &str, nonce: &str) -> String {
     let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
     let mut line = String::new();
     for (key, value) in &spec.env {
         line.push_str(&format!("export {} && ", quote(&format!("{key}={value}"))));
     }
-    line.push_str(&format!("start {}", quote(cwd)));
+    line.push_str(&format!("start {} {}", quote(nonce), quote(cwd)));
     for arg in &spec.argv {
         line.push(' ');
         line.push_str(&quote(arg));
@@ -121,12 +122,12 @@ mod tests {
             cwd: Some("/work space".into()),
             ..ExecSpec::default()
         };
-        let line = command_line(&spec, "/workspace");
+        let line = command_line(&spec, "/workspace", "n0");
         assert_eq!(line.matches('\n').count(), 1, "{line}");
         assert!(line.ends_with('\n'));
         assert_eq!(
             line.trim_end(),
-            r#"export 'K=it'\''s' && start '/work space' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
+            r#"export 'K=it'\''s' && start 'n0' '/work space' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
         );
     }
 }

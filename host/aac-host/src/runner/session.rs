@@ -335,14 +335,21 @@ async fn materialize(
 /// "the session already holds N processes".
 const PIDS_KEPT_FREE: i64 = 16;
 
-/// The session's process policy: each open process costs at least one of the sandbox's pids, and
-/// the sandbox needs [`PIDS_KEPT_FREE`] of them for itself, so a session holds fewer processes than that.
+/// Pids each open process costs at least: the program and the wrapper shell that waits for it to
+/// report its exit (see aac-sandbox-docker's `exit_report`).
+const PIDS_PER_PROCESS: i64 = 2;
+
+/// The session's process policy: each open process costs at least [`PIDS_PER_PROCESS`] of the
+/// sandbox's pids, and the sandbox needs [`PIDS_KEPT_FREE`] of them for itself, so a session holds
+/// fewer processes than that.
 fn process_limits(profile: &RunProfile) -> ProcessLimits {
     let defaults = ProcessLimits::default();
     let budget = profile
         .limits
         .pids
-        .and_then(|pids| usize::try_from(pids.saturating_sub(PIDS_KEPT_FREE)).ok())
+        .and_then(|pids| {
+            usize::try_from(pids.saturating_sub(PIDS_KEPT_FREE) / PIDS_PER_PROCESS).ok()
+        })
         .map_or(defaults.max_open, |pids| pids.max(1));
     ProcessLimits {
         max_open: defaults.max_open.min(budget),

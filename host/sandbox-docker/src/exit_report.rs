@@ -1,0 +1,328 @@
+//! A process's exit, told by its wrapper shell instead of by Docker.
+//!
+//! Docker ends an exec's output stream only once its exit event has gone from the shim through
+//! containerd to dockerd: ~40 ms after the program's last write on an idle machine, more on a busy
+//! one, for every process. So the wrapper ([`START_FUNCTION`](super::exec_start::START_FUNCTION))
+//! runs the program as its child and, when it has exited, writes one report line to stdout and one
+//! to stderr: `aac-exit:NONCE:CODE`. Each pipe keeps the order of its writes, so a stream's report
+//! comes after everything the program wrote to it; once both are in, the output is complete and
+//! the exit code known, and the stream ends there.
+//!
+//! The nonce is new for every process and only its wrapper knows it, so output cannot end a
+//! process by accident. A program that finds its parent's nonce can end its own stream early and
+//! keep running — what it can already do by closing its output and detaching: it gains nothing.
+//! When no report comes (the wrapper was killed, or could not write it), the stream ends as Docker
+//! ends it and the exit code is asked of Docker, as before.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use aac_sandbox::{OutputChunk, OutputStream};
+
+/// The longest exit code text after the prefix: `-2147483648` and the newline.
+const MAX_CODE_TEXT: usize = 12;
+
+/// The exit code the wrapper reported, shared with the process's control (see [`watch`]).
+#[derive(Clone, Default)]
+pub(super) struct ReportedExit(Arc<Mutex<Option<i32>>>);
+
+impl ReportedExit {
+    pub(super) fn code(&self) -> Option<i32> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, code: i32) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+    }
+}
+
+/// A fresh nonce for one process's report.
+pub(super) fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What one stream has shown of its report so far.
+#[derive(Default)]
+struct StreamState {
+    /// Bytes held back: they may be the start of the report line.
+    held: BytesMut,
+    /// The code once this stream's report line is complete.
+    reported: Option<i32>,
+}
+
+/// Splits the reports off a process's output.
+pub(super) struct ExitReports {
+    prefix: Vec<u8>,
+    streams: [StreamState; 2],
+    exit: ReportedExit,
+}
+
+impl ExitReports {
+    pub(super) fn new(nonce: &str, exit: ReportedExit) -> Self {
+        Self {
+            prefix: format!("aac-exit:{nonce}:").into_bytes(),
+            streams: Default::default(),
+            exit,
+        }
+    }
+
+    /// Both reports are in: the output is complete.
+    fn complete(&self) -> bool {
+        self.streams.iter().all(|s| s.reported.is_some())
+    }
+
+    /// Takes one chunk of output; returns what of it to hand on now.
+    fn feed(&mut self, stream: OutputStream, data: Bytes) -> Option<Bytes> {
+        let prefix_len = self.prefix.len();
+        let state = &mut self.streams[index(stream)];
+        if state.reported.is_some() {
+            // Written after the program exited (a child it left behind): not its output.
+            return None;
+        }
+        let mut data = if state.held.is_empty() {
+            BytesMut::from(&data[..])
+        } else {
+            let mut joined = std::mem::take(&mut state.held);
+            joined.extend_from_slice(&data);
+            joined
+        };
+        let mut from = 0;
+        while let Some(at) = find(&data[from..], &self.prefix).map(|at| from + at) {
+            let after = &data[at + prefix_len..];
+            match parse_code(after) {
+                Code::Complete(code) => {
+                    state.reported = Some(code);
+                    data.truncate(at);
+                    break;
+                }
+                Code::Incomplete => {
+                    state.held = data.split_off(at);
+                    break;
+                }
+                // Not a report line after all: it is output, and the search goes on past it.
+                Code::NotAReport => from = at + 1,
+            }
+        }
+        if state.reported.is_none() && state.held.is_empty() {
+            let keep = partial_prefix_len(&data, &self.prefix);
+            state.held = data.split_off(data.len() - keep);
+        }
+        if self.complete() {
+            // The two lines carry the same code; stdout's is the one taken.
+            self.exit.set(self.streams[0].reported.unwrap_or_default());
+        }
+        (!data.is_empty()).then(|| data.freeze())
+    }
+
+    /// The stream ended without both reports: what was held back is output after all. A code
+    /// one stream reported still counts.
+    fn finish(&mut self) -> Vec<OutputChunk> {
+        if let Some(code) = self.streams.iter().find_map(|s| s.reported) {
+            self.exit.set(code);
+        }
+        [OutputStream::Stdout, OutputStream::Stderr]
+            .into_iter()
+            .filter_map(|stream| {
+                let held = std::mem::take(&mut self.streams[index(stream)].held);
+                (!held.is_empty()).then(|| OutputChunk {
+                    stream,
+                    data: held.freeze(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn index(stream: OutputStream) -> usize {
+    match stream {
+        OutputStream::Stdout => 0,
+        OutputStream::Stderr => 1,
+    }
+}
+
+enum Code {
+    Complete(i32),
+    Incomplete,
+    NotAReport,
+}
+
+/// The code and newline that end a report line.
+fn parse_code(after: &[u8]) -> Code {
+    let Some(end) = after.iter().position(|&b| b == b'\n') else {
+        let plausible = after.len() < MAX_CODE_TEXT
+            && after
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b.is_ascii_digit() || (i == 0 && b == b'-'));
+        return if plausible {
+            Code::Incomplete
+        } else {
+            Code::NotAReport
+        };
+    };
+    std::str::from_utf8(&after[..end])
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .map_or(Code::NotAReport, Code::Complete)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// How many bytes at the end of `data` are the start of `prefix` (never all of it: a whole prefix
+/// is found by [`find`]).
+fn partial_prefix_len(data: &[u8], prefix: &[u8]) -> usize {
+    (1..prefix.len().min(data.len() + 1))
+        .rev()
+        .find(|&len| data.ends_with(&prefix[..len]))
+        .unwrap_or(0)
+}
+
+/// `output` with the reports taken off, ending once both are in.
+pub(super) fn watch(
+    output: BoxStream<'static, anyhow::Result<OutputChunk>>,
+    reports: ExitReports,
+) -> BoxStream<'static, anyhow::Result<OutputChunk>> {
+    enum State {
+        Reading,
+        Flushing(std::vec::IntoIter<OutputChunk>),
+    }
+    futures::stream::unfold(
+        (output, reports, State::Reading),
+        |(mut output, mut reports, mut state)| async move {
+            loop {
+                match &mut state {
+                    State::Flushing(rest) => {
+                        let chunk = rest.next()?;
+                        return Some((Ok(chunk), (output, reports, state)));
+                    }
+                    State::Reading => {}
+                }
+                if reports.complete() {
+                    return None;
+                }
+                match output.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Some(data) = reports.feed(chunk.stream, chunk.data) {
+                            let chunk = OutputChunk {
+                                stream: chunk.stream,
+                                data,
+                            };
+                            return Some((Ok(chunk), (output, reports, state)));
+                        }
+                    }
+                    Some(Err(err)) => return Some((Err(err), (output, reports, state))),
+                    None => state = State::Flushing(reports.finish().into_iter()),
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONCE: &str = "0123456789abcdef0123456789abcdef";
+
+    fn chunk(stream: OutputStream, data: &str) -> anyhow::Result<OutputChunk> {
+        Ok(OutputChunk {
+            stream,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+        })
+    }
+
+    /// Runs `chunks` through the watch: the output handed on per stream, and the reported code.
+    async fn through(chunks: Vec<(OutputStream, &str)>) -> (String, String, Option<i32>) {
+        let exit = ReportedExit::default();
+        let input: Vec<_> = chunks.into_iter().map(|(s, d)| chunk(s, d)).collect();
+        let mut output = watch(
+            futures::stream::iter(input).boxed(),
+            ExitReports::new(NONCE, exit.clone()),
+        );
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(chunk) = output.next().await {
+            let chunk = chunk.unwrap();
+            let text = String::from_utf8(chunk.data.to_vec()).unwrap();
+            match chunk.stream {
+                OutputStream::Stdout => out.push_str(&text),
+                OutputStream::Stderr => err.push_str(&text),
+            }
+        }
+        (out, err, exit.code())
+    }
+
+    fn report(code: i32) -> String {
+        format!("aac-exit:{NONCE}:{code}\n")
+    }
+
+    #[tokio::test]
+    async fn both_reports_end_the_output_with_the_code() {
+        use OutputStream::{Stderr, Stdout};
+        let r = report(3);
+        let (out, err, code) = through(vec![
+            (Stdout, "hello\n"),
+            (Stderr, "warn"),
+            (Stdout, &format!("no newline{r}")),
+            (Stderr, &r),
+            (Stdout, "after the end\n"),
+        ])
+        .await;
+        assert_eq!(out, "hello\nno newline");
+        assert_eq!(err, "warn");
+        assert_eq!(code, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_report_split_anywhere_is_still_found() {
+        use OutputStream::{Stderr, Stdout};
+        let line = format!("output{}", report(137));
+        for cut in 1..line.len() {
+            let (first, second) = line.split_at(cut);
+            let r = report(137);
+            let (out, err, code) =
+                through(vec![(Stdout, first), (Stderr, &r), (Stdout, second)]).await;
+            assert_eq!(
+                (out.as_str(), err.as_str(), code),
+                ("output", "", Some(137)),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn output_that_only_looks_like_a_report_is_output() {
+        use OutputStream::{Stderr, Stdout};
+        let forged = "aac-exit:ffffffffffffffffffffffffffffffff:0\n";
+        let near = format!("aac-exit:{NONCE}:zero\naac-exit:{NONCE}:1234567890123\n");
+        let (out, err, code) = through(vec![
+            (Stdout, forged),
+            (Stdout, &near),
+            (Stdout, "aac-ex"),
+            (Stderr, "aac-exit:"),
+        ])
+        .await;
+        assert_eq!(out, format!("{forged}{near}aac-ex"));
+        assert_eq!(err, "aac-exit:");
+        assert_eq!(code, None, "no report: the code is Docker's to tell");
+    }
+
+    #[tokio::test]
+    async fn one_report_then_the_end_still_gives_the_code() {
+        use OutputStream::{Stderr, Stdout};
+        let r = report(0);
+        let (out, err, code) =
+            through(vec![(Stdout, &format!("done\n{r}")), (Stderr, "tail")]).await;
+        assert_eq!(
+            (out.as_str(), err.as_str(), code),
+            ("done\n", "tail", Some(0))
+        );
+    }
+}
