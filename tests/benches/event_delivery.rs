@@ -1,7 +1,8 @@
-//! Event delivery (`cargo xtask bench`): 1000 events from a runner to the embedded manager over
-//! loopback HTTP, side by side:
+//! Event delivery (`cargo xtask bench`): 3000 events (a turn printing 3 000 lines) from a runner
+//! to the embedded manager over loopback HTTP, side by side:
 //!
-//! * `batched`: the runner's default policy (up to 100 events a request);
+//! * `batched`: the runner's default policy (up to 1000 events a request);
+//! * `batched-100`: the default before 2026-11-29 (up to 100 events a request);
 //! * `per-event`: one request per event, as the reference TypeScript runner does.
 //!
 //! Each request is one durable (fsync'd) store transaction, as in production.
@@ -15,7 +16,7 @@ use aac_host::runner::events::EventShipper;
 use aac_tests::runs::TestManager;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const EVENTS: u64 = 1000;
+const EVENTS: u64 = 3000;
 
 fn event_delivery(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -28,6 +29,13 @@ fn event_delivery(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     for (name, policy) in [
         ("batched", BatchPolicy::default()),
+        (
+            "batched-100",
+            BatchPolicy {
+                max_events: 100,
+                ..BatchPolicy::default()
+            },
+        ),
         ("per-event", BatchPolicy::per_event()),
     ] {
         group.bench_function(name, |b| {

@@ -13,6 +13,7 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 
 use super::deadline::{Call, CallError, bounded};
 use super::egress::EgressNetwork;
@@ -28,6 +29,9 @@ const OOM_COUNT_SCRIPT: &str = r#"for f in /sys/fs/cgroup/memory.events /sys/fs/
   [ -r "$f" ] && while read -r k v; do [ "$k" = oom_kill ] && echo "$v" && exit 0; done < "$f"
 done
 echo 0"#;
+
+/// How long an exec waits for the spare process being started before it makes its own.
+const SPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) struct DockerSandbox {
     docker: Docker,
@@ -46,6 +50,8 @@ pub(super) struct DockerSandbox {
     spare: Arc<Mutex<Option<SpareExec>>>,
     /// A spare is being started in the background.
     spare_coming: Arc<AtomicBool>,
+    /// Told when a spare start in the background has ended, ready or not.
+    spare_done: Arc<Notify>,
     /// Kills the container's processes once this host process is gone.
     deadman: Mutex<Option<super::deadman::DeadMan>>,
 }
@@ -68,6 +74,7 @@ impl DockerSandbox {
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
             spare: Arc::default(),
             spare_coming: Arc::default(),
+            spare_done: Arc::default(),
             deadman: Mutex::new(None),
         }
     }
@@ -92,23 +99,40 @@ impl DockerSandbox {
         }
         let (docker, id) = (self.docker.clone(), self.id.clone());
         let (slot, coming) = (self.spare.clone(), self.spare_coming.clone());
+        let done = self.spare_done.clone();
         tokio::spawn(async move {
             match spare::start(&docker, &id).await {
                 Ok(spare) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare),
                 Err(err) => tracing::debug!(error = %err, "no spare process"),
             }
             coming.store(false, Ordering::SeqCst);
+            done.notify_waiters();
         });
+    }
+
+    /// The spare process, waiting for the one being started if there is none yet: it is further
+    /// along than a fresh exec would be (a turn's next command often comes a few ms after the
+    /// last process ended, before its replacement spare is up). Waits once, at most
+    /// [`SPARE_WAIT`]; `None` means a fresh exec.
+    async fn take_spare(&self) -> Option<SpareExec> {
+        let take = || self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let done = self.spare_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if let Some(spare) = take() {
+            return Some(spare);
+        }
+        if !self.spare_coming.load(Ordering::SeqCst) {
+            return None;
+        }
+        let _ = tokio::time::timeout(SPARE_WAIT, done).await;
+        take()
     }
 
     /// Hands `spec` to the spare process, if there is one and it takes the command; `None` when
     /// there is no usable spare.
     async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<Result<RawProcess, ExecError>> {
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()?;
+        let mut spare = self.take_spare().await?;
         let nonce = exit_report::nonce();
         let line = spare::command_line(spec, &self.workspace_dir, &nonce);
         if spare.input.write_all(line.as_bytes()).await.is_err()

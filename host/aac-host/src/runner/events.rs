@@ -45,7 +45,9 @@ const RESERVE_DIVISOR: usize = 16;
 impl Default for BatchPolicy {
     fn default() -> Self {
         Self {
-            max_events: 100,
+            // A request costs the manager a durable transaction (an fsync): a turn's burst of
+            // output goes in few of them (3 000 lines: 3 requests, not 30).
+            max_events: 1000,
             max_delay: Duration::from_millis(200),
             max_buffered: 100_000,
             max_batch_bytes: MAX_BATCH_BYTES,
