@@ -8,6 +8,9 @@
 //!   warm start pays for its first process (runc's exec), shown for scale.
 //!
 //! Container removal happens outside the timed part for warm and cold.
+//!
+//! And the next process of a running session (`process/*`): `true` from exec to exit status, with
+//! its spare process ready and back to back, and 3 000 lines from a shell loop, all read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +23,24 @@ use aac_host::sandbox::{
 use criterion::{Criterion, criterion_group, criterion_main};
 
 async fn run_true(sandbox: &Arc<dyn Sandbox>) {
+    run(sandbox, &["true"]).await;
+}
+
+/// Runs `argv` to its end, reading all its output.
+async fn run(sandbox: &Arc<dyn Sandbox>, argv: &[&str]) {
     let spec = ExecSpec {
-        argv: vec!["true".into()],
+        argv: argv.iter().map(|arg| arg.to_string()).collect(),
         ..ExecSpec::default()
     };
     let raw = sandbox.exec(spec.clone()).await.unwrap();
     let mut process =
         ProcessHandle::start(raw, &spec, ProcessLimits::default(), Default::default());
+    while process.read().await.is_some() {}
     assert_eq!(process.wait().await.code, Some(0));
 }
+
+/// The contention bench's healthy turn: 3 000 lines from a shell loop.
+const LINES: &str = "i=0; while [ $i -lt 3000 ]; do echo line $i; i=$((i+1)); done";
 
 fn sandbox_start(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -109,6 +121,39 @@ fn sandbox_start(c: &mut Criterion) {
             assert!(status.success());
         })
     });
+    group.finish();
+
+    // The next process of a session: `true` through the host, from exec to its exit status, in a
+    // running sandbox whose spare process is ready (a pause, not timed, before each), and back to
+    // back (each one's spare is still being started).
+    let mut group = c.benchmark_group("process");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    for (name, pause, argv) in [
+        ("ready-spare", Duration::from_millis(300), &["true"][..]),
+        ("back-to-back", Duration::ZERO, &["true"][..]),
+        (
+            "3000-lines",
+            Duration::from_millis(300),
+            &["sh", "-c", LINES][..],
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        tokio::time::sleep(pause).await;
+                        let started = Instant::now();
+                        run(&running, argv).await;
+                        total += started.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+    }
     group.finish();
     runtime.block_on(async {
         running.remove().await.unwrap();
