@@ -88,8 +88,9 @@ async fn every_byte_and_the_exit_code_arrive_on_both_exec_paths() {
         );
 
         // A line shaped like a report, with another nonce: output, and the process goes on.
-        let forged = "aac-exit:00000000000000000000000000000000:0";
-        let script = format!("echo {forged}; echo {forged} >&2; echo still here; exit 3");
+        let forged = "\u{1e}aac-exit:00000000000000000000000000000000:0";
+        let line = r"printf '\036aac-exit:00000000000000000000000000000000:0\n'";
+        let script = format!("{line}; {line} >&2; echo still here; exit 3");
         let process = start(&sandbox, &script).await;
         assert_eq!(
             finish(process).await,

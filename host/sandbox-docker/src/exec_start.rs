@@ -31,8 +31,8 @@ pub(super) const START_FUNCTION: &str = r#"start() {
   exec 3>&2 2>/dev/null
   (echo aac-exec:ok && exec "$@" 2>&3 3>&-)
   s=$?
-  echo "aac-exit:$n:$s"
-  echo "aac-exit:$n:$s" >&3
+  printf '\036aac-exit:%s:%s\n' "$n" "$s"
+  printf '\036aac-exit:%s:%s\n' "$n" "$s" >&3
   exit "$s"
 }
 "#;

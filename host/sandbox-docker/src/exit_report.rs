@@ -4,9 +4,14 @@
 //! containerd to dockerd: ~40 ms after the program's last write on an idle machine, more on a busy
 //! one, for every process. So the wrapper ([`START_FUNCTION`](super::exec_start::START_FUNCTION))
 //! runs the program as its child and, when it has exited, writes one report line to stdout and one
-//! to stderr: `aac-exit:NONCE:CODE`. Each pipe keeps the order of its writes, so a stream's report
-//! comes after everything the program wrote to it; once both are in, the output is complete and
-//! the exit code known, and the stream ends there.
+//! to stderr: `␞aac-exit:NONCE:CODE` (␞: the record separator, 0x1E). Each pipe keeps the order of
+//! its writes, so a stream's report comes after everything the program wrote to it; once both are
+//! in, the output is complete and the exit code known, and the stream ends there.
+//!
+//! Output that ends in what could be the start of a report (0x1E, then `aac-exit:`…) is held back
+//! until the next chunk shows whether it is one, at most [`HOLD`]: a process waiting for input
+//! after a prompt is never kept waiting longer. (A report split across two reads further apart than
+//! that reaches the plugin as output, and the exit code is then Docker's.)
 //!
 //! The nonce is new for every process and only its wrapper knows it, so output cannot end a
 //! process by accident. A program that finds its parent's nonce can end its own stream early and
@@ -24,6 +29,9 @@ use aac_sandbox::{OutputChunk, OutputStream};
 
 /// The longest exit code text after the prefix: `-2147483648` and the newline.
 const MAX_CODE_TEXT: usize = 12;
+
+/// The longest output is held back waiting to see whether it starts a report.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The exit code the wrapper reported, shared with the process's control (see [`watch`]).
 #[derive(Clone, Default)]
@@ -63,7 +71,7 @@ pub(super) struct ExitReports {
 impl ExitReports {
     pub(super) fn new(nonce: &str, exit: ReportedExit) -> Self {
         Self {
-            prefix: format!("aac-exit:{nonce}:").into_bytes(),
+            prefix: format!("\u{1e}aac-exit:{nonce}:").into_bytes(),
             streams: Default::default(),
             exit,
         }
@@ -117,12 +125,22 @@ impl ExitReports {
         (!data.is_empty()).then(|| data.freeze())
     }
 
+    /// Some output is held back.
+    fn holding(&self) -> bool {
+        self.streams.iter().any(|s| !s.held.is_empty())
+    }
+
     /// The stream ended without both reports: what was held back is output after all. A code
     /// one stream reported still counts.
     fn finish(&mut self) -> Vec<OutputChunk> {
         if let Some(code) = self.streams.iter().find_map(|s| s.reported) {
             self.exit.set(code);
         }
+        self.release()
+    }
+
+    /// What is held back, as output.
+    fn release(&mut self) -> Vec<OutputChunk> {
         [OutputStream::Stdout, OutputStream::Stderr]
             .into_iter()
             .filter_map(|stream| {
@@ -191,23 +209,35 @@ pub(super) fn watch(
 ) -> BoxStream<'static, anyhow::Result<OutputChunk>> {
     enum State {
         Reading,
-        Flushing(std::vec::IntoIter<OutputChunk>),
+        /// Handing on what was held back; then reading again (`true`) or the end.
+        Flushing(std::vec::IntoIter<OutputChunk>, bool),
     }
     futures::stream::unfold(
         (output, reports, State::Reading),
         |(mut output, mut reports, mut state)| async move {
             loop {
-                match &mut state {
-                    State::Flushing(rest) => {
-                        let chunk = rest.next()?;
-                        return Some((Ok(chunk), (output, reports, state)));
+                if let State::Flushing(rest, more) = &mut state {
+                    match rest.next() {
+                        Some(chunk) => return Some((Ok(chunk), (output, reports, state))),
+                        None if *more => state = State::Reading,
+                        None => return None,
                     }
-                    State::Reading => {}
                 }
                 if reports.complete() {
                     return None;
                 }
-                match output.next().await {
+                let next = if reports.holding() {
+                    match tokio::time::timeout(HOLD, output.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            state = State::Flushing(reports.release().into_iter(), true);
+                            continue;
+                        }
+                    }
+                } else {
+                    output.next().await
+                };
+                match next {
                     Some(Ok(chunk)) => {
                         if let Some(data) = reports.feed(chunk.stream, chunk.data) {
                             let chunk = OutputChunk {
@@ -218,7 +248,7 @@ pub(super) fn watch(
                         }
                     }
                     Some(Err(err)) => return Some((Err(err), (output, reports, state))),
-                    None => state = State::Flushing(reports.finish().into_iter()),
+                    None => state = State::Flushing(reports.finish().into_iter(), false),
                 }
             }
         },
@@ -260,7 +290,7 @@ mod tests {
     }
 
     fn report(code: i32) -> String {
-        format!("aac-exit:{NONCE}:{code}\n")
+        format!("\u{1e}aac-exit:{NONCE}:{code}\n")
     }
 
     #[tokio::test]
@@ -300,18 +330,41 @@ mod tests {
     #[tokio::test]
     async fn output_that_only_looks_like_a_report_is_output() {
         use OutputStream::{Stderr, Stdout};
-        let forged = "aac-exit:ffffffffffffffffffffffffffffffff:0\n";
-        let near = format!("aac-exit:{NONCE}:zero\naac-exit:{NONCE}:1234567890123\n");
+        let forged = "\u{1e}aac-exit:ffffffffffffffffffffffffffffffff:0\n";
+        let near = format!(
+            "\u{1e}aac-exit:{NONCE}:zero\n\u{1e}aac-exit:{NONCE}:1234567890123\n\
+             aac-exit:{NONCE}:0\n"
+        );
         let (out, err, code) = through(vec![
             (Stdout, forged),
             (Stdout, &near),
-            (Stdout, "aac-ex"),
-            (Stderr, "aac-exit:"),
+            (Stdout, "\u{1e}aac-ex"),
+            (Stderr, "\u{1e}aac-exit:"),
         ])
         .await;
-        assert_eq!(out, format!("{forged}{near}aac-ex"));
-        assert_eq!(err, "aac-exit:");
+        assert_eq!(out, format!("{forged}{near}\u{1e}aac-ex"));
+        assert_eq!(err, "\u{1e}aac-exit:");
         assert_eq!(code, None, "no report: the code is Docker's to tell");
+    }
+
+    /// A prompt that ends like the start of a report is handed on within the hold bound, while the
+    /// process waits for input.
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_is_not_held_past_the_bound() {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let exit = ReportedExit::default();
+        let mut output = watch(rx.boxed(), ExitReports::new(NONCE, exit.clone()));
+        tx.unbounded_send(chunk(OutputStream::Stdout, "name?\u{1e}aac"))
+            .unwrap();
+        let first = output.next().await.unwrap().unwrap();
+        assert_eq!(&first.data[..], b"name?");
+        let held = output.next().await.unwrap().unwrap();
+        assert_eq!(&held.data[..], "\u{1e}aac".as_bytes());
+        let r = report(0);
+        tx.unbounded_send(chunk(OutputStream::Stdout, &r)).unwrap();
+        tx.unbounded_send(chunk(OutputStream::Stderr, &r)).unwrap();
+        assert!(output.next().await.is_none());
+        assert_eq!(exit.code(), Some(0));
     }
 
     #[tokio::test]
