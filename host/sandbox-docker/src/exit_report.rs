@@ -82,32 +82,35 @@ impl ExitReports {
         self.streams.iter().all(|s| s.reported.is_some())
     }
 
-    /// Takes one chunk of output; returns what of it to hand on now.
+    /// Takes one chunk of output; returns what of it to hand on now (a slice of `data`: output
+    /// without a report goes on uncopied).
     fn feed(&mut self, stream: OutputStream, data: Bytes) -> Option<Bytes> {
-        let prefix_len = self.prefix.len();
+        let prefix = &self.prefix;
         let state = &mut self.streams[index(stream)];
         if state.reported.is_some() {
             // Written after the program exited (a child it left behind): not its output.
             return None;
         }
-        let mut data = if state.held.is_empty() {
-            BytesMut::from(&data[..])
+        let data = if state.held.is_empty() {
+            data
         } else {
             let mut joined = std::mem::take(&mut state.held);
             joined.extend_from_slice(&data);
-            joined
+            joined.freeze()
         };
+        // `data[..end]` is handed on.
+        let mut end = data.len();
         let mut from = 0;
-        while let Some(at) = find(&data[from..], &self.prefix).map(|at| from + at) {
-            let after = &data[at + prefix_len..];
-            match parse_code(after) {
+        while let Some(at) = find(&data[from..], prefix).map(|at| from + at) {
+            match parse_code(&data[at + prefix.len()..]) {
                 Code::Complete(code) => {
                     state.reported = Some(code);
-                    data.truncate(at);
+                    end = at;
                     break;
                 }
                 Code::Incomplete => {
-                    state.held = data.split_off(at);
+                    state.held = BytesMut::from(&data[at..]);
+                    end = at;
                     break;
                 }
                 // Not a report line after all: it is output, and the search goes on past it.
@@ -115,14 +118,15 @@ impl ExitReports {
             }
         }
         if state.reported.is_none() && state.held.is_empty() {
-            let keep = partial_prefix_len(&data, &self.prefix);
-            state.held = data.split_off(data.len() - keep);
+            let keep = partial_prefix_len(&data[..end], prefix);
+            state.held = BytesMut::from(&data[end - keep..end]);
+            end -= keep;
         }
         if self.complete() {
             // The two lines carry the same code; stdout's is the one taken.
             self.exit.set(self.streams[0].reported.unwrap_or_default());
         }
-        (!data.is_empty()).then(|| data.freeze())
+        (end > 0).then(|| data.slice(..end))
     }
 
     /// Some output is held back.
@@ -187,16 +191,33 @@ fn parse_code(after: &[u8]) -> Code {
         .map_or(Code::NotAReport, Code::Complete)
 }
 
+/// Where `needle` starts in `haystack`: a scan for its first byte (the record separator, rare in
+/// output), then a comparison only there.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
+        let at = from + at;
+        if haystack[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// How many bytes at the end of `data` are the start of `prefix` (never all of it: a whole prefix
 /// is found by [`find`]).
 fn partial_prefix_len(data: &[u8], prefix: &[u8]) -> usize {
-    (1..prefix.len().min(data.len() + 1))
+    let window = prefix.len().saturating_sub(1).min(data.len());
+    // Only a record separator in the last few bytes can start one.
+    let Some(start) = data[data.len() - window..]
+        .iter()
+        .position(|&b| Some(&b) == prefix.first())
+    else {
+        return 0;
+    };
+    (1..=window - start)
         .rev()
         .find(|&len| data.ends_with(&prefix[..len]))
         .unwrap_or(0)
