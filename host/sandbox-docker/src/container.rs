@@ -123,7 +123,8 @@ impl DockerSandbox {
             return Some(spare);
         }
         if !self.spare_coming.load(Ordering::SeqCst) {
-            return None;
+            // It may have arrived between the two looks.
+            return take();
         }
         let _ = tokio::time::timeout(SPARE_WAIT, done).await;
         take()
