@@ -194,16 +194,20 @@ pub async fn local_turn(
         driver = driver.with_ready_egress_networks(1);
         driver.egress_settled().await;
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(event);
+        }
+        events
+    });
     let report = run_local_turn(host, &driver, turn, tx, cancel)
         .await
         .expect("the local turn ran");
     // An egress network is torn down in the background; tests look at the host after the turn.
     driver.shutdown_egress().await;
-    let mut events = Vec::new();
-    while let Some(event) = rx.recv().await {
-        events.push(event);
-    }
+    let events = collector.await.expect("the event collector ended");
     TurnRecord { report, events }
 }
 

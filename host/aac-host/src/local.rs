@@ -139,7 +139,7 @@ pub async fn run_local_turn<D: SandboxDriver + Clone + 'static>(
     host: &Arc<PluginHost>,
     driver: &D,
     turn: LocalTurn,
-    events: mpsc::UnboundedSender<TurnEvent>,
+    events: mpsc::Sender<TurnEvent>,
     cancel: CancellationToken,
 ) -> Result<LocalTurnReport> {
     // A bad plugin file is the caller's error, reported before any manager or sandbox starts.
@@ -298,12 +298,10 @@ impl EmbeddedManager {
     }
 }
 
-/// Copies the run's events, as the manager stores them, into `events` until the run ends.
-async fn forward_events(
-    client: ManagerClient,
-    run_id: String,
-    events: mpsc::UnboundedSender<TurnEvent>,
-) {
+/// Copies the run's events, as the manager stores them, into `events` until the run ends. The
+/// channel is bounded: a slow reader (a terminal, a pipe) slows the following down, it does not make
+/// the host hold the turn's events.
+async fn forward_events(client: ManagerClient, run_id: String, events: mpsc::Sender<TurnEvent>) {
     let mut stream = match client.follow_events(&run_id, 0).await {
         Ok(stream) => stream,
         Err(err) => {
@@ -314,7 +312,7 @@ async fn forward_events(
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                if events.send(event).is_err() {
+                if events.send(event).await.is_err() {
                     return;
                 }
             }

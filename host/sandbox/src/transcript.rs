@@ -53,7 +53,14 @@ pub struct RecordedProcess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
     pub output: Vec<RecordedChunk>,
+    /// Output bytes past the transcript's bound ([`MAX_RECORDED_OUTPUT_BYTES`]), not recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_bytes: u64,
     pub exit: RecordedExit,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A piece of output: text when it is UTF-8, hex otherwise; `at_ms` after the process started.
@@ -178,22 +185,49 @@ impl RecordedExit {
     }
 }
 
-/// The processes recorded so far, shared by a [`RecordingDriver`] and its sandboxes.
-pub type ProcessLog = Arc<Mutex<Vec<RecordedProcess>>>;
+/// Output a transcript records, all its processes together; the rest is counted in each process's
+/// `omitted_bytes`. A transcript is held in memory until the turn ends: a flood of output must not
+/// make the host hold all of it.
+pub const MAX_RECORDED_OUTPUT_BYTES: usize = 16 << 20;
 
-/// A driver that records every process started through it, then forwards to `inner`.
+/// The processes recorded so far, shared by a [`RecordingDriver`] and its sandboxes.
+#[derive(Default)]
+pub struct ProcessLog {
+    processes: Vec<RecordedProcess>,
+    output_bytes: usize,
+}
+
+impl ProcessLog {
+    fn record(&mut self, index: usize, chunk: &OutputChunk, at_ms: u64) {
+        let process = &mut self.processes[index];
+        if self.output_bytes + chunk.data.len() > MAX_RECORDED_OUTPUT_BYTES {
+            process.omitted_bytes += chunk.data.len() as u64;
+            return;
+        }
+        self.output_bytes += chunk.data.len();
+        process.output.push(RecordedChunk::new(chunk, at_ms));
+    }
+}
+
+/// A driver that records every process started through it, then forwards to `inner`; or, made
+/// with [`RecordingDriver::passthrough`], only forwards.
 #[derive(Clone)]
 pub struct RecordingDriver<D> {
     inner: D,
-    log: ProcessLog,
+    log: Option<Arc<Mutex<ProcessLog>>>,
 }
 
 impl<D> RecordingDriver<D> {
     pub fn new(inner: D) -> Self {
         Self {
             inner,
-            log: ProcessLog::default(),
+            log: Some(Arc::default()),
         }
+    }
+
+    /// Records nothing: the same driver type for a caller that records only when asked.
+    pub fn passthrough(inner: D) -> Self {
+        Self { inner, log: None }
     }
 
     pub fn inner(&self) -> &D {
@@ -202,7 +236,10 @@ impl<D> RecordingDriver<D> {
 
     /// The processes recorded so far, in the order they were started.
     pub fn processes(&self) -> Vec<RecordedProcess> {
-        self.log.lock().unwrap().clone()
+        self.log
+            .as_ref()
+            .map(|log| log.lock().unwrap().processes.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -210,16 +247,19 @@ impl<D> RecordingDriver<D> {
 impl<D: SandboxDriver> SandboxDriver for RecordingDriver<D> {
     async fn open(&self, spec: &SandboxSpec) -> Result<Arc<dyn Sandbox>, OpenError> {
         let inner = self.inner.open(spec).await?;
+        let Some(log) = &self.log else {
+            return Ok(inner);
+        };
         Ok(Arc::new(RecordingSandbox {
             inner,
-            log: self.log.clone(),
+            log: log.clone(),
         }))
     }
 }
 
 struct RecordingSandbox {
     inner: Arc<dyn Sandbox>,
-    log: ProcessLog,
+    log: Arc<Mutex<ProcessLog>>,
 }
 
 #[async_trait]
@@ -236,12 +276,12 @@ impl Sandbox for RecordingSandbox {
         let mut raw = self.inner.exec(spec.clone()).await?;
         let index = {
             let mut log = self.log.lock().unwrap();
-            log.push(RecordedProcess {
+            log.processes.push(RecordedProcess {
                 argv: spec.argv,
                 cwd: spec.cwd,
                 ..RecordedProcess::default()
             });
-            log.len() - 1
+            log.processes.len() - 1
         };
         let started = Instant::now();
         let log = self.log.clone();
@@ -250,9 +290,7 @@ impl Sandbox for RecordingSandbox {
             .inspect(move |item| {
                 if let Ok(chunk) = item {
                     let at_ms = started.elapsed().as_millis() as u64;
-                    log.lock().unwrap()[index]
-                        .output
-                        .push(RecordedChunk::new(chunk, at_ms));
+                    log.lock().unwrap().record(index, chunk, at_ms);
                 }
             })
             .boxed();
@@ -279,7 +317,7 @@ impl Sandbox for RecordingSandbox {
 
 struct RecordingControl {
     inner: Arc<dyn ProcessControl>,
-    log: ProcessLog,
+    log: Arc<Mutex<ProcessLog>>,
     index: usize,
 }
 
@@ -291,7 +329,7 @@ impl ProcessControl for RecordingControl {
 
     async fn exit_info(&self) -> anyhow::Result<ExitInfo> {
         let info = self.inner.exit_info().await?;
-        self.log.lock().unwrap()[self.index].exit = RecordedExit::from(&info);
+        self.log.lock().unwrap().processes[self.index].exit = RecordedExit::from(&info);
         Ok(info)
     }
 }
@@ -395,6 +433,31 @@ mod tests {
             assert_eq!(&replayed.data[..], data);
             assert_eq!(replayed.stream, OutputStream::Stderr);
         }
+    }
+
+    #[test]
+    fn output_past_the_bound_is_counted_not_recorded() {
+        let mut log = ProcessLog::default();
+        log.processes.push(RecordedProcess::default());
+        log.processes.push(RecordedProcess::default());
+        let chunk = |len: usize| OutputChunk {
+            stream: OutputStream::Stdout,
+            data: Bytes::from(vec![b'a'; len]),
+        };
+        log.record(0, &chunk(MAX_RECORDED_OUTPUT_BYTES - 10), 0);
+        log.record(0, &chunk(11), 1);
+        // The bound is the transcript's, not each process's: the next process is cut too, but a
+        // chunk that still fits is kept.
+        log.record(1, &chunk(10), 2);
+        log.record(1, &chunk(1), 3);
+        assert_eq!(log.processes[0].output.len(), 1);
+        assert_eq!(log.processes[0].omitted_bytes, 11);
+        assert_eq!(log.processes[1].output.len(), 1);
+        assert_eq!(log.processes[1].omitted_bytes, 1);
+        let json = serde_json::to_value(&log.processes[1]).unwrap();
+        assert_eq!(json["omitted_bytes"], 1);
+        let json = serde_json::to_value(RecordedProcess::default()).unwrap();
+        assert!(json.get("omitted_bytes").is_none(), "{json}");
     }
 
     #[tokio::test]

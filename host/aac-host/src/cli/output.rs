@@ -11,29 +11,65 @@ use crate::plugin::Inspection;
 use crate::plugin::text::terminal_safe;
 use crate::runner::RunReport;
 
-pub async fn print_events(mut events: mpsc::UnboundedReceiver<TurnEvent>, json: bool) {
+/// Prints the turn's events as they arrive and returns them when `keep` (for a transcript).
+/// Output is written through one buffer, flushed whenever no further event is waiting: a
+/// flood costs a write per batch, not per line, and a quiet turn still shows each line at once.
+pub async fn print_events(
+    mut events: mpsc::Receiver<TurnEvent>,
+    json: bool,
+    keep: bool,
+) -> Vec<TurnEvent> {
+    let mut kept = Vec::new();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout());
+    let mut err = std::io::BufWriter::with_capacity(16 << 10, std::io::stderr());
     while let Some(event) = events.recv().await {
-        if json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                println!("{line}");
-            }
-            continue;
+        // A closed stdout (`| head`) must not end the turn: the rest is discarded.
+        let _ = print_event(&event, json, &mut out, &mut err);
+        if keep {
+            kept.push(event);
         }
-        // Every string here came from a plugin: no control sequence reaches the terminal. (The
-        // payload's JSON form escapes control characters already.)
-        let text = event
-            .payload
-            .get("text")
-            .and_then(|t| t.as_str())
-            .map(terminal_safe);
-        match (event.kind.as_str(), text) {
-            ("output.stdout", Some(text)) => println!("{text}"),
-            ("output.stderr", Some(text)) => eprintln!("{text}"),
-            ("agent.message", Some(text)) => println!("» {text}"),
-            (kind, _) => eprintln!("· {} {}", terminal_safe(kind), event.payload),
+        if events.is_empty() {
+            let _ = err.flush();
+            let _ = out.flush();
         }
     }
-    let _ = std::io::stdout().flush();
+    let _ = err.flush();
+    let _ = out.flush();
+    kept
+}
+
+fn print_event(
+    event: &TurnEvent,
+    json: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, event)?;
+        return out.write_all(b"\n");
+    }
+    // Every string here came from a plugin: no control sequence reaches the terminal. (The
+    // payload's JSON form escapes control characters already.)
+    let text = event
+        .payload
+        .get("text")
+        .and_then(|t| t.as_str())
+        .map(terminal_safe);
+    match (event.kind.as_str(), text) {
+        ("output.stdout", Some(text)) => writeln!(out, "{text}"),
+        ("output.stderr", Some(text)) => {
+            // Interleaved with stdout on a terminal: keep their order.
+            out.flush()?;
+            writeln!(err, "{text}")?;
+            err.flush()
+        }
+        ("agent.message", Some(text)) => writeln!(out, "» {text}"),
+        (kind, _) => {
+            out.flush()?;
+            writeln!(err, "· {} {}", terminal_safe(kind), event.payload)?;
+            err.flush()
+        }
+    }
 }
 
 /// Exit codes: 0 completed, 1 failed, 3 blocked, 130 cancelled.

@@ -24,6 +24,9 @@ use crate::sandbox::transcript::{RecordedCommand, RecordingDriver};
 /// removed and the process exits anyway.
 const ABORT_BOUND: Duration = Duration::from_secs(20);
 
+/// Events between the manager's stream and the printer.
+const EVENTS_IN_FLIGHT: usize = 1024;
+
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -96,7 +99,12 @@ pub async fn run(host: &Arc<PluginHost>, mut args: RunArgs) -> Result<ExitCode> 
         .await?
         .with_runner_id(args.runner_id.clone())
         .with_progress(!json);
-    let driver = RecordingDriver::new(docker);
+    // Output is kept for a transcript only when one is asked for.
+    let driver = if args.record.is_some() {
+        RecordingDriver::new(docker)
+    } else {
+        RecordingDriver::passthrough(docker)
+    };
     let reaped = driver.inner().reap_orphans(&args.runner_id).await?;
     if reaped > 0 {
         tracing::info!(reaped, "removed sandboxes left behind by a crashed host");
@@ -108,18 +116,10 @@ pub async fn run(host: &Arc<PluginHost>, mut args: RunArgs) -> Result<ExitCode> 
         );
     }
 
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<crate::outcome::TurnEvent>();
-    // Each event goes to the printer, and into the transcript when one is recorded.
-    let (print_tx, print_rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(output::print_events(print_rx, json));
-    let recorder = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(event) = events_rx.recv().await {
-            seen.push(event.clone());
-            let _ = print_tx.send(event);
-        }
-        seen
-    });
+    let (events_tx, events_rx) = mpsc::channel::<crate::outcome::TurnEvent>(EVENTS_IN_FLIGHT);
+    // Each event is printed, and kept for the transcript only when one is recorded: a turn's
+    // events are not held in memory otherwise (a 50 MB output is tens of thousands of them).
+    let printer = tokio::spawn(output::print_events(events_rx, json, args.record.is_some()));
     let config_json = turn.config_json.clone();
     let prompt = turn.prompt.clone();
     // A transcript is a file people share: the profile's secret values never reach it.
@@ -156,8 +156,7 @@ pub async fn run(host: &Arc<PluginHost>, mut args: RunArgs) -> Result<ExitCode> 
     };
     // The sandbox's egress network (if any) is torn down in the background: wait for it.
     driver.inner().shutdown_egress().await;
-    let events = recorder.await.unwrap_or_default();
-    let _ = printer.await;
+    let events = printer.await.unwrap_or_default();
     let report = report?;
     if let Some(path) = &args.record {
         let command = RecordedCommand {

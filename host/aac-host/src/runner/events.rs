@@ -13,12 +13,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, warn};
 
-use crate::manager::protocol::{AppendEvents, MAX_BATCH_BYTES};
+use crate::manager::protocol::MAX_BATCH_BYTES;
 use crate::manager::{ClientError, ManagerClient};
 use crate::outcome::TurnEvent;
 use crate::plugin::capability::events::DROPPED_KIND;
@@ -51,7 +53,9 @@ impl Default for BatchPolicy {
             max_delay: Duration::from_millis(200),
             max_buffered: 100_000,
             max_batch_bytes: MAX_BATCH_BYTES,
-            max_buffered_bytes: 64 << 20,
+            // Held as the JSON that will be sent, so this is the buffer's memory too: a flood
+            // faster than the manager takes it costs the host at most this much.
+            max_buffered_bytes: 8 << 20,
         }
     }
 }
@@ -160,13 +164,26 @@ impl EventShipper {
     }
 }
 
+/// A buffered event: its sequence number and the JSON that goes in the batch.
+struct Encoded {
+    seq: u64,
+    json: Box<RawValue>,
+}
+
+/// [`AppendEvents`](crate::manager::protocol::AppendEvents) with its events already encoded: the same JSON on the wire.
+#[derive(Serialize)]
+struct EncodedBatch<'a> {
+    events: Vec<&'a RawValue>,
+    dropped: u64,
+}
+
 struct Shipper {
     client: ManagerClient,
     run: String,
     token: String,
     policy: BatchPolicy,
-    /// Events waiting, each with its size in JSON bytes.
-    buffer: VecDeque<(TurnEvent, usize)>,
+    /// Events waiting, encoded once as the JSON the batch carries.
+    buffer: VecDeque<Encoded>,
     buffered_bytes: usize,
     /// When the oldest buffered event arrived.
     oldest: Option<Instant>,
@@ -249,7 +266,15 @@ impl Shipper {
             let dropped = event.payload["dropped"].as_u64().unwrap_or(0);
             self.count_drops(dropped);
         }
-        let size = serde_json::to_vec(&event).map_or(0, |json| json.len());
+        let json = match serde_json::value::to_raw_value(&event) {
+            Ok(json) => json,
+            Err(err) => {
+                warn!(kind = %event.kind, error = %err, "an event could not be encoded; dropped");
+                self.count_drops(1);
+                return;
+            }
+        };
+        let size = json.get().len();
         // Output may fill the buffer; the other events have a reserve past it.
         let (max_events, max_bytes) = if event.kind.starts_with("output.") {
             (self.policy.max_buffered, self.policy.max_buffered_bytes)
@@ -278,7 +303,10 @@ impl Shipper {
             self.oldest = Some(Instant::now());
         }
         self.buffered_bytes += size;
-        self.buffer.push_back((event, size));
+        self.buffer.push_back(Encoded {
+            seq: event.seq,
+            json,
+        });
     }
 
     fn count_drops(&mut self, n: u64) {
@@ -293,8 +321,8 @@ impl Shipper {
             .buffer
             .iter()
             .take(self.policy.max_events.max(1))
-            .take_while(|(_, size)| {
-                bytes += size + 1;
+            .take_while(|event| {
+                bytes += event.json.get().len() + 1;
                 bytes <= self.policy.max_batch_bytes
             })
             .count();
@@ -328,8 +356,8 @@ impl Shipper {
         }
         let mut n = self.batch_len();
         loop {
-            let batch = AppendEvents {
-                events: self.buffer.iter().take(n).map(|(e, _)| e.clone()).collect(),
+            let batch = EncodedBatch {
+                events: self.buffer.iter().take(n).map(|e| &*e.json).collect(),
                 dropped: self.unreported_drops,
             };
             let sent = self
@@ -356,7 +384,7 @@ impl Shipper {
                 }
                 Err(ClientError::Status { status: 413, .. }) => {
                     warn!(
-                        seq = self.buffer[0].0.seq,
+                        seq = self.buffer[0].seq,
                         "the manager refused an event as too large; dropped"
                     );
                     self.remove_oldest(1);
@@ -369,8 +397,8 @@ impl Shipper {
     }
 
     fn remove_oldest(&mut self, n: usize) {
-        for (_, size) in self.buffer.drain(..n) {
-            self.buffered_bytes -= size;
+        for event in self.buffer.drain(..n) {
+            self.buffered_bytes -= event.json.get().len();
         }
         self.oldest = (!self.buffer.is_empty()).then(Instant::now);
     }

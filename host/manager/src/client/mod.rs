@@ -29,9 +29,9 @@ pub use error::ClientError;
 pub use retry::RetryPolicy;
 
 use super::protocol::{
-    AppendEvents, AppendReply, Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandBatch,
-    CreateRun, EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER,
-    Lease, Placement, RegisterRunner, ReleaseRequest, Run, RunDeleted, RunList, RunStatus,
+    AppendReply, Cancellation, ClaimNextRequest, ClaimRequest, Command, CommandBatch, CreateRun,
+    EnqueueCommand, ErrorBody, HeartbeatReply, HeartbeatRequest, LEASE_TOKEN_HEADER, Lease,
+    Placement, RegisterRunner, ReleaseRequest, Run, RunDeleted, RunList, RunStatus,
     RunStatusUpdate, Runner, error_code, valid_id,
 };
 use crate::outcome::{TurnEvent, TurnOutcome};
@@ -512,12 +512,14 @@ impl ManagerClient {
         self.call(Method::GET, &path, Self::NO_BODY, None).await
     }
 
-    /// Appends a batch of events; safe to retry (events already stored are ignored).
+    /// Appends a batch of events; safe to retry (events already stored are ignored). `batch` is
+    /// an [`AppendEvents`](super::protocol::AppendEvents), or anything that serializes as one (a runner keeps its buffered events
+    /// as encoded JSON, see `EncodedBatch` in aac-host).
     pub async fn append_events(
         &self,
         run: &str,
         lease_token: &str,
-        batch: &AppendEvents,
+        batch: &(impl Serialize + ?Sized),
     ) -> Result<AppendReply> {
         seg("append events", run)?;
         let path = format!("/runs/{run}/events");

@@ -159,8 +159,15 @@ fn describe(e: DatabaseError) -> String {
     }
 }
 
+/// Memory redb may use for its page cache and its write buffer together. Its default is 1 GiB:
+/// a manager storing a flood of events (a 50 MB turn's output) grew by twice the events' size, and
+/// an `aac-host run` with its embedded manager with it. The store's hot pages (queued runs, the
+/// newest events) fit in far less; older pages are read from the OS's page cache.
+const CACHE_BYTES: usize = 16 << 20;
+
 fn builder() -> redb::Builder {
     let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
     builder.set_repair_callback(|session| {
         tracing::warn!(
             progress = session.progress(),
@@ -213,7 +220,9 @@ fn create_new(path: &Path) -> Result<Database> {
         .map_err(|e| io_error(path, "create", e))?;
     // No repair callback: there is nothing to repair in a file made just now, and its first
     // open is not the unclean shutdown the callback warns about.
-    Database::builder().create_file(file).map_err(|e| {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder.create_file(file).map_err(|e| {
         ManagerError::Storage(format!(
             "could not create the store file {}: {}",
             path.display(),
