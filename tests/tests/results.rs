@@ -30,6 +30,8 @@ async fn a_bundled_git_repo_comes_back_as_a_diff_that_git_applies() {
         format!("/v1/blobs/{}", bundle.sha256.unwrap())
     );
     manager.cli_ok(&["enqueue", &run, TURN]);
+    // A second command that changes nothing: an empty diff, and the same run diff (not sent again).
+    manager.cli_ok(&["enqueue", &run, "true"]);
 
     let root = tmp.path().join("runs");
     std::fs::create_dir_all(&root).unwrap();
@@ -75,9 +77,30 @@ async fn a_bundled_git_repo_comes_back_as_a_diff_that_git_applies() {
     let fresh = applied_to_fresh_clone(&repo, &diff, tmp.path());
     assert_eq!(tree(&fresh), tree(&workspace));
 
-    // One command's diff is the same here: it is the run's only command.
+    // The first command's diff is the run's: the second changed nothing.
     let command = result["command_id"].as_str().unwrap();
     assert_eq!(manager.cli_ok(&["diff", &run, "--command", command]), diff);
+    let second = &results[1];
+    assert_eq!(
+        (&second["added"], &second["modified"], &second["deleted"]),
+        (&0.into(), &0.into(), &0.into()),
+        "{second}"
+    );
+    assert_eq!(second["diff_bytes"], 0, "{second}");
+    assert_eq!(
+        second["run_diff_sha256"], result["run_diff_sha256"],
+        "{second}"
+    );
+    assert_eq!(
+        second["run_diff_bytes"], result["run_diff_bytes"],
+        "{second}"
+    );
+    let second_command = second["command_id"].as_str().unwrap();
+    assert!(
+        manager
+            .cli_ok(&["diff", &run, "--command", second_command])
+            .is_empty()
+    );
 
     // The changed files themselves.
     let out = tmp.path().join("out");

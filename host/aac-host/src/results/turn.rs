@@ -22,7 +22,36 @@ pub struct RunResults {
     base: String,
     last: String,
     limit: u64,
+    /// The run's diff as the last stored result named it (its blob is on the manager): a
+    /// command that changed nothing has the same run diff, which is neither computed nor sent
+    /// again.
+    last_run_diff: Option<StoredDiff>,
 }
+
+/// A diff whose blob the manager has.
+#[derive(Clone, Debug)]
+struct StoredDiff {
+    sha256: String,
+    bytes: u64,
+}
+
+/// A diff of a captured result: to upload, or already on the manager.
+enum Diff {
+    New(Vec<u8>),
+    Stored(StoredDiff),
+}
+
+impl Diff {
+    fn len(&self) -> u64 {
+        match self {
+            Diff::New(bytes) => bytes.len() as u64,
+            Diff::Stored(stored) => stored.bytes,
+        }
+    }
+}
+
+/// sha256 of no bytes: the diff of a command that changed nothing.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// What capturing one command's result gave.
 pub struct Captured {
@@ -32,7 +61,7 @@ pub struct Captured {
     /// Each changed file with its content, in path order.
     files: Vec<(TreeChange, Option<Vec<u8>>)>,
     /// The command's diff and the run's, `None` when they did not fit in the limit.
-    diffs: Option<(Vec<u8>, Vec<u8>)>,
+    diffs: Option<(Diff, Diff)>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -50,6 +79,7 @@ impl RunResults {
                 last: base.clone(),
                 base,
                 limit,
+                last_run_diff: None,
             })
         })
         .await
@@ -63,6 +93,7 @@ impl RunResults {
         self.last = tokio::task::spawn_blocking(move || shadow.snapshot())
             .await
             .context("the snapshot task failed")??;
+        self.last_run_diff = None;
         Ok(())
     }
 
@@ -70,19 +101,32 @@ impl RunResults {
     pub async fn capture(&self) -> Result<Captured> {
         let shadow = self.shadow.clone();
         let (base, last, limit) = (self.base.clone(), self.last.clone(), self.limit);
+        let last_run_diff = self.last_run_diff.clone();
         tokio::task::spawn_blocking(move || -> Result<Captured> {
             let tree = shadow.snapshot()?;
-            let changes = shadow.changes(&last, &tree)?;
-            let diff = shadow.diff(&last, &tree)?;
-            let run_diff = shadow.diff(&base, &tree)?;
+            // The same tree as after the last command: nothing changed, and git need not say so.
+            let unchanged = tree == last;
+            let (changes, diff) = if unchanged {
+                (Vec::new(), Diff::New(Vec::new()))
+            } else {
+                (
+                    shadow.changes(&last, &tree)?,
+                    Diff::New(shadow.diff(&last, &tree)?),
+                )
+            };
+            let run_diff = match last_run_diff {
+                Some(stored) if unchanged => Diff::Stored(stored),
+                _ if tree == base => Diff::New(Vec::new()),
+                _ => Diff::New(shadow.diff(&base, &tree)?),
+            };
             let mut result = CommandResult::default();
             let mut used = 0u64;
             let mut reasons = Vec::new();
-            let diffs_fit = (diff.len() + run_diff.len()) as u64 <= limit;
+            let diffs_fit = diff.len() + run_diff.len() <= limit;
             if diffs_fit {
-                used += (diff.len() + run_diff.len()) as u64;
-                result.diff_bytes = diff.len() as u64;
-                result.run_diff_bytes = run_diff.len() as u64;
+                used += diff.len() + run_diff.len();
+                result.diff_bytes = diff.len();
+                result.run_diff_bytes = run_diff.len();
             } else {
                 reasons.push(format!(
                     "the diffs ({} and {} bytes) are over the result limit of {limit} bytes",
@@ -151,18 +195,33 @@ impl RunResults {
         token: &str,
         mut captured: Captured,
     ) -> Result<CommandResult> {
+        let mut run_diff_stored = None;
         if let Some((diff, run_diff)) = captured.diffs.take() {
-            for (bytes, slot) in [
-                (diff, &mut captured.result.diff_sha256),
-                (run_diff, &mut captured.result.run_diff_sha256),
-            ] {
-                let sha = sha256_hex(&bytes);
-                client
-                    .put_blob(&sha, bytes.into())
-                    .await
-                    .context("uploading a diff")?;
-                *slot = Some(sha);
+            // The empty diff is sent once a run, a run diff the last result named not at all.
+            let mut sent_empty = self.last_run_diff.as_ref().map(|d| d.bytes) == Some(0);
+            let mut stored = Vec::with_capacity(2);
+            for diff in [diff, run_diff] {
+                stored.push(match diff {
+                    Diff::Stored(stored) => stored,
+                    Diff::New(bytes) if bytes.is_empty() && sent_empty => StoredDiff {
+                        sha256: EMPTY_SHA256.into(),
+                        bytes: 0,
+                    },
+                    Diff::New(bytes) => {
+                        let sha256 = sha256_hex(&bytes);
+                        let len = bytes.len() as u64;
+                        client
+                            .put_blob(&sha256, bytes.into())
+                            .await
+                            .context("uploading a diff")?;
+                        sent_empty |= len == 0;
+                        StoredDiff { sha256, bytes: len }
+                    }
+                });
             }
+            captured.result.diff_sha256 = Some(stored[0].sha256.clone());
+            captured.result.run_diff_sha256 = Some(stored[1].sha256.clone());
+            run_diff_stored = stored.pop();
         }
         for (change, content) in captured.files {
             if let Some(content) = content {
@@ -178,6 +237,17 @@ impl RunResults {
             .await
             .context("storing the command's result")?;
         self.last = captured.tree;
+        self.last_run_diff = run_diff_stored;
         Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_empty_diffs_hash_is_sha256_of_nothing() {
+        assert_eq!(sha256_hex(b""), EMPTY_SHA256);
     }
 }
