@@ -1,7 +1,6 @@
 //! One session's container: processes via `docker exec`, liveness, OOM accounting and removal.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
@@ -34,12 +33,6 @@ echo 0"#;
 /// How long an exec waits for the spare process being started before it makes its own.
 const SPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Spare processes a sandbox keeps once it has started one: a turn's processes often come back to
-/// back (a command right after the last one, an agent's tool calls), faster than one spare is
-/// replaced (a `docker exec`, 30–90 ms); with two, the next one is ready while the one after it
-/// is being made. Each is an idle shell: one pid of the sandbox's budget.
-const SPARES: usize = 2;
-
 pub(super) struct DockerSandbox {
     docker: Docker,
     id: String,
@@ -53,10 +46,10 @@ pub(super) struct DockerSandbox {
     egress_gateway: Option<std::net::SocketAddr>,
     /// OOM kills already attributed to a process.
     oom_kills_seen: Arc<AtomicU64>,
-    /// Started processes waiting for their command: the next execs' fast path.
-    spares: Arc<Mutex<VecDeque<SpareExec>>>,
-    /// Spares being started in the background.
-    spares_coming: Arc<AtomicUsize>,
+    /// A started process waiting for its command: the next exec's fast path.
+    spare: Arc<Mutex<Option<SpareExec>>>,
+    /// A spare is being started in the background.
+    spare_coming: Arc<AtomicBool>,
     /// Told when a spare start in the background has ended, ready or not.
     spare_done: Arc<Notify>,
     /// Kills the container's processes once this host process is gone.
@@ -79,8 +72,8 @@ impl DockerSandbox {
             egress_gateway: egress.as_ref().map(|(e, _)| e.proxy.address()),
             egress: Mutex::new(egress),
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
-            spares: Arc::default(),
-            spares_coming: Arc::default(),
+            spare: Arc::default(),
+            spare_coming: Arc::default(),
             spare_done: Arc::default(),
             deadman: Mutex::new(None),
         }
@@ -93,33 +86,28 @@ impl DockerSandbox {
         Ok(())
     }
 
-    fn lock_spares(&self) -> std::sync::MutexGuard<'_, VecDeque<SpareExec>> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Starts spare processes in the background until [`SPARES`] are there or coming.
-    fn prepare_spares(&self) {
-        let spares = self.lock_spares();
-        // Counted under the lock, so two execs at once do not both top the pool up.
-        while spares.len() + self.spares_coming.load(Ordering::SeqCst) < SPARES {
-            self.spares_coming.fetch_add(1, Ordering::SeqCst);
-            let (docker, id) = (self.docker.clone(), self.id.clone());
-            let (slot, coming) = (self.spares.clone(), self.spares_coming.clone());
-            let done = self.spare_done.clone();
-            tokio::spawn(async move {
-                let started = spare::start(&docker, &id).await;
-                {
-                    let mut spares = slot.lock().unwrap_or_else(|e| e.into_inner());
-                    match started {
-                        Ok(spare) => spares.push_back(spare),
-                        Err(err) => tracing::debug!(error = %err, "no spare process"),
-                    }
-                    coming.fetch_sub(1, Ordering::SeqCst);
-                }
-                done.notify_waiters();
-            });
+    /// Starts the next spare process in the background, unless one is there or coming.
+    fn prepare_spare(&self) {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            || self.spare_coming.swap(true, Ordering::SeqCst)
+        {
+            return;
         }
-        // A failed start is not retried here: the next exec tops the pool up again.
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        let (slot, coming) = (self.spare.clone(), self.spare_coming.clone());
+        let done = self.spare_done.clone();
+        tokio::spawn(async move {
+            match spare::start(&docker, &id).await {
+                Ok(spare) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare),
+                Err(err) => tracing::debug!(error = %err, "no spare process"),
+            }
+            coming.store(false, Ordering::SeqCst);
+            done.notify_waiters();
+        });
     }
 
     /// The spare process, waiting for the one being started if there is none yet: it is further
@@ -127,14 +115,14 @@ impl DockerSandbox {
     /// last process ended, before its replacement spare is up). Waits once, at most
     /// [`SPARE_WAIT`]; `None` means a fresh exec.
     async fn take_spare(&self) -> Option<SpareExec> {
-        let take = || self.lock_spares().pop_front();
+        let take = || self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
         let done = self.spare_done.notified();
         tokio::pin!(done);
         done.as_mut().enable();
         if let Some(spare) = take() {
             return Some(spare);
         }
-        if self.spares_coming.load(Ordering::SeqCst) == 0 {
+        if !self.spare_coming.load(Ordering::SeqCst) {
             // It may have arrived between the two looks.
             return take();
         }
@@ -332,7 +320,7 @@ impl Sandbox for DockerSandbox {
             return Err(ExecError::InvalidRequest("argv is empty".into()));
         }
         if let Some(process) = self.exec_on_spare(&spec).await {
-            self.prepare_spares();
+            self.prepare_spare();
             return process;
         }
         let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
@@ -384,18 +372,21 @@ impl Sandbox for DockerSandbox {
                 "docker started the exec detached".into(),
             ));
         };
-        // Spares are prepared whatever the outcome: the failed exec has already ended.
-        self.prepare_spares();
+        // The spare is prepared whatever the outcome: the failed exec has already ended.
+        self.prepare_spare();
         let output = exec_start::started(&self.id, &spec, &self.workspace_dir, output).await?;
         Ok(self.attach(output, input, exec.id, pid_file, &nonce, &spec))
     }
 
-    /// One spare, ready before the sandbox is handed out; the second comes with the first exec
-    /// (a session that never starts a process costs the engine one exec, not two).
     async fn warm_up(&self) -> Result<()> {
-        if self.lock_spares().is_empty() {
+        if self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
             let spare = spare::start(&self.docker, &self.id).await?;
-            self.lock_spares().push_back(spare);
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare);
         }
         Ok(())
     }
