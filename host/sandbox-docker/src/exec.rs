@@ -28,10 +28,24 @@ pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && start "$@""#
 /// `$0` of the wrapper shells: what their error messages start with.
 pub(super) const SHELL_NAME: &str = "sandbox";
 
-/// Sends a signal to a recorded pid and all its descendants, collected before any is signalled.
+/// Sends a signal to a recorded pid and all its descendants. The tree is stopped first, walk after
+/// walk until one finds no process it has not stopped: a process forking while the tree is walked
+/// (a walk reads /proc once per process, tens of ms for a big tree) would otherwise leave children
+/// the signal never reaches, orphaned out of the tree before the next signal. Then the signal goes
+/// to every process at once, and a TERM's receivers go on to handle it.
 const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
 tree() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree "$c"; done; echo "$1"; }
-kill -s "$1" $(tree "$pid") 2>/dev/null
+seen=" "; round=0
+while [ $round -lt 50 ]; do
+  new=""
+  for p in $(tree "$pid"); do case "$seen" in *" $p "*) ;; *) new="$new $p" ;; esac; done
+  [ -z "$new" ] && break
+  kill -s STOP $new 2>/dev/null
+  seen="$seen${new# } "
+  round=$((round+1))
+done
+kill -s "$1" $seen 2>/dev/null
+[ "$1" = KILL ] || kill -s CONT $seen 2>/dev/null
 exit 0"#;
 
 /// 128 + SIGKILL: how a process killed by the OOM killer exits.
