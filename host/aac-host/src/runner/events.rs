@@ -170,7 +170,8 @@ struct Encoded {
     json: Box<RawValue>,
 }
 
-/// [`AppendEvents`](crate::manager::protocol::AppendEvents) with its events already encoded: the same JSON on the wire.
+/// [`AppendEvents`](crate::manager::protocol::AppendEvents) with its events already encoded: the
+/// same JSON on the wire.
 #[derive(Serialize)]
 struct EncodedBatch<'a> {
     events: Vec<&'a RawValue>,
