@@ -147,6 +147,24 @@ pub async fn docker() -> DockerDriver {
     driver
 }
 
+/// A sandbox of the default image on `workspace` (made ready for the sandbox user), opened by a
+/// driver with `runner_id`: what the process-level Docker tests run their execs in.
+pub async fn open_sandbox(
+    workspace: &Path,
+    runner_id: &str,
+) -> Arc<dyn aac_host::sandbox::Sandbox> {
+    use aac_host::sandbox::SandboxDriver;
+    let user = aac_host::local::sandbox_user();
+    aac_host::sandbox::pool::prepare_workspace(workspace, &user).unwrap();
+    let spec = aac_host::sandbox::SandboxSpec::new(DEFAULT_IMAGE, workspace.to_path_buf(), user);
+    docker()
+        .await
+        .with_runner_id(runner_id)
+        .open(&spec)
+        .await
+        .unwrap()
+}
+
 /// A local turn's report and every event it emitted, in order.
 pub struct TurnRecord {
     pub report: LocalTurnReport,

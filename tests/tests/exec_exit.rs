@@ -7,20 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::local::{DEFAULT_IMAGE, sandbox_user};
-use aac_host::sandbox::{OutputStream, RawProcess, Sandbox, SandboxDriver, SandboxSpec, Signal};
-use aac_tests::docker;
+use aac_host::sandbox::{OutputStream, RawProcess, Sandbox, Signal};
 use futures::StreamExt;
 
 async fn sandbox(workspace: &std::path::Path, warm: bool) -> Arc<dyn Sandbox> {
-    aac_host::sandbox::pool::prepare_workspace(workspace, &sandbox_user()).unwrap();
-    let spec = SandboxSpec::new(DEFAULT_IMAGE, workspace.to_path_buf(), sandbox_user());
-    let sandbox = docker()
-        .await
-        .with_runner_id("test-exec-exit")
-        .open(&spec)
-        .await
-        .unwrap();
+    let sandbox = aac_tests::open_sandbox(workspace, "test-exec-exit").await;
     if warm {
         sandbox.warm_up().await.unwrap();
     }

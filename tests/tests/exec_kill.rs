@@ -6,23 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::local::{DEFAULT_IMAGE, sandbox_user};
 use aac_host::sandbox::{
-    ExecSpec, KillReason, OutputStream, ProcessHandle, ProcessLimits, Sandbox, SandboxDriver,
-    SandboxSpec,
+    ExecSpec, KillReason, OutputStream, ProcessHandle, ProcessLimits, Sandbox,
 };
-use aac_tests::docker;
 use tokio_util::sync::CancellationToken;
 
 async fn sandbox(workspace: &std::path::Path) -> Arc<dyn Sandbox> {
-    aac_host::sandbox::pool::prepare_workspace(workspace, &sandbox_user()).unwrap();
-    let spec = SandboxSpec::new(DEFAULT_IMAGE, workspace.to_path_buf(), sandbox_user());
-    docker()
-        .await
-        .with_runner_id("test-exec-kill")
-        .open(&spec)
-        .await
-        .unwrap()
+    aac_tests::open_sandbox(workspace, "test-exec-kill").await
 }
 
 fn sh(script: &str) -> ExecSpec {

@@ -6,11 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::local::{DEFAULT_IMAGE, sandbox_user};
-use aac_host::sandbox::{
-    ExecSpec, ProcessHandle, ProcessLimits, Sandbox, SandboxDriver, SandboxSpec,
-};
-use aac_tests::docker;
+use aac_host::sandbox::{ExecSpec, ProcessHandle, ProcessLimits, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes `seq 1 n` prints.
@@ -19,14 +15,7 @@ fn seq_bytes(n: u64) -> usize {
 }
 
 async fn sandbox(workspace: &std::path::Path) -> Arc<dyn Sandbox> {
-    aac_host::sandbox::pool::prepare_workspace(workspace, &sandbox_user()).unwrap();
-    let spec = SandboxSpec::new(DEFAULT_IMAGE, workspace.to_path_buf(), sandbox_user());
-    docker()
-        .await
-        .with_runner_id("test-exec-tail")
-        .open(&spec)
-        .await
-        .unwrap()
+    aac_tests::open_sandbox(workspace, "test-exec-tail").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,20 +5,11 @@
 
 use std::sync::Arc;
 
-use aac_host::local::{DEFAULT_IMAGE, sandbox_user};
-use aac_host::sandbox::{ExecError, ExecSpec, Sandbox, SandboxDriver, SandboxSpec};
-use aac_tests::docker;
+use aac_host::sandbox::{ExecError, ExecSpec, Sandbox};
 use futures::StreamExt;
 
 async fn sandbox(workspace: &std::path::Path) -> Arc<dyn Sandbox> {
-    aac_host::sandbox::pool::prepare_workspace(workspace, &sandbox_user()).unwrap();
-    let spec = SandboxSpec::new(DEFAULT_IMAGE, workspace.to_path_buf(), sandbox_user());
-    docker()
-        .await
-        .with_runner_id("test-exec-start")
-        .open(&spec)
-        .await
-        .unwrap()
+    aac_tests::open_sandbox(workspace, "test-exec-start").await
 }
 
 fn request(argv: &[&str], cwd: Option<&str>) -> ExecSpec {
