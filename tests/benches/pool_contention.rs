@@ -7,6 +7,9 @@
 //! hold the other slots: two spinning on CPU, one flooding events, one growing its memory, one
 //! blocked in a WASI wait, one sleeping, one holding 20 processes. Goal: within 1.2× of alone.
 //!
+//! Every measurement starts once the runs measured before it have no container left (a run ends
+//! before its sandbox is torn down): alone is alone.
+//!
 //! Two moments, each with its own rounds: *as they start* (500 ms after the runner claimed them:
 //! their sandboxes are still being created, which costs the same for any seven runs; compare
 //! `AAC_BENCH_HOSTILE=ok,ok,ok,ok,ok,ok,ok`) and *in their turns* (500 ms after every hostile
@@ -97,7 +100,8 @@ async fn healthy_turn(client: &ManagerClient) -> f64 {
             let turn = seen.saturating_sub(command.acked_at_ms.unwrap()) as f64;
             // A run stays open for more commands: ended, it gives its pool slot back.
             let _ = client.cancel_run(&run).await;
-            wait_ended(client, &[run]).await;
+            wait_ended(client, std::slice::from_ref(&run)).await;
+            wait_torn_down(&[run]).await;
             eprintln!("healthy turn: {turn:.0} ms");
             return turn;
         }
@@ -144,6 +148,21 @@ async fn wait_in_turn(client: &ManagerClient, runs: &[String]) {
         },
     )
     .await
+}
+
+/// Until none of `runs` has a container left: a run's status is terminal before its sandbox is
+/// torn down, and a teardown is engine work a measurement would otherwise share the cores with.
+async fn wait_torn_down(runs: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for run in runs {
+        while aac_tests::containers_of_run(run).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "run {run}'s sandbox was not removed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 async fn wait_ended(client: &ManagerClient, runs: &[String]) {
@@ -231,6 +250,7 @@ async fn main() {
                 let _ = client.cancel_run(run).await;
             }
             wait_ended(&client, &hostile).await;
+            wait_torn_down(&hostile).await;
         }
     }
 

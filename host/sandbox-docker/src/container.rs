@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -13,16 +13,15 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::query_parameters::RemoveContainerOptions;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use super::deadline::{Call, CallError, bounded};
 use super::egress::EgressNetwork;
 use super::egress_stock::EgressStock;
 use super::exec::{DockerProcess, EXEC_WRAPPER, PID_FILE_PREFIX, SHELL_NAME};
-use super::exec_start::{self, START_FUNCTION};
-use super::exit_report::{self, ExitReports, ReportedExit};
-use super::spare::{self, SpareExec};
-use aac_sandbox::{ExecError, ExecSpec, OutputChunk, OutputStream, RawProcess, Sandbox};
+use super::exec_start::{self, Chunks, START_FUNCTION, StartFailure};
+use super::exit_report::{self, AfterExit, ExitReports, ReportedExit};
+use super::spare::{self, Spares};
+use aac_sandbox::{ExecError, ExecSpec, RawProcess, Sandbox};
 
 /// Prints the container's OOM-kill count (cgroup v2 or v1), using nothing but `sh`.
 const OOM_COUNT_SCRIPT: &str = r#"for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
@@ -30,8 +29,10 @@ const OOM_COUNT_SCRIPT: &str = r#"for f in /sys/fs/cgroup/memory.events /sys/fs/
 done
 echo 0"#;
 
-/// How long an exec waits for the spare process being started before it makes its own.
-const SPARE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A new pid file's path for one process (see `exec`).
+fn new_pid_file() -> String {
+    format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple())
+}
 
 pub(super) struct DockerSandbox {
     docker: Docker,
@@ -47,11 +48,7 @@ pub(super) struct DockerSandbox {
     /// OOM kills already attributed to a process.
     oom_kills_seen: Arc<AtomicU64>,
     /// A started process waiting for its command: the next exec's fast path.
-    spare: Arc<Mutex<Option<SpareExec>>>,
-    /// A spare is being started in the background.
-    spare_coming: Arc<AtomicBool>,
-    /// Told when a spare start in the background has ended, ready or not.
-    spare_done: Arc<Notify>,
+    spares: Arc<Spares>,
     /// Kills the container's processes once this host process is gone.
     deadman: Mutex<Option<super::deadman::DeadMan>>,
 }
@@ -65,6 +62,7 @@ impl DockerSandbox {
         egress: Option<(EgressNetwork, Arc<EgressStock>)>,
     ) -> Self {
         Self {
+            spares: Spares::new(docker.clone(), id.clone()),
             docker,
             id,
             workspace_dir,
@@ -72,9 +70,6 @@ impl DockerSandbox {
             egress_gateway: egress.as_ref().map(|(e, _)| e.proxy.address()),
             egress: Mutex::new(egress),
             oom_kills_seen: Arc::new(AtomicU64::new(0)),
-            spare: Arc::default(),
-            spare_coming: Arc::default(),
-            spare_done: Arc::default(),
             deadman: Mutex::new(None),
         }
     }
@@ -86,107 +81,66 @@ impl DockerSandbox {
         Ok(())
     }
 
-    /// Starts the next spare process in the background, unless one is there or coming.
-    fn prepare_spare(&self) {
-        if self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-            || self.spare_coming.swap(true, Ordering::SeqCst)
-        {
-            return;
-        }
-        let (docker, id) = (self.docker.clone(), self.id.clone());
-        let (slot, coming) = (self.spare.clone(), self.spare_coming.clone());
-        let done = self.spare_done.clone();
-        tokio::spawn(async move {
-            match spare::start(&docker, &id).await {
-                Ok(spare) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare),
-                Err(err) => tracing::debug!(error = %err, "no spare process"),
-            }
-            coming.store(false, Ordering::SeqCst);
-            done.notify_waiters();
-        });
-    }
-
-    /// The spare process, waiting for the one being started if there is none yet: it is further
-    /// along than a fresh exec would be (a turn's next command often comes a few ms after the
-    /// last process ended, before its replacement spare is up). Waits once, at most
-    /// [`SPARE_WAIT`]; `None` means a fresh exec.
-    async fn take_spare(&self) -> Option<SpareExec> {
-        let take = || self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let done = self.spare_done.notified();
-        tokio::pin!(done);
-        done.as_mut().enable();
-        if let Some(spare) = take() {
-            return Some(spare);
-        }
-        if !self.spare_coming.load(Ordering::SeqCst) {
-            // It may have arrived between the two looks.
-            return take();
-        }
-        let _ = tokio::time::timeout(SPARE_WAIT, done).await;
-        take()
-    }
-
-    /// Hands `spec` to the spare process, if there is one and it takes the command; `None` when
-    /// there is no usable spare.
+    /// Hands `spec` to the spare process, if there is one and it starts the program; `None` when
+    /// there is no usable spare (a fresh exec then). Sees to the next spare.
     async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<Result<RawProcess, ExecError>> {
-        let mut spare = self.take_spare().await?;
+        let mut spare = self.spares.take().await?;
         let nonce = exit_report::nonce();
-        let line = spare::command_line(spec, &self.workspace_dir, &nonce);
+        let pid_file = new_pid_file();
+        let line = spare::command_line(spec, &self.workspace_dir, &pid_file, &nonce);
         if spare.input.write_all(line.as_bytes()).await.is_err()
             || spare.input.flush().await.is_err()
         {
             return None;
         }
-        if !spec.stdin_piped && spare.input.shutdown().await.is_err() {
-            return None;
-        }
         let output =
             match exec_start::started(&self.id, spec, &self.workspace_dir, spare.output).await {
                 Ok(output) => output,
-                Err(err) => return Some(Err(err)),
+                // The shell ended (something in the sandbox ended it, or the sandbox is at its pids
+                // limit): a fresh exec tells which.
+                Err(StartFailure::NoStatus) => return None,
+                Err(StartFailure::Refused(err)) => {
+                    self.spares.prepare();
+                    return Some(Err(err));
+                }
             };
+        let (stdin, after_exit) = if spec.stdin_piped {
+            self.spares.prepare();
+            (Some(spare.input), None)
+        } else {
+            let ended = Arc::new(AtomicBool::new(false));
+            self.spares.prepare_unless_ended(ended.clone());
+            let comeback =
+                self.spares
+                    .comeback(spare.exec_id.clone(), spare.input, nonce.clone(), ended);
+            (None, Some(comeback))
+        };
         Some(Ok(self.attach(
             output,
-            spare.input,
+            stdin,
             spare.exec_id,
-            spare.pid_file,
+            pid_file,
             &nonce,
-            spec,
+            after_exit,
         )))
     }
 
     /// A started exec as a [`RawProcess`].
     fn attach(
         &self,
-        output: futures::stream::BoxStream<'static, Result<LogOutput, bollard::errors::Error>>,
-        input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        output: Chunks,
+        stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
         exec_id: String,
         pid_file: String,
         nonce: &str,
-        spec: &ExecSpec,
+        after_exit: Option<AfterExit>,
     ) -> RawProcess {
-        let output = output
-            .filter_map(|item| async move {
-                match item {
-                    Ok(LogOutput::StdOut { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stdout,
-                        data: message,
-                    })),
-                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stderr,
-                        data: message,
-                    })),
-                    Ok(_) => None,
-                    Err(err) => Some(Err(anyhow!(err).context("the exec's output stream broke"))),
-                }
-            })
-            .boxed();
         let reported = ReportedExit::default();
-        let output = exit_report::watch(output, ExitReports::new(nonce, reported.clone()));
+        let output = exit_report::watch(
+            output,
+            ExitReports::new(nonce, reported.clone()),
+            after_exit,
+        );
         let control = Arc::new(DockerProcess {
             docker: self.docker.clone(),
             container: self.id.clone(),
@@ -201,7 +155,7 @@ impl DockerSandbox {
         });
         RawProcess {
             output,
-            stdin: spec.stdin_piped.then_some(input),
+            stdin,
             control,
         }
     }
@@ -320,12 +274,10 @@ impl Sandbox for DockerSandbox {
             return Err(ExecError::InvalidRequest("argv is empty".into()));
         }
         if let Some(process) = self.exec_on_spare(&spec).await {
-            self.prepare_spare();
             return process;
         }
-        let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
+        let pid_file = new_pid_file();
         let nonce = exit_report::nonce();
-        let cwd = spec.cwd.as_deref().unwrap_or(&self.workspace_dir);
         let mut cmd = vec![
             "/bin/sh".to_string(),
             "-c".into(),
@@ -333,9 +285,9 @@ impl Sandbox for DockerSandbox {
             SHELL_NAME.into(),
             pid_file.clone(),
             nonce.clone(),
-            cwd.to_string(),
         ];
-        cmd.extend(spec.argv.iter().cloned());
+        // The variables are Docker's to set here.
+        cmd.extend(exec_start::start_args(&spec, &self.workspace_dir, false));
         let config = ExecConfig {
             attach_stdin: Some(spec.stdin_piped),
             attach_stdout: Some(true),
@@ -373,22 +325,21 @@ impl Sandbox for DockerSandbox {
             ));
         };
         // The spare is prepared whatever the outcome: the failed exec has already ended.
-        self.prepare_spare();
-        let output = exec_start::started(&self.id, &spec, &self.workspace_dir, output).await?;
-        Ok(self.attach(output, input, exec.id, pid_file, &nonce, &spec))
+        self.spares.prepare();
+        let output = exec_start::started(
+            &self.id,
+            &spec,
+            &self.workspace_dir,
+            exec_start::chunks(output),
+        )
+        .await
+        .map_err(|failure| failure.into_exec_error(&self.id))?;
+        let stdin = spec.stdin_piped.then_some(input);
+        Ok(self.attach(output, stdin, exec.id, pid_file, &nonce, None))
     }
 
     async fn warm_up(&self) -> Result<()> {
-        if self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
-        {
-            let spare = spare::start(&self.docker, &self.id).await?;
-            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(spare);
-        }
-        Ok(())
+        Ok(self.spares.warm_up().await?)
     }
 
     async fn remove(&self) -> Result<()> {

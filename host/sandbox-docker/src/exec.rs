@@ -17,35 +17,46 @@ use aac_sandbox::{ExitInfo, ProcessControl, Signal};
 /// Pid files live directly in /tmp (a tmpfs every sandbox has): no directory to create per exec.
 pub(super) const PID_FILE_PREFIX: &str = "/tmp/.aac-exec-";
 
-/// Records the shell's pid, then runs the program through `start` (see `exec_start`: its status
-/// line, the program as the shell's child, the exit report). Docker has no API to signal an exec,
-/// so the pid is how a kill finds the shell and, below it, the program. Arguments: the pid file,
-/// the exit report's nonce, the cwd, the argv; `$0` is [`SHELL_NAME`], so the shell's own errors
-/// do not show the host's pid-file path. Runs after
+/// Runs one program through `start` (see `exec_start`: the pid file, the status line, the
+/// program as the shell's child, the exit report), then exits with its code. Docker has no API to
+/// signal an exec, so the pid file is how a kill finds the shell and, below it, the program.
+/// Arguments: the pid file, the exit report's nonce, then `start`'s; `$0` is [`SHELL_NAME`], so
+/// the shell's own errors do not show the host's pid-file path. Runs after
 /// [`START_FUNCTION`](super::exec_start::START_FUNCTION).
-pub(super) const EXEC_WRAPPER: &str = r#"echo $$ > "$1" && shift && start "$@""#;
+pub(super) const EXEC_WRAPPER: &str = r#"start "$@"
+exit "${s:-1}""#;
 
 /// `$0` of the wrapper shells: what their error messages start with.
 pub(super) const SHELL_NAME: &str = "sandbox";
 
-/// Sends a signal to a recorded pid and all its descendants. The tree is stopped first, walk after
-/// walk until one finds no process it has not stopped: a process forking while the tree is walked
-/// (a walk reads /proc once per process, tens of ms for a big tree) would otherwise leave children
-/// the signal never reaches, orphaned out of the tree before the next signal. Then the signal goes
-/// to every process at once, and a TERM's receivers go on to handle it.
+/// Sends a signal to every descendant of a recorded pid: the process's wrapper shell, which is
+/// never signalled itself — it stays to report how the program ended, and a spare's shell goes on
+/// to the next command. The tree is stopped first, walk after walk until one finds no process it
+/// has not stopped: a process forking while the tree is walked (a walk reads /proc once per
+/// process, tens of ms for a big tree) would otherwise leave children the signal never reaches,
+/// orphaned out of the tree before the next signal. Then, if the process is still the one the
+/// pid file names (its wrapper removes the file when it ends, before a spare's shell can take
+/// another command), the signal goes to every process at once, and a TERM's receivers go on to
+/// handle it. (`below` echoes a child before walking it: shell variables are global, so the
+/// recursion overwrites `c`.)
 const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
-tree() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree "$c"; done; echo "$1"; }
+below() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do echo "$c"; below "$c"; done; }
 seen=" "; round=0
 while [ $round -lt 50 ]; do
   new=""
-  for p in $(tree "$pid"); do case "$seen" in *" $p "*) ;; *) new="$new $p" ;; esac; done
+  for p in $(below "$pid"); do case "$seen" in *" $p "*) ;; *) new="$new $p" ;; esac; done
   [ -z "$new" ] && break
   kill -s STOP $new 2>/dev/null
   seen="$seen${new# } "
   round=$((round+1))
 done
-kill -s "$1" $seen 2>/dev/null
-[ "$1" = KILL ] || kill -s CONT $seen 2>/dev/null
+[ "$seen" = " " ] && exit 0
+if [ -f "$0" ]; then
+  kill -s "$1" $seen 2>/dev/null
+  [ "$1" = KILL ] || kill -s CONT $seen 2>/dev/null
+else
+  kill -s CONT $seen 2>/dev/null
+fi
 exit 0"#;
 
 /// 128 + SIGKILL: how a process killed by the OOM killer exits.
@@ -106,6 +117,11 @@ impl DockerProcess {
 #[async_trait]
 impl ProcessControl for DockerProcess {
     async fn signal(&self, signal: Signal) -> Result<()> {
+        if self.reported.code().is_some() {
+            // Its wrapper reported the exit: nothing is left to signal (and a spare's shell may
+            // already run the next process).
+            return Ok(());
+        }
         let name = match signal {
             Signal::Term => "TERM",
             Signal::Kill => "KILL",

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use futures::stream::BoxStream;
 
+use super::exec_start::Chunks;
 use aac_sandbox::{OutputChunk, OutputStream};
 
 /// The longest exit code text after the prefix: `-2147483648` and the newline.
@@ -52,6 +52,10 @@ pub(super) fn nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The most bytes kept of what follows a stream's report: what a spare's shell writes next is one
+/// short line (see `spare`); anything longer is not that line.
+const MAX_AFTER: usize = 128;
+
 /// What one stream has shown of its report so far.
 #[derive(Default)]
 struct StreamState {
@@ -59,6 +63,15 @@ struct StreamState {
     held: BytesMut,
     /// The code once this stream's report line is complete.
     reported: Option<i32>,
+    /// What came after the report line in what was read (at most [`MAX_AFTER`] + 1 bytes).
+    after: BytesMut,
+}
+
+impl StreamState {
+    fn keep_after(&mut self, data: &[u8]) {
+        let room = (MAX_AFTER + 1).saturating_sub(self.after.len());
+        self.after.extend_from_slice(&data[..data.len().min(room)]);
+    }
 }
 
 /// Splits the reports off a process's output.
@@ -88,7 +101,9 @@ impl ExitReports {
         let prefix = &self.prefix;
         let state = &mut self.streams[index(stream)];
         if state.reported.is_some() {
-            // Written after the program exited (a child it left behind): not its output.
+            // Written after the program exited (a child it left behind, or the shell's next
+            // line): not its output.
+            state.keep_after(&data);
             return None;
         }
         let data = if state.held.is_empty() {
@@ -103,8 +118,9 @@ impl ExitReports {
         let mut from = 0;
         while let Some(at) = find(&data[from..], prefix).map(|at| from + at) {
             match parse_code(&data[at + prefix.len()..]) {
-                Code::Complete(code) => {
+                Code::Complete(code, line_len) => {
                     state.reported = Some(code);
+                    state.keep_after(&data[at + prefix.len() + line_len..]);
                     end = at;
                     break;
                 }
@@ -143,6 +159,15 @@ impl ExitReports {
         self.release()
     }
 
+    /// What followed each stream's report (stdout's, stderr's).
+    fn take_after(&mut self) -> [Bytes; 2] {
+        let [stdout, stderr] = &mut self.streams;
+        [
+            std::mem::take(&mut stdout.after).freeze(),
+            std::mem::take(&mut stderr.after).freeze(),
+        ]
+    }
+
     /// What is held back, as output.
     fn release(&mut self) -> Vec<OutputChunk> {
         [OutputStream::Stdout, OutputStream::Stderr]
@@ -166,7 +191,8 @@ fn index(stream: OutputStream) -> usize {
 }
 
 enum Code {
-    Complete(i32),
+    /// The code, and the length of the rest of the line (its newline included).
+    Complete(i32, usize),
     Incomplete,
     NotAReport,
 }
@@ -188,7 +214,7 @@ fn parse_code(after: &[u8]) -> Code {
     std::str::from_utf8(&after[..end])
         .ok()
         .and_then(|text| text.parse().ok())
-        .map_or(Code::NotAReport, Code::Complete)
+        .map_or(Code::NotAReport, |code| Code::Complete(code, end + 1))
 }
 
 /// Where `needle` starts in `haystack`: a scan for its first byte (the record separator, rare in
@@ -223,28 +249,35 @@ fn partial_prefix_len(data: &[u8], prefix: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
-/// `output` with the reports taken off, ending once both are in.
-pub(super) fn watch(
-    output: BoxStream<'static, anyhow::Result<OutputChunk>>,
-    reports: ExitReports,
-) -> BoxStream<'static, anyhow::Result<OutputChunk>> {
+/// Takes an exec's output once its process's output is complete: the rest of the stream, and
+/// what followed the report on stdout and on stderr (see `spare`: a spare's shell goes on).
+pub(super) type AfterExit = Box<dyn FnOnce(Chunks, [Bytes; 2]) + Send>;
+
+/// `output` with the reports taken off, ending once both are in; then `after_exit`, if given,
+/// takes the rest of the stream.
+pub(super) fn watch(output: Chunks, reports: ExitReports, after_exit: Option<AfterExit>) -> Chunks {
     enum State {
         Reading,
         /// Handing on what was held back; then reading again (`true`) or the end.
         Flushing(std::vec::IntoIter<OutputChunk>, bool),
     }
     futures::stream::unfold(
-        (output, reports, State::Reading),
-        |(mut output, mut reports, mut state)| async move {
+        (output, reports, State::Reading, after_exit),
+        |(mut output, mut reports, mut state, after_exit)| async move {
             loop {
                 if let State::Flushing(rest, more) = &mut state {
                     match rest.next() {
-                        Some(chunk) => return Some((Ok(chunk), (output, reports, state))),
+                        Some(chunk) => {
+                            return Some((Ok(chunk), (output, reports, state, after_exit)));
+                        }
                         None if *more => state = State::Reading,
                         None => return None,
                     }
                 }
                 if reports.complete() {
+                    if let Some(after_exit) = after_exit {
+                        after_exit(output, reports.take_after());
+                    }
                     return None;
                 }
                 let next = if reports.holding() {
@@ -265,10 +298,12 @@ pub(super) fn watch(
                                 stream: chunk.stream,
                                 data,
                             };
-                            return Some((Ok(chunk), (output, reports, state)));
+                            return Some((Ok(chunk), (output, reports, state, after_exit)));
                         }
                     }
-                    Some(Err(err)) => return Some((Err(err), (output, reports, state))),
+                    Some(Err(err)) => {
+                        return Some((Err(err), (output, reports, state, after_exit)));
+                    }
                     None => state = State::Flushing(reports.finish().into_iter(), false),
                 }
             }
@@ -297,6 +332,7 @@ mod tests {
         let mut output = watch(
             futures::stream::iter(input).boxed(),
             ExitReports::new(NONCE, exit.clone()),
+            None,
         );
         let (mut out, mut err) = (String::new(), String::new());
         while let Some(chunk) = output.next().await {
@@ -374,7 +410,7 @@ mod tests {
     async fn a_prompt_is_not_held_past_the_bound() {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let exit = ReportedExit::default();
-        let mut output = watch(rx.boxed(), ExitReports::new(NONCE, exit.clone()));
+        let mut output = watch(rx.boxed(), ExitReports::new(NONCE, exit.clone()), None);
         tx.unbounded_send(chunk(OutputStream::Stdout, "name?\u{1e}aac"))
             .unwrap();
         let first = output.next().await.unwrap().unwrap();
@@ -398,5 +434,46 @@ mod tests {
             (out.as_str(), err.as_str(), code),
             ("done\n", "tail", Some(0))
         );
+    }
+
+    #[tokio::test]
+    async fn what_follows_the_reports_goes_to_the_taker_with_the_rest_of_the_stream() {
+        use OutputStream::{Stderr, Stdout};
+        let r = report(0);
+        let input = vec![
+            chunk(Stdout, &format!("out{r}next")),
+            chunk(Stderr, "err"),
+            chunk(Stdout, " line\n"),
+            chunk(Stderr, &format!("{r}x")),
+            chunk(Stdout, "unread"),
+        ];
+        let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+        let taker: AfterExit = Box::new(move |rest, after| {
+            let _ = taken_tx.send((rest, after));
+        });
+        let exit = ReportedExit::default();
+        let output = watch(
+            futures::stream::iter(input).boxed(),
+            ExitReports::new(NONCE, exit.clone()),
+            Some(taker),
+        );
+        let handed: Vec<_> = output.map(|c| c.unwrap().data).collect().await;
+        assert_eq!(handed, vec![Bytes::from("out"), Bytes::from("err")]);
+        assert_eq!(exit.code(), Some(0));
+        let (rest, after) = taken_rx.await.expect("the rest was handed over");
+        assert_eq!(after, [Bytes::from("next line\n"), Bytes::from("x")]);
+        let rest: Vec<_> = rest.map(|c| c.unwrap().data).collect().await;
+        assert_eq!(rest, vec![Bytes::from("unread")]);
+    }
+
+    #[tokio::test]
+    async fn what_follows_a_report_is_kept_only_up_to_its_bound() {
+        let mut reports = ExitReports::new(NONCE, ReportedExit::default());
+        let r = report(1);
+        let long = "y".repeat(4 * MAX_AFTER);
+        reports.feed(OutputStream::Stdout, Bytes::from(format!("{r}{long}")));
+        reports.feed(OutputStream::Stdout, Bytes::from(long.clone()));
+        let [stdout, _] = reports.take_after();
+        assert_eq!(stdout.len(), MAX_AFTER + 1);
     }
 }

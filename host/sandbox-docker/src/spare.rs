@@ -1,40 +1,66 @@
-//! Spare processes: a `docker exec` started ahead of time that waits for its command line on
-//! stdin. A session's next process then starts with one pipe write and a fork instead of a runc
-//! exec (~70 ms on this engine). A warm pool prepares one in every container it hands out; a
-//! sandbox prepares the next one in the background each time one is used.
+//! Spare processes: a `docker exec` started ahead of time, a shell that runs the command lines it
+//! is sent, one at a time. A session's next process then starts with one pipe write and a fork
+//! instead of a runc exec (~70 ms of the engine's CPU on this engine).
+//!
+//! After a process whose stdin was not piped, the shell takes the next command once nothing else
+//! holds its output (no child the program left behind): it says so with one line on each stream,
+//! and the exec is the sandbox's spare again. So a session's processes one after another cost the
+//! engine one exec, not one each. A replacement is started only for a process still running
+//! after [`REPLACE_AFTER`] (another process may be started beside it), or when the shell does not
+//! come back. A warm pool prepares one spare in every container it hands out.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
-use futures::stream::BoxStream;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tokio::io::AsyncWrite;
+use tokio::sync::Notify;
 
 use super::deadline::{Call, CallError, bounded};
-use super::exec::{PID_FILE_PREFIX, SHELL_NAME};
-use crate::exec_start::START_FUNCTION;
-use aac_sandbox::{ExecError, ExecSpec};
+use super::exec::SHELL_NAME;
+use super::exec_start::{Chunks, START_FUNCTION, chunks, start_args};
+use super::exit_report::AfterExit;
+use aac_sandbox::{ExecError, ExecSpec, OutputStream};
 
-/// Waits for one line, records the shell's pid (which `exec` hands to the program), then runs the
-/// line: `export 'K=V' && … start 'DIR' 'ARG' …` (`start`: see `exec_start`). `$nl` lets quoted
-/// arguments carry newlines while the command stays one line. The pid file is `$1`: `$0` (the name
-/// the shell puts before its own error messages) is [`SHELL_NAME`]. Runs after
-/// [`START_FUNCTION`].
-const SPARE_SCRIPT: &str = "nl='\n'\nIFS= read -r line && echo $$ > \"$1\" && eval \"$line\"";
+/// How long an exec waits for a spare being started (or coming back) before it makes its own.
+const SPARE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a process runs on a spare before a replacement is started beside it: most of an
+/// agent's commands end sooner and hand their shell back.
+const REPLACE_AFTER: Duration = Duration::from_millis(200);
+
+/// How long a shell has to say it takes the next command once its process has ended.
+const COMEBACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs each line it reads (`start …` and what follows it, see [`command_line`]) after
+/// [`START_FUNCTION`]. `$nl` lets quoted arguments carry newlines while a command stays one line.
+/// `again` tells the host the shell takes the next command — only when its stdout and stderr pipes
+/// are held by nobody but itself (`$o`, `$e`: their identities; a child the program left behind
+/// still writing would otherwise write into the next process's output); else the shell ends.
+const SPARE_SCRIPT: &str = "nl='\n'
+o=$(ls -l /proc/$$/fd/1) && o=${o##* } && e=$(ls -l /proc/$$/fd/3) && e=${e##* } || o=
+again() {
+  [ -n \"$o\" ] && [ \"$(exec 3>&-; ls -l /proc/[0-9]*/fd | grep -c -F -e \"$o\" -e \"$e\")\" = 2 ] || exit 0
+  printf '\\036aac-ready:%s\\n' \"$1\"
+  printf '\\036aac-ready:%s\\n' \"$1\" >&3
+}
+while IFS= read -r line; do eval \"$line\"; done";
 
 /// A started exec waiting for its command.
 pub(super) struct SpareExec {
     pub(super) exec_id: String,
-    pub(super) pid_file: String,
-    pub(super) output: BoxStream<'static, Result<LogOutput, bollard::errors::Error>>,
+    pub(super) output: Chunks,
     pub(super) input: Pin<Box<dyn AsyncWrite + Send>>,
 }
 
 /// Starts a spare process in `container`.
 pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec, ExecError> {
-    let pid_file = format!("{PID_FILE_PREFIX}{}.pid", uuid::Uuid::new_v4().simple());
     let config = ExecConfig {
         attach_stdin: Some(true),
         attach_stdout: Some(true),
@@ -45,7 +71,6 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
             "-c".into(),
             format!("{START_FUNCTION}{SPARE_SCRIPT}"),
             SHELL_NAME.into(),
-            pid_file.clone(),
         ]),
         ..Default::default()
     };
@@ -75,8 +100,7 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
     {
         StartExecResults::Attached { output, input } => Ok(SpareExec {
             exec_id: exec.id,
-            pid_file,
-            output,
+            output: chunks(output),
             input,
         }),
         StartExecResults::Detached => Err(ExecError::SpawnFailed(
@@ -85,18 +109,27 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
     }
 }
 
-/// The line a spare process runs for `spec` (one line, newline-terminated), its exit reported
-/// with `nonce`.
-pub(super) fn command_line(spec: &ExecSpec, default_cwd: &str, nonce: &str) -> String {
-    let cwd = spec.cwd.as_deref().unwrap_or(default_cwd);
-    let mut line = String::new();
-    for (key, value) in &spec.env {
-        line.push_str(&format!("export {} && ", quote(&format!("{key}={value}"))));
-    }
-    line.push_str(&format!("start {} {}", quote(nonce), quote(cwd)));
-    for arg in &spec.argv {
+/// The line a spare's shell runs for `spec` (one line, newline-terminated): `start` with the
+/// process's pid file and the exit report's `nonce`, then — stdin not piped — `again`, or the
+/// shell's end (the program had its stdin: what is left there is not the next command).
+pub(super) fn command_line(
+    spec: &ExecSpec,
+    default_cwd: &str,
+    pid_file: &str,
+    nonce: &str,
+) -> String {
+    let mut line = String::from("start");
+    let words = [pid_file.to_string(), nonce.to_string()]
+        .into_iter()
+        .chain(start_args(spec, default_cwd, true));
+    for word in words {
         line.push(' ');
-        line.push_str(&quote(arg));
+        line.push_str(&quote(&word));
+    }
+    if spec.stdin_piped {
+        line.push_str("; exit");
+    } else {
+        line.push_str(&format!(" </dev/null && again {} || exit", quote(nonce)));
     }
     line.push('\n');
     line
@@ -110,9 +143,181 @@ fn quote(arg: &str) -> String {
     )
 }
 
+/// What a shell that takes the next command writes on each stream after its process's report.
+fn ready_line(nonce: &str) -> String {
+    format!("\u{1e}aac-ready:{nonce}\n")
+}
+
+/// `output` once both of its streams have shown exactly the ready line after the report (`after`:
+/// what already came), ready for the next command; `None` for anything else — other bytes, the
+/// stream's end.
+async fn comes_back(mut output: Chunks, after: [Bytes; 2], nonce: &str) -> Option<Chunks> {
+    let expected = ready_line(nonce);
+    let expected = expected.as_bytes();
+    let mut seen = after.map(|bytes| BytesMut::from(&bytes[..]));
+    loop {
+        if !seen.iter().all(|s| expected.starts_with(&s[..])) {
+            return None;
+        }
+        if seen.iter().all(|s| &s[..] == expected) {
+            return Some(output);
+        }
+        let chunk = output.next().await?.ok()?;
+        let index = match chunk.stream {
+            OutputStream::Stdout => 0,
+            OutputStream::Stderr => 1,
+        };
+        seen[index].extend_from_slice(&chunk.data);
+    }
+}
+
+/// A sandbox's spare: the one ready, and how many are on their way (being started, or coming back
+/// from a process that ended).
+pub(super) struct Spares {
+    docker: Docker,
+    container: String,
+    state: Mutex<SpareState>,
+    /// Told whenever one arrives (or does not, after all).
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct SpareState {
+    ready: Option<SpareExec>,
+    coming: usize,
+}
+
+impl Spares {
+    pub(super) fn new(docker: Docker, container: String) -> Arc<Self> {
+        Arc::new(Self {
+            docker,
+            container,
+            state: Mutex::default(),
+            arrived: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SpareState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a spare in the background, unless one is ready or on its way.
+    pub(super) fn prepare(self: &Arc<Self>) {
+        {
+            let mut state = self.state();
+            if state.ready.is_some() || state.coming > 0 {
+                return;
+            }
+            state.coming += 1;
+        }
+        let spares = self.clone();
+        tokio::spawn(async move {
+            let started = start(&spares.docker, &spares.container).await;
+            if let Err(err) = &started {
+                tracing::debug!(error = %err, "no spare process");
+            }
+            spares.arrive(started.ok());
+        });
+    }
+
+    /// One on its way has arrived (`None`: it did not). A second ready one is not kept: its shell
+    /// ends when its stdin closes.
+    fn arrive(&self, spare: Option<SpareExec>) {
+        {
+            let mut state = self.state();
+            state.coming -= 1;
+            if state.ready.is_none() {
+                state.ready = spare;
+            }
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// The ready spare, waiting for one on its way if there is none yet (it is further along than
+    /// a fresh exec would be). Waits at most [`SPARE_WAIT`]; `None` means a fresh exec.
+    pub(super) async fn take(&self) -> Option<SpareExec> {
+        let deadline = tokio::time::Instant::now() + SPARE_WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            {
+                let mut state = self.state();
+                if let Some(spare) = state.ready.take() {
+                    return Some(spare);
+                }
+                if state.coming == 0 {
+                    return None;
+                }
+            }
+            tokio::time::timeout_at(deadline, arrived).await.ok()?;
+        }
+    }
+
+    /// Starts a spare now, unless one is ready.
+    pub(super) async fn warm_up(&self) -> Result<(), ExecError> {
+        if self.state().ready.is_some() {
+            return Ok(());
+        }
+        let spare = start(&self.docker, &self.container).await?;
+        let mut state = self.state();
+        if state.ready.is_none() {
+            state.ready = Some(spare);
+        }
+        Ok(())
+    }
+
+    /// For a process whose shell may come back: a replacement only if it is still running after
+    /// [`REPLACE_AFTER`] (`ended`: its output is complete).
+    pub(super) fn prepare_unless_ended(self: &Arc<Self>, ended: Arc<AtomicBool>) {
+        let spares = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLACE_AFTER).await;
+            if !ended.load(Ordering::SeqCst) {
+                spares.prepare();
+            }
+        });
+    }
+
+    /// What takes a process's exec once its output is complete: the shell back as the spare when
+    /// it says it takes the next command, else a replacement started.
+    pub(super) fn comeback(
+        self: &Arc<Self>,
+        exec_id: String,
+        input: Pin<Box<dyn AsyncWrite + Send>>,
+        nonce: String,
+        ended: Arc<AtomicBool>,
+    ) -> AfterExit {
+        let spares = self.clone();
+        Box::new(move |rest, after| {
+            ended.store(true, Ordering::SeqCst);
+            spares.state().coming += 1;
+            tokio::spawn(async move {
+                let back = tokio::time::timeout(COMEBACK_WAIT, comes_back(rest, after, &nonce))
+                    .await
+                    .ok()
+                    .flatten();
+                let lost = back.is_none();
+                if lost {
+                    tracing::debug!(exec = %exec_id, "the process's shell did not come back");
+                }
+                spares.arrive(back.map(|output| SpareExec {
+                    exec_id,
+                    output,
+                    input,
+                }));
+                if lost {
+                    spares.prepare();
+                }
+            });
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aac_sandbox::OutputChunk;
 
     #[test]
     fn the_command_line_is_one_line_whatever_the_arguments() {
@@ -122,12 +327,69 @@ mod tests {
             cwd: Some("/work space".into()),
             ..ExecSpec::default()
         };
-        let line = command_line(&spec, "/workspace", "n0");
+        let line = command_line(&spec, "/workspace", "/tmp/p", "n0");
         assert_eq!(line.matches('\n').count(), 1, "{line}");
         assert!(line.ends_with('\n'));
         assert_eq!(
             line.trim_end(),
-            r#"export 'K=it'\''s' && start 'n0' '/work space' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"'"#
+            r#"start '/tmp/p' 'n0' '/work space' 'K=it'\''s' '--' 'sh' '-c' 'echo '\''a'\'''"$nl"'echo "$HOME"' </dev/null && again 'n0' || exit"#
         );
+        let piped = ExecSpec {
+            stdin_piped: true,
+            ..spec
+        };
+        assert!(
+            command_line(&piped, "/workspace", "/tmp/p", "n0").ends_with("; exit\n"),
+            "a program given the shell's stdin is its last"
+        );
+    }
+
+    fn stream(chunks: Vec<(OutputStream, &str)>) -> Chunks {
+        let chunks: Vec<_> = chunks
+            .into_iter()
+            .map(|(stream, data)| {
+                Ok(OutputChunk {
+                    stream,
+                    data: Bytes::copy_from_slice(data.as_bytes()),
+                })
+            })
+            .collect();
+        futures::stream::iter(chunks).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_shell_comes_back_only_with_exactly_its_ready_lines() {
+        use OutputStream::{Stderr, Stdout};
+        let line = ready_line("n0");
+        let (head, tail) = line.split_at(5);
+        // Split across reads, one stream's line already in.
+        let rest = stream(vec![(Stderr, head), (Stderr, tail), (Stdout, "next")]);
+        let mut back = comes_back(rest, [Bytes::from(line.clone()), Bytes::new()], "n0")
+            .await
+            .expect("both lines: back");
+        let next = back.next().await.unwrap().unwrap();
+        assert_eq!(
+            next.data,
+            Bytes::from("next"),
+            "the stream goes on after them"
+        );
+
+        for (rest, after) in [
+            // Output of a child left behind before the line.
+            (stream(vec![(Stderr, &line)]), format!("late{line}")),
+            // Another process's nonce.
+            (stream(vec![(Stderr, &line)]), ready_line("n1")),
+            // More after the line.
+            (stream(vec![(Stderr, &format!("{line}x"))]), line.clone()),
+            // The stream ends first.
+            (stream(vec![(Stderr, head)]), line.clone()),
+        ] {
+            assert!(
+                comes_back(rest, [Bytes::from(after.clone()), Bytes::new()], "n0")
+                    .await
+                    .is_none(),
+                "{after:?}"
+            );
+        }
     }
 }
