@@ -125,7 +125,7 @@ fn sandbox_start(c: &mut Criterion) {
 
     // The next process of a session: `true` through the host, from exec to its exit status, in a
     // running sandbox whose spare process is ready (a pause, not timed, before each), and back to
-    // back (each one's spare is still being started).
+    // back (each one right after the last has ended: its shell may still be coming back).
     let mut group = c.benchmark_group("process");
     group
         .sample_size(20)

@@ -81,6 +81,11 @@ impl DockerSandbox {
         Ok(())
     }
 
+    /// Starts a spare process in the background, unless one is ready or on its way.
+    pub(super) fn prepare_spare(&self) {
+        self.spares.prepare();
+    }
+
     /// Hands `spec` to the spare process, if there is one and it starts the program; `None` when
     /// there is no usable spare (a fresh exec then). Sees to the next spare.
     async fn exec_on_spare(&self, spec: &ExecSpec) -> Option<Result<RawProcess, ExecError>> {

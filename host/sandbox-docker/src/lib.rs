@@ -430,6 +430,9 @@ impl SandboxDriver for DockerDriver {
                 .context(format!("could not start container {}", sandbox.id()))
                 .into());
         }
+        // The first process's spare, on its way while the dead-man's switch is armed; its shell then
+        // serves the session's processes one after another.
+        sandbox.prepare_spare();
         if let Err(err) = sandbox.arm_deadman().await {
             let _ = sandbox.remove().await;
             return Err(OpenError::Engine(err));

@@ -236,27 +236,38 @@ impl Spares {
     /// The ready spare, waiting for one on its way if there is none yet (it is further along than
     /// a fresh exec would be). Waits at most [`SPARE_WAIT`]; `None` means a fresh exec.
     pub(super) async fn take(&self) -> Option<SpareExec> {
+        if self.wait_ready().await {
+            self.state().ready.take()
+        } else {
+            None
+        }
+    }
+
+    /// Whether a spare is ready, after waiting (at most [`SPARE_WAIT`]) for one on its way.
+    async fn wait_ready(&self) -> bool {
         let deadline = tokio::time::Instant::now() + SPARE_WAIT;
         loop {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
             {
-                let mut state = self.state();
-                if let Some(spare) = state.ready.take() {
-                    return Some(spare);
+                let state = self.state();
+                if state.ready.is_some() {
+                    return true;
                 }
                 if state.coming == 0 {
-                    return None;
+                    return false;
                 }
             }
-            tokio::time::timeout_at(deadline, arrived).await.ok()?;
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return false;
+            }
         }
     }
 
-    /// Starts a spare now, unless one is ready.
+    /// A spare ready now: the one on its way, or one started here.
     pub(super) async fn warm_up(&self) -> Result<(), ExecError> {
-        if self.state().ready.is_some() {
+        if self.wait_ready().await {
             return Ok(());
         }
         let spare = start(&self.docker, &self.container).await?;
