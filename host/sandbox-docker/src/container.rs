@@ -305,6 +305,7 @@ impl Sandbox for DockerSandbox {
             ..Default::default()
         };
         let target = format!("container {}", self.id);
+        let turn = self.spares.exec_turn().await;
         let exec = bounded(
             Call::CreateExec,
             &target,
@@ -324,6 +325,7 @@ impl Sandbox for DockerSandbox {
         )
         .await
         .map_err(|err| classify_exec_error(&self.id, err))?;
+        drop(turn);
         let StartExecResults::Attached { output, input } = started else {
             return Err(ExecError::SpawnFailed(
                 "docker started the exec detached".into(),
@@ -348,6 +350,7 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn remove(&self) -> Result<()> {
+        self.spares.close();
         let options = RemoveContainerOptions {
             force: true,
             v: true,

@@ -20,7 +20,7 @@ use bollard::models::ExecConfig;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::AsyncWrite;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use super::deadline::{Call, CallError, bounded};
 use super::exec::SHELL_NAME;
@@ -179,12 +179,19 @@ pub(super) struct Spares {
     state: Mutex<SpareState>,
     /// Told whenever one arrives (or does not, after all).
     arrived: Notify,
+    /// One `docker exec` of this sandbox being created and started at a time (spares and fresh
+    /// execs): each is ~70 ms of the engine's CPU, so a session starting processes in a burst
+    /// makes the engine do them one after another, not all at once beside every other session's
+    /// work; another session's exec never queues behind them.
+    starting: Semaphore,
 }
 
 #[derive(Default)]
 struct SpareState {
     ready: Option<SpareExec>,
     coming: usize,
+    /// The sandbox is being removed: no more spares.
+    closed: bool,
 }
 
 impl Spares {
@@ -194,7 +201,14 @@ impl Spares {
             container,
             state: Mutex::default(),
             arrived: Notify::new(),
+            starting: Semaphore::new(1),
         })
+    }
+
+    /// Waits for this sandbox's turn to create and start a `docker exec` (see `starting`).
+    pub(super) async fn exec_turn(&self) -> Option<SemaphorePermit<'_>> {
+        // Never closed: an error would only mean going ahead without the turn.
+        self.starting.acquire().await.ok()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SpareState> {
@@ -205,19 +219,28 @@ impl Spares {
     pub(super) fn prepare(self: &Arc<Self>) {
         {
             let mut state = self.state();
-            if state.ready.is_some() || state.coming > 0 {
+            if state.ready.is_some() || state.coming > 0 || state.closed {
                 return;
             }
             state.coming += 1;
         }
         let spares = self.clone();
         tokio::spawn(async move {
+            let turn = spares.exec_turn().await;
             let started = start(&spares.docker, &spares.container).await;
+            drop(turn);
             if let Err(err) = &started {
                 tracing::debug!(error = %err, "no spare process");
             }
             spares.arrive(started.ok());
         });
+    }
+
+    /// No more spares: the sandbox is being removed (the ready one's shell ends with its stdin).
+    pub(super) fn close(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        state.ready = None;
     }
 
     /// One on its way has arrived (`None`: it did not). A second ready one is not kept: its shell
@@ -226,7 +249,7 @@ impl Spares {
         {
             let mut state = self.state();
             state.coming -= 1;
-            if state.ready.is_none() {
+            if state.ready.is_none() && !state.closed {
                 state.ready = spare;
             }
         }
@@ -270,7 +293,9 @@ impl Spares {
         if self.wait_ready().await {
             return Ok(());
         }
+        let turn = self.exec_turn().await;
         let spare = start(&self.docker, &self.container).await?;
+        drop(turn);
         let mut state = self.state();
         if state.ready.is_none() {
             state.ready = Some(spare);
