@@ -46,7 +46,7 @@ pub struct PluginLimits {
     /// Longest string a plugin may return in a result (a turn's message, ids, its description).
     pub result_bytes: usize,
     /// Processes a session may start per second once its burst is spent; past it `exec` waits
-    /// (host time, not the plugin's CPU). Every start is a `docker exec`, ~90 ms of the Docker
+    /// (host time, not the plugin's CPU). A start may cost a `docker exec`, ~90 ms of the Docker
     /// engine's CPU that no limit of the plugin or its sandbox counts: a loop of starts would hold
     /// the host's cores through the engine (docs/configuration.md, `[limits]`).
     pub process_starts_per_second: f64,

@@ -1,8 +1,9 @@
 //! aac-sandbox-docker owns the Docker driver of `aac-sandbox`'s traits; bollard lives only here.
 //! It must not depend on wasmtime, the plugin host or the manager.
 //!
-//! The Docker driver, through bollard: one hardened container per session, one `docker exec` per
-//! process.
+//! The Docker driver, through bollard: one hardened container per session; its processes run
+//! through `docker exec`s, a spare's shell serving a session's processes one after another
+//! (`spare`).
 //!
 //! Every container gets: a non-root user, `cap_drop ALL`, `no-new-privileges`, a read-only root
 //! with tmpfs for `/tmp` and `$HOME`, pids/memory/cpu limits, Docker's init as PID 1, no network
