@@ -165,6 +165,30 @@ pub async fn open_sandbox(
         .unwrap()
 }
 
+/// A raw process's stdout, stderr and exit code, once its output has ended (within 20 s: tests
+/// whose programs leave 60 s sleeps behind fail here if the end waited for them).
+pub async fn finish_raw(
+    mut process: aac_host::sandbox::RawProcess,
+) -> (String, String, Option<i32>) {
+    use futures::StreamExt;
+    let (mut out, mut err) = (String::new(), String::new());
+    let read_all = async {
+        while let Some(chunk) = process.output.next().await {
+            let chunk = chunk.unwrap();
+            let text = String::from_utf8_lossy(&chunk.data).into_owned();
+            match chunk.stream {
+                aac_host::sandbox::OutputStream::Stdout => out.push_str(&text),
+                aac_host::sandbox::OutputStream::Stderr => err.push_str(&text),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read_all)
+        .await
+        .expect("the output did not end");
+    let code = process.control.exit_info().await.unwrap().code;
+    (out, err, code)
+}
+
 /// A local turn's report and every event it emitted, in order.
 pub struct TurnRecord {
     pub report: LocalTurnReport,

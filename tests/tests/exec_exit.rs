@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aac_host::sandbox::{OutputStream, RawProcess, Sandbox, Signal};
+use aac_host::sandbox::{RawProcess, Sandbox, Signal};
+use aac_tests::finish_raw as finish;
 use futures::StreamExt;
 
 async fn sandbox(workspace: &std::path::Path, warm: bool) -> Arc<dyn Sandbox> {
@@ -24,27 +25,6 @@ async fn start(sandbox: &Arc<dyn Sandbox>, script: &str) -> RawProcess {
         ..Default::default()
     };
     sandbox.exec(spec).await.unwrap()
-}
-
-/// stdout, stderr and the exit code, once the output has ended (within 20 s: the sleeps below are
-/// 60 s, so an end that waited for them fails here).
-async fn finish(mut process: RawProcess) -> (String, String, Option<i32>) {
-    let (mut out, mut err) = (String::new(), String::new());
-    let read_all = async {
-        while let Some(chunk) = process.output.next().await {
-            let chunk = chunk.unwrap();
-            let text = String::from_utf8_lossy(&chunk.data).into_owned();
-            match chunk.stream {
-                OutputStream::Stdout => out.push_str(&text),
-                OutputStream::Stderr => err.push_str(&text),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
-        .await
-        .expect("the output did not end");
-    let code = process.control.exit_info().await.unwrap().code;
-    (out, err, code)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,9 @@
 //! its exec to itself; a late kill of an ended process never reaches the next one. Real dockerd.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aac_host::sandbox::{ExecSpec, OutputStream, RawProcess, Sandbox, Signal};
+use aac_host::sandbox::{ExecSpec, Sandbox, Signal};
+use aac_tests::finish_raw as finish;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -21,26 +21,6 @@ fn sh(script: &str) -> ExecSpec {
         argv: vec!["sh".into(), "-c".into(), script.into()],
         ..ExecSpec::default()
     }
-}
-
-/// stdout, stderr and the exit code, once the output has ended.
-async fn finish(mut process: RawProcess) -> (String, String, Option<i32>) {
-    let (mut out, mut err) = (String::new(), String::new());
-    let read_all = async {
-        while let Some(chunk) = process.output.next().await {
-            let chunk = chunk.unwrap();
-            let text = String::from_utf8_lossy(&chunk.data).into_owned();
-            match chunk.stream {
-                OutputStream::Stdout => out.push_str(&text),
-                OutputStream::Stderr => err.push_str(&text),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read_all)
-        .await
-        .expect("the output did not end");
-    let code = process.control.exit_info().await.unwrap().code;
-    (out, err, code)
 }
 
 async fn run(sandbox: &Arc<dyn Sandbox>, spec: ExecSpec) -> (String, String, Option<i32>) {
