@@ -183,7 +183,8 @@ impl ExitReports {
     }
 }
 
-fn index(stream: OutputStream) -> usize {
+/// A stream's slot in per-stream arrays: stdout's, then stderr's.
+pub(super) fn index(stream: OutputStream) -> usize {
     match stream {
         OutputStream::Stdout => 0,
         OutputStream::Stderr => 1,

@@ -25,8 +25,8 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use super::deadline::{Call, CallError, bounded};
 use super::exec::SHELL_NAME;
 use super::exec_start::{Chunks, START_FUNCTION, chunks, start_args};
-use super::exit_report::AfterExit;
-use aac_sandbox::{ExecError, ExecSpec, OutputStream};
+use super::exit_report::{AfterExit, index};
+use aac_sandbox::{ExecError, ExecSpec};
 
 /// How long an exec waits for a spare being started (or coming back) before it makes its own.
 const SPARE_WAIT: Duration = Duration::from_secs(2);
@@ -163,11 +163,7 @@ async fn comes_back(mut output: Chunks, after: [Bytes; 2], nonce: &str) -> Optio
             return Some(output);
         }
         let chunk = output.next().await?.ok()?;
-        let index = match chunk.stream {
-            OutputStream::Stdout => 0,
-            OutputStream::Stderr => 1,
-        };
-        seen[index].extend_from_slice(&chunk.data);
+        seen[index(chunk.stream)].extend_from_slice(&chunk.data);
     }
 }
 
@@ -211,6 +207,12 @@ impl Spares {
         self.starting.acquire().await.ok()
     }
 
+    /// Starts a spare in this sandbox's turn.
+    async fn start_one(&self) -> Result<SpareExec, ExecError> {
+        let _turn = self.exec_turn().await;
+        start(&self.docker, &self.container).await
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, SpareState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -226,9 +228,7 @@ impl Spares {
         }
         let spares = self.clone();
         tokio::spawn(async move {
-            let turn = spares.exec_turn().await;
-            let started = start(&spares.docker, &spares.container).await;
-            drop(turn);
+            let started = spares.start_one().await;
             if let Err(err) = &started {
                 tracing::debug!(error = %err, "no spare process");
             }
@@ -293,9 +293,7 @@ impl Spares {
         if self.wait_ready().await {
             return Ok(());
         }
-        let turn = self.exec_turn().await;
-        let spare = start(&self.docker, &self.container).await?;
-        drop(turn);
+        let spare = self.start_one().await?;
         let mut state = self.state();
         if state.ready.is_none() {
             state.ready = Some(spare);
@@ -353,7 +351,7 @@ impl Spares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aac_sandbox::OutputChunk;
+    use aac_sandbox::{OutputChunk, OutputStream};
 
     #[test]
     fn the_command_line_is_one_line_whatever_the_arguments() {
