@@ -291,3 +291,34 @@ pub async fn containers_of_run(run_id: &str) -> usize {
         .await
         .len()
 }
+
+/// How many `docker exec`s the engine created in `container` between `since` and `until`, from
+/// its event log.
+pub async fn exec_creates(
+    container: &str,
+    since: std::time::SystemTime,
+    until: std::time::SystemTime,
+) -> usize {
+    use bollard::query_parameters::EventsOptions;
+    use futures::StreamExt;
+    let stamp = |at: std::time::SystemTime| {
+        let at = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+        format!("{}.{:09}", at.as_secs(), at.subsec_nanos())
+    };
+    let filters = std::collections::HashMap::from([
+        ("container".to_string(), vec![container.to_string()]),
+        ("event".to_string(), vec!["exec_create".to_string()]),
+    ]);
+    let driver = docker().await;
+    let mut events = driver.client().events(Some(EventsOptions {
+        since: Some(stamp(since)),
+        until: Some(stamp(until)),
+        filters: Some(filters),
+    }));
+    let mut count = 0;
+    while let Some(event) = events.next().await {
+        event.expect("reading the engine's events");
+        count += 1;
+    }
+    count
+}

@@ -171,3 +171,38 @@ async fn a_killed_process_hands_its_shell_on_and_the_next_one_runs() {
     }
     sandbox.remove().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_runs_on_the_ready_spare_without_an_exec_of_its_own() {
+    let workspace = tempfile::tempdir().unwrap();
+    let sandbox = sandbox(workspace.path()).await;
+
+    // A tree of three processes, the program's shell among them.
+    let tree = "echo up; sleep 60 & sleep 60 & wait";
+    for signal in [Signal::Term, Signal::Kill] {
+        let mut process = sandbox.exec(sh(tree)).await.unwrap();
+        let first = process.output.next().await.unwrap().unwrap();
+        assert_eq!(first.data, "up\n");
+        // The process holds the sandbox's shell; a spare is ready beside it.
+        sandbox.warm_up().await.unwrap();
+        let since = std::time::SystemTime::now();
+        process.control.signal(signal).await.unwrap();
+        let (_, _, code) = finish(process).await;
+        let until = std::time::SystemTime::now();
+        let expected = match signal {
+            Signal::Term => 143,
+            Signal::Kill => 137,
+        };
+        assert_eq!(code, Some(expected), "{signal:?}");
+        assert_eq!(
+            aac_tests::exec_creates(sandbox.id(), since, until).await,
+            0,
+            "{signal:?}: the kill made an exec"
+        );
+        // Signalled together, the children may end a moment after their parent.
+        let gone = "for i in $(seq 50); do ps -o stat,args | grep -q '^[^Z]* sleep 60' || exit 0; sleep 0.1; done; ps -o pid,stat,args; exit 1";
+        let (out, _, code) = run(&sandbox, sh(gone)).await;
+        assert_eq!(code, Some(0), "{signal:?}: the tree is still there: {out}");
+    }
+    sandbox.remove().await.unwrap();
+}

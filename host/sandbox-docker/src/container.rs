@@ -157,6 +157,7 @@ impl DockerSandbox {
                 self.oom_kills_seen.clone(),
             ),
             reported,
+            spares: self.spares.clone(),
         });
         RawProcess {
             output,

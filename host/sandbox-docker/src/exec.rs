@@ -1,5 +1,6 @@
 //! Control of one `docker exec` process: signals to its whole tree and its exit status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +12,7 @@ use tracing::warn;
 
 use super::container::{OomCounter, container_running};
 use super::exit_report::ReportedExit;
+use super::spare::Spares;
 use crate::deadline::{Call, bounded};
 use aac_sandbox::{ExitInfo, ProcessControl, Signal};
 
@@ -29,35 +31,49 @@ exit "${s:-1}""#;
 /// `$0` of the wrapper shells: what their error messages start with.
 pub(super) const SHELL_NAME: &str = "sandbox";
 
-/// Sends a signal to every descendant of a recorded pid: the process's wrapper shell, which is
-/// never signalled itself — it stays to report how the program ended, and a spare's shell goes on
-/// to the next command. The tree is stopped first, walk after walk until one finds no process it
-/// has not stopped: a process forking while the tree is walked (a walk reads /proc once per
-/// process, tens of ms for a big tree) would otherwise leave children the signal never reaches,
-/// orphaned out of the tree before the next signal. Then, if the process is still the one the
-/// pid file names (its wrapper removes the file when it ends, before a spare's shell can take
+/// `stop PIDFILE SIGNAL`: sends a signal to every descendant of a recorded pid — the process's
+/// wrapper shell, which is never signalled itself: it stays to report how the program ended, and a
+/// spare's shell goes on to the next command. Run by a sandbox's ready spare shell when there is
+/// one (a line, no exec), else by an exec of its own ([`STOP_SCRIPT`]); a subshell, so its
+/// variables and `exit` stay its own. The tree is stopped first, walk after walk until one finds
+/// no process it has not stopped: a process forking while the tree is walked (a walk reads /proc
+/// once per process, tens of ms for a big tree) would otherwise leave children the signal never
+/// reaches, orphaned out of the tree before the next signal. Then, if the process is still the one
+/// the pid file names (its wrapper removes the file when it ends, before a spare's shell can take
 /// another command), the signal goes to every process at once, and a TERM's receivers go on to
-/// handle it. (`below` echoes a child before walking it: shell variables are global, so the
-/// recursion overwrites `c`.)
-const KILL_SCRIPT: &str = r#"pid=$(cat "$0" 2>/dev/null) || exit 0
-below() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do echo "$c"; below "$c"; done; }
-seen=" "; round=0
-while [ $round -lt 50 ]; do
-  new=""
-  for p in $(below "$pid"); do case "$seen" in *" $p "*) ;; *) new="$new $p" ;; esac; done
-  [ -z "$new" ] && break
-  kill -s STOP $new 2>/dev/null
-  seen="$seen${new# } "
-  round=$((round+1))
-done
-[ "$seen" = " " ] && exit 0
-if [ -f "$0" ]; then
-  kill -s "$1" $seen 2>/dev/null
-  [ "$1" = KILL ] || kill -s CONT $seen 2>/dev/null
-else
-  kill -s CONT $seen 2>/dev/null
-fi
-exit 0"#;
+/// handle it. A pid file naming the shell running `stop` (a pid reused) is left alone: the walk
+/// would stop the walker. (`below` echoes a child before walking it: shell variables are global,
+/// so the recursion overwrites `c`.)
+pub(super) const STOP_FUNCTION: &str = r#"stop() (
+  pid=$(cat "$1" 2>/dev/null) || exit 0
+  [ "$pid" = "$$" ] && exit 0
+  below() { for c in $(cat /proc/$1/task/*/children 2>/dev/null); do echo "$c"; below "$c"; done; }
+  seen=" "; round=0
+  while [ $round -lt 50 ]; do
+    new=""
+    for p in $(below "$pid"); do case "$seen" in *" $p "*) ;; *) new="$new $p" ;; esac; done
+    [ -z "$new" ] && break
+    kill -s STOP $new 2>/dev/null
+    seen="$seen${new# } "
+    round=$((round+1))
+  done
+  [ "$seen" = " " ] && exit 0
+  if [ -f "$1" ]; then
+    kill -s "$2" $seen 2>/dev/null
+    [ "$2" = KILL ] || kill -s CONT $seen 2>/dev/null
+  else
+    kill -s CONT $seen 2>/dev/null
+  fi
+)
+"#;
+
+/// A kill's own exec: [`STOP_FUNCTION`] run with the exec's arguments (`$1` the pid file, `$2`
+/// the signal).
+const STOP_SCRIPT: &str = r#"stop "$@""#;
+
+/// How long a kill waits for a spare on its way before it makes an exec of its own: the spare's
+/// exec is already under way, and a second one beside it would only slow both.
+const KILL_SPARE_WAIT: Duration = Duration::from_millis(500);
 
 /// 128 + SIGKILL: how a process killed by the OOM killer exits.
 const SIGKILL_EXIT: i32 = 137;
@@ -70,6 +86,8 @@ pub(super) struct DockerProcess {
     pub(super) oom: OomCounter,
     /// The exit code the wrapper reported at the end of the output, if it did.
     pub(super) reported: ReportedExit,
+    /// The sandbox's spare shells: a ready one runs a kill without an exec.
+    pub(super) spares: Arc<Spares>,
 }
 
 impl DockerProcess {
@@ -126,13 +144,18 @@ impl ProcessControl for DockerProcess {
             Signal::Term => "TERM",
             Signal::Kill => "KILL",
         };
+        let line = format!("stop '{}' {name} >/dev/null 3>&-\n", self.pid_file);
+        if self.spares.run_on_ready(&line, KILL_SPARE_WAIT).await {
+            return Ok(());
+        }
         let config = ExecConfig {
             attach_stdout: Some(false),
             attach_stderr: Some(false),
             cmd: Some(vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                KILL_SCRIPT.into(),
+                format!("{STOP_FUNCTION}{STOP_SCRIPT}"),
+                SHELL_NAME.into(),
                 self.pid_file.clone(),
                 name.into(),
             ]),

@@ -19,11 +19,11 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use super::deadline::{Call, CallError, bounded};
-use super::exec::SHELL_NAME;
+use super::exec::{SHELL_NAME, STOP_FUNCTION};
 use super::exec_start::{Chunks, START_FUNCTION, chunks, start_args};
 use super::exit_report::{AfterExit, index};
 use aac_sandbox::{ExecError, ExecSpec};
@@ -38,8 +38,8 @@ const REPLACE_AFTER: Duration = Duration::from_millis(200);
 /// How long a shell has to say it takes the next command once its process has ended.
 const COMEBACK_WAIT: Duration = Duration::from_secs(2);
 
-/// Runs each line it reads (`start …` and what follows it, see [`command_line`]) after
-/// [`START_FUNCTION`]. `$nl` lets quoted arguments carry newlines while a command stays one line.
+/// Runs each line it reads (`start …` and what follows it, see [`command_line`]; or a kill's
+/// `stop …`) after [`START_FUNCTION`] and [`STOP_FUNCTION`]. `$nl` lets quoted arguments carry newlines while a command stays one line.
 /// `again` tells the host the shell takes the next command — only when its stdout and stderr pipes
 /// are held by nobody but itself (`$o`, `$e`: their identities; a child the program left behind
 /// still writing would otherwise write into the next process's output); else the shell ends.
@@ -69,7 +69,7 @@ pub(super) async fn start(docker: &Docker, container: &str) -> Result<SpareExec,
         cmd: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            format!("{START_FUNCTION}{SPARE_SCRIPT}"),
+            format!("{START_FUNCTION}{STOP_FUNCTION}{SPARE_SCRIPT}"),
             SHELL_NAME.into(),
         ]),
         ..Default::default()
@@ -259,38 +259,52 @@ impl Spares {
     /// The ready spare, waiting for one on its way if there is none yet (it is further along than
     /// a fresh exec would be). Waits at most [`SPARE_WAIT`]; `None` means a fresh exec.
     pub(super) async fn take(&self) -> Option<SpareExec> {
-        if self.wait_ready().await {
-            self.state().ready.take()
-        } else {
-            None
-        }
+        self.take_within(SPARE_WAIT, false).await
     }
 
-    /// Whether a spare is ready, after waiting (at most [`SPARE_WAIT`]) for one on its way.
-    async fn wait_ready(&self) -> bool {
-        let deadline = tokio::time::Instant::now() + SPARE_WAIT;
+    /// The ready spare, after waiting at most `wait` for one on its way; `lend`: it comes back
+    /// through [`arrive`](Self::arrive), counted as on its way meanwhile, so nobody else gives up
+    /// on it.
+    async fn take_within(&self, wait: Duration, lend: bool) -> Option<SpareExec> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
             {
-                let state = self.state();
-                if state.ready.is_some() {
-                    return true;
+                let mut state = self.state();
+                if let Some(spare) = state.ready.take() {
+                    state.coming += usize::from(lend);
+                    return Some(spare);
                 }
                 if state.coming == 0 {
-                    return false;
+                    return None;
                 }
             }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return false;
-            }
+            tokio::time::timeout_at(deadline, arrived).await.ok()?;
         }
+    }
+
+    /// Has the ready spare's shell run `line` (a kill's `stop`, which writes nothing), waiting at
+    /// most `wait` for one on its way; false when there is none, and the caller makes an exec.
+    /// The shell is the spare again at once: a command sent after `line` runs after it.
+    pub(super) async fn run_on_ready(self: &Arc<Self>, line: &str, wait: Duration) -> bool {
+        let Some(mut spare) = self.take_within(wait, true).await else {
+            return false;
+        };
+        let sent = spare.input.write_all(line.as_bytes()).await.is_ok()
+            && spare.input.flush().await.is_ok();
+        self.arrive(sent.then_some(spare));
+        if !sent {
+            self.prepare();
+        }
+        sent
     }
 
     /// A spare ready now: the one on its way, or one started here.
     pub(super) async fn warm_up(&self) -> Result<(), ExecError> {
-        if self.wait_ready().await {
+        if let Some(spare) = self.take_within(SPARE_WAIT, true).await {
+            self.arrive(Some(spare));
             return Ok(());
         }
         let spare = self.start_one().await?;
