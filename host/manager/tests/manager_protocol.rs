@@ -461,7 +461,11 @@ async fn statuses_round_trip_with_thread_and_turn_ids() {
     let lease = client.claim(&run.id, &r1, LEASE).await.unwrap();
     let t = &lease.lease_token;
     let cmd = client.enqueue(&run.id, prompt("p")).await.unwrap();
-    client.ack(&run.id, &cmd.id, t).await.unwrap();
+    let acked = client.ack(&run.id, &cmd.id, t).await.unwrap();
+    assert_eq!(acked.acked_at_ms, Some(clock_ms(&clock)));
+    assert_eq!(acked.finished_at_ms, None);
+    clock.advance(Duration::from_millis(1_500));
+    let finished_at = clock_ms(&clock);
 
     let outcome = TurnOutcome {
         thread_id: Some("thread-1".into()),
@@ -474,12 +478,15 @@ async fn statuses_round_trip_with_thread_and_turn_ids() {
         .unwrap();
     assert_eq!(c.status, CommandStatus::Failed);
     assert_eq!(c.outcome.as_ref(), Some(&outcome));
+    assert_eq!(c.finished_at_ms, Some(finished_at));
     // A repeat (a retried request) changes nothing; another outcome is refused.
+    clock.advance(Duration::from_millis(1_500));
     let again = client
         .command_status(&run.id, &cmd.id, t, &outcome)
         .await
         .unwrap();
     assert_eq!(again.outcome.as_ref(), Some(&outcome));
+    assert_eq!(again.finished_at_ms, Some(finished_at));
     let err = client
         .command_status(&run.id, &cmd.id, t, &TurnOutcome::completed())
         .await

@@ -192,6 +192,7 @@ pub(super) fn end_open_commands(
         };
         cmd.status = outcome.status.into();
         cmd.acked_at_ms.get_or_insert(now);
+        cmd.finished_at_ms = Some(now);
         cmd.outcome = Some(outcome);
         save_command(commands, run, seq, &cmd)?;
     }

@@ -62,6 +62,7 @@ impl Store {
                 status: CommandStatus::Queued,
                 created_at_ms: now,
                 acked_at_ms: None,
+                finished_at_ms: None,
                 cancel_requested: false,
                 outcome: None,
                 trace_context: trace_context.clone(),
@@ -164,11 +165,12 @@ impl Store {
     /// Client cancel of one command: a queued one ends `cancelled` at once, an acked one gets
     /// `cancel_requested` (on the runner's next heartbeat), a finished one is left as it is.
     pub fn cancel_command(&self, run: &str, cmd: &str) -> Result<Command> {
-        self.update_command(run, cmd, None, |c, _| {
+        self.update_command(run, cmd, None, |c, now| {
             if !c.status.is_terminal() {
                 c.cancel_requested = true;
                 if c.status == CommandStatus::Queued {
                     c.status = CommandStatus::Cancelled;
+                    c.finished_at_ms = Some(now);
                 }
             }
         })
@@ -185,9 +187,10 @@ impl Store {
         outcome: TurnOutcome,
     ) -> Result<Command> {
         let mut refused = None;
-        let command = self.update_command(run, cmd, Some(token), |c, _| match c.status {
+        let command = self.update_command(run, cmd, Some(token), |c, now| match c.status {
             CommandStatus::Acked => {
                 c.status = outcome.status.into();
+                c.finished_at_ms = Some(now);
                 c.outcome = Some(outcome);
             }
             CommandStatus::Queued => {
