@@ -206,3 +206,34 @@ async fn a_kill_runs_on_the_ready_spare_without_an_exec_of_its_own() {
     }
     sandbox.remove().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_still_lands_when_something_in_the_sandbox_stopped_the_ready_spare() {
+    let workspace = tempfile::tempdir().unwrap();
+    let sandbox = sandbox(workspace.path()).await;
+
+    // The program says which shell runs it ($PPID); every other spare shell is the ready one.
+    let mut process = sandbox.exec(sh("echo $PPID; sleep 60")).await.unwrap();
+    let first = process.output.next().await.unwrap().unwrap();
+    let runs_it = String::from_utf8_lossy(&first.data).trim().to_string();
+    sandbox.warm_up().await.unwrap();
+    // As a process of the sandbox would: stop every other spare shell.
+    let stop_others = format!(
+        "for p in $(grep -l aac-ready /proc/[0-9]*/cmdline | cut -d/ -f3); do \
+         [ \"$p\" = {runs_it} ] || [ \"$p\" = $$ ] || kill -STOP \"$p\"; done"
+    );
+    let stopped = std::process::Command::new("docker")
+        .args(["exec", sandbox.id(), "sh", "-c", &stop_others])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+
+    process.control.signal(Signal::Term).await.unwrap();
+    let (_, _, code) = tokio::time::timeout(std::time::Duration::from_secs(30), finish(process))
+        .await
+        .expect("the kill never reached the process");
+    assert_eq!(code, Some(143));
+    let (out, _, code) = run(&sandbox, sh("echo after")).await;
+    assert_eq!((out.as_str(), code), ("after\n", Some(0)));
+    sandbox.remove().await.unwrap();
+}

@@ -144,8 +144,8 @@ impl ProcessControl for DockerProcess {
             Signal::Term => "TERM",
             Signal::Kill => "KILL",
         };
-        let line = format!("stop '{}' {name} >/dev/null 3>&-\n", self.pid_file);
-        if self.spares.run_on_ready(&line, KILL_SPARE_WAIT).await {
+        let stop = format!("stop '{}' {name}", self.pid_file);
+        if self.spares.run_on_ready(&stop, KILL_SPARE_WAIT).await {
             return Ok(());
         }
         let config = ExecConfig {

@@ -25,8 +25,8 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use super::deadline::{Call, CallError, bounded};
 use super::exec::{SHELL_NAME, STOP_FUNCTION};
 use super::exec_start::{Chunks, START_FUNCTION, chunks, start_args};
-use super::exit_report::{AfterExit, index};
-use aac_sandbox::{ExecError, ExecSpec};
+use super::exit_report::{self, AfterExit, index};
+use aac_sandbox::{ExecError, ExecSpec, OutputStream};
 
 /// How long an exec waits for a spare being started (or coming back) before it makes its own.
 const SPARE_WAIT: Duration = Duration::from_secs(2);
@@ -37,6 +37,9 @@ const REPLACE_AFTER: Duration = Duration::from_millis(200);
 
 /// How long a shell has to say it takes the next command once its process has ended.
 const COMEBACK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a ready shell has to say it ran a command sent by [`Spares::run_on_ready`].
+const DONE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs each line it reads (`start …` and what follows it, see [`command_line`]; or a kill's
 /// `stop …`) after [`START_FUNCTION`] and [`STOP_FUNCTION`]. `$nl` lets quoted arguments carry newlines while a command stays one line.
@@ -141,6 +144,23 @@ fn quote(arg: &str) -> String {
         "'{}'",
         arg.replace('\'', r"'\''").replace('\n', r#"'"$nl"'"#)
     )
+}
+
+/// Whether `output` says, with exactly the done line of `nonce` on stdout and nothing else, that
+/// the shell ran what [`Spares::run_on_ready`] sent it.
+async fn says_done(output: &mut Chunks, nonce: &str) -> bool {
+    let expected = format!("\u{1e}aac-done:{nonce}\n");
+    let mut seen = BytesMut::new();
+    while seen.len() < expected.len() {
+        let Some(Ok(chunk)) = output.next().await else {
+            return false;
+        };
+        seen.extend_from_slice(&chunk.data);
+        if chunk.stream != OutputStream::Stdout || !expected.as_bytes().starts_with(&seen) {
+            return false;
+        }
+    }
+    true
 }
 
 /// What a shell that takes the next command writes on each stream after its process's report.
@@ -285,20 +305,33 @@ impl Spares {
         }
     }
 
-    /// Has the ready spare's shell run `line` (a kill's `stop`, which writes nothing), waiting at
-    /// most `wait` for one on its way; false when there is none, and the caller makes an exec.
-    /// The shell is the spare again at once: a command sent after `line` runs after it.
-    pub(super) async fn run_on_ready(self: &Arc<Self>, line: &str, wait: Duration) -> bool {
+    /// Has the ready spare's shell run `command` (a kill's `stop`; its output is dropped), waiting
+    /// at most `wait` for one on its way; true once the shell has said it ran it. False when there
+    /// is no spare, or its shell did not say so in [`DONE_WAIT`] (gone, or stopped by something in
+    /// the sandbox: that shell is given up), and the caller makes an exec.
+    pub(super) async fn run_on_ready(self: &Arc<Self>, command: &str, wait: Duration) -> bool {
         let Some(mut spare) = self.take_within(wait, true).await else {
             return false;
         };
+        let nonce = exit_report::nonce();
+        let line = format!(
+            "{command} >/dev/null 3>&-; printf '\\036aac-done:%s\\n' {}\n",
+            quote(&nonce)
+        );
         let sent = spare.input.write_all(line.as_bytes()).await.is_ok()
             && spare.input.flush().await.is_ok();
-        self.arrive(sent.then_some(spare));
-        if !sent {
+        let done = sent
+            && tokio::time::timeout(DONE_WAIT, says_done(&mut spare.output, &nonce))
+                .await
+                .unwrap_or(false);
+        if done {
+            self.arrive(Some(spare));
+        } else {
+            tracing::debug!(exec = %spare.exec_id, "the spare's shell did not run a command it was sent");
+            self.arrive(None);
             self.prepare();
         }
-        sent
+        done
     }
 
     /// A spare ready now: the one on its way, or one started here.
@@ -365,7 +398,7 @@ impl Spares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aac_sandbox::{OutputChunk, OutputStream};
+    use aac_sandbox::OutputChunk;
 
     #[test]
     fn the_command_line_is_one_line_whatever_the_arguments() {
@@ -438,6 +471,24 @@ mod tests {
                     .is_none(),
                 "{after:?}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_is_done_only_with_exactly_its_line_on_stdout() {
+        use OutputStream::{Stderr, Stdout};
+        let line = "\u{1e}aac-done:n0\n";
+        let (head, tail) = line.split_at(4);
+        let mut split = stream(vec![(Stdout, head), (Stdout, tail), (Stdout, "next")]);
+        assert!(says_done(&mut split, "n0").await, "split across reads");
+        for chunks in [
+            vec![(Stderr, line)],
+            vec![(Stdout, "\u{1e}aac-done:n1\n")],
+            vec![(Stdout, "noise"), (Stdout, line)],
+            vec![(Stdout, head)],
+        ] {
+            let shown = format!("{chunks:?}");
+            assert!(!says_done(&mut stream(chunks), "n0").await, "{shown}");
         }
     }
 }
