@@ -299,6 +299,19 @@ pub async fn exec_creates(
     since: std::time::SystemTime,
     until: std::time::SystemTime,
 ) -> usize {
+    engine_events(container, "exec_create", since, until)
+        .await
+        .len()
+}
+
+/// When (ns since the epoch, the engine's clock) the engine logged `event` (`create`, `start`,
+/// `exec_create`…) for `container` between `since` and `until`.
+pub async fn engine_events(
+    container: &str,
+    event: &str,
+    since: std::time::SystemTime,
+    until: std::time::SystemTime,
+) -> Vec<i64> {
     use bollard::query_parameters::EventsOptions;
     use futures::StreamExt;
     let stamp = |at: std::time::SystemTime| {
@@ -307,7 +320,7 @@ pub async fn exec_creates(
     };
     let filters = std::collections::HashMap::from([
         ("container".to_string(), vec![container.to_string()]),
-        ("event".to_string(), vec!["exec_create".to_string()]),
+        ("event".to_string(), vec![event.to_string()]),
     ]);
     let driver = docker().await;
     let mut events = driver.client().events(Some(EventsOptions {
@@ -315,10 +328,10 @@ pub async fn exec_creates(
         until: Some(stamp(until)),
         filters: Some(filters),
     }));
-    let mut count = 0;
-    while let Some(event) = events.next().await {
-        event.expect("reading the engine's events");
-        count += 1;
+    let mut times = Vec::new();
+    while let Some(logged) = events.next().await {
+        let logged = logged.expect("reading the engine's events");
+        times.push(logged.time_nano.expect("an event's time"));
     }
-    count
+    times
 }

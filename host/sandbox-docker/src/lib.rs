@@ -51,6 +51,17 @@ pub use labels::MANAGED as MANAGED_LABEL;
 /// fresh dockerd does not list).
 pub const HOST_ALIAS: &str = "host.docker.internal";
 
+/// The most containers [`DockerDriver::with_concurrent_starts`] lets be created and started at once.
+pub const MAX_CONCURRENT_STARTS: usize = 64;
+
+/// Containers one host creates and starts at once unless told otherwise: half its cores, at least
+/// one.
+pub fn default_concurrent_starts() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get() / 2)
+        .clamp(1, MAX_CONCURRENT_STARTS)
+}
+
 /// Opens sandboxes as Docker containers.
 #[derive(Clone)]
 pub struct DockerDriver {
@@ -60,6 +71,10 @@ pub struct DockerDriver {
     show_progress: bool,
     /// Egress networks kept ready, and the teardowns of used ones.
     egress: Arc<egress_stock::EgressStock>,
+    /// Turns to create and start a container. A start is the engine's costliest call (runc,
+    /// the shim, namespaces and cgroups: ~180 ms of CPU here); a burst of them all at once holds
+    /// every core, and every other session's processes and output wait behind it.
+    starts: Arc<tokio::sync::Semaphore>,
 }
 
 impl DockerDriver {
@@ -88,6 +103,7 @@ impl DockerDriver {
         }
         let runner_id = String::from("local");
         Ok(Self {
+            starts: Arc::new(tokio::sync::Semaphore::new(default_concurrent_starts())),
             egress: egress_stock::EgressStock::start(docker.clone(), runner_id.clone(), 0),
             docker,
             runner_id,
@@ -129,6 +145,15 @@ impl DockerDriver {
     /// waits until every used one is torn down. Each Docker call and rule change is bounded.
     pub async fn shutdown_egress(&self) {
         self.egress.shutdown().await;
+    }
+
+    /// Lets at most `count` containers (1 to [`MAX_CONCURRENT_STARTS`]) be created and started at
+    /// once; the default is [`default_concurrent_starts`].
+    pub fn with_concurrent_starts(mut self, count: usize) -> Self {
+        self.starts = Arc::new(tokio::sync::Semaphore::new(
+            count.clamp(1, MAX_CONCURRENT_STARTS),
+        ));
+        self
     }
 
     /// Shows image-pull progress on stderr when it is a terminal.
@@ -382,6 +407,8 @@ impl SandboxDriver for DockerDriver {
             (None, None, NetworkMode::Bridge) => "bridge".into(),
             (None, None, _) => "none".into(),
         };
+        // Never closed: an error would only mean going ahead without the turn.
+        let start_turn = self.starts.acquire().await.ok();
         let body = self.container_body(spec, &network, egress.as_ref());
         let created = match body {
             Ok(body) => bounded(
@@ -431,6 +458,7 @@ impl SandboxDriver for DockerDriver {
                 .context(format!("could not start container {}", sandbox.id()))
                 .into());
         }
+        drop(start_turn);
         // The first process's spare, on its way while the dead-man's switch is armed; its shell then
         // serves the session's processes one after another.
         sandbox.prepare_spare();

@@ -154,7 +154,12 @@ pub async fn run(
         }
         (Profiles::Fixed(_), Some(_)) => 0,
     };
-    let driver = driver.with_ready_egress_networks(ready_networks);
+    let mut driver = driver.with_ready_egress_networks(ready_networks);
+    if let Profiles::Config(config) = &profiles
+        && let Some(count) = config.concurrent_starts
+    {
+        driver = driver.with_concurrent_starts(count);
+    }
 
     if args.lease < crate::runner::lease::MIN_LEASE {
         bail!(

@@ -50,6 +50,9 @@ pub struct HostConfig {
     pub bundles: Option<BundleSettings>,
     /// `[egress] ready_networks`, when written (see [`HostConfig::ready_egress_networks`]).
     pub ready_egress_networks: Option<usize>,
+    /// `[docker] concurrent_starts`, when written: containers created and started at once (else
+    /// the driver's default, half the host's cores).
+    pub concurrent_starts: Option<usize>,
 }
 
 /// Egress networks a runner keeps ready when some runtime uses `network = "egress"` and
@@ -336,5 +339,7 @@ impl RuntimeProfile {
     }
 }
 
+#[cfg(test)]
+mod docker_settings_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use super::{
     TrustSettings, VersionProfile,
 };
 use crate::plugin::PluginLimits;
-use crate::sandbox::docker::MAX_READY_NETWORKS;
+use crate::sandbox::docker::{MAX_CONCURRENT_STARTS, MAX_READY_NETWORKS};
 use aac_egress::Allowlist;
 
 #[derive(Deserialize)]
@@ -35,6 +35,15 @@ struct RawConfig {
     bundles: Option<RawBundles>,
     #[serde(default)]
     egress: RawEgress,
+    #[serde(default)]
+    docker: RawDocker,
+}
+
+/// `[docker]`: host-wide settings of the Docker engine's use.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    concurrent_starts: Option<Spanned<u64>>,
 }
 
 /// `[egress]`: host-wide settings of egress sandboxes.
@@ -140,6 +149,20 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         Some(count) => Some(*count.get_ref() as usize),
         None => None,
     };
+    let concurrent_starts = match raw.docker.concurrent_starts {
+        Some(count) if !(1..=MAX_CONCURRENT_STARTS as u64).contains(count.get_ref()) => {
+            return Err(checker.error(
+                count.span(),
+                &["docker", "concurrent_starts"],
+                format!(
+                    "{} is out of range: from 1 to {MAX_CONCURRENT_STARTS} containers started at once",
+                    count.get_ref()
+                ),
+            ));
+        }
+        Some(count) => Some(*count.get_ref() as usize),
+        None => None,
+    };
     let mut runtimes = BTreeMap::new();
     for (name, profile) in raw.runtimes {
         let profile = checker.profile(name, profile, &limits, &trust)?;
@@ -152,6 +175,7 @@ pub(super) fn parse(text: &str, source: &Path) -> Result<HostConfig> {
         trust,
         bundles,
         ready_egress_networks,
+        concurrent_starts,
     })
 }
 
