@@ -217,16 +217,22 @@ async fn a_kill_still_lands_when_something_in_the_sandbox_stopped_the_ready_spar
     let first = process.output.next().await.unwrap().unwrap();
     let runs_it = String::from_utf8_lossy(&first.data).trim().to_string();
     sandbox.warm_up().await.unwrap();
-    // As a process of the sandbox would: stop every other spare shell.
+    // As a process of the sandbox would: stop every other spare shell, saying which. (The list
+    // also names the `grep` that made it, gone by then: its kill fails and is not counted.)
     let stop_others = format!(
         "for p in $(grep -l aac-ready /proc/[0-9]*/cmdline | cut -d/ -f3); do \
-         [ \"$p\" = {runs_it} ] || [ \"$p\" = $$ ] || kill -STOP \"$p\"; done"
+         [ \"$p\" = {runs_it} ] || [ \"$p\" = $$ ] || {{ kill -STOP \"$p\" 2>/dev/null && echo \"$p\"; }}; \
+         done; true"
     );
     let stopped = std::process::Command::new("docker")
         .args(["exec", sandbox.id(), "sh", "-c", &stop_others])
-        .status()
+        .output()
         .unwrap();
-    assert!(stopped.success());
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        !String::from_utf8_lossy(&stopped.stdout).trim().is_empty(),
+        "no ready spare was stopped: {stopped:?}"
+    );
 
     process.control.signal(Signal::Term).await.unwrap();
     let (_, _, code) = tokio::time::timeout(std::time::Duration::from_secs(30), finish(process))
