@@ -42,7 +42,8 @@ const COMEBACK_WAIT: Duration = Duration::from_secs(2);
 const DONE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs each line it reads (`start …` and what follows it, see [`command_line`]; or a kill's
-/// `stop …`) after [`START_FUNCTION`] and [`STOP_FUNCTION`]. `$nl` lets quoted arguments carry newlines while a command stays one line.
+/// `stop …`) after [`START_FUNCTION`] and [`STOP_FUNCTION`]. `$nl` lets quoted arguments carry
+/// newlines while a command stays one line.
 /// `again` tells the host the shell takes the next command — only when its stdout and stderr pipes
 /// are held by nobody but itself (`$o`, `$e`: their identities; a child the program left behind
 /// still writing would otherwise write into the next process's output); else the shell ends.
